@@ -1,0 +1,3 @@
+"""vulnwatch: continuous vulnerability monitoring for container images."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,392 @@
+"""Frozen data shared by every stage of the pipeline.
+
+This module is imported by all others and imports nothing of ours. Every
+type here is an immutable value: stages pass them along, never mutate them.
+
+Flow: ``Image`` (what a registry holds) -> ``ScanResult`` (what a scanner found,
+``Finding``s about ``Package``s) -> ``Event`` (what changed, made by ``diff``).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current time in UTC (the only clock the pipeline uses)."""
+    return datetime.now(timezone.utc)
+
+
+class Severity(enum.IntEnum):
+    """Severity rating, ordered so that ``max()`` and ``>=`` do the right thing."""
+
+    UNKNOWN = 0
+    NEGLIGIBLE = 1
+    LOW = 2
+    MEDIUM = 3
+    HIGH = 4
+    CRITICAL = 5
+
+    @classmethod
+    def parse(cls, value: str | None) -> "Severity":
+        """Map the many spellings scanners use (ECR, Inspector, OSV, CVSS) to a rating.
+
+        ``INFORMATIONAL`` and ``NEGLIGIBLE`` are ``NEGLIGIBLE``; ``UNDEFINED``,
+        ``UNTRIAGED``, empty and unrecognised strings are ``UNKNOWN``.
+        """
+        if not value:
+            return cls.UNKNOWN
+        v = str(value).strip().upper()
+        aliases = {"INFORMATIONAL": "NEGLIGIBLE", "INFO": "NEGLIGIBLE", "NONE": "NEGLIGIBLE",
+                   "MODERATE": "MEDIUM", "IMPORTANT": "HIGH", "UNDEFINED": "UNKNOWN",
+                   "UNTRIAGED": "UNKNOWN"}
+        v = aliases.get(v, v)
+        return cls.__members__.get(v, cls.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A reference a user types: ``host[:port]/repository[:tag][@digest]``.
+
+    Parsing lives in :mod:`vulnwatch.registries.interface`; this is only the value.
+    """
+
+    registry: str
+    """Registry host (``host[:port]``), e.g. ``123.dkr.ecr.us-east-1.amazonaws.com``."""
+    repository: str
+    """Repository path inside the registry, e.g. ``team/app``."""
+    tag: str | None = None
+    """Tag, if the reference named one."""
+    digest: str | None = None
+    """Manifest digest (``sha256:...``), if the reference named one."""
+
+    def __str__(self) -> str:
+        s = f"{self.registry}/{self.repository}"
+        if self.tag:
+            s += f":{self.tag}"
+        if self.digest:
+            s += f"@{self.digest}"
+        return s
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image in one repository: identified by its manifest digest.
+
+    Several tags on one digest are one image; an untagged image has ``tags == ()``.
+    """
+
+    registry: str
+    """Name of the registry as configured (``registries[].name``), not its URL."""
+    repository: str
+    """Repository name inside the registry."""
+    digest: str
+    """Manifest digest, ``sha256:<hex>``: the identity of the image."""
+    tags: tuple[str, ...] = ()
+    """Tags currently pointing at this digest, sorted."""
+    pushed_at: datetime | None = None
+    """When the registry says the image was pushed (for "newest N")."""
+    media_type: str | None = None
+    """Manifest media type, when known."""
+    size_bytes: int | None = None
+    """Compressed size as the registry reports it, when known."""
+
+    @property
+    def short_digest(self) -> str:
+        """``sha256:`` stripped, first 12 hex characters (as ``docker images`` shows)."""
+        return self.digest.split(":", 1)[-1][:12]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(registry, repository, digest): the identity under which state is stored."""
+        return (self.registry, self.repository, self.digest)
+
+    def __str__(self) -> str:
+        tag = f":{self.tags[0]}" if self.tags else ""
+        return f"{self.registry}/{self.repository}{tag}@{self.short_digest}"
+
+
+@dataclass(frozen=True)
+class Package:
+    """A package installed in an image (from a cataloger or a scanner's report)."""
+
+    name: str
+    """Name as the package manager spells it (binary package name for dpkg)."""
+    version: str
+    """Installed version, exactly as recorded by the package manager."""
+    ecosystem: str
+    """OSV ecosystem, e.g. ``Debian:12``, ``Alpine:v3.19``, ``PyPI``, ``npm``, ``Go``, ``Maven``."""
+    purl: str | None = None
+    """Package URL (https://github.com/package-url/purl-spec)."""
+    source_name: str | None = None
+    """Source (dpkg) or origin (apk) package name, which distro advisories use."""
+    source_version: str | None = None
+    """Version of the source package when it differs from ``version``."""
+    path: str | None = None
+    """File inside the image that the package was read from."""
+    layer: str | None = None
+    """Digest (diff id) of the layer that introduced the package."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One vulnerability in one installed package, normalised across scanners."""
+
+    vulnerability_id: str
+    """Primary id, the CVE when there is one (``CVE-2023-1234``), else the advisory id."""
+    package_name: str
+    """Affected package name as installed."""
+    package_version: str
+    """Installed version of the affected package."""
+    severity: Severity = Severity.UNKNOWN
+    """Rating, from a CVSS vector when available, else the source's own rating."""
+    ecosystem: str = ""
+    """Ecosystem of the package (see :class:`Package`), empty when the scanner does not say."""
+    aliases: tuple[str, ...] = ()
+    """Other ids of the same vulnerability (GHSA, DSA, PYSEC, ...), sorted."""
+    fixed_versions: tuple[str, ...] = ()
+    """Versions that fix it, empty when no fix is known."""
+    fix_available: bool | None = None
+    """True when a fix exists; None when the scanner cannot say. Derived from
+    ``fixed_versions`` when the scanner gives no explicit flag."""
+    cvss_score: float | None = None
+    """CVSS base score (0.0-10.0) when known."""
+    cvss_vector: str | None = None
+    """CVSS vector string when known, e.g. ``CVSS:3.1/AV:N/...``."""
+    title: str = ""
+    """One-line description."""
+    links: tuple[str, ...] = ()
+    """Reference URLs, the most useful first."""
+    scanner: str = ""
+    """Which scanner reported it (``ecr-basic``, ``ecr-enhanced``, ``builtin``)."""
+    exploit_available: bool | None = None
+    """Whether a public exploit is known, when the scanner says."""
+    purl: str | None = None
+    """Package URL of the affected package, when known."""
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """Identity used by ``diff``: vulnerability, ecosystem, package and installed version."""
+        return (self.vulnerability_id, self.ecosystem, self.package_name, self.package_version)
+
+    @property
+    def fixable(self) -> bool:
+        """True when a fix is known (explicit flag, else any fixed version)."""
+        if self.fix_available is not None:
+            return self.fix_available
+        return bool(self.fixed_versions)
+
+    @property
+    def link(self) -> str:
+        """Best single link: the first given, else a link built from the id."""
+        if self.links:
+            return self.links[0]
+        vid = self.vulnerability_id
+        if vid.startswith("CVE-"):
+            return f"https://nvd.nist.gov/vuln/detail/{vid}"
+        return f"https://osv.dev/vulnerability/{vid}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (used by the store and the webhook payloads)."""
+        return {
+            "vulnerability_id": self.vulnerability_id,
+            "aliases": list(self.aliases),
+            "package_name": self.package_name,
+            "package_version": self.package_version,
+            "ecosystem": self.ecosystem,
+            "purl": self.purl,
+            "fixed_versions": list(self.fixed_versions),
+            "fix_available": self.fix_available,
+            "fixable": self.fixable,
+            "severity": self.severity.name,
+            "cvss_score": self.cvss_score,
+            "cvss_vector": self.cvss_vector,
+            "title": self.title,
+            "links": list(self.links),
+            "scanner": self.scanner,
+            "exploit_available": self.exploit_available,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Finding":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            vulnerability_id=d["vulnerability_id"],
+            aliases=tuple(d.get("aliases") or ()),
+            package_name=d["package_name"],
+            package_version=d["package_version"],
+            ecosystem=d.get("ecosystem") or "",
+            purl=d.get("purl"),
+            fixed_versions=tuple(d.get("fixed_versions") or ()),
+            fix_available=d.get("fix_available"),
+            severity=Severity.parse(d.get("severity")),
+            cvss_score=d.get("cvss_score"),
+            cvss_vector=d.get("cvss_vector"),
+            title=d.get("title") or "",
+            links=tuple(d.get("links") or ()),
+            scanner=d.get("scanner") or "",
+            exploit_available=d.get("exploit_available"),
+        )
+
+
+def severity_counts(findings: tuple[Finding, ...] | list[Finding]) -> dict[str, int]:
+    """Counts per severity name, every rating present (zeros included), most severe first."""
+    counts = {s.name: 0 for s in sorted(Severity, reverse=True)}
+    for f in findings:
+        counts[f.severity.name] += 1
+    return counts
+
+
+class ScanState(str, enum.Enum):
+    """How a scan ended."""
+
+    COMPLETE = "COMPLETE"
+    """Findings are those of a finished scan."""
+    UNSUPPORTED = "UNSUPPORTED"
+    """The scanner cannot scan this image (e.g. ECR ``UnsupportedImageTypeException``)."""
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What one scanner reported for one image at one time."""
+
+    image: Image
+    """The image scanned (tags as seen in this cycle)."""
+    scanner: str
+    """Scanner name: ``ecr-basic``, ``ecr-enhanced``, ``builtin``."""
+    scanned_at: datetime
+    """When the findings were produced (ECR: ``imageScanCompletedAt``)."""
+    findings: tuple[Finding, ...] = ()
+    """Findings, one per (vulnerability, package, version)."""
+    vulnerability_source_updated_at: datetime | None = None
+    """Freshness of the advisory data the scanner used."""
+    state: ScanState = ScanState.COMPLETE
+    """Whether findings are meaningful (see :class:`ScanState`)."""
+    packages: tuple[Package, ...] = ()
+    """Inventory, for scanners that catalog packages themselves (empty for ECR)."""
+    distro: str | None = None
+    """OS ecosystem detected in the image, e.g. ``Debian:12``."""
+    notes: tuple[str, ...] = ()
+    """Human-readable remarks (quota reached so previous findings kept, stale data, ...)."""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Findings per severity name."""
+        return severity_counts(self.findings)
+
+
+@dataclass(frozen=True)
+class FindingChange:
+    """A finding present before and after, with something about it changed."""
+
+    before: Finding
+    after: Finding
+
+    @property
+    def what(self) -> tuple[str, ...]:
+        """Names of the fields that changed: ``severity``, ``cvss_score``, ``fix_available``."""
+        out = []
+        if self.before.severity != self.after.severity:
+            out.append("severity")
+        if self.before.cvss_score != self.after.cvss_score:
+            out.append("cvss_score")
+        if self.before.fixable != self.after.fixable or (
+                set(self.before.fixed_versions) != set(self.after.fixed_versions)):
+            out.append("fix_available")
+        return tuple(out)
+
+
+class EventKind(str, enum.Enum):
+    """What an :class:`Event` reports."""
+
+    NEW_IMAGE = "new_image"
+    """A digest seen for the first time; ``added`` holds all its findings."""
+    FINDINGS_CHANGED = "findings_changed"
+    """Same digest, the findings moved (new advisory data, re-score, ...)."""
+    REBUILD = "rebuild"
+    """A tag moved to a new digest; compared against the tag's previous digest."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change worth telling someone about. Written to the outbox, delivered at least once."""
+
+    id: str
+    """Stable id (a UUID derived from the content); receivers de-duplicate on it."""
+    kind: EventKind
+    image: Image
+    """The image as scanned now."""
+    scanner: str
+    occurred_at: datetime
+    added: tuple[Finding, ...] = ()
+    fixed: tuple[Finding, ...] = ()
+    changed: tuple[FindingChange, ...] = ()
+    counts: dict[str, int] = field(default_factory=dict)
+    """Counts per severity now."""
+    previous_counts: dict[str, int] = field(default_factory=dict)
+    """Counts per severity of the snapshot compared against (empty for a new image)."""
+    previous_digest: str | None = None
+    """For ``REBUILD``: the digest the tag pointed to before."""
+    moved_tags: tuple[str, ...] = ()
+    """For ``REBUILD``: the tags that moved."""
+
+    @property
+    def subject(self) -> str:
+        """``repository:tag`` (first tag) or ``repository@short-digest``."""
+        img = self.image
+        return f"{img.repository}:{img.tags[0]}" if img.tags else f"{img.repository}@{img.short_digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: what the store keeps and what webhooks carry as ``data``."""
+        img = self.image
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "registry": img.registry,
+            "repository": img.repository,
+            "digest": img.digest,
+            "tags": list(img.tags),
+            "pushed_at": img.pushed_at.isoformat() if img.pushed_at else None,
+            "scanner": self.scanner,
+            "occurred_at": self.occurred_at.isoformat(),
+            "previous_digest": self.previous_digest,
+            "moved_tags": list(self.moved_tags),
+            "counts": dict(self.counts),
+            "previous_counts": dict(self.previous_counts),
+            "added": [f.to_dict() for f in self.added],
+            "fixed": [f.to_dict() for f in self.fixed],
+            "changed": [{"before": c.before.to_dict(), "after": c.after.to_dict(),
+                         "what": list(c.what)} for c in self.changed],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Event":
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            id=d["id"],
+            kind=EventKind(d["kind"]),
+            image=Image(registry=d["registry"], repository=d["repository"], digest=d["digest"],
+                        tags=tuple(d.get("tags") or ()),
+                        pushed_at=datetime.fromisoformat(d["pushed_at"]) if d.get("pushed_at") else None),
+            scanner=d["scanner"],
+            occurred_at=datetime.fromisoformat(d["occurred_at"]),
+            previous_digest=d.get("previous_digest"),
+            moved_tags=tuple(d.get("moved_tags") or ()),
+            counts=dict(d.get("counts") or {}),
+            previous_counts=dict(d.get("previous_counts") or {}),
+            added=tuple(Finding.from_dict(x) for x in d.get("added") or ()),
+            fixed=tuple(Finding.from_dict(x) for x in d.get("fixed") or ()),
+            changed=tuple(FindingChange(Finding.from_dict(x["before"]), Finding.from_dict(x["after"]))
+                          for x in d.get("changed") or ()),
+        )
+
+
+def stable_id(*parts: Any) -> str:
+    """A UUID-shaped id derived from ``parts`` (same input, same id)."""
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:32]}"

@@ -1,0 +1,43 @@
+"""Events -> messages: the ``Notifier`` interface.
+
+Implementations: ``slack`` (incoming webhook, Block Kit), ``webhook`` (CloudEvents 1.0).
+Routing (which events a sink wants) is in :mod:`vulnwatch.notify.routing`; delivery with
+retries from the outbox is in :mod:`vulnwatch.notify.outbox`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from ..model import Event
+
+
+class DeliveryError(Exception):
+    """A message was not accepted.
+
+    ``retryable`` False means retrying cannot help (e.g. 400/404: the URL or payload is
+    wrong) and the delivery is dead-lettered at once. ``retry_after`` (seconds) is the
+    receiver's own request (HTTP 429 ``Retry-After``). Messages never contain the URL or
+    any other secret.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Notifier(abc.ABC):
+    """Sends events to one configured sink."""
+
+    name: str
+    """The sink's configured name (``notifications[].name``)."""
+
+    @abc.abstractmethod
+    def send(self, events: Sequence[Event]) -> None:
+        """Deliver one message: a single event (per-image mode) or several (digest mode).
+        Raises :class:`DeliveryError`."""
+
+    def close(self) -> None:
+        """Release connections."""

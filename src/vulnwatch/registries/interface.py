@@ -1,0 +1,96 @@
+"""Where images come from: the ``Registry`` interface.
+
+A registry lists repositories and the images in them (one :class:`~vulnwatch.model.Image`
+per digest, tags grouped), and serves manifests and blobs for scanners that read
+layers themselves. Implementations: ``ecr`` (AWS API), ``oci`` (Registry HTTP API v2),
+``archive`` (``docker save`` tarballs and OCI layouts).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..model import Image
+
+
+class RegistryError(Exception):
+    """A registry call failed. The message names the registry and repository/reference.
+
+    ``retryable`` is True for transient failures (throttling, 5xx, timeouts).
+    """
+
+    def __init__(self, message: str, *, registry: str | None = None, repository: str | None = None,
+                 reference: str | None = None, retryable: bool = False) -> None:
+        where = "/".join(p for p in (registry, repository) if p)
+        if reference:
+            where += f"@{reference}" if reference.startswith("sha256:") else f":{reference}"
+        super().__init__(f"{where}: {message}" if where else message)
+        self.registry = registry
+        self.repository = repository
+        self.reference = reference
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor (a layer, a config, or a manifest inside an index)."""
+
+    media_type: str
+    """Media type of the referenced content."""
+    digest: str
+    """``sha256:<hex>`` of the referenced bytes."""
+    size: int
+    """Size in bytes of the referenced content."""
+    platform: str | None = None
+    """For manifests inside an index: ``os/arch[/variant]``."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A single-platform image manifest, already resolved from any index."""
+
+    digest: str
+    """Digest of the manifest bytes as the registry serves them."""
+    media_type: str
+    """OCI or Docker v2 manifest media type."""
+    config: Descriptor
+    """The image config blob."""
+    layers: tuple[Descriptor, ...]
+    """Layers, bottom first."""
+    raw: bytes = b""
+    """The manifest bytes, exactly as served."""
+    index_digest: str | None = None
+    """Digest of the index/manifest list this manifest was picked from, if any."""
+    platform: str | None = None
+    """Platform chosen from the index, if any."""
+
+
+class Registry(abc.ABC):
+    """A source of images. One instance per configured registry."""
+
+    name: str
+    """The configured name (``registries[].name``); stored in every :class:`Image`."""
+
+    @abc.abstractmethod
+    def repositories(self) -> Iterator[str]:
+        """Every repository name the credentials can see (paginated to the end)."""
+
+    @abc.abstractmethod
+    def images(self, repository: str) -> Iterator[Image]:
+        """Every image in ``repository``: one per digest, all its tags grouped, paginated to the end."""
+
+    def manifest(self, repository: str, reference: str) -> Manifest:
+        """The manifest for a tag or digest, resolving an index to the configured platform."""
+        raise RegistryError("this registry does not serve manifests", registry=self.name,
+                            repository=repository, reference=reference)
+
+    def blob(self, repository: str, digest: str) -> BinaryIO:
+        """A stream of the blob's bytes; the implementation verifies the digest at EOF."""
+        raise RegistryError("this registry does not serve blobs", registry=self.name,
+                            repository=repository, reference=digest)
+
+    def close(self) -> None:
+        """Release connections."""
