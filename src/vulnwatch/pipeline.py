@@ -1,0 +1,213 @@
+"""One monitoring cycle: targets -> scan -> (snapshot + diff + outbox, one transaction) -> dispatch.
+
+This is the only place that wires stages together; the CLI, the daemon and the Lambda handlers
+all call :class:`Pipeline`. It does no formatting and no argument parsing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .diff import diff
+from .model import Event, Image, ScanResult, utcnow
+from .notify.interface import Notifier
+from .notify.outbox import DispatchReport, Dispatcher
+from .notify.routing import Route, route
+from .registries.interface import Registry, RegistryError
+from .scanners.interface import ScanError, Scanner
+from .store.interface import Store
+from .targets import TargetError, select_images, select_repositories
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Something that could not be scanned or listed; the cycle went on without it."""
+
+    target: str
+    """The image (``registry/repo:tag@digest``), repository or registry that failed."""
+    error: str
+    """What went wrong (no secrets)."""
+    code: str = "Error"
+    """Short machine-readable reason (the scanner's or registry's error code)."""
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """What one cycle did."""
+
+    images: int = 0
+    """Images selected for scanning."""
+    scanned: int = 0
+    """Images whose scan result was recorded."""
+    events: tuple[Event, ...] = ()
+    """Change events written to the outbox."""
+    failures: tuple[Failure, ...] = ()
+    """Per image / repository / registry failures (the cycle went on)."""
+    delivery: DispatchReport | None = None
+    """What the dispatcher did at the end of the cycle (None if delivery was skipped)."""
+    notes: tuple[str, ...] = ()
+    """Remarks worth showing (quota reached, stale data, ...)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One configured registry with what to watch in it and the scanner to use."""
+
+    registry: Registry
+    scanner: Scanner
+    selectors: Sequence = ()
+    """``targets`` selectors; empty with no watch list means every repository."""
+    watch_list: Sequence[str] | None = None
+    """Repository names from a watch list file (the older JSON-array format), if configured."""
+
+
+@dataclass(frozen=True)
+class Sink:
+    """A configured notification sink: the notifier and what it wants."""
+
+    notifier: Notifier
+    route: Route = field(default_factory=Route)
+
+
+class RoutedNotifier(Notifier):
+    """Applies a sink's :class:`Route` to each event before sending (the outbox keeps whole events)."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.name = sink.notifier.name
+
+    def send(self, events: Sequence[Event]) -> None:
+        routed = [e for e in (route(ev, self.sink.route) for ev in events) if e is not None]
+        if routed:
+            self.sink.notifier.send(routed)
+
+    def close(self) -> None:
+        self.sink.notifier.close()
+
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``; ``total`` 0 when unknown."""
+
+
+class Pipeline:
+    """Runs cycles over the configured watches; records to ``store``; delivers to ``sinks``."""
+
+    def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
+                 max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
+                 progress: Progress | None = None) -> None:
+        self.store = store
+        self.watches = list(watches)
+        self.sinks = list(sinks)
+        self.progress = progress or (lambda stage, done, total: None)
+        self.dispatcher = Dispatcher(
+            store, {s.notifier.name: RoutedNotifier(s) for s in self.sinks},
+            max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
+            modes={s.notifier.name: s.route.mode for s in self.sinks})
+
+    # -- selection -------------------------------------------------------------------------
+    def targets(self, watch: Watch, failures: list[Failure]) -> list[Image]:
+        """The images of one watch, after repository and tag selection."""
+        reg = watch.registry
+        try:
+            names = list(watch.watch_list) if watch.watch_list is not None else list(reg.repositories())
+            chosen = select_repositories(names, watch.selectors, watch.watch_list)
+        except (RegistryError, TargetError) as e:
+            failures.append(Failure(reg.name, str(e), getattr(e, "code", type(e).__name__)))
+            return []
+        images: list[Image] = []
+        for repo, selector in chosen:
+            try:
+                images.extend(select_images(reg.images(repo), selector))
+            except RegistryError as e:
+                failures.append(Failure(f"{reg.name}/{repo}", str(e), "RegistryError"))
+        return images
+
+    # -- recording -------------------------------------------------------------------------
+    def record(self, result: ScanResult, previous: ScanResult | None) -> Event | None:
+        """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction."""
+        image = result.image
+        base: ScanResult | None = None
+        moved: list[str] = []
+        if previous is None:
+            for tag in image.tags:
+                old = self.store.tag_digest(image.registry, image.repository, tag)
+                if old and old != image.digest:
+                    moved.append(tag)
+                    if base is None:
+                        base = self.store.snapshot(image.registry, image.repository, old)
+        event = diff(result, previous, base, tuple(moved))
+        deliveries: list[tuple[Event, list[str]]] = []
+        if event is not None:
+            sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
+            deliveries.append((event, sinks))
+        self.store.commit_scan(result, deliveries)
+        return event
+
+    # -- the cycle -------------------------------------------------------------------------
+    def run_cycle(self, *, deliver: bool = True) -> CycleReport:
+        failures: list[Failure] = []
+        events: list[Event] = []
+        notes: list[str] = []
+        selected = 0
+        scanned = 0
+        for watch in self.watches:
+            images = self.targets(watch, failures)
+            selected += len(images)
+            previous = {img.key: snap for img in images
+                        if (snap := self.store.snapshot(*img.key)) is not None}
+            self.progress("scan", 0, len(images))
+            done = 0
+            for image, outcome in watch.scanner.scan_many(images, previous):
+                done += 1
+                self.progress("scan", done, len(images))
+                if isinstance(outcome, ScanError):
+                    failures.append(Failure(str(image), str(outcome), outcome.code))
+                    self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
+                    log.warning("scan failed", extra={"image": str(image), "code": outcome.code,
+                                                      "error": str(outcome)})
+                    continue
+                try:
+                    event = self.record(outcome, previous.get(image.key))
+                except Exception as e:  # a broken record must not stop the others
+                    log.exception("recording %s failed", image)
+                    failures.append(Failure(str(image), f"recording failed: {e}", type(e).__name__))
+                    continue
+                scanned += 1
+                notes.extend(f"{image}: {n}" for n in outcome.notes)
+                if event is not None:
+                    events.append(event)
+        delivery = self.deliver() if deliver else None
+        return CycleReport(images=selected, scanned=scanned, events=tuple(events),
+                           failures=tuple(failures), delivery=delivery, notes=tuple(notes))
+
+    def rescore(self, results: Iterable[tuple[ScanResult, ScanResult]]) -> list[Event]:
+        """Record re-matched results ``(new, previous)`` (no registry involved) and return events."""
+        events = []
+        for new, old in results:
+            ev = self.record(new, old)
+            if ev is not None:
+                events.append(ev)
+        return events
+
+    def deliver(self) -> DispatchReport:
+        """Deliver whatever is due in the outbox (this cycle's events and earlier retries)."""
+        return self.dispatcher.dispatch()
+
+    def close(self) -> None:
+        for w in self.watches:
+            w.scanner.close()
+            w.registry.close()
+        for s in self.sinks:
+            s.notifier.close()
+
+
+def snapshots_by_key(snaps: Iterable[ScanResult]) -> Mapping[tuple[str, str, str], ScanResult]:
+    return {s.image.key: s for s in snaps}
