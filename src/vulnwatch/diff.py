@@ -1,0 +1,131 @@
+"""What changed between two scans: a pure function from snapshots to an :class:`Event`.
+
+No I/O and no state: the pipeline reads the previous snapshot from the store, calls
+:func:`diff`, and writes the snapshot and the event in one transaction.
+
+Finding identity is :attr:`vulnwatch.model.Finding.key` (vulnerability, ecosystem,
+package, installed version):
+
+- ``added``: keys in the current scan only;
+- ``fixed``: keys in the compared-against scan only;
+- ``changed``: keys in both whose severity, CVSS score, fixability or fixed versions
+  differ (:class:`vulnwatch.model.FindingChange`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState,
+                    stable_id, utcnow)
+
+__all__ = ["diff", "summarize", "finding_order"]
+
+
+def finding_order(finding: Finding) -> tuple:
+    """Sort key: most severe first, then by vulnerability id, package and version."""
+    return (-int(finding.severity), finding.vulnerability_id, finding.ecosystem,
+            finding.package_name, finding.package_version)
+
+
+def _by_key(findings: Iterable[Finding]) -> dict[tuple[str, str, str, str], Finding]:
+    """Findings indexed by key; when a scanner repeats a key the most severe one is kept."""
+    out: dict[tuple[str, str, str, str], Finding] = {}
+    for f in findings:
+        kept = out.get(f.key)
+        if kept is None or f.severity > kept.severity:
+            out[f.key] = f
+    return out
+
+
+def _meaningful(result: ScanResult | None) -> ScanResult | None:
+    """A snapshot to compare against, or None when it holds no real findings (UNSUPPORTED)."""
+    if result is None or result.state is not ScanState.COMPLETE:
+        return None
+    return result
+
+
+def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult | None = None,
+         moved_tags: Iterable[str] = (), *, now: datetime | None = None) -> Event | None:
+    """The event describing how ``current`` differs, or None when nothing worth telling changed.
+
+    ``previous`` is the stored snapshot of the same digest. ``tag_base`` is the snapshot of
+    the digest a tag pointed to before, used only when ``previous`` is None: the tag moved
+    to a new digest, and the event is a ``REBUILD`` against it (``moved_tags`` names the
+    tags that moved). With neither, the image is new: a ``NEW_IMAGE`` event with every
+    finding ``added``, or None if it has no findings.
+
+    A current result that is not ``COMPLETE`` (the scanner cannot scan this image) never
+    makes an event; a not-``COMPLETE`` previous snapshot counts as no snapshot.
+    ``now`` is the event's ``occurred_at`` (default: the current time).
+    """
+    if current.state is not ScanState.COMPLETE:
+        return None
+    base = _meaningful(previous)
+    previous_digest: str | None = None
+    tags: tuple[str, ...] = ()
+    if base is not None:
+        kind = EventKind.FINDINGS_CHANGED
+    else:
+        base = _meaningful(tag_base) if previous is None else None
+        if base is not None and base.image.digest != current.image.digest:
+            kind = EventKind.REBUILD
+            previous_digest = base.image.digest
+            tags = tuple(sorted(set(moved_tags)))
+        elif base is not None:  # the tag's old digest is this digest: nothing moved
+            kind = EventKind.FINDINGS_CHANGED
+        else:
+            kind = EventKind.NEW_IMAGE
+
+    now_by_key = _by_key(current.findings)
+    before_by_key = _by_key(base.findings) if base is not None else {}
+
+    added = sorted((f for k, f in now_by_key.items() if k not in before_by_key), key=finding_order)
+    fixed = sorted((f for k, f in before_by_key.items() if k not in now_by_key), key=finding_order)
+    changed = sorted((FindingChange(before_by_key[k], f) for k, f in now_by_key.items()
+                      if k in before_by_key and FindingChange(before_by_key[k], f).what),
+                     key=lambda c: finding_order(c.after))
+    if not (added or fixed or changed):
+        return None
+
+    change_keys = sorted([["+", *f.key] for f in added] + [["-", *f.key] for f in fixed]
+                         + [["~", *c.after.key, *c.what] for c in changed])
+    img = current.image
+    event_id = stable_id(img.registry, img.repository, img.digest, kind.value,
+                         base.image.digest if base is not None else None,
+                         base.scanned_at.isoformat() if base is not None else None,
+                         current.scanned_at.isoformat(), change_keys)
+    return Event(
+        id=event_id,
+        kind=kind,
+        image=img,
+        scanner=current.scanner,
+        occurred_at=now if now is not None else utcnow(),
+        added=tuple(added),
+        fixed=tuple(fixed),
+        changed=tuple(changed),
+        counts=current.counts,
+        previous_counts=base.counts if base is not None else {},
+        previous_digest=previous_digest,
+        moved_tags=tags,
+    )
+
+
+_KIND_LABELS = {
+    EventKind.NEW_IMAGE: "new image",
+    EventKind.FINDINGS_CHANGED: "findings changed",
+    EventKind.REBUILD: "rebuild",
+}
+
+
+def summarize(event: Event) -> str:
+    """One line for humans, e.g. ``rebuild: +2 new, -10 fixed, 1 changed`` (zero parts left out)."""
+    parts = []
+    if event.added:
+        parts.append(f"+{len(event.added)} new")
+    if event.fixed:
+        parts.append(f"-{len(event.fixed)} fixed")
+    if event.changed:
+        parts.append(f"{len(event.changed)} changed")
+    return f"{_KIND_LABELS.get(event.kind, event.kind.value)}: {', '.join(parts) or 'no change'}"

@@ -1,0 +1,168 @@
+"""diff(): the cases of the issue, plus ordering, ids and summaries."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from vulnwatch.diff import diff, summarize
+from vulnwatch.model import (EventKind, Finding, Image, ScanResult, ScanState, Severity,
+                             severity_counts)
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 2, 8, 0, tzinfo=timezone.utc)
+IMG = Image("prod", "team/app", "sha256:" + "a" * 64, tags=("latest",))
+IMG2 = Image("prod", "team/app", "sha256:" + "b" * 64, tags=("latest",))
+
+
+def f(vid: str, sev: Severity = Severity.HIGH, pkg: str = "openssl", ver: str = "3.0.11-1",
+      **kw) -> Finding:
+    return Finding(vulnerability_id=vid, package_name=pkg, package_version=ver, severity=sev,
+                   ecosystem="Debian:12", scanner="ecr-basic", **kw)
+
+
+def scan(findings, image=IMG, at=T0, state=ScanState.COMPLETE) -> ScanResult:
+    return ScanResult(image=image, scanner="ecr-basic", scanned_at=at, findings=tuple(findings),
+                      state=state)
+
+
+def test_swap_one_cve_for_another_at_equal_counts():
+    before = scan([f("CVE-2024-0001"), f("CVE-2024-0002")])
+    after = scan([f("CVE-2024-0001"), f("CVE-2024-0003")], at=T0 + timedelta(hours=1))
+    ev = diff(after, before, now=NOW)
+    assert ev is not None
+    assert ev.kind is EventKind.FINDINGS_CHANGED
+    assert [x.vulnerability_id for x in ev.added] == ["CVE-2024-0003"]
+    assert [x.vulnerability_id for x in ev.fixed] == ["CVE-2024-0002"]
+    assert ev.changed == ()
+    assert ev.counts == ev.previous_counts == severity_counts(after.findings)
+    assert ev.occurred_at == NOW
+    assert ev.previous_digest is None
+    assert summarize(ev) == "findings changed: +1 new, -1 fixed"
+
+
+def test_same_findings_gives_none():
+    findings = [f("CVE-2024-0001"), f("CVE-2024-0002", Severity.LOW)]
+    assert diff(scan(findings, at=T0 + timedelta(days=1)), scan(list(reversed(findings)))) is None
+
+
+def test_title_or_link_change_alone_is_not_a_change():
+    before = scan([f("CVE-2024-0001", title="old")])
+    after = scan([f("CVE-2024-0001", title="new", links=("https://x",))])
+    assert diff(after, before) is None
+
+
+def test_rescore_is_changed():
+    before = scan([f("CVE-2024-0001", Severity.MEDIUM, cvss_score=5.3)])
+    after = scan([f("CVE-2024-0001", Severity.CRITICAL, cvss_score=9.8)])
+    ev = diff(after, before)
+    assert ev is not None and ev.added == () and ev.fixed == ()
+    (ch,) = ev.changed
+    assert ch.before.severity is Severity.MEDIUM and ch.after.severity is Severity.CRITICAL
+    assert ch.what == ("severity", "cvss_score")
+    assert ev.previous_counts["MEDIUM"] == 1 and ev.counts["CRITICAL"] == 1
+    assert summarize(ev) == "findings changed: 1 changed"
+
+
+def test_fix_became_available_is_changed():
+    before = scan([f("CVE-2024-0001")])
+    after = scan([f("CVE-2024-0001", fixed_versions=("3.0.13-1~deb12u1",))])
+    ev = diff(after, before)
+    assert ev is not None
+    (ch,) = ev.changed
+    assert ch.what == ("fix_available",)
+    assert ch.after.fixable and not ch.before.fixable
+
+
+def test_new_vulnerable_image_is_new_image_with_all_added():
+    cur = scan([f("CVE-2024-0002", Severity.LOW), f("CVE-2024-0001", Severity.CRITICAL)])
+    ev = diff(cur, None, now=NOW)
+    assert ev is not None and ev.kind is EventKind.NEW_IMAGE
+    assert [x.vulnerability_id for x in ev.added] == ["CVE-2024-0001", "CVE-2024-0002"]
+    assert ev.fixed == () and ev.previous_counts == {}
+    assert ev.counts["CRITICAL"] == 1 and ev.counts["LOW"] == 1
+    assert summarize(ev) == "new image: +2 new"
+
+
+def test_clean_new_image_gives_none():
+    assert diff(scan([]), None) is None
+
+
+def test_unsupported_results_give_none():
+    unsupported = scan([], state=ScanState.UNSUPPORTED)
+    assert diff(unsupported, None) is None
+    assert diff(replace(unsupported, scanned_at=T0 + timedelta(days=1)), unsupported) is None
+    # previous findings are not reported fixed because the scanner stopped being able to scan
+    assert diff(unsupported, scan([f("CVE-2024-0001")])) is None
+
+
+def test_first_complete_scan_after_unsupported_is_new_image():
+    ev = diff(scan([f("CVE-2024-0001")]), scan([], state=ScanState.UNSUPPORTED))
+    assert ev is not None and ev.kind is EventKind.NEW_IMAGE
+
+
+def test_rebuild_against_tags_previous_digest():
+    old = [f(f"CVE-2023-{i:04d}", Severity.MEDIUM) for i in range(10)] + [f("CVE-2024-9000")]
+    new = [f("CVE-2024-9000"), f("CVE-2024-1111", Severity.CRITICAL, pkg="curl"),
+           f("CVE-2024-2222", Severity.LOW, pkg="curl")]
+    base = scan(old, image=IMG)
+    ev = diff(scan(new, image=IMG2, at=T0 + timedelta(days=3)), None, tag_base=base,
+              moved_tags=["latest", "1.2"])
+    assert ev is not None and ev.kind is EventKind.REBUILD
+    assert ev.previous_digest == IMG.digest
+    assert ev.image.digest == IMG2.digest
+    assert ev.moved_tags == ("1.2", "latest")
+    assert summarize(ev) == "rebuild: +2 new, -10 fixed"
+    assert ev.previous_counts["MEDIUM"] == 10
+
+
+def test_tag_base_is_ignored_when_the_digest_has_a_snapshot():
+    prev = scan([f("CVE-2024-0001")])
+    base = scan([f("CVE-2024-0002")], image=IMG2)
+    ev = diff(scan([f("CVE-2024-0001"), f("CVE-2024-0003")]), prev, tag_base=base)
+    assert ev is not None and ev.kind is EventKind.FINDINGS_CHANGED
+    assert [x.vulnerability_id for x in ev.added] == ["CVE-2024-0003"] and ev.fixed == ()
+
+
+def test_rebuild_with_same_findings_gives_none():
+    findings = [f("CVE-2024-0001")]
+    assert diff(scan(findings, image=IMG2), None, tag_base=scan(findings)) is None
+
+
+def test_order_most_severe_first_then_id():
+    cur = scan([f("CVE-2024-0009", Severity.LOW), f("CVE-2024-0005", Severity.HIGH),
+                f("CVE-2024-0001", Severity.LOW), f("CVE-2024-0007", Severity.CRITICAL),
+                f("CVE-2024-0002", Severity.HIGH)])
+    ev = diff(cur, None)
+    assert [x.vulnerability_id for x in ev.added] == [
+        "CVE-2024-0007", "CVE-2024-0002", "CVE-2024-0005", "CVE-2024-0001", "CVE-2024-0009"]
+
+
+def test_identity_includes_package_version_and_ecosystem():
+    before = scan([f("CVE-2024-0001", ver="1.0")])
+    after = scan([f("CVE-2024-0001", ver="1.1")])
+    ev = diff(after, before)
+    assert ev is not None
+    assert [x.package_version for x in ev.added] == ["1.1"]
+    assert [x.package_version for x in ev.fixed] == ["1.0"]
+
+
+def test_event_id_is_stable_and_content_dependent():
+    before = scan([f("CVE-2024-0001")])
+    after = scan([f("CVE-2024-0002")], at=T0 + timedelta(hours=1))
+    a = diff(after, before, now=NOW)
+    b = diff(after, before, now=NOW + timedelta(hours=5))
+    assert a.id == b.id
+    other = diff(replace(after, scanned_at=T0 + timedelta(hours=2)), before)
+    assert other.id != a.id
+    different_change = diff(scan([f("CVE-2024-0003")], at=after.scanned_at), before)
+    assert different_change.id != a.id
+    assert diff(after, None).id != a.id  # NEW_IMAGE differs from FINDINGS_CHANGED
+
+
+def test_event_round_trips_through_dict():
+    before = scan([f("CVE-2024-0001", Severity.MEDIUM, cvss_score=5.0)])
+    after = scan([f("CVE-2024-0001", Severity.HIGH, cvss_score=7.5), f("CVE-2024-0004")])
+    ev = diff(after, before, now=NOW)
+    from vulnwatch.model import Event
+    assert Event.from_dict(ev.to_dict()) == ev
