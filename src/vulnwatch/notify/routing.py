@@ -1,0 +1,145 @@
+"""Which events (and which findings in them) a notification sink wants.
+
+A :class:`Route` is the filter configured for one sink; :func:`route` applies it to one
+event. Filtering keeps the event's identity (image, kind, counts) and narrows its
+``added`` / ``fixed`` / ``changed`` lists; ``counts`` and ``previous_counts`` stay those
+of the whole image so that a message can still say "CRITICAL 2 (+1)".
+
+:func:`plan_deliveries` routes one event to many sinks and groups the sinks that get the
+same (possibly narrowed) event, the shape :meth:`vulnwatch.store.interface.Store.commit_scan`
+takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from ..model import Event, EventKind, Finding, FindingChange, Severity, stable_id
+
+MODES = ("per_image", "digest")
+"""Delivery modes: one message per event, or one message for all events due at once."""
+
+Mode = Literal["per_image", "digest"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """The filter of one sink. The defaults let everything through."""
+
+    min_severity: Severity = Severity.UNKNOWN
+    """Findings rated below this are left out of ``added`` / ``fixed`` / ``changed``."""
+    fixable_only: bool = False
+    """Leave out findings with no known fix."""
+    repositories: tuple[str, ...] = ()
+    """Glob patterns (:func:`fnmatch.fnmatchcase`) matched against ``repository`` and against
+    ``registry/repository``; empty means every repository."""
+    mode: Mode = "per_image"
+    """``per_image``: one message per event; ``digest``: one message for all due events."""
+    kinds: frozenset[EventKind] = frozenset(EventKind)
+    """Event kinds the sink wants (default: all)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"notification mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if not isinstance(self.min_severity, Severity):
+            object.__setattr__(self, "min_severity", _severity(self.min_severity))
+        if isinstance(self.repositories, str):
+            object.__setattr__(self, "repositories", (self.repositories,))
+        elif not isinstance(self.repositories, tuple):
+            object.__setattr__(self, "repositories", tuple(self.repositories))
+        if not isinstance(self.kinds, frozenset) or not all(isinstance(k, EventKind) for k in self.kinds):
+            object.__setattr__(self, "kinds", frozenset(_kind(k) for k in self.kinds))
+
+    @property
+    def filters_findings(self) -> bool:
+        """True when the route narrows findings (a severity floor or fixable only)."""
+        return self.min_severity > Severity.UNKNOWN or self.fixable_only
+
+    def matches_repository(self, registry: str, repository: str) -> bool:
+        """Whether ``repository`` (or ``registry/repository``) matches one of the globs."""
+        if not self.repositories:
+            return True
+        full = f"{registry}/{repository}"
+        return any(fnmatchcase(repository, p) or fnmatchcase(full, p) for p in self.repositories)
+
+    def wants(self, finding: Finding) -> bool:
+        """Whether one finding passes the severity floor and the fixable filter."""
+        if finding.severity < self.min_severity:
+            return False
+        return finding.fixable or not self.fixable_only
+
+
+def _severity(value: object) -> Severity:
+    if isinstance(value, int):
+        return Severity(value)
+    name = str(value).strip().upper()
+    if name not in Severity.__members__:
+        raise ValueError(f"min_severity {value!r} is not one of {', '.join(Severity.__members__)}")
+    return Severity[name]
+
+
+def _kind(value: object) -> EventKind:
+    try:
+        return EventKind(value)
+    except ValueError:
+        known = ", ".join(k.value for k in EventKind)
+        raise ValueError(f"event kind {value!r} is not one of {known}") from None
+
+
+def _change_wanted(change: FindingChange, r: Route) -> bool:
+    return r.wants(change.before) or r.wants(change.after)
+
+
+def route(event: Event, r: Route) -> Event | None:
+    """The part of ``event`` that sink route ``r`` wants, or None if it wants nothing.
+
+    None when the kind is not wanted, the repository does not match, or the finding filters
+    leave no added, fixed or changed finding. A changed finding stays if either its
+    before or after side passes. An event without findings at all (a clean new image, a
+    rebuild with identical findings) passes only routes that do not filter findings.
+
+    When findings were left out, the returned event gets its own stable id (derived from
+    the original id and the filter), so a receiver never sees one id with two contents.
+    """
+    if event.kind not in r.kinds:
+        return None
+    if not r.matches_repository(event.image.registry, event.image.repository):
+        return None
+    if not r.filters_findings:
+        return event
+    added = tuple(f for f in event.added if r.wants(f))
+    fixed = tuple(f for f in event.fixed if r.wants(f))
+    changed = tuple(c for c in event.changed if _change_wanted(c, r))
+    if not (added or fixed or changed):
+        return None
+    if (len(added), len(fixed), len(changed)) == (len(event.added), len(event.fixed), len(event.changed)):
+        return event
+    new_id = stable_id("routed", event.id, r.min_severity.name, r.fixable_only)
+    return dataclasses.replace(event, id=new_id, added=added, fixed=fixed, changed=changed)
+
+
+def plan_deliveries(event: Event, routes: Mapping[str, Route]) -> list[tuple[Event, list[str]]]:
+    """Route ``event`` to every sink (name -> route) and group sinks that get the same event.
+
+    The result is what ``Store.commit_scan`` takes as ``deliveries`` for this event; sinks
+    that want nothing of it are absent.
+    """
+    grouped: dict[str, tuple[Event, list[str]]] = {}
+    for sink, r in routes.items():
+        routed = route(event, r)
+        if routed is None:
+            continue
+        grouped.setdefault(routed.id, (routed, []))[1].append(sink)
+    return list(grouped.values())
+
+
+def plan_all(events: Iterable[Event], routes: Mapping[str, Route]) -> list[tuple[Event, list[str]]]:
+    """:func:`plan_deliveries` for several events, concatenated."""
+    out: list[tuple[Event, list[str]]] = []
+    for e in events:
+        out.extend(plan_deliveries(e, routes))
+    return out
