@@ -1,0 +1,137 @@
+"""Files -> packages: the ``Cataloger`` interface.
+
+Modelled on Trivy's analyzers: each cataloger DECLARES which files it wants
+(exact paths, path suffixes, fnmatch patterns, and optionally executables) and a
+maximum file size. The layer walker (:mod:`vulnwatch.layers`) reads every layer
+once as a stream and keeps only the files some cataloger wants; each cataloger is
+then handed only its own files.
+
+Paths are always relative to the image root, without a leading ``/`` or ``./``
+(``var/lib/dpkg/status``).
+"""
+
+from __future__ import annotations
+
+import abc
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO
+
+from ..model import Package
+
+DEFAULT_MAX_FILE_SIZE = 64 * 1024 * 1024
+"""Default per-file limit: files larger than this are skipped with a warning."""
+
+
+class CatalogError(Exception):
+    """A file a cataloger wanted could not be read as a package database.
+
+    The message names the cataloger and the file (and line or record when known) and
+    says what to do. Catalogers raise it for damage that makes the whole file
+    unusable; damage to one record is a warning instead.
+    """
+
+    def __init__(self, cataloger: str, path: str, message: str) -> None:
+        super().__init__(f"{cataloger}: {path}: {message}")
+        self.cataloger = cataloger
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Distro:
+    """The operating system of an image, from ``etc/os-release``."""
+
+    id: str
+    """``ID=`` from os-release, lower case (``debian``, ``ubuntu``, ``alpine``, ``rhel``, ...)."""
+    version_id: str
+    """``VERSION_ID=`` from os-release (``12``, ``22.04``, ``3.19.1``); empty if absent."""
+    ecosystem: str | None
+    """OSV ecosystem with release (``Debian:12``, ``Ubuntu:22.04:LTS``, ``Alpine:v3.19``),
+    None when the distribution is not one OSV knows."""
+    pretty_name: str = ""
+    """``PRETTY_NAME=`` for display."""
+    codename: str = ""
+    """``VERSION_CODENAME=`` when given (``bookworm``)."""
+
+    @property
+    def purl_distro(self) -> str:
+        """The ``distro`` qualifier used in package URLs: ``debian-12``, ``alpine-3.19.1``."""
+        return f"{self.id}-{self.version_id}" if self.version_id else self.id
+
+
+@dataclass(frozen=True)
+class CatalogContext:
+    """What a cataloger may need beyond its own files."""
+
+    distro: Distro | None = None
+    """The image's operating system, None when no os-release was found."""
+    layer_of: Mapping[str, str] = field(default_factory=dict)
+    """Path -> digest (diff id) of the layer the file's final version came from."""
+
+    @property
+    def distro_ecosystem(self) -> str | None:
+        """OSV ecosystem of the distro (``Debian:12``), None when unknown."""
+        return self.distro.ecosystem if self.distro else None
+
+
+@dataclass(frozen=True)
+class CatalogResult:
+    """Packages found by one cataloger, plus remarks about what it could not read."""
+
+    packages: tuple[Package, ...] = ()
+    """Packages found, in file order."""
+    warnings: tuple[str, ...] = ()
+    """Human-readable remarks naming the file (unsupported format, skipped record, ...)."""
+
+
+class Cataloger(abc.ABC):
+    """Reads packages out of the files it declared it wants.
+
+    Subclasses set the class attributes below and implement :meth:`catalog`.
+    :meth:`wants` is called for every path in every layer, so it must be cheap: it
+    is a set lookup plus ``str.endswith`` plus (only when the subclass declares
+    them) precompiled patterns.
+    """
+
+    name: str = ""
+    """Short name (``dpkg``, ``apk``, ``python``...), used in warnings and the registry."""
+    exact_paths: frozenset[str] = frozenset()
+    """Paths wanted exactly (``var/lib/dpkg/status``)."""
+    suffixes: tuple[str, ...] = ()
+    """Path endings wanted (``.dist-info/METADATA``); also matched against the basename."""
+    patterns: tuple[str, ...] = ()
+    """fnmatch patterns (``*`` also crosses ``/``) for what suffixes cannot say."""
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    """Files larger than this are not read (the walker warns)."""
+    wants_executables: bool = False
+    """When True, the walker also offers regular files with an exec bit to
+    :meth:`read_executable` (used by the Go cataloger)."""
+
+    _pattern_re: re.Pattern[str] | None = None
+
+    def wants(self, path: str) -> bool:
+        """Whether this cataloger wants the file at ``path`` (relative, no leading ``/``)."""
+        if path in self.exact_paths:
+            return True
+        if self.suffixes and path.endswith(self.suffixes):
+            return True
+        if self.patterns:
+            rx = type(self)._pattern_re
+            if rx is None:
+                rx = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in self.patterns))
+                type(self)._pattern_re = rx
+            return rx.match(path) is not None
+        return False
+
+    def read_executable(self, path: str, stream: IO[bytes], size: int) -> bytes | None:
+        """For catalogers with :attr:`wants_executables`: look at one executable as the
+        walker streams past it and return the bytes to keep for :meth:`catalog` (may be a
+        small extract), or None to keep nothing. Must not read more than ``size`` bytes."""
+        return None
+
+    @abc.abstractmethod
+    def catalog(self, files: Mapping[str, bytes], context: CatalogContext) -> CatalogResult:
+        """Packages described by ``files`` (path -> content, only paths this cataloger
+        wanted). Raises :class:`CatalogError` only when nothing can be read at all."""

@@ -1,0 +1,601 @@
+"""Read image layers once, as streams, and keep only the files catalogers want.
+
+Each layer is a tar (uncompressed, gzip or zstd: sniffed from its first bytes, media
+types are not trusted) read front to back with :mod:`tarfile` in stream mode. Layers
+are applied bottom to top like overlayfs: ``.wh.<name>`` deletes ``<name>`` of the
+layers below, ``.wh..wh..opq`` empties a directory of the layers below. Symlinks are
+recorded (never followed out of the image root) so that a file wanted at
+``lib/apk/db/installed`` is found when ``lib -> usr/lib``.
+
+Limits (:class:`LayerLimits`) guard against hostile layers: per-file size, total
+uncompressed bytes, compression ratio (decompression bombs), number of entries,
+symlink hops; names that climb out of the root with ``..`` are refused.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, BinaryIO
+
+import zstandard
+
+from .catalogers.interface import CatalogContext, Cataloger, CatalogError, Distro
+from .catalogers.os_release import OS_RELEASE_PATHS, find_distro
+from .model import Package
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+
+Wants = Callable[[str], "int | None"]
+"""``wants(path) -> max size`` to keep the file at ``path``, or None to skip it."""
+ExecutableReader = Callable[[str, IO[bytes], int], "bytes | None"]
+"""``reader(path, stream, size) -> bytes to keep`` for regular files with an exec bit."""
+
+
+class LayerError(Exception):
+    """A layer cannot be read safely. The message names the layer and, when known, the
+    path inside it, and says which limit was hit or what is damaged."""
+
+    def __init__(self, layer: str, message: str, *, path: str | None = None, code: str = "LayerUnreadable") -> None:
+        where = f"layer {layer}" + (f", {path!r}" if path is not None else "")
+        super().__init__(f"{where}: {message}")
+        self.layer = layer
+        self.path = path
+        self.code = code
+
+
+@dataclass(frozen=True)
+class LayerLimits:
+    """Safety limits for reading layers. The defaults suit real images."""
+
+    max_file_size: int = 256 * 1024 * 1024
+    """Upper bound for any kept file, whatever a cataloger asks for."""
+    oversize_is_error: bool = False
+    """False: a wanted file over its size limit is skipped with a warning; True: LayerError."""
+    max_total_bytes: int = 16 * 1024 * 1024 * 1024
+    """Uncompressed bytes over all layers of one image."""
+    max_ratio: float = 200.0
+    """Largest uncompressed/compressed ratio tolerated for one layer (decompression bomb)..."""
+    ratio_min_bytes: int = 64 * 1024 * 1024
+    """... checked once a layer has produced this many uncompressed bytes."""
+    max_entries: int = 2_000_000
+    """Tar entries over all layers."""
+    max_symlink_hops: int = 40
+    """Symlinks followed while resolving one path (Linux uses 40); more is a loop."""
+    max_executable_size: int = 256 * 1024 * 1024
+    """Executables larger than this are not offered to the executable reader."""
+
+
+@dataclass(frozen=True)
+class WalkedFile:
+    """A file kept by the walker: its final content in the merged filesystem."""
+
+    path: str
+    """Path in the image, relative to the root (``var/lib/dpkg/status``)."""
+    data: bytes
+    """Content (for executables: what the executable reader chose to keep)."""
+    layer: str
+    """The layer (as named by the caller, normally the diff id) that wrote this version."""
+    mode: int = 0o644
+    """Permission bits from the tar header."""
+
+
+@dataclass(frozen=True)
+class WalkResult:
+    """The merged view of the wanted files after all layers and whiteouts."""
+
+    files: Mapping[str, WalkedFile]
+    """Wanted files by path. A file reachable through a symlink is also listed under
+    the symlinked path when that path is wanted."""
+    executables: Mapping[str, WalkedFile]
+    """What the executable reader kept, by path."""
+    symlinks: Mapping[str, str]
+    """Final symlinks: path -> target as written in the tar."""
+    warnings: tuple[str, ...] = ()
+    """Remarks naming layer and path (skipped oversize files, unreadable hardlinks, ...)."""
+    layers: tuple[str, ...] = ()
+    """The layers read, bottom first."""
+
+    def data(self) -> dict[str, bytes]:
+        """Path -> bytes of the wanted files."""
+        return {p: f.data for p, f in self.files.items()}
+
+    def layer_of(self) -> dict[str, str]:
+        """Path -> layer for wanted files and executables."""
+        out = {p: f.layer for p, f in self.executables.items()}
+        out.update({p: f.layer for p, f in self.files.items()})
+        return out
+
+
+# ---------------------------------------------------------------- streams
+
+class _CountingReader(io.RawIOBase):
+    """Counts bytes read from a binary stream (the compressed side)."""
+
+    def __init__(self, raw: IO[bytes], prefix: bytes = b"") -> None:
+        self._raw = raw
+        self._prefix = prefix
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        n = len(b)
+        if self._prefix:
+            chunk = self._prefix[:n]
+            self._prefix = self._prefix[len(chunk):]
+        else:
+            chunk = self._raw.read(n)
+        if not chunk:
+            return 0
+        b[: len(chunk)] = chunk
+        self.count += len(chunk)
+        return len(chunk)
+
+
+class _LimitedReader(io.RawIOBase):
+    """Uncompressed side: enforces total bytes and the compression ratio."""
+
+    def __init__(self, inner: IO[bytes], compressed: _CountingReader | None, layer: str,
+                 limits: LayerLimits, total_before: int) -> None:
+        self._inner = inner
+        self._compressed = compressed
+        self._layer = layer
+        self._limits = limits
+        self._total_before = total_before
+        self.count = 0
+        self.current_path: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        try:
+            chunk = self._inner.read(len(b))
+        except (OSError, EOFError, zlib.error, zstandard.ZstdError) as e:
+            raise LayerError(self._layer, f"cannot decompress ({e}); the blob is damaged or not a layer",
+                             path=self.current_path, code="LayerCorrupt") from e
+        if not chunk:
+            return 0
+        b[: len(chunk)] = chunk
+        self.count += len(chunk)
+        lim = self._limits
+        if self._total_before + self.count > lim.max_total_bytes:
+            raise LayerError(self._layer, f"image exceeds {lim.max_total_bytes} uncompressed bytes "
+                             "(LayerLimits.max_total_bytes); raise the limit if the image is genuine",
+                             path=self.current_path, code="LayerTooLarge")
+        if self._compressed is not None and self.count >= lim.ratio_min_bytes:
+            ratio = self.count / max(1, self._compressed.count)
+            if ratio > lim.max_ratio:
+                raise LayerError(self._layer, f"compression ratio {ratio:.0f}:1 exceeds {lim.max_ratio:.0f}:1 "
+                                 "(possible decompression bomb; LayerLimits.max_ratio)",
+                                 path=self.current_path, code="LayerBomb")
+        return len(chunk)
+
+
+def _open_layer(layer: str, stream: IO[bytes], limits: LayerLimits, total_before: int) -> _LimitedReader | None:
+    """Sniff compression and return the uncompressed stream, or None for an empty blob."""
+    head = b""
+    while len(head) < 6:
+        more = stream.read(6 - len(head))
+        if not more:
+            break
+        head += more
+    if not head:
+        return None
+    counting = _CountingReader(stream, head)
+    if head.startswith(b"\x1f\x8b"):
+        inner: IO[bytes] = gzip.GzipFile(fileobj=io.BufferedReader(counting, 1 << 16), mode="rb")
+        compressed: _CountingReader | None = counting
+    elif head.startswith(b"\x28\xb5\x2f\xfd"):
+        inner = zstandard.ZstdDecompressor().stream_reader(io.BufferedReader(counting, 1 << 16),
+                                                           read_across_frames=True)
+        compressed = counting
+    elif head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
+        raise LayerError(layer, "bzip2/xz compressed layers are not supported (OCI layers are tar, gzip or zstd)",
+                         code="LayerUnsupported")
+    else:
+        inner = counting  # uncompressed tar (tarfile will complain if it is not one)
+        compressed = None
+    return _LimitedReader(inner, compressed, layer, limits, total_before)
+
+
+# ---------------------------------------------------------------- paths
+
+def normalize_name(name: str, layer: str = "?") -> str:
+    """Tar member name -> path relative to the root (``./a//b/`` -> ``a/b``; ``/a`` -> ``a``).
+
+    ``..`` is resolved lexically; a name that climbs above the root raises LayerError.
+    """
+    parts: list[str] = []
+    for comp in name.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not parts:
+                raise LayerError(layer, "entry name climbs out of the image root with '..'; the layer is "
+                                 "hostile or damaged and is refused", path=name, code="LayerHostile")
+            parts.pop()
+            continue
+        parts.append(comp)
+    return "/".join(parts)
+
+
+def resolve_path(path: str, symlinks: Mapping[str, str], *, follow_last: bool = True,
+                 max_hops: int = 40, layer: str = "?") -> str:
+    """Resolve ``path`` through ``symlinks`` (path -> target) confined to the image root,
+    as a container runtime does: absolute targets start again at the root, ``..`` never
+    climbs above it. Raises LayerError after ``max_hops`` symlinks (a loop)."""
+    if not symlinks:
+        return path
+    pending = [c for c in reversed(path.split("/"))]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        comp = pending.pop()
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = "/".join(resolved + [comp]) if resolved else comp
+        target = symlinks.get(candidate)
+        if target is not None and (pending or follow_last):
+            hops += 1
+            if hops > max_hops:
+                raise LayerError(layer, f"more than {max_hops} symlinks while resolving the path "
+                                 "(symlink loop)", path=path, code="SymlinkLoop")
+            if target.startswith("/"):
+                resolved = []
+            pending.extend(reversed(target.split("/")))
+        else:
+            resolved.append(comp)
+    return "/".join(resolved)
+
+
+def _lexical_target(link_path: str, target: str) -> str:
+    """Where a symlink points, lexically (no further symlinks), relative to the root."""
+    if target.startswith("/"):
+        joined = target
+    else:
+        parent = link_path.rpartition("/")[0]
+        joined = f"{parent}/{target}" if parent else target
+    parts: list[str] = []
+    for comp in joined.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(comp)
+    return "/".join(parts)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return prefix == "" or path == prefix or path.startswith(prefix + "/")
+
+
+# ---------------------------------------------------------------- the walk
+
+class _State:
+    """Merged filesystem of the layers applied so far (only what we keep)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, WalkedFile] = {}
+        self.executables: dict[str, WalkedFile] = {}
+        self.symlinks: dict[str, str] = {}
+
+    def delete(self, path: str, *, keep_self: bool = False) -> None:
+        for table in (self.files, self.executables, self.symlinks):
+            doomed = [p for p in table if _under(p, path) and not (keep_self and p == path)]
+            for p in doomed:
+                del table[p]
+
+
+def walk_layers(layers: Iterable[tuple[str, BinaryIO]], wants: Wants, *,
+                executable_reader: ExecutableReader | None = None,
+                limits: LayerLimits | None = None) -> WalkResult:
+    """Stream each ``(layer name, blob stream)`` once, bottom layer first, and return the
+    merged view of the files ``wants`` asks for.
+
+    ``wants(path)`` returns the largest size to keep for ``path`` or None. When
+    ``executable_reader`` is given, regular files with an exec bit that no one wants by
+    path are offered to it (with their tar stream); whatever it returns is kept under
+    :attr:`WalkResult.executables`. Raises :class:`LayerError`.
+    """
+    limits = limits or LayerLimits()
+    state = _State()
+    warnings: list[str] = []
+    names: list[str] = []
+    total = 0
+    entries = 0
+    for layer, stream in layers:
+        names.append(layer)
+        reader = _open_layer(layer, stream, limits, total)
+        if reader is None:
+            continue  # empty blob: an empty layer
+        entries = _walk_one(layer, reader, wants, executable_reader, limits, state, warnings, entries)
+        total += reader.count
+    files = dict(state.files)
+    _add_symlink_aliases(files, state, wants, limits)
+    return WalkResult(files=files, executables=dict(state.executables), symlinks=dict(state.symlinks),
+                      warnings=tuple(warnings), layers=tuple(names))
+
+
+def _walk_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reader: ExecutableReader | None,
+              limits: LayerLimits, state: _State, warnings: list[str], entries: int) -> int:
+    new_files: dict[str, WalkedFile] = {}
+    new_exec: dict[str, WalkedFile] = {}
+    new_links: dict[str, str] = {}
+    replaced: list[str] = []          # lower entries replaced at exactly this path
+    deletions: list[tuple[str, bool]] = []  # (path, opaque)
+    # reverse map of directory-ish symlinks for aliases: lexical target -> link paths
+    reverse: dict[str, list[str]] = {}
+    for link, target in state.symlinks.items():
+        reverse.setdefault(_lexical_target(link, target), []).append(link)
+    dir_cache: dict[str, str] = {}
+    warned_absolute = False
+
+    def view_links() -> Mapping[str, str]:
+        if not new_links:
+            return state.symlinks
+        merged = dict(state.symlinks)
+        merged.update(new_links)
+        return merged
+
+    links_view: Mapping[str, str] = state.symlinks
+
+    def canonical_parent(path: str) -> str:
+        parent, _, base = path.rpartition("/")
+        if not parent or not links_view:
+            return path
+        real = dir_cache.get(parent)
+        if real is None:
+            real = resolve_path(parent, links_view, max_hops=limits.max_symlink_hops, layer=layer)
+            dir_cache[parent] = real
+        return f"{real}/{base}" if real else base
+
+    def aliases(path: str) -> list[str]:
+        out: list[str] = []
+        if not reverse:
+            return out
+        for link in reverse.get(path, ()):
+            out.append(link)
+        prefix = path
+        while "/" in prefix:
+            prefix = prefix.rpartition("/")[0]
+            for link in reverse.get(prefix, ()):
+                out.append(link + path[len(prefix):])
+        return out
+
+    try:
+        tf = tarfile.open(fileobj=io.BufferedReader(reader, 1 << 16), mode="r|")
+    except LayerError:
+        raise
+    except (tarfile.TarError, OSError) as e:
+        raise LayerError(layer, f"not a tar archive ({e}); check the layer media type and blob",
+                         code="LayerCorrupt") from e
+    try:
+        for member in tf:
+            tf.members = []  # stream mode would otherwise keep every header in memory
+            entries += 1
+            if entries > limits.max_entries:
+                raise LayerError(layer, f"more than {limits.max_entries} tar entries (LayerLimits.max_entries)",
+                                 path=member.name, code="LayerTooLarge")
+            raw_name = member.name
+            reader.current_path = raw_name
+            if raw_name.startswith("/") and not warned_absolute:
+                warned_absolute = True
+                warnings.append(f"layer {layer}: absolute entry names (e.g. {raw_name!r}) read as relative "
+                                "to the image root")
+            path = normalize_name(raw_name, layer)
+            if not path:
+                continue  # the root directory itself
+            try:
+                path = canonical_parent(path)
+            except LayerError as e:
+                raise LayerError(layer, str(e).split(": ", 1)[-1], path=raw_name, code=e.code) from None
+            parent, _, base = path.rpartition("/")
+            if base.startswith(WHITEOUT_PREFIX):
+                if base == OPAQUE_MARKER:
+                    deletions.append((parent, True))
+                else:
+                    hidden = base[len(WHITEOUT_PREFIX):]
+                    deletions.append((f"{parent}/{hidden}" if parent else hidden, False))
+                continue
+            if member.isdir():
+                if path in state.symlinks or path in state.files:
+                    replaced.append(path)
+                new_links.pop(path, None)
+                continue
+            if member.issym():
+                new_links[path] = member.linkname
+                links_view = view_links()
+                dir_cache.clear()
+                new_files.pop(path, None)
+                new_exec.pop(path, None)
+                replaced.append(path)
+                reverse.setdefault(_lexical_target(path, member.linkname), []).append(path)
+                continue
+            if member.islnk():
+                new_links.pop(path, None)
+                replaced.append(path)
+                limit = _wanted(path, aliases(path), wants)
+                if limit is None:
+                    continue
+                try:
+                    target = canonical_parent(normalize_name(member.linkname, layer))
+                except LayerError:
+                    target = ""
+                source = new_files.get(target) or state.files.get(target)
+                if source is None:
+                    warnings.append(f"layer {layer}: {path!r} is a hard link to {member.linkname!r}, whose "
+                                    "content was not kept; it is not read")
+                else:
+                    new_files[path] = WalkedFile(path, source.data, layer, member.mode)
+                continue
+            if not member.isreg():
+                continue  # devices, fifos
+            new_links.pop(path, None)
+            replaced.append(path)
+            new_files.pop(path, None)
+            new_exec.pop(path, None)
+            limit = _wanted(path, aliases(path), wants)
+            if limit is not None:
+                limit = min(limit, limits.max_file_size)
+                if member.size > limit:
+                    msg = (f"layer {layer}: {path!r} is {member.size} bytes, over the {limit}-byte limit "
+                           "for this file; not read")
+                    if limits.oversize_is_error:
+                        raise LayerError(layer, f"file is {member.size} bytes, over the {limit}-byte limit",
+                                         path=path, code="FileTooLarge")
+                    warnings.append(msg)
+                    continue
+                fobj = tf.extractfile(member)
+                data = fobj.read() if fobj else b""
+                new_files[path] = WalkedFile(path, data, layer, member.mode)
+                continue
+            if (executable_reader is not None and member.mode & 0o111
+                    and 0 < member.size <= limits.max_executable_size):
+                fobj = tf.extractfile(member)
+                if fobj is not None:
+                    kept = executable_reader(path, fobj, member.size)
+                    if kept is not None:
+                        new_exec[path] = WalkedFile(path, kept, layer, member.mode)
+    except LayerError:
+        raise
+    except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as e:
+        raise LayerError(layer, f"damaged tar stream ({e}); the blob is truncated or not a layer",
+                         path=reader.current_path, code="LayerCorrupt") from e
+    finally:
+        reader.current_path = None
+    # this layer's whiteouts hide the layers below; then its entries go on top
+    for path, opaque in deletions:
+        state.delete(path, keep_self=opaque)
+    for path in replaced:
+        state.files.pop(path, None)
+        state.executables.pop(path, None)
+        state.symlinks.pop(path, None)
+    state.files.update(new_files)
+    state.executables.update(new_exec)
+    state.symlinks.update(new_links)
+    return entries
+
+
+def _wanted(path: str, alias_paths: Sequence[str], wants: Wants) -> int | None:
+    best = wants(path)
+    for alias in alias_paths:
+        limit = wants(alias)
+        if limit is not None and (best is None or limit > best):
+            best = limit
+    return best
+
+
+def _add_symlink_aliases(files: dict[str, WalkedFile], state: _State, wants: Wants, limits: LayerLimits) -> None:
+    """List kept files also under symlinked paths that are wanted (``etc/os-release`` ->
+    ``../usr/lib/os-release``; ``lib -> usr/lib``)."""
+    if not state.symlinks or not state.files:
+        return
+    by_ancestor: dict[str, list[str]] = {}
+    for p in state.files:
+        by_ancestor.setdefault(p, []).append(p)
+        prefix = p
+        while "/" in prefix:
+            prefix = prefix.rpartition("/")[0]
+            by_ancestor.setdefault(prefix, []).append(p)
+    for link in state.symlinks:
+        try:
+            target = resolve_path(link, state.symlinks, max_hops=limits.max_symlink_hops)
+        except LayerError:
+            continue  # a loop nothing we keep goes through
+        for real in by_ancestor.get(target, ()):
+            alias = link + real[len(target):]
+            if alias in files:
+                continue
+            limit = wants(alias)
+            src = state.files[real]
+            if limit is not None and len(src.data) <= limit:
+                files[alias] = WalkedFile(alias, src.data, src.layer, src.mode)
+
+
+# ---------------------------------------------------------------- catalogers
+
+@dataclass(frozen=True)
+class Inventory:
+    """What is installed in an image, according to our catalogers."""
+
+    packages: tuple[Package, ...] = ()
+    """All packages found, grouped by cataloger in the order given."""
+    distro: Distro | None = None
+    """The operating system, from os-release; None when absent."""
+    warnings: tuple[str, ...] = ()
+    """Remarks from the walker and the catalogers, naming layer/file."""
+    layers: tuple[str, ...] = ()
+    """Layers read, bottom first."""
+
+    @property
+    def ecosystem(self) -> str | None:
+        """OSV ecosystem of the distro (``Debian:12``)."""
+        return self.distro.ecosystem if self.distro else None
+
+
+def catalog_image(layers: Iterable[tuple[str, BinaryIO]], catalogers: Sequence[Cataloger] | None = None, *,
+                  limits: LayerLimits | None = None) -> Inventory:
+    """Walk ``layers`` once for all ``catalogers`` (default: every registered one) and
+    return the packages found. Raises :class:`LayerError` when a layer is unsafe or
+    unreadable; a cataloger's :class:`CatalogError` becomes a warning."""
+    if catalogers is None:
+        from .catalogers import all_catalogers
+        catalogers = all_catalogers()
+    catalogers = list(catalogers)
+    os_paths = frozenset(OS_RELEASE_PATHS)
+
+    def wants(path: str) -> int | None:
+        best: int | None = 64 * 1024 if path in os_paths else None
+        for c in catalogers:
+            if c.wants(path) and (best is None or c.max_file_size > best):
+                best = c.max_file_size
+        return best
+
+    exec_catalogers = [c for c in catalogers if c.wants_executables]
+    reader: ExecutableReader | None = None
+    if len(exec_catalogers) == 1:
+        reader = exec_catalogers[0].read_executable
+    elif exec_catalogers:
+        def reader(path: str, stream: IO[bytes], size: int) -> bytes | None:  # noqa: F811
+            data = stream.read(size)
+            for c in exec_catalogers:
+                kept = c.read_executable(path, io.BytesIO(data), size)
+                if kept is not None:
+                    return kept
+            return None
+
+    walked = walk_layers(layers, wants, executable_reader=reader, limits=limits)
+    files = walked.data()
+    distro = find_distro(files)
+    context = CatalogContext(distro=distro, layer_of=walked.layer_of())
+    packages: list[Package] = []
+    warnings = list(walked.warnings)
+    for c in catalogers:
+        mine = {p: d for p, d in files.items() if c.wants(p)}
+        if c.wants_executables:
+            for p, f in walked.executables.items():
+                mine.setdefault(p, f.data)
+        if not mine:
+            continue
+        try:
+            result = c.catalog(mine, context)
+        except CatalogError as e:
+            warnings.append(str(e))
+            continue
+        packages.extend(result.packages)
+        warnings.extend(result.warnings)
+    return Inventory(packages=tuple(packages), distro=distro, warnings=tuple(warnings), layers=walked.layers)
