@@ -1,0 +1,189 @@
+"""AWS ECR as a :class:`~vulnwatch.registries.interface.Registry`, through the ECR API.
+
+Listing uses boto3 paginators (real ECR pages at 100 results). ECR's ``DescribeImages``
+may report one digest several times (one entry per tag, as moto does) or once with
+several tags (as real ECR does); either way :meth:`ECRRegistry.images` yields one
+:class:`~vulnwatch.model.Image` per digest with every tag, sorted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import botocore.exceptions
+
+from .. import aws
+from ..model import Image
+from .interface import Descriptor, Manifest, Registry, RegistryError
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+ACCEPTED_MEDIA_TYPES = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]
+
+#: Error codes after which the same call may succeed later.
+RETRYABLE_CODES = frozenset({
+    "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+    "ServerException", "ServiceUnavailable", "InternalError", "RequestTimeout",
+})
+
+#: What to tell the user for the usual failures.
+ADVICE = {
+    "RepositoryNotFoundException": "repository does not exist (check the name and the registry id/region)",
+    "ImageNotFoundException": "image not found (deleted or never pushed?)",
+    "AccessDeniedException": "access denied (grant ecr:DescribeRepositories, ecr:DescribeImages and "
+                             "ecr:BatchGetImage to these credentials)",
+    "UnrecognizedClientException": "credentials rejected (check AWS_PROFILE / access keys)",
+    "ExpiredTokenException": "credentials expired (refresh the session)",
+}
+
+
+def registry_error(exc: Exception, *, registry: str, repository: str | None = None,
+                   reference: str | None = None) -> RegistryError:
+    """Translate a botocore exception into a :class:`RegistryError` naming the input."""
+    code = aws.error_code(exc)
+    if code is not None:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)  # type: ignore[attr-defined]
+        message = (exc.response.get("Error") or {}).get("Message") or ""  # type: ignore[attr-defined]
+        advice = ADVICE.get(code)
+        text = f"{code}: {advice}" if advice else f"{code}: {message}".rstrip(": ")
+        return RegistryError(text, registry=registry, repository=repository, reference=reference,
+                             retryable=code in RETRYABLE_CODES or status >= 500)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return RegistryError("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                             "AWS_SECRET_ACCESS_KEY, or run with an instance role)",
+                             registry=registry, repository=repository, reference=reference)
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectionClosedError,
+                        botocore.exceptions.ReadTimeoutError,
+                        botocore.exceptions.ConnectTimeoutError)):
+        return RegistryError(f"cannot reach the ECR endpoint ({type(exc).__name__}); check the region, "
+                             f"endpoint_url and network", registry=registry, repository=repository,
+                             reference=reference, retryable=True)
+    return RegistryError(f"{type(exc).__name__}: {exc}", registry=registry, repository=repository,
+                         reference=reference)
+
+
+class ECRRegistry(Registry):
+    """Images in one AWS account's ECR registry in one region.
+
+    ``name`` is the configured registry name (stored in every :class:`Image`);
+    ``registry_id`` the AWS account id when it is not the caller's own; ``endpoint_url``
+    overrides the API endpoint (moto, VPC endpoints). ``client`` is a ready boto3 ECR
+    client to use instead of building one. ``platform`` is the ``os/arch[/variant]`` that
+    :meth:`manifest` picks from a multi-platform index. ``calls`` counts API calls per
+    operation.
+    """
+
+    def __init__(self, name: str, *, region: str | None = None, registry_id: str | None = None,
+                 endpoint_url: str | None = None, max_concurrency: int = 4, client: Any = None,
+                 platform: str = "linux/amd64") -> None:
+        self.name = name
+        self.registry_id = registry_id
+        self.max_concurrency = max_concurrency
+        self.platform = platform
+        self.client = client if client is not None else aws.client(
+            "ecr", region=region, endpoint_url=endpoint_url, max_pool_connections=max(10, max_concurrency * 2))
+        self.calls = aws.CallCounter()
+        self.calls.attach(self.client)
+
+    def __repr__(self) -> str:
+        return f"ECRRegistry(name={self.name!r}, registry_id={self.registry_id!r})"
+
+    def _ids(self) -> dict[str, str]:
+        return {"registryId": self.registry_id} if self.registry_id else {}
+
+    def repositories(self) -> Iterator[str]:
+        """Every repository name, across all pages."""
+        try:
+            for page in self.client.get_paginator("describe_repositories").paginate(**self._ids()):
+                for repo in page.get("repositories", []):
+                    yield repo["repositoryName"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise registry_error(e, registry=self.name) from None
+
+    def images(self, repository: str) -> Iterator[Image]:
+        """One :class:`Image` per digest in ``repository`` (tags of all entries merged, sorted),
+        in the order ECR first lists each digest. Reads every page before yielding, since
+        entries of one digest may sit on different pages."""
+        by_digest: dict[str, dict[str, Any]] = {}
+        try:
+            paginator = self.client.get_paginator("describe_images")
+            for page in paginator.paginate(repositoryName=repository, **self._ids()):
+                for detail in page.get("imageDetails", []):
+                    digest = detail["imageDigest"]
+                    seen = by_digest.get(digest)
+                    if seen is None:
+                        by_digest[digest] = {**detail, "imageTags": set(detail.get("imageTags") or ())}
+                    else:
+                        seen["imageTags"].update(detail.get("imageTags") or ())
+                        pushed = detail.get("imagePushedAt")
+                        if pushed and (not seen.get("imagePushedAt") or pushed > seen["imagePushedAt"]):
+                            seen["imagePushedAt"] = pushed
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise registry_error(e, registry=self.name, repository=repository) from None
+        for digest, detail in by_digest.items():
+            pushed_at: datetime | None = detail.get("imagePushedAt")
+            yield Image(
+                registry=self.name,
+                repository=repository,
+                digest=digest,
+                tags=tuple(sorted(detail["imageTags"])),
+                pushed_at=pushed_at,
+                media_type=detail.get("imageManifestMediaType"),
+                size_bytes=detail.get("imageSizeInBytes"),
+            )
+
+    def _get_manifest(self, repository: str, reference: str) -> tuple[str, str, bytes]:
+        image_id = {"imageDigest": reference} if reference.startswith("sha256:") else {"imageTag": reference}
+        try:
+            resp = self.client.batch_get_image(repositoryName=repository, imageIds=[image_id],
+                                               acceptedMediaTypes=ACCEPTED_MEDIA_TYPES, **self._ids())
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            raise registry_error(e, registry=self.name, repository=repository, reference=reference) from None
+        if not resp.get("images"):
+            failure = (resp.get("failures") or [{}])[0]
+            code = failure.get("failureCode") or "ImageNotFound"
+            reason = failure.get("failureReason") or "image not found"
+            raise RegistryError(f"{code}: {reason}", registry=self.name, repository=repository,
+                                reference=reference)
+        img = resp["images"][0]
+        raw = img["imageManifest"].encode()
+        media_type = img.get("imageManifestMediaType") or json.loads(raw).get("mediaType") or ""
+        return img["imageId"]["imageDigest"], media_type, raw
+
+    def manifest(self, repository: str, reference: str) -> Manifest:
+        """The manifest of a tag or digest via ``BatchGetImage``; an index is resolved to
+        :attr:`platform`."""
+        digest, media_type, raw = self._get_manifest(repository, reference)
+        doc = json.loads(raw)
+        index_digest = chosen_platform = None
+        if media_type in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
+            want = self.platform.split("/")
+            for entry in doc.get("manifests", []):
+                p = entry.get("platform") or {}
+                have = [p.get("os", ""), p.get("architecture", "")] + ([p["variant"]] if p.get("variant") else [])
+                if have[:len(want)] == want:
+                    index_digest, chosen_platform = digest, "/".join(have)
+                    digest, media_type, raw = self._get_manifest(repository, entry["digest"])
+                    doc = json.loads(raw)
+                    break
+            else:
+                raise RegistryError(f"no manifest for platform {self.platform} in the index",
+                                    registry=self.name, repository=repository, reference=reference)
+        try:
+            config = Descriptor(doc["config"]["mediaType"], doc["config"]["digest"], int(doc["config"]["size"]))
+            layers = tuple(Descriptor(layer["mediaType"], layer["digest"], int(layer["size"]))
+                           for layer in doc.get("layers", []))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RegistryError(f"malformed manifest (missing {e})", registry=self.name,
+                                repository=repository, reference=reference) from None
+        return Manifest(digest=digest, media_type=media_type, config=config, layers=layers, raw=raw,
+                        index_digest=index_digest, platform=chosen_platform)
+
+    def close(self) -> None:
+        self.client.close()
