@@ -694,6 +694,7 @@ class _Document:
             node = loader.get_single_node()
             self._loader = loader
             self._active: set[int] = set()
+            self._explicit: set[tuple[Any, ...]] = set()
             if node is None:
                 self.data: Any = {}
             else:
@@ -716,9 +717,11 @@ class _Document:
         self._active.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
-                self._loader.flatten_mapping(node)
+                explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+                self._loader.flatten_mapping(node)  # merge keys (<<): merged pairs come first
+                n_merged = len(node.value) - explicit
                 out: dict[Any, Any] = {}
-                for key_node, value_node in node.value:
+                for index, (key_node, value_node) in enumerate(node.value):
                     key = self._loader.construct_object(key_node, deep=True)
                     line = key_node.start_mark.line + 1
                     try:
@@ -727,11 +730,21 @@ class _Document:
                         self.problems.append(ConfigProblem(self.file, line, key_path(path),
                                                            "a key must be a plain value"))
                         continue
-                    if key in out:
+                    if key in out and index >= n_merged:
+                        if (path + (key,)) not in self._explicit:
+                            # an explicit key overrides one merged in with <<
+                            self._explicit.add(path + (key,))
+                            self.lines[path + (key,)] = line
+                            out[key] = self._build(value_node, path + (key,))
+                            continue
                         self.problems.append(ConfigProblem(
                             self.file, line, key_path(path + (key,)),
                             f"duplicate key (first at line {self.lines[path + (key,)]}); remove one"))
                         continue
+                    if key in out:
+                        continue  # merged from several sources: the first one wins
+                    if index >= n_merged:
+                        self._explicit.add(path + (key,))
                     self.lines[path + (key,)] = line
                     out[key] = self._build(value_node, path + (key,))
                 return out
