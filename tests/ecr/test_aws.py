@@ -25,6 +25,6 @@ def test_call_counter_counts_operations_and_pages(moto):
     c = aws.client("ecr", region="us-east-1", endpoint_url=moto.url)
     calls = aws.CallCounter()
     calls.attach(c)
-    c.create_repository(repositoryName="a")
+    c.create_repository(repositoryName="app")
     list(c.get_paginator("describe_repositories").paginate())
     assert calls.snapshot() == {"CreateRepository": 1, "DescribeRepositories": 1}
