@@ -54,15 +54,17 @@ def _sql_store_class():
     return SQLStore
 
 
-@pytest.fixture
-def store(tmp_path):
-    """The real SQLStore on a tmp SQLite file when it exists, else the in-memory outbox."""
-    cls = _sql_store_class()
-    if cls is None:
+@pytest.fixture(params=["sql", "memory"])
+def store(request, tmp_path):
+    """A store with an outbox: the real SQLStore on a tmp SQLite file, and the in-memory one."""
+    if request.param == "sql":
+        cls = _sql_store_class()
+        if cls is None:
+            pytest.skip("vulnwatch.store.sql.SQLStore is not available yet")
+        s = cls.from_path(tmp_path / "state.db")
+    else:
         from tests.notify.memstore import MemoryOutboxStore
         s = MemoryOutboxStore()
-    else:
-        s = cls.from_path(tmp_path / "state.db")
     yield s
     s.close()
 
