@@ -1,0 +1,68 @@
+"""Version comparators, one module per ecosystem family, and the registry that picks one.
+
+>>> comparator_for("Debian:12").compare("1.0~rc1-1", "1.0-1")
+-1
+
+Each comparator is a :class:`~vulnwatch.vulndb.interface.VersionScheme`: ``key(version)``
+gives a sort key (cached), ``compare(a, b)`` gives -1/0/1; an unparsable version
+raises :class:`~vulnwatch.vulndb.interface.VersionError`.
+"""
+
+from __future__ import annotations
+
+from ..interface import UnsupportedEcosystem, VersionError, VersionScheme, ecosystem_base
+from .apk import ApkVersions
+from .dpkg import DpkgVersions
+from .maven import MavenVersions
+from .pep440 import Pep440Versions
+from .rpm import RpmVersions
+from .semver import SemverVersions
+
+DPKG = DpkgVersions()
+APK = ApkVersions()
+RPM = RpmVersions()
+PEP440 = Pep440Versions()
+MAVEN = MavenVersions()
+SEMVER = SemverVersions()
+
+_BY_BASE: dict[str, VersionScheme] = {
+    "Debian": DPKG,
+    "Ubuntu": DPKG,
+    "Alpine": APK,
+    "Chainguard": APK,
+    "Wolfi": APK,
+    "Red Hat": RPM,
+    "AlmaLinux": RPM,
+    "Rocky Linux": RPM,
+    "openSUSE": RPM,
+    "SUSE": RPM,
+    "Mageia": RPM,
+    "openEuler": RPM,
+    "Photon OS": RPM,
+    "Azure Linux": RPM,
+    "PyPI": PEP440,
+    "npm": SemverVersions("npm"),
+    "Go": SemverVersions("Go"),
+    "crates.io": SemverVersions("crates.io"),
+    "Maven": MAVEN,
+}
+
+ECOSYSTEMS: tuple[str, ...] = tuple(sorted(_BY_BASE))
+"""Ecosystem names (without release suffix) that have a comparator."""
+
+
+def comparator_for(ecosystem: str) -> VersionScheme:
+    """The comparator of an OSV ecosystem, release suffix allowed (``Alpine:v3.19``, ``Ubuntu:22.04:LTS``).
+
+    Raises :class:`UnsupportedEcosystem` (a :class:`VersionError`) for an ecosystem
+    without one; for those, only exact ``versions`` lists can be matched.
+    """
+    scheme = _BY_BASE.get(ecosystem_base(ecosystem))
+    if scheme is None:
+        raise UnsupportedEcosystem(ecosystem, ECOSYSTEMS)
+    return scheme
+
+
+__all__ = ["comparator_for", "ECOSYSTEMS", "VersionScheme", "VersionError", "UnsupportedEcosystem", "DpkgVersions",
+           "ApkVersions", "RpmVersions", "Pep440Versions", "SemverVersions", "MavenVersions",
+           "SEMVER", "DPKG", "APK", "RPM", "PEP440", "MAVEN"]

@@ -1,0 +1,177 @@
+"""Maven versions, ordered like Maven's ``ComparableVersion``.
+
+The version is lower-cased and cut into items at ``.`` and ``-`` and wherever
+digits and letters meet; ``-`` (and a digit/letter transition) opens a sub-list.
+Numbers compare as numbers; qualifiers in the order
+``alpha < beta < milestone < rc = cr < snapshot < "" = ga = final = release < sp``,
+unknown qualifiers after all of these, alphabetically; ``a1``/``b1``/``m1`` mean
+``alpha-1``/``beta-1``/``milestone-1``. Trailing "null" items (``0``, ``ga``,
+``final``, ``release``, empty lists) are dropped, so ``1 = 1.0 = 1.0.0 = 1-ga``.
+When items of different kinds meet: number > list > qualifier.
+"""
+
+from __future__ import annotations
+
+import functools
+from functools import lru_cache
+
+from ..interface import VersionError, VersionScheme
+
+_QUALIFIERS = ("alpha", "beta", "milestone", "rc", "snapshot", "", "sp")
+_ALIASES = {"ga": "", "final": "", "release": "", "cr": "rc"}
+_RELEASE_INDEX = str(_QUALIFIERS.index(""))
+
+# Items: int (number), str (comparable qualifier string), list (sub-list).
+
+
+def _qualifier(value: str, followed_by_digit: bool) -> str:
+    if followed_by_digit and len(value) == 1:
+        value = {"a": "alpha", "b": "beta", "m": "milestone"}.get(value, value)
+    value = _ALIASES.get(value, value)
+    try:
+        return str(_QUALIFIERS.index(value))
+    except ValueError:
+        return f"{len(_QUALIFIERS)}-{value}"
+
+
+def _is_null(item) -> bool:
+    if isinstance(item, int):
+        return item == 0
+    if isinstance(item, str):
+        return item == _RELEASE_INDEX
+    return len(item) == 0
+
+
+def _normalize(items: list) -> None:
+    for i in range(len(items) - 1, -1, -1):
+        if _is_null(items[i]):
+            del items[i]
+        elif not isinstance(items[i], list):
+            break
+
+
+def _parse_item(is_digit: bool, buf: str):
+    return int(buf) if is_digit else _qualifier(buf, False)
+
+
+def parse_maven(version: str) -> list:
+    """Items of a Maven version (nested lists of int and comparable qualifier strings)."""
+    v = version.lower()
+    items: list = []
+    current = items
+    stack = [items]
+    is_digit = False
+    start = 0
+    for i, c in enumerate(v):
+        if c == ".":
+            current.append(0 if i == start else _parse_item(is_digit, v[start:i]))
+            start = i + 1
+        elif c == "-":
+            current.append(0 if i == start else _parse_item(is_digit, v[start:i]))
+            start = i + 1
+            sub: list = []
+            current.append(sub)
+            current = sub
+            stack.append(sub)
+        elif c.isdigit():
+            if not is_digit and i > start:
+                current.append(_qualifier(v[start:i], True))
+                start = i
+                sub = []
+                current.append(sub)
+                current = sub
+                stack.append(sub)
+            is_digit = True
+        else:
+            if is_digit and i > start:
+                current.append(_parse_item(True, v[start:i]))
+                start = i
+                sub = []
+                current.append(sub)
+                current = sub
+                stack.append(sub)
+            is_digit = False
+    if len(v) > start:
+        current.append(_parse_item(is_digit, v[start:]))
+    while stack:
+        _normalize(stack.pop())
+    return items
+
+
+def _cmp(a, b) -> int:
+    """ComparableVersion's Item.compareTo; ``b`` may be None (past the end)."""
+    if isinstance(a, int):
+        if b is None:
+            return 0 if a == 0 else 1
+        if isinstance(b, int):
+            return (a > b) - (a < b)
+        return 1
+    if isinstance(a, str):
+        if b is None:
+            return (a > _RELEASE_INDEX) - (a < _RELEASE_INDEX)
+        if isinstance(b, str):
+            return (a > b) - (a < b)
+        return -1
+    # list
+    if b is None:
+        return 0 if not a else _cmp(a[0], None)
+    if isinstance(b, int):
+        return -1
+    if isinstance(b, str):
+        return 1
+    for i in range(max(len(a), len(b))):
+        left = a[i] if i < len(a) else None
+        right = b[i] if i < len(b) else None
+        if left is None:
+            result = 0 if right is None else -_cmp(right, left)
+        else:
+            result = _cmp(left, right)
+        if result:
+            return result
+    return 0
+
+
+def maven_compare(a: str, b: str) -> int:
+    """-1, 0, 1 as ``new ComparableVersion(a).compareTo(new ComparableVersion(b))``."""
+    return _cmp(parse_maven(a), parse_maven(b))
+
+
+class _MavenKey:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __lt__(self, other: "_MavenKey") -> bool:
+        return _cmp(self.items, other.items) < 0
+
+    def __gt__(self, other: "_MavenKey") -> bool:
+        return _cmp(self.items, other.items) > 0
+
+    def __le__(self, other: "_MavenKey") -> bool:
+        return _cmp(self.items, other.items) <= 0
+
+    def __ge__(self, other: "_MavenKey") -> bool:
+        return _cmp(self.items, other.items) >= 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _MavenKey) and _cmp(self.items, other.items) == 0
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@lru_cache(maxsize=100_000)
+def maven_key(version: str) -> _MavenKey:
+    """Sort key; raises :class:`VersionError` for an empty or blank version."""
+    if not version or not version.strip() or any(c.isspace() for c in version):
+        raise VersionError(version, "Maven", "empty or contains whitespace")
+    return _MavenKey(parse_maven(version))
+
+
+class MavenVersions(VersionScheme):
+    """Maven versions (``ComparableVersion``)."""
+
+    name = "maven"
+
+    def key(self, version: str) -> _MavenKey:
+        return maven_key(version)

@@ -1,0 +1,358 @@
+"""Version comparators against the real tools (dpkg, rpm), apk-tools' and Maven's own vectors."""
+
+from __future__ import annotations
+
+import functools
+import random
+import shutil
+import subprocess
+
+import pytest
+from packaging.version import Version
+
+from vulnwatch.vulndb.interface import UnsupportedEcosystem, VersionError
+from vulnwatch.vulndb.versions import comparator_for
+from vulnwatch.vulndb.versions.apk import apk_compare, apk_validate
+from vulnwatch.vulndb.versions.dpkg import dpkg_key
+from vulnwatch.vulndb.versions.maven import maven_compare
+from vulnwatch.vulndb.versions.rpm import rpm_compare
+
+from .conftest import zip_records
+
+SIGN = {-1: "<", 0: "=", 1: ">"}
+
+
+# ---------------------------------------------------------------- registry
+
+@pytest.mark.parametrize("ecosystem,scheme", [
+    ("Debian:12", "dpkg"), ("Debian", "dpkg"), ("Ubuntu:22.04:LTS", "dpkg"), ("Alpine:v3.19", "apk"),
+    ("Red Hat", "rpm"), ("AlmaLinux:9", "rpm"), ("Rocky Linux:8", "rpm"), ("openSUSE:Leap 15.5", "rpm"),
+    ("PyPI", "pep440"), ("npm", "semver"), ("Go", "semver"), ("crates.io", "semver"), ("Maven", "maven"),
+])
+def test_comparator_for_picks_the_family(ecosystem, scheme):
+    assert comparator_for(ecosystem).name == scheme
+
+
+def test_unknown_ecosystem_is_a_clear_error():
+    with pytest.raises(UnsupportedEcosystem, match="'Hackage'"):
+        comparator_for("Hackage")
+
+
+@pytest.mark.parametrize("ecosystem,version", [
+    ("Debian:11", ""), ("Debian:11", "a:1.0"), ("Debian:11", "1.0-"), ("Debian:11", "1 0"),
+    ("PyPI", "not-a-version!"), ("npm", "1.x.y"), ("npm", "1.2.3-"), ("Alpine:v3.18", "1.0-foo"),
+    ("Red Hat", "x:1.0"), ("Maven", ""),
+])
+def test_invalid_versions_raise_version_error_naming_version_and_ecosystem(ecosystem, version):
+    with pytest.raises(VersionError) as exc:
+        comparator_for(ecosystem).key(version)
+    assert repr(version) in str(exc.value)
+    assert exc.value.version == version
+
+
+# ---------------------------------------------------------------- dpkg
+
+def _debian_versions() -> list[str]:
+    versions = set()
+    for rec in zip_records("Debian"):
+        for aff in rec["affected"]:
+            for rng in aff.get("ranges", []):
+                for ev in rng["events"]:
+                    versions.update(v for v in ev.values() if v != "0")
+    return sorted(versions)
+
+
+DPKG_HAND = [
+    ("1.0", "1.0"), ("1.0", "1.0-0"), ("1:1.0", "2.0"), ("1.0~rc1", "1.0"), ("1.0~~", "1.0~"),
+    ("1.0~", "1.0"), ("1.0", "1.0a"), ("1.0a", "1.0+"), ("1.0+", "1.0."), ("1.0-1", "1.0-1~bpo1"),
+    ("2.30-1+deb11u1", "2.30-1+deb11u2"), ("1.2.3-1", "1.2.3-1.1"), ("1.0.0", "1.0"), ("01", "1"),
+    ("1.0-a", "1.0-A"), ("0:1.0", "1.0"), ("1.0-1ubuntu0.1", "1.0-1"), ("7.74.0-1.3+deb11u7", "7.74.0-1.3+deb11u10"),
+    ("1.1.1n-0+deb11u4", "1.1.1n-0+deb11u5"), ("2.2.4-1", "2.2.4-1+b1"), ("1.0+dfsg", "1.0~dfsg"),
+    ("1.0-1-1", "1.0-1-2"), ("1.0-1-2", "1.0-1"), ("9.9", "10.0"), ("1.", "1"),
+]
+
+
+@pytest.fixture(scope="module")
+def debian_versions():
+    return _debian_versions()
+
+
+def test_dpkg_matches_libdpkg_on_every_debian_version(debian_versions):
+    """Sort every version in the Debian export, then let Debian's own Dpkg::Version
+    (one perl process) check each neighbouring pair and a random sample."""
+    if not shutil.which("perl") or subprocess.run(["perl", "-MDpkg::Version", "-e", "1"]).returncode:
+        pytest.skip("perl Dpkg::Version (libdpkg-perl) not installed")
+    ordered = sorted(debian_versions, key=dpkg_key)
+    rnd = random.Random(7)
+    pairs = list(zip(ordered, ordered[1:]))
+    pairs += [tuple(rnd.sample(debian_versions, 2)) for _ in range(2000)]
+    pairs += DPKG_HAND
+    expected = [SIGN[(dpkg_key(a) > dpkg_key(b)) - (dpkg_key(a) < dpkg_key(b))] for a, b in pairs]
+    script = ("use Dpkg::Version; while (<STDIN>) { chomp; my ($a, $b) = split / /; "
+              "my $r = version_compare($a, $b); print(($r < 0 ? '<' : $r > 0 ? '>' : '='), \"\\n\"); }")
+    out = subprocess.run(["perl", "-e", script], input="".join(f"{a} {b}\n" for a, b in pairs),
+                         capture_output=True, text=True, check=True).stdout.split()
+    wrong = [(a, e, b, got) for (a, b), e, got in zip(pairs, expected, out) if e != got]
+    assert len(out) == len(pairs)
+    assert not wrong, wrong[:20]
+
+
+def test_dpkg_matches_the_dpkg_binary(debian_versions):
+    """A few hundred pairs through the real ``dpkg --compare-versions``, in one shell."""
+    if not shutil.which("dpkg"):
+        pytest.skip("dpkg not installed")
+    ordered = sorted(debian_versions, key=dpkg_key)
+    rnd = random.Random(11)
+    pairs = DPKG_HAND + [(b, a) for a, b in DPKG_HAND]
+    for _ in range(150):
+        i = rnd.randrange(len(ordered) - 1)
+        pairs.append((ordered[i], ordered[i + 1]))
+        pairs.append(tuple(rnd.sample(ordered, 2)))
+    lines = []
+    for a, b in pairs:
+        lines.append(f"if dpkg --compare-versions '{a}' lt '{b}'; then echo '<'; "
+                     f"elif dpkg --compare-versions '{a}' eq '{b}'; then echo '='; else echo '>'; fi")
+    out = subprocess.run(["sh", "-c", "\n".join(lines)], capture_output=True, text=True).stdout.split()
+    expected = [SIGN[comparator_for("Debian").compare(a, b)] for a, b in pairs]
+    assert len(out) == len(pairs)
+    wrong = [(a, e, b, got) for (a, b), e, got in zip(pairs, expected, out) if e != got]
+    assert not wrong, wrong[:20]
+
+
+def test_dpkg_tilde_and_epoch_rules():
+    cmp = comparator_for("Debian:11").compare
+    assert cmp("1.0~beta1", "1.0") == -1
+    assert cmp("1.0~beta1~1", "1.0~beta1") == -1
+    assert cmp("1:0.1", "9.9") == 1
+    assert cmp("1.0-1", "1.0-1") == 0
+    assert cmp("1.0", "1.0-0") == 0
+    assert cmp("1.0a", "1.0+") == -1  # letters sort before non-letters
+
+
+# ---------------------------------------------------------------- apk
+
+# A selection of apk-tools' own published vectors (test/version.data in
+# alpinelinux/apk-tools): one comparison per line, "a op b".
+APK_VECTORS = """
+2.34 > 0.1.0_alpha
+23_foo > 4_beta
+1.0 < 1.0bc
+0.1.0_alpha = 0.1.0_alpha
+0.1.0_alpha < 0.1.3_alpha
+0.1.0_alpha2 > 0.1.0_alpha
+0.1.0_alpha < 2.2.39-r1
+1.0.4-r3 < 1.0.4-r4
+1.1 > 1.1_alpha1
+1.2.1 > 1.2
+1.3_alpha < 1.3_alpha2
+0.8_beta4 < 4.8-r1
+3.10.18-r1 > 2.3.0b-r1
+2.3.0b-r1 < 2.3.0b-r2
+0.12.3 > 0.12
+0.12 < 0.13_beta1
+1.2.12.1 < 1.2.13
+0.2.0-r1 < 3.1_p16
+3.1_p16 < 3.1_p17
+1.06-r6 < 006
+006 > 1.0.0
+1.2.2-r1 > 1.2.2
+20050718-r1 < 20050718-r2
+3.9.8-r5 > 2.01.01_alpha10
+0.94 < 1.0
+1.0 > 0.99.3.20040818
+1.00_beta2 > 0.9.2
+4.2.52_p2-r1 < 4.2.52_p4-r2
+2.18.3-r10 > 1.05-r18
+10-r1 > 4
+0.7.3-r2 > 0.7.3
+20060720 > 3.0.20060720
+3.0.20060720 < 20060720
+1.4.4-r1 < 2.1.9.200602141850
+2.5.1-r8 < 2.5.1a-r1
+1.3.5-r10 > 1.3.5-r8
+20040401 > 2.0.0_rc3-r1
+3.0.0-r2 < 021109-r3
+0.9.16-r1 < 3.9_pre20060124
+1.1.7 < 6b-r7
+0.10.0 < 0.10.1_rc1
+1.1a < 1.3a
+1.0-r1 > 0.15.1b
+0.15.1b-r2 > 0.15.1b
+02.08.01b < 4.77
+3.81 > 1.6d
+1.6d > 1.2.07.8
+1.2.07.8 < 1.2.12.04
+1.07-r1 < 1.07.5
+0.1_pre20060810 < 0.1_pre20060817
+3.3.17 > 0.59s-r11
+0.20070118 < 0.20070207_rc1
+4.5_p1-r1 > 4.5_p1
+0.9.8c-r1 < 0.9.8d
+2.2.3-r2 < 013
+5.1_p4 > 1.0.5
+1.7 < 1.7b
+1.8.5 < 1.8.5_p2
+2.9.11_pre20051101-r3 > 2.9.11_pre20051101
+1.6.8_p12-r1 > 1.6.8_p9-r2
+0.9.28-r2 < 0.9.28.1
+0.9.28.1 < 087-r1
+104-r11 > 104-r9
+1.2.5_rc2 > 0.1
+20040406-r1 > 2.12r-r4
+7.0.17 < 7.0.174
+1.3-r0 < 1.3.1-r0
+1.3_pre1-r1 < 1.3.2
+1.0_p10-r0 > 1.0_p9-r0
+0.1.0_alpha_pre2 < 0.1.0_alpha
+1.0.0_pre20191002222144-r0 < 1.0.0_pre20210530193627-r0
+"""
+
+
+@pytest.mark.parametrize("line", [ln for ln in APK_VECTORS.strip().splitlines()])
+def test_apk_tools_vectors(line):
+    a, op, b = line.split()
+    assert SIGN[apk_compare(a, b)] == op
+    assert SIGN[apk_compare(b, a)] == {"<": ">", ">": "<", "=": "="}[op]
+
+
+def test_apk_suffix_order_and_revision():
+    chain = ["1.1_alpha", "1.1_alpha2", "1.1_beta", "1.1_pre", "1.1_rc1", "1.1", "1.1-r1",
+             "1.1_cvs", "1.1_svn", "1.1_git", "1.1_hg", "1.1_p1", "1.1a", "1.1.1"]
+    for older, newer in zip(chain, chain[1:]):
+        assert apk_compare(older, newer) == -1, (older, newer)
+    assert sorted(reversed(chain), key=comparator_for("Alpine:v3.11").key) == chain
+
+
+def test_apk_zero_component_quirk_is_reproduced():
+    # apk-tools reads a ".0" component through its leading-zero path, which skips the
+    # suffix check: "1.0_rc1" sorts AFTER "1.0" there, and so it does here.
+    assert apk_compare("1.0_rc1", "1.0") == 1
+    assert apk_compare("1.1_rc1", "1.1") == -1
+
+
+def test_apk_validation():
+    assert apk_validate("1.2.3_rc1-r4")
+    assert not apk_validate("1.0-foo")
+    assert not apk_validate("1.0_bogus")
+
+
+def test_every_alpine_bound_in_the_export_is_a_valid_apk_version():
+    bad = set()
+    for rec in zip_records("Alpine"):
+        for aff in rec["affected"]:
+            for rng in aff["ranges"]:
+                for ev in rng["events"]:
+                    for v in ev.values():
+                        if v != "0" and not apk_validate(v):
+                            bad.add((rec["id"], v))
+    assert len(bad) < 10, sorted(bad)[:20]
+
+
+# ---------------------------------------------------------------- rpm
+
+RPM_PAIRS = [
+    ("1.0", "1.0"), ("1.0", "2.0"), ("2.0.1", "2.0"), ("2.0.1a", "2.0.1"), ("5.5p1", "5.5p10"),
+    ("10xyz", "10.1xyz"), ("xyz10", "xyz10.1"), ("xyz.4", "8"), ("1.0aa", "1.0a"), ("1.0~rc1", "1.0"),
+    ("1.0~rc1", "1.0~rc2"), ("1.0~rc1~git123", "1.0~rc1"), ("1.0^", "1.0"), ("1.0^git1", "1.0^git2"),
+    ("1.0^git1", "1.01"), ("1.0^20160101", "1.0.1"), ("1.0~rc1^git1", "1.0~rc1"), ("1_0", "1.0"),
+    ("1.0010", "1.9"), ("1.05", "1.5"), ("b", "a"), ("a+", "a_"), ("+a", "_a"), ("1a", "1.a"),
+    ("1:1.0-1", "2.0-1"), ("0:1.0-1", "1.0-1"), ("1.0-1", "1.0-2"), ("1.0-1.el8", "1.0-1.el8_2"),
+    ("2.17-326.el7", "2.17-326.el7_9.3"), ("1.1.1k-7.el8_6", "1.1.1k-12.el8_9"), ("3.6.8-51.el8_8.2", "3.6.8-51.el8"),
+    ("4.18.0-425.3.1.el8", "4.18.0-425.13.1.el8_7"), ("1.0-1", "1.0"), ("7.61.1-22.el8", "7.61.1-22.el8_6.3"),
+]
+
+
+def test_rpm_matches_the_rpm_binary():
+    if not shutil.which("rpm"):
+        pytest.skip("rpm not installed (apt-get install rpm)")
+    lua = " ".join(f'print(rpm.vercmp("{a}", "{b}") .. " ")' for a, b in RPM_PAIRS)
+    out = subprocess.run(["rpm", "--eval", "%{lua: " + lua + "}"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert len(out) == len(RPM_PAIRS)
+    got = [rpm_compare(a, b) for a, b in RPM_PAIRS]
+    assert got == [int(x) for x in out], [(p, g, int(x)) for p, g, x in zip(RPM_PAIRS, got, out) if g != int(x)]
+
+
+def test_rpm_known_vectors_without_the_binary():
+    assert rpm_compare("1.0~rc1", "1.0") == -1
+    assert rpm_compare("1.0^git1", "1.0") == 1
+    assert rpm_compare("1.0^git1", "1.0.1") == -1
+    assert rpm_compare("1:1.0", "2.0") == 1
+    assert rpm_compare("5.5p1", "5.5p10") == -1
+
+
+# ---------------------------------------------------------------- PEP 440
+
+def test_pep440_agrees_with_packaging_on_the_pypi_export():
+    versions = set()
+    for rec in zip_records("PyPI"):
+        for aff in rec["affected"]:
+            versions.update(aff.get("versions", []))
+    scheme = comparator_for("PyPI")
+    valid = []
+    for v in versions:
+        try:
+            Version(v)
+        except Exception:
+            with pytest.raises(VersionError):
+                scheme.key(v)
+            continue
+        valid.append(v)
+    assert len(valid) > 1000
+    assert sorted(valid, key=scheme.key) == sorted(valid, key=Version)
+    assert scheme.compare("1.0rc1", "1.0") == -1
+    assert scheme.compare("1.0.post1", "1.0") == 1
+    assert scheme.compare("1.0", "1.0.0") == 0
+
+
+# ---------------------------------------------------------------- semver
+
+def test_semver_precedence_from_the_spec():
+    chain = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2",
+             "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.1.0", "2.0.0", "10.0.0"]
+    scheme = comparator_for("npm")
+    for older, newer in zip(chain, chain[1:]):
+        assert scheme.compare(older, newer) == -1, (older, newer)
+    assert scheme.compare("1.0.0+build.1", "1.0.0+build.2") == 0
+
+
+def test_go_versions_leading_v_and_incompatible():
+    go = comparator_for("Go")
+    assert go.compare("v1.2.3", "1.2.3") == 0
+    assert go.compare("v2.0.0+incompatible", "v2.0.0") == 0
+    assert go.compare("v0.0.0-20210101000000-abcdef123456", "v0.0.1") == -1
+    assert go.compare("v1.10.0", "v1.9.9") == 1
+
+
+# ---------------------------------------------------------------- Maven
+
+# Orderings from Maven's ComparableVersionTest.
+MAVEN_QUALIFIERS = ["1-alpha2snapshot", "1-alpha2", "1-alpha-123", "1-beta-2", "1-beta123", "1-m2", "1-m11",
+                    "1-rc", "1-cr2", "1-rc123", "1-SNAPSHOT", "1", "1-sp", "1-sp2", "1-sp123", "1-abc",
+                    "1-def", "1-pom-1", "1-1-snapshot", "1-1", "1-2", "1-123"]
+MAVEN_NUMBERS = ["2.0", "2-1", "2.0.a", "2.0.0.a", "2.0.2", "2.0.123", "2.1.0", "2.1-a", "2.1b", "2.1-c",
+                 "2.1-1", "2.1.0.1", "2.2", "2.123", "11.a2", "11.a11", "11.b2", "11.b11", "11.m2",
+                 "11.m11", "11", "11.a", "11b", "11c", "11m"]
+
+
+@pytest.mark.parametrize("chain", [MAVEN_QUALIFIERS, MAVEN_NUMBERS])
+def test_maven_orderings(chain):
+    for i, a in enumerate(chain):
+        for j, b in enumerate(chain):
+            assert maven_compare(a, b) == (i > j) - (i < j), (a, b)
+    key = comparator_for("Maven").key
+    assert sorted(reversed(chain), key=key) == chain
+
+
+@pytest.mark.parametrize("a,b", [("1", "1.0"), ("1", "1.0.0"), ("1", "1-0"), ("1ga", "1"), ("1-GA", "1"),
+                                 ("1.final", "1"), ("1-release", "1"), ("1cr", "1rc"), ("1m3", "1milestone3"),
+                                 ("1a1", "1-alpha-1"), ("1b2", "1beta2"), ("1x", "1-x")])
+def test_maven_equalities(a, b):
+    assert maven_compare(a, b) == 0
+
+
+def test_cmp_to_key_comparators_sort_like_their_compare():
+    for eco, versions in [("Alpine:v3.11", ["1.0-r1", "1.0_rc1", "1.0", "0.9", "1.0_p1"]),
+                          ("Red Hat", ["1.0-1", "1:0.5-1", "1.0~rc1-1", "1.0-2"])]:
+        scheme = comparator_for(eco)
+        assert sorted(versions, key=scheme.key) == sorted(versions, key=functools.cmp_to_key(scheme.compare))
