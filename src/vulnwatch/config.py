@@ -45,7 +45,7 @@ __all__ = [
     "Duration", "EcrRegistryConfig", "EcrScanSettings", "OciRegistryConfig", "RegistryConfig",
     "RepositorySelector", "ScanSettings", "Selector", "SinkConfig", "SlackSinkConfig",
     "StateConfig", "TagFilter", "WebhookSinkConfig", "config_summary", "format_duration",
-    "load_config", "parse_duration",
+    "interpolate", "is_glob", "key_path", "load_config", "parse_config", "parse_duration",
 ]
 
 DEFAULT_STATE_PATH = "~/.local/state/vulnwatch/vulnwatch.db"
@@ -246,6 +246,19 @@ def _resolve_path(value: Path | str, info: ValidationInfo) -> Path:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
                               validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        # `repositories:` with nothing under it (all entries commented out) is YAML null:
+        # treat it as "not given" for keys that have a non-null default.
+        if isinstance(data, dict):
+            fields = cls.model_fields
+            drop = [k for k, v in data.items() if v is None and k in fields and not fields[k].is_required()
+                    and (fields[k].default is not None or fields[k].default_factory is not None)]
+            if drop:
+                data = {k: v for k, v in data.items() if k not in drop}
+        return data
 
 
 # --------------------------------------------------------------------------------------------

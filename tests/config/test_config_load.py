@@ -272,3 +272,27 @@ def test_shipped_example_is_valid(monkeypatch):
     assert cfg.registries[0].registry_id == "123456789012"
     with pytest.raises(ConfigError, match="GHCR_TOKEN is not set"):
         load_config(EXAMPLE, environ={})
+
+
+def test_empty_sections_mean_defaults(load):
+    cfg = load("""
+        state:
+        registries:
+          - name: a
+            type: ecr
+            repositories:
+            scan:
+        notifications:
+        """)
+    assert cfg.registries[0].repositories == [] and cfg.registries[0].scan.mode == "auto"
+    assert cfg.notifications == [] and cfg.state.path is not None
+
+
+def test_every_field_is_documented():
+    from vulnwatch import config as c
+    models = [c.Config, c.StateConfig, c.TagFilter, c.RepositorySelector, c.EcrScanSettings,
+              c.EcrRegistryConfig, c.OciRegistryConfig, c.ArchiveRegistryConfig, c.SlackSinkConfig,
+              c.WebhookSinkConfig, c.DeliverySettings]
+    undocumented = [f"{m.__name__}.{name}" for m in models for name, f in m.model_fields.items()
+                    if not f.description and name != "type"]
+    assert undocumented == []
