@@ -1,0 +1,42 @@
+"""Versioned schema migrations of the SQL store, applied in order when a store is opened.
+
+Each migration is a :class:`Migration` with a version number (1, 2, 3, ... without gaps)
+and a function that changes the schema through a SQLAlchemy connection that is already
+inside a transaction. Applied versions are recorded in the ``schema_migrations`` table.
+
+To change the schema: add a module ``m000N_<what>.py`` defining ``MIGRATION``, append it
+to :data:`MIGRATIONS`, and update the table definitions in :mod:`vulnwatch.store.sql`.
+Never edit a migration that has been released: databases out there already ran it.
+Migrations describe tables with SQLAlchemy Core so one definition serves SQLite and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema."""
+
+    version: int
+    """Position in the sequence, starting at 1."""
+    description: str
+    """What the step does, recorded in ``schema_migrations``."""
+    apply: Callable[[Connection], None]
+    """Changes the schema; called inside the transaction that records the version."""
+
+
+from . import m0001_initial  # noqa: E402  (needs Migration defined above)
+
+MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION,)
+"""Every migration, in order."""
+
+LATEST_VERSION: int = MIGRATIONS[-1].version
+"""The schema version this code reads and writes."""
+
+assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migration gap"

@@ -1,0 +1,572 @@
+"""The SQL state store: SQLite (the default, one file) or PostgreSQL, through SQLAlchemy 2 Core.
+
+Open with ``SQLStore("sqlite:///path/state.db")``, ``SQLStore.from_path(path)`` or
+``SQLStore("postgresql+psycopg://user:pass@host/db")`` (a plain ``postgresql://`` URL uses
+psycopg 3). Opening applies pending migrations (:mod:`vulnwatch.store.migrations`), each in
+its own transaction, and refuses a database written by a newer vulnwatch.
+
+Every method uses its own connection from the engine's pool and its own transaction, so
+one thread may record scans while another works the outbox. On SQLite the database runs
+in WAL mode, waits for locks (``busy_timeout``) and takes the write lock at the start of
+write transactions (``BEGIN IMMEDIATE``) so that concurrent writers queue instead of
+failing. Datetimes are stored in UTC and come back timezone-aware in UTC; naive datetimes
+given to the store are taken to be UTC.
+
+The database URL may hold a password: it is shown only with the password hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text,
+                        and_, create_engine, event, func, or_, select, update)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from ..model import Event, Finding, Image, Package, ScanResult, ScanState, utcnow
+from .interface import (Delivery, DeliveryStatus, HistoryEntry, ImageStatus, Store, StoreError)
+from .migrations import LATEST_VERSION, MIGRATIONS
+
+__all__ = ["SQLStore"]
+
+_MAX_ERROR_CHARS = 4000
+"""Longer error texts are cut (a scanner's error can carry a whole HTTP body)."""
+_CHUNK = 500
+"""Ids per ``IN (...)`` list, well under SQLite's parameter limit."""
+_PG_MIGRATION_LOCK = 0x76756C6E  # "vuln": pg_advisory_xact_lock key serialising migrations
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored in UTC, always returned timezone-aware (UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":  # stored as text: one fixed format keeps comparisons right
+            value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# The current schema (what the latest migration leaves), for queries. DDL lives in migrations/.
+_md = MetaData()
+schema_migrations = Table(
+    "schema_migrations", _md,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(255), nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+images_t = Table(
+    "images", _md,
+    Column("registry", String, primary_key=True),
+    Column("repository", String, primary_key=True),
+    Column("digest", String, primary_key=True),
+    Column("tags", Text),
+    Column("pushed_at", UTCDateTime),
+    Column("media_type", String),
+    Column("size_bytes", BigInteger),
+    Column("last_error", Text),
+    Column("last_error_at", UTCDateTime),
+    Column("last_error_scanner", String),
+    Column("updated_at", UTCDateTime),
+)
+snapshots_t = Table(
+    "snapshots", _md,
+    Column("registry", String, primary_key=True),
+    Column("repository", String, primary_key=True),
+    Column("digest", String, primary_key=True),
+    Column("scanner", String),
+    Column("scanned_at", UTCDateTime),
+    Column("recorded_at", UTCDateTime),
+    Column("vulnerability_source_updated_at", UTCDateTime),
+    Column("state", String),
+    Column("findings", Text),
+    Column("packages", Text),
+    Column("distro", String),
+    Column("notes", Text),
+    Column("counts", Text),
+)
+scan_history_t = Table(
+    "scan_history", _md,
+    Column("id", Integer, primary_key=True),
+    Column("registry", String),
+    Column("repository", String),
+    Column("digest", String),
+    Column("tags", Text),
+    Column("scanner", String),
+    Column("scanned_at", UTCDateTime),
+    Column("recorded_at", UTCDateTime),
+    Column("state", String),
+    Column("counts", Text),
+    Column("finding_keys", Text),
+)
+tag_history_t = Table(
+    "tag_history", _md,
+    Column("id", Integer, primary_key=True),
+    Column("registry", String),
+    Column("repository", String),
+    Column("tag", String),
+    Column("digest", String),
+    Column("first_seen", UTCDateTime),
+    Column("last_seen", UTCDateTime),
+)
+events_t = Table(
+    "events", _md,
+    Column("id", String, primary_key=True),
+    Column("kind", String),
+    Column("registry", String),
+    Column("repository", String),
+    Column("digest", String),
+    Column("body", Text),
+    Column("created_at", UTCDateTime),
+)
+deliveries_t = Table(
+    "deliveries", _md,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", String),
+    Column("sink", String),
+    Column("status", String),
+    Column("attempts", Integer),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("last_attempt_at", UTCDateTime),
+    Column("created_at", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+)
+
+_PACKAGE_FIELDS = frozenset(f.name for f in fields(Package))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))  # key order kept: counts go most severe first
+
+
+def _reason(e: SQLAlchemyError) -> str:
+    """The driver's own message (first line), without SQLAlchemy's statement and parameters."""
+    orig = getattr(e, "orig", None)
+    text = str(orig) if orig is not None else str(e)
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    return f"{type(orig or e).__name__}: {first}"
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i:i + _CHUNK]
+
+
+class SQLStore(Store):
+    """State in a SQL database. ``url`` is a SQLAlchemy URL: ``sqlite:///path.db`` or
+    ``postgresql+psycopg://user:password@host:5432/db`` (``sqlite://`` is an in-memory
+    database, for tests)."""
+
+    def __init__(self, url: str | URL) -> None:
+        try:
+            u = make_url(url)
+        except ArgumentError:
+            raise StoreError("state store URL is not a SQLAlchemy database URL; use "
+                             "sqlite:///path/to/state.db or postgresql+psycopg://user@host/db") from None
+        self._display = u.render_as_string(hide_password=True)
+        backend = u.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise StoreError(f"state store {self._display}: unsupported database {backend!r}; "
+                             "use sqlite:///... or postgresql+psycopg://...")
+        self._sqlite = backend == "sqlite"
+        self._lock: Any = nullcontext()
+        try:
+            if self._sqlite:
+                self._engine = self._sqlite_engine(u)
+            else:
+                if u.drivername == "postgresql":  # psycopg 3 is the driver we ship with
+                    u = u.set(drivername="postgresql+psycopg")
+                self._engine = create_engine(u, pool_pre_ping=True)
+        except (ArgumentError, NoSuchModuleError, ImportError) as e:
+            raise StoreError(f"state store {self._display}: cannot load the database driver ({e}); "
+                             "for PostgreSQL install vulnwatch[postgres]") from None
+        self._insert = sqlite_insert if self._sqlite else pg_insert
+        try:
+            self._migrate()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> "SQLStore":
+        """An SQLite store in the file ``path`` (its directory is created if missing)."""
+        return cls(URL.create("sqlite", database=str(Path(path).expanduser())))
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self._display!r})"
+
+    # --- engine and transactions -----------------------------------------------------
+    def _sqlite_engine(self, u: URL):
+        database = u.database or ""
+        memory = database in ("", ":memory:") or "mode=memory" in database
+        if not memory and not database.startswith("file:"):
+            try:
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(f"state store {self._display}: cannot create the directory of the "
+                                 f"database file ({e.strerror}); choose a writable state.path") from None
+        if memory:  # one shared connection, one user at a time
+            engine = create_engine(u, poolclass=StaticPool, connect_args={"check_same_thread": False})
+            self._lock = threading.RLock()
+        else:
+            engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+            cur = dbapi_conn.cursor()
+            try:
+                cur.execute("PRAGMA busy_timeout = 30000")
+                if not memory:
+                    cur.execute("PRAGMA journal_mode = WAL")
+                    cur.execute("PRAGMA synchronous = NORMAL")
+                cur.execute("PRAGMA foreign_keys = ON")
+            finally:
+                cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("vulnwatch_write")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
+        """A connection inside a transaction, committed on success; database errors become
+        :class:`StoreError` naming the database and ``what`` was being done."""
+        try:
+            with self._lock, self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(vulnwatch_write=True)
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as e:
+            raise StoreError(f"state store {self._display}: {what} failed: {_reason(e)}") from None
+
+    # --- migrations ------------------------------------------------------------------
+    def _lock_schema(self, conn: Connection) -> None:
+        """Serialise migrations across processes (SQLite: BEGIN IMMEDIATE already does)."""
+        if not self._sqlite:
+            conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+
+    def _applied_version(self, conn: Connection) -> int:
+        schema_migrations.create(conn, checkfirst=True)
+        return conn.scalar(select(func.max(schema_migrations.c.version))) or 0
+
+    def _migrate(self) -> None:
+        with self._tx("reading the schema version", write=True) as conn:
+            self._lock_schema(conn)
+            current = self._applied_version(conn)
+        if current > LATEST_VERSION:
+            raise StoreError(
+                f"state store {self._display} has schema version {current}, but this vulnwatch "
+                f"knows versions up to {LATEST_VERSION}: it was written by a newer vulnwatch. "
+                "Upgrade vulnwatch (or point state at another database).")
+        for migration in MIGRATIONS[current:]:
+            with self._tx(f"migration {migration.version} ({migration.description})", write=True) as conn:
+                self._lock_schema(conn)
+                if self._applied_version(conn) >= migration.version:
+                    continue  # another process got there first
+                migration.apply(conn)
+                conn.execute(schema_migrations.insert().values(
+                    version=migration.version, description=migration.description, applied_at=utcnow()))
+
+    def schema_version(self) -> int:
+        """The highest migration applied to the database."""
+        with self._tx("reading the schema version") as conn:
+            return conn.scalar(select(func.max(schema_migrations.c.version))) or 0
+
+    # --- snapshots -------------------------------------------------------------------
+    _SNAPSHOT_COLUMNS = (images_t.c.registry, images_t.c.repository, images_t.c.digest, images_t.c.tags,
+                         images_t.c.pushed_at, images_t.c.media_type, images_t.c.size_bytes,
+                         snapshots_t.c.scanner, snapshots_t.c.scanned_at,
+                         snapshots_t.c.vulnerability_source_updated_at, snapshots_t.c.state,
+                         snapshots_t.c.findings, snapshots_t.c.packages, snapshots_t.c.distro,
+                         snapshots_t.c.notes)
+
+    def _snapshot_query(self):
+        return select(*self._SNAPSHOT_COLUMNS).select_from(snapshots_t.join(images_t, and_(
+            images_t.c.registry == snapshots_t.c.registry,
+            images_t.c.repository == snapshots_t.c.repository,
+            images_t.c.digest == snapshots_t.c.digest)))
+
+    @staticmethod
+    def _image(row) -> Image:
+        return Image(registry=row.registry, repository=row.repository, digest=row.digest,
+                     tags=tuple(json.loads(row.tags or "[]")), pushed_at=row.pushed_at,
+                     media_type=row.media_type, size_bytes=row.size_bytes)
+
+    def _result(self, row) -> ScanResult:
+        where = f"snapshot of {row.registry}/{row.repository}@{row.digest}"
+        try:
+            return ScanResult(
+                image=self._image(row),
+                scanner=row.scanner,
+                scanned_at=row.scanned_at,
+                findings=tuple(Finding.from_dict(d) for d in json.loads(row.findings)),
+                vulnerability_source_updated_at=row.vulnerability_source_updated_at,
+                state=ScanState(row.state),
+                packages=tuple(Package(**{k: v for k, v in d.items() if k in _PACKAGE_FIELDS})
+                               for d in json.loads(row.packages)),
+                distro=row.distro,
+                notes=tuple(json.loads(row.notes)),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise StoreError(f"state store {self._display}: cannot read the {where} ({e}); "
+                             "rescan the image to replace it") from None
+
+    def snapshot(self, registry: str, repository: str, digest: str) -> ScanResult | None:
+        with self._tx(f"reading the snapshot of {registry}/{repository}@{digest}") as conn:
+            row = conn.execute(self._snapshot_query().where(
+                snapshots_t.c.registry == registry, snapshots_t.c.repository == repository,
+                snapshots_t.c.digest == digest)).first()
+        return self._result(row) if row is not None else None
+
+    def snapshots(self, registry: str | None = None) -> list[ScanResult]:
+        q = self._snapshot_query().order_by(snapshots_t.c.registry, snapshots_t.c.repository,
+                                            snapshots_t.c.digest)
+        if registry is not None:
+            q = q.where(snapshots_t.c.registry == registry)
+        with self._tx("reading snapshots") as conn:
+            rows = conn.execute(q).all()
+        return [self._result(r) for r in rows]
+
+    def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
+        with self._tx(f"reading tag {registry}/{repository}:{tag}") as conn:
+            return self._current_tag(conn, registry, repository, tag)[1]
+
+    @staticmethod
+    def _current_tag(conn: Connection, registry: str, repository: str, tag: str) -> tuple[int | None, str | None]:
+        th = tag_history_t
+        row = conn.execute(select(th.c.id, th.c.digest).where(
+            th.c.registry == registry, th.c.repository == repository, th.c.tag == tag,
+        ).order_by(th.c.last_seen.desc(), th.c.id.desc()).limit(1)).first()
+        return (row.id, row.digest) if row is not None else (None, None)
+
+    # --- writes ----------------------------------------------------------------------
+    def _upsert_image(self, conn: Connection, image: Image, now: datetime, **error: Any) -> None:
+        """Insert or update the image row; ``error`` sets or clears the ``last_error*`` columns."""
+        values = dict(registry=image.registry, repository=image.repository, digest=image.digest,
+                      tags=_dumps(sorted(image.tags)), pushed_at=image.pushed_at,
+                      media_type=image.media_type, size_bytes=image.size_bytes, updated_at=now,
+                      **error)
+        stmt = self._insert(images_t).values(**values)
+        ex = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[images_t.c.registry, images_t.c.repository, images_t.c.digest],
+            set_=dict(tags=ex.tags,
+                      pushed_at=func.coalesce(ex.pushed_at, images_t.c.pushed_at),
+                      media_type=func.coalesce(ex.media_type, images_t.c.media_type),
+                      size_bytes=func.coalesce(ex.size_bytes, images_t.c.size_bytes),
+                      updated_at=ex.updated_at,
+                      **{k: getattr(ex, k) for k in error}))
+        conn.execute(stmt)
+
+    def _see_tag(self, conn: Connection, image: Image, tag: str, now: datetime) -> None:
+        """Record that ``tag`` points at ``image`` now; a moved tag is taken off its old image."""
+        row_id, digest = self._current_tag(conn, image.registry, image.repository, tag)
+        th = tag_history_t
+        if digest == image.digest:
+            conn.execute(update(th).where(th.c.id == row_id).values(last_seen=now))
+            return
+        conn.execute(th.insert().values(registry=image.registry, repository=image.repository, tag=tag,
+                                        digest=image.digest, first_seen=now, last_seen=now))
+        if digest is None:
+            return
+        key = and_(images_t.c.registry == image.registry, images_t.c.repository == image.repository,
+                   images_t.c.digest == digest)
+        old_tags = conn.scalar(select(images_t.c.tags).where(key))
+        if old_tags is not None:
+            kept = [t for t in json.loads(old_tags) if t != tag]
+            conn.execute(update(images_t).where(key).values(tags=_dumps(kept)))
+
+    def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]]) -> None:
+        img = result.image
+        now = utcnow()
+        counts = _dumps(result.counts)
+        snapshot = dict(
+            scanner=result.scanner, scanned_at=result.scanned_at, recorded_at=now,
+            vulnerability_source_updated_at=result.vulnerability_source_updated_at,
+            state=ScanState(result.state).value,
+            findings=_dumps([f.to_dict() for f in result.findings]),
+            packages=_dumps([asdict(p) for p in result.packages]),
+            distro=result.distro, notes=_dumps(list(result.notes)), counts=counts)
+        with self._tx(f"recording the scan of {img.registry}/{img.repository}@{img.digest}",
+                      write=True) as conn:
+            self._upsert_image(conn, img, now, last_error=None, last_error_at=None,
+                               last_error_scanner=None)
+            stmt = self._insert(snapshots_t).values(registry=img.registry, repository=img.repository,
+                                                    digest=img.digest, **snapshot)
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=[snapshots_t.c.registry, snapshots_t.c.repository, snapshots_t.c.digest],
+                set_={k: getattr(stmt.excluded, k) for k in snapshot}))
+
+            sh = scan_history_t
+            seen = conn.scalar(select(sh.c.id).where(
+                sh.c.registry == img.registry, sh.c.repository == img.repository,
+                sh.c.digest == img.digest, sh.c.scanner == result.scanner,
+                sh.c.scanned_at == result.scanned_at).limit(1))
+            if seen is None:  # the same scan seen again (e.g. ECR not rescanned) is one entry
+                conn.execute(sh.insert().values(
+                    registry=img.registry, repository=img.repository, digest=img.digest,
+                    tags=_dumps(sorted(img.tags)), scanner=result.scanner, scanned_at=result.scanned_at,
+                    recorded_at=now, state=snapshot["state"], counts=counts,
+                    finding_keys=_dumps(sorted(list(f.key) for f in result.findings))))
+
+            for tag in sorted(set(img.tags)):
+                self._see_tag(conn, img, tag, now)
+
+            for ev, sinks in deliveries:
+                added = conn.execute(self._insert(events_t).values(
+                    id=ev.id, kind=ev.kind.value, registry=ev.image.registry,
+                    repository=ev.image.repository, digest=ev.image.digest,
+                    body=_dumps(ev.to_dict()), created_at=now,
+                ).on_conflict_do_nothing(index_elements=[events_t.c.id]).returning(events_t.c.id)).first()
+                if added is None or not sinks:
+                    continue  # already in the outbox: an idempotent re-run
+                conn.execute(deliveries_t.insert(), [
+                    dict(event_id=ev.id, sink=sink, status=DeliveryStatus.PENDING.value, attempts=0,
+                         next_attempt_at=None, created_at=now)
+                    for sink in dict.fromkeys(sinks)])
+
+    def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
+        with self._tx(f"recording the failure of {image.registry}/{image.repository}@{image.digest}",
+                      write=True) as conn:
+            self._upsert_image(conn, image, utcnow(), last_error=str(error)[:_MAX_ERROR_CHARS],
+                               last_error_at=at, last_error_scanner=scanner)
+
+    # --- status and history ------------------------------------------------------------
+    def images(self) -> list[ImageStatus]:
+        s, i = snapshots_t, images_t
+        q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
+                    i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
+                    s.c.scanner, s.c.scanned_at, s.c.counts)
+             .select_from(i.outerjoin(s, and_(s.c.registry == i.c.registry,
+                                              s.c.repository == i.c.repository,
+                                              s.c.digest == i.c.digest)))
+             .where(or_(s.c.digest.is_not(None), i.c.last_error.is_not(None)))
+             .order_by(i.c.registry, i.c.repository, i.c.digest))
+        with self._tx("listing images") as conn:
+            rows = conn.execute(q).all()
+        return [ImageStatus(image=self._image(r), scanner=r.scanner or r.last_error_scanner,
+                            last_scanned_at=r.scanned_at,
+                            counts=json.loads(r.counts) if r.counts else {},
+                            last_error=r.last_error, last_error_at=r.last_error_at)
+                for r in rows]
+
+    def history(self, registry: str, repository: str, digest: str | None = None,
+                limit: int = 100) -> list[HistoryEntry]:
+        h, i = scan_history_t, images_t
+        q = (select(h.c.registry, h.c.repository, h.c.digest, h.c.tags, h.c.scanner, h.c.scanned_at,
+                    h.c.recorded_at, h.c.counts, i.c.pushed_at, i.c.media_type, i.c.size_bytes)
+             .select_from(h.outerjoin(i, and_(i.c.registry == h.c.registry,
+                                              i.c.repository == h.c.repository,
+                                              i.c.digest == h.c.digest)))
+             .where(h.c.registry == registry, h.c.repository == repository)
+             .order_by(h.c.scanned_at.desc(), h.c.id.desc()).limit(limit))
+        if digest is not None:
+            q = q.where(h.c.digest == digest)
+        with self._tx(f"reading the history of {registry}/{repository}") as conn:
+            rows = conn.execute(q).all()
+        return [HistoryEntry(image=self._image(r), scanner=r.scanner, scanned_at=r.scanned_at,
+                             recorded_at=r.recorded_at, counts=json.loads(r.counts)) for r in rows]
+
+    # --- outbox ----------------------------------------------------------------------
+    def _delivery_query(self):
+        d, e = deliveries_t, events_t
+        return select(d, e.c.body).select_from(d.join(e, e.c.id == d.c.event_id))
+
+    def _delivery(self, row) -> Delivery:
+        try:
+            ev = Event.from_dict(json.loads(row.body))
+        except (ValueError, KeyError, TypeError) as e:
+            raise StoreError(f"state store {self._display}: cannot read event {row.event_id} of "
+                             f"delivery {row.id} ({e}); dead-letter or delete it") from None
+        return Delivery(id=row.id, event=ev, sink=row.sink, status=DeliveryStatus(row.status),
+                        attempts=row.attempts, created_at=row.created_at,
+                        next_attempt_at=row.next_attempt_at, last_error=row.last_error,
+                        delivered_at=row.delivered_at)
+
+    def due_deliveries(self, now: datetime, limit: int | None = None) -> list[Delivery]:
+        d = deliveries_t
+        q = (self._delivery_query()
+             .where(d.c.status == DeliveryStatus.PENDING.value,
+                    or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now))
+             .order_by(d.c.created_at, d.c.id))
+        if limit is not None:
+            q = q.limit(limit)
+        with self._tx("reading due deliveries") as conn:
+            rows = conn.execute(q).all()
+        return [self._delivery(r) for r in rows]
+
+    def mark_delivered(self, delivery_ids: Sequence[int], at: datetime) -> None:
+        d = deliveries_t
+        with self._tx("marking deliveries delivered", write=True) as conn:
+            for chunk in _chunks(delivery_ids):
+                conn.execute(update(d).where(d.c.id.in_(chunk)).values(
+                    status=DeliveryStatus.DELIVERED.value, attempts=d.c.attempts + 1,
+                    delivered_at=at, last_attempt_at=at, next_attempt_at=None))
+
+    def mark_failed(self, delivery_ids: Sequence[int], error: str, at: datetime,
+                    next_attempt_at: datetime | None) -> None:
+        d = deliveries_t
+        status = DeliveryStatus.PENDING if next_attempt_at is not None else DeliveryStatus.DEAD
+        with self._tx("marking deliveries failed", write=True) as conn:
+            for chunk in _chunks(delivery_ids):
+                conn.execute(update(d).where(
+                    d.c.id.in_(chunk), d.c.status != DeliveryStatus.DELIVERED.value,
+                ).values(status=status.value, attempts=d.c.attempts + 1,
+                         last_error=str(error)[:_MAX_ERROR_CHARS], last_attempt_at=at,
+                         next_attempt_at=next_attempt_at))
+
+    def deliveries(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
+        d = deliveries_t
+        q = self._delivery_query().order_by(d.c.id.desc()).limit(limit)
+        if status is not None:
+            q = q.where(d.c.status == DeliveryStatus(status).value)
+        with self._tx("listing deliveries") as conn:
+            rows = conn.execute(q).all()
+        return [self._delivery(r) for r in rows]
+
+    def retry_dead(self, delivery_ids: Sequence[int] | None = None, now: datetime | None = None) -> int:
+        d = deliveries_t
+        values = dict(status=DeliveryStatus.PENDING.value, attempts=0, next_attempt_at=now)
+        dead = d.c.status == DeliveryStatus.DEAD.value
+        with self._tx("retrying dead deliveries", write=True) as conn:
+            # counted with RETURNING: psycopg's rowcount is not reliable here (-1)
+            if delivery_ids is None:
+                return len(conn.execute(update(d).where(dead).values(**values).returning(d.c.id)).all())
+            return sum(len(conn.execute(update(d).where(dead, d.c.id.in_(chunk)).values(**values)
+                                        .returning(d.c.id)).all())
+                       for chunk in _chunks(delivery_ids))
+
+    def close(self) -> None:
+        self._engine.dispose()

@@ -1,0 +1,35 @@
+"""Store fixtures: every store test runs against SQLite (a temp file) and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.postgres import PostgresCluster, PostgresUnavailable
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL server per test session (per xdist worker)."""
+    try:
+        cluster = PostgresCluster.start()
+    except PostgresUnavailable as e:
+        pytest.skip(f"PostgreSQL tests skipped: {e}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A URL of an empty database: a new SQLite file, or a new database on the test server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state/vulnwatch.db"
+    return request.getfixturevalue("pg_cluster").create_database()
+
+
+@pytest.fixture
+def store(store_url):
+    from vulnwatch.store.sql import SQLStore
+
+    s = SQLStore(store_url)
+    yield s
+    s.close()
