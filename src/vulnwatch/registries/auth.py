@@ -285,15 +285,16 @@ class RegistryAuth:
                 return False
             with self._lock:
                 had = self._scope_key(scope) in self._tokens
-                self._tokens.pop(self._scope_key(scope), None)
                 self._scheme, self._bearer = "bearer", challenge
             if had and challenge.params.get("error") == "insufficient_scope":
-                return False
-            if had:
-                # a token we had was refused (expired early?): one fresh try
-                return self._fetch_token(scope) is not None
+                return False  # the token is fine, the scope was not granted
+            # no token yet, or one refused for another reason (revoked, clock skew): one fresh try
             return self._fetch_token(scope) is not None
         return False
+
+    def has_token(self, scope: str | None) -> bool:
+        """Whether a token for ``scope`` is cached (so a 401 means the scope was not granted)."""
+        return self._cached(self._scope_key(scope)) is not None
 
     @staticmethod
     def _scope_key(scope: str | None) -> str:

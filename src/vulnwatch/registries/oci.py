@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from ..model import Image
-from .auth import CATALOG_SCOPE, Credentials, RegistryAuth, repository_scope
+from .auth import CATALOG_SCOPE, Credentials, RegistryAuth, parse_challenge, repository_scope
 from .interface import Descriptor, Manifest, Registry, RegistryError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -288,7 +288,7 @@ class OCIRegistry(Registry):
             delay = max(delay, float(retry_after))
         time.sleep(min(delay, 30.0))
 
-    def _error(self, resp: httpx.Response, what: str, where: dict) -> RegistryError:
+    def _error(self, resp: httpx.Response, what: str, where: dict, scope: str | None = None) -> RegistryError:
         """A :class:`RegistryError` for a failed response, with the registry's error codes."""
         if not resp.is_closed:
             try:
@@ -307,7 +307,13 @@ class OCIRegistry(Registry):
         detail = f"; registry says {', '.join(codes)}" if codes else ""
         hint = ""
         if status == 401:
-            hint = f" unauthorized: check the credentials ({self.auth._creds_desc()})"
+            challenge = parse_challenge(resp.headers.get("www-authenticate", ""))
+            if challenge and challenge.scheme == "bearer" and (
+                    challenge.params.get("error") == "insufficient_scope" or self.auth.has_token(scope)):
+                hint = (f" unauthorized: access denied, the token server did not grant {scope or 'this scope'} "
+                        f"to {self.auth._creds_desc()}; ask for access or check the repository name")
+            else:
+                hint = f" unauthorized: check the credentials ({self.auth._creds_desc()})"
         elif status == 403:
             hint = " forbidden: the credentials lack permission"
         elif status == 404:
@@ -318,7 +324,7 @@ class OCIRegistry(Registry):
     def _get_json(self, url: str, scope: str, where: dict, what: str) -> tuple[dict, httpx.Response]:
         resp = self._send("GET", url, scope=scope, where=where, headers={"Accept": "application/json"})
         if resp.status_code != 200:
-            raise self._error(resp, what, where)
+            raise self._error(resp, what, where, scope)
         try:
             return resp.json(), resp
         except ValueError:
@@ -366,7 +372,7 @@ class OCIRegistry(Registry):
             return (resp.headers["docker-content-digest"], resp.headers.get("content-type"),
                     int(size) if size and size.isdigit() else None)
         if resp.status_code not in (200, 405):
-            raise self._error(resp, "HEAD manifest", where)
+            raise self._error(resp, "HEAD manifest", where, repository_scope(repository))
         raw, mt, digest = self._fetch_manifest(repository, reference)
         return digest, mt, len(raw)
 
@@ -387,7 +393,7 @@ class OCIRegistry(Registry):
         resp = self._send("GET", url, scope=repository_scope(repository), where=where,
                           headers={"Accept": ACCEPT_MANIFESTS})
         if resp.status_code != 200:
-            raise self._error(resp, "GET manifest", where)
+            raise self._error(resp, "GET manifest", where, repository_scope(repository))
         raw = resp.content
         if self.max_blob_size is not None and len(raw) > max(self.max_blob_size, 4 << 20):
             raise RegistryError("manifest is implausibly large", **where)
@@ -445,7 +451,7 @@ class OCIRegistry(Registry):
         url = f"{self.base_url}/v2/{repository}/blobs/{digest}"
         resp = self._send("GET", url, scope=repository_scope(repository), where=where, stream=True)
         if resp.status_code != 200:
-            err = self._error(resp, "GET blob", where)
+            err = self._error(resp, "GET blob", where, repository_scope(repository))
             resp.close()
             raise err
         length = resp.headers.get("content-length")
