@@ -71,9 +71,13 @@ class ECRProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def queue_status(self, digest: str, status: str, *, times: int = 1, description: str | None = None) -> None:
-        """Answer the next ``times`` findings calls for ``digest`` with this scan status."""
-        entry = {"status": status, **({"description": description} if description else {})}
+    def queue_status(self, digest: str, status: str, *, times: int = 1, description: str | None = None,
+                     findings: dict[str, Any] | None = None) -> None:
+        """Answer the next ``times`` findings calls for ``digest`` with this scan status (and,
+        to catch clients that read findings of unfinished scans, optional ``imageScanFindings``)."""
+        entry: dict[str, Any] = {"status": status, **({"description": description} if description else {})}
+        if findings is not None:
+            entry["_findings"] = findings
         with self.lock:
             self.statuses.setdefault(digest, []).extend([entry] * times)
 
@@ -98,8 +102,11 @@ class ECRProxy:
                 status = queued.pop(0) if queued else None
                 canned = self.findings.get(digest)
             if status is not None:
-                out = {"repositoryName": req.get("repositoryName"), "imageId": req.get("imageId"),
-                       "imageScanStatus": status}
+                status = dict(status)
+                out = {"repositoryName": req.get("repositoryName"), "imageId": req.get("imageId")}
+                if "_findings" in status:
+                    out["imageScanFindings"] = status.pop("_findings")
+                out["imageScanStatus"] = status
                 return 200, json_headers, json.dumps(out).encode()
             if canned is not None:
                 return 200, json_headers, json.dumps(self._page(op, req, canned)).encode()
