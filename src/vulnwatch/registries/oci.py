@@ -246,7 +246,7 @@ class OCIRegistry(Registry):
             req_headers.update(self.auth.headers_for(url, scope))
             try:
                 request = self._client.build_request(method, url, headers=req_headers)
-                resp = self._client.send(request, stream=stream)
+                resp = self._client.send(request, stream=stream, follow_redirects=False)
             except httpx.TransportError as e:
                 if attempt < self.retries:
                     attempt += 1
