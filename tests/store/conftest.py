@@ -20,10 +20,10 @@ def pg_cluster():
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
-    """A URL of an empty database: a new SQLite file, or a new database on the test server."""
+    """A URL of an empty database: a new SQLite file, or a new schema on the test server."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/state/vulnwatch.db"
-    return request.getfixturevalue("pg_cluster").create_database()
+    return request.getfixturevalue("pg_cluster").create_schema()
 
 
 @pytest.fixture

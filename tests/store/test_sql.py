@@ -102,7 +102,7 @@ def test_snapshots_all_and_by_registry(store):
 
 
 def test_snapshots_of_many_images_is_one_query(store):
-    n = 300
+    n = 150
     for i in range(n):
         store.commit_scan(result(image(f"sha256:{i:064x}", tags=(f"v{i}",)),
                                  findings=(finding(f"CVE-2024-{i:04d}"),)), [])
@@ -295,12 +295,12 @@ def test_mark_failed_does_not_undo_a_delivery(store):
 
 def test_many_ids_at_once(store):
     res = result()
-    events = [(make_event(res, n), ["hook"]) for n in range(1200)]
+    events = [(make_event(res, n), ["hook"]) for n in range(600)]
     store.commit_scan(res, events)
     ids = [d.id for d in store.deliveries(limit=5000)]
-    assert len(ids) == 1200
+    assert len(ids) == 600
     store.mark_failed(ids, "down", T0, None)
-    assert store.retry_dead(ids) == 1200
+    assert store.retry_dead(ids) == 600
 
 
 # --- failures and status -------------------------------------------------------------------

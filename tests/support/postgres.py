@@ -1,10 +1,11 @@
 """A throwaway PostgreSQL server for tests: ``initdb`` into a temp dir, ``postgres`` on a free
 port on 127.0.0.1, run as the ``postgres`` OS user (PostgreSQL refuses to run as root).
 
-Usage (one per test session; one database per test)::
+Usage (one per test session; one database or schema per test)::
 
     cluster = PostgresCluster.start()      # raises PostgresUnavailable if it cannot
     url = cluster.create_database()        # postgresql+psycopg://postgres@127.0.0.1:PORT/t_...
+    url = cluster.create_schema()          # same, in a fresh schema of one database (faster)
     cluster.stop()
 
 Durability is switched off (``fsync=off``): this is for tests only.
@@ -131,6 +132,16 @@ class PostgresCluster:
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def create_schema(self, database: str = "postgres", name: str | None = None) -> str:
+        """A new empty schema in ``database`` (much faster than a new database); returns a
+        SQLAlchemy URL whose connections use it as their ``search_path``."""
+        import psycopg
+
+        name = name or f"s_{next(self._names)}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.dsn(database), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{name}"')
+        return f"{self.url(database)}?options=-csearch_path%3D{name}"
 
     def drop_database(self, name: str) -> None:
         import psycopg
