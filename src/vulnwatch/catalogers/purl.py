@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 
-def _enc(value: str) -> str:
-    return quote(value, safe="")
+def _enc(value: str, safe: str = "") -> str:
+    return quote(value, safe=safe)
 
 
 def purl(type_: str, name: str, version: str | None = None, *, namespace: str | None = None,
@@ -22,8 +22,8 @@ def purl(type_: str, name: str, version: str | None = None, *, namespace: str | 
         out += "/".join(_enc(p) for p in namespace.split("/")) + "/"
     out += _enc(name)
     if version:
-        out += "@" + _enc(version)
+        out += "@" + _enc(version, safe=":")  # epochs stay readable: 1:2.3-1
     quals = {k: v for k, v in (qualifiers or {}).items() if v}
     if quals:
-        out += "?" + "&".join(f"{k}={_enc(v)}" for k, v in sorted(quals.items()))  # type: ignore[arg-type]
+        out += "?" + "&".join(f"{k}={_enc(v, safe=':')}" for k, v in sorted(quals.items()))  # type: ignore[arg-type]
     return out
