@@ -127,6 +127,8 @@ class Proxy:
     fail_first: int = 0
     """Answer 503 to this many requests before forwarding."""
     blob_store: BlobStore | None = None
+    tamper_manifests: bool = False
+    """Append a space to every manifest body (still JSON, other digest)."""
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     httpd: ThreadingHTTPServer | None = None
 
@@ -200,7 +202,10 @@ def start_proxy(upstream: str, **options) -> Proxy:
             if proxy.paginate_tags and path.endswith("/tags/list"):
                 return self._tags(path, headers)
             r = httpx.request(self.command, proxy.upstream + self.path, headers=headers)
-            self._answer(r.status_code, dict(r.headers), r.content)
+            body = r.content
+            if proxy.tamper_manifests and "/manifests/" in path and r.status_code == 200:
+                body += b" "
+            self._answer(r.status_code, dict(r.headers), body)
 
         def _tags(self, path: str, headers: dict[str, str]) -> None:
             r = httpx.get(proxy.upstream + path, headers=headers)

@@ -224,3 +224,17 @@ def test_ecr_credentials_from_get_authorization_token(moto):
     creds = ecr_credentials("123456789012.dkr.ecr.us-east-1.amazonaws.com", endpoint_url=moto.url)
     assert creds.username == "AWS" and creds.password and creds.source == "ecr"
     assert creds.password not in repr(creds)
+
+
+def test_token_refetched_after_expiry(token_registry, token_server, monkeypatch):
+    import vulnwatch.registries.auth as auth_mod
+
+    token_server.clear()
+    reg = token_reg(token_registry)
+    list(reg.tags("repo-a"))
+    list(reg.tags("repo-a"))
+    assert len(token_server.requests) == 1
+    now = auth_mod.time.monotonic()
+    monkeypatch.setattr(auth_mod.time, "monotonic", lambda: now + token_server.expires_in)
+    list(reg.tags("repo-a"))
+    assert len(token_server.requests) == 2

@@ -160,3 +160,12 @@ def test_retries_are_bounded(plain_registry, make_proxy):
     assert e.value.retryable
     assert "503" in str(e.value) and "UNAVAILABLE" in str(e.value)
     assert len(proxy.requests) == 3
+
+
+def test_manifest_digest_is_verified(plain_registry, make_proxy, images):
+    proxy = make_proxy(plain_registry.url, tamper_manifests=True)
+    reg = OCIRegistry("local", proxy.url, insecure=True)
+    with pytest.raises(RegistryError, match="does not match the requested digest"):
+        reg.manifest("app", images.v1.manifest_digest)
+    with pytest.raises(RegistryError, match="registry says " + images.v1.manifest_digest):
+        reg.manifest("app", "v1")
