@@ -160,3 +160,20 @@ def test_unexpected_notifier_exception_is_retryable_and_scrubbed(store):
     assert report.failed == 1
     (row,) = store.deliveries()
     assert "unexpected RuntimeError" in row.last_error and "SuperSecretToken" not in row.last_error
+
+
+def test_failed_digest_is_retried_as_one_message(store, receiver):
+    receiver.responses.append((502, {}, b"bad gateway"))
+    events = [event(added=[finding(f"CVE-{i}")], repository=f"svc/{i}") for i in range(3)]
+    for ev in events:
+        enqueue(store, ev, ["daily"])
+    jitter = iter([0.9, 0.1, 0.5])
+    d = Dispatcher(store, {"daily": WebhookNotifier("daily", receiver.url)}, modes={"daily": "digest"},
+                   rng=lambda: next(jitter))
+    now = _start()
+    report = d.dispatch(now)
+    assert (report.failed, report.delivered) == (3, 0)
+    assert len({r.next_attempt_at for r in store.deliveries()}) == 1
+    report = d.dispatch(store.deliveries()[0].next_attempt_at)
+    assert report.delivered == 3
+    assert len(receiver.requests) == 2 and len(receiver.requests[1].json()["data"]["events"]) == 3

@@ -93,7 +93,7 @@ class Dispatcher:
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds until the next try after ``attempts`` failed attempts (jittered)."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2 ** max(0, attempts - 1))
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** min(max(0, attempts - 1), 40))
         delay = self.rng() * ceiling
         if retry_after is not None:
             delay = max(delay, retry_after)
@@ -160,15 +160,14 @@ class Dispatcher:
 
     def _record_failure(self, batch: Sequence[Delivery], error: DeliveryError, now: datetime,
                         tally: _Tally) -> None:
-        dead: list[int] = []
-        for d in batch:
-            attempts = d.attempts + 1
-            if not error.retryable or attempts >= self.max_attempts:
-                dead.append(d.id)
-                continue
+        dead = [d.id for d in batch if not error.retryable or d.attempts + 1 >= self.max_attempts]
+        retry = [d.id for d in batch if d.id not in dead]
+        if retry:
+            # one time for the whole batch, so a digest's events stay together
+            attempts = max(d.attempts + 1 for d in batch if d.id in retry)
             when = now + timedelta(seconds=self.backoff(attempts, error.retry_after))
-            self.store.mark_failed([d.id], str(error), now, when)
-            tally.failed += 1
+            self.store.mark_failed(retry, str(error), now, when)
+            tally.failed += len(retry)
         if dead:
             reason = str(error) if not error.retryable else f"{error} (gave up after {self.max_attempts} attempts)"
             self.store.mark_failed(dead, reason, now, None)
