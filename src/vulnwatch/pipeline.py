@@ -18,7 +18,7 @@ from .notify.routing import Route, route
 from .registries.interface import Registry, RegistryError
 from .scanners.interface import ScanError, Scanner
 from .store.interface import Store
-from .targets import TargetError, select_images, select_repositories
+from .targets import TargetError, resolve_repositories, select_images
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,15 @@ class Pipeline:
         """The images of one watch, after repository and tag selection."""
         reg = watch.registry
         try:
-            names = list(watch.watch_list) if watch.watch_list is not None else list(reg.repositories())
-            chosen = select_repositories(names, watch.selectors, watch.watch_list)
+            selection = resolve_repositories(reg.repositories(), watch.selectors, watch.watch_list)
         except (RegistryError, TargetError) as e:
-            failures.append(Failure(reg.name, str(e), getattr(e, "code", type(e).__name__)))
+            failures.append(Failure(reg.name, str(e), type(e).__name__))
             return []
+        for repo in selection.missing:
+            failures.append(Failure(f"{reg.name}/{repo}", "repository not found in the registry "
+                                    "(named in the config or watch list)", "RepositoryNotFound"))
         images: list[Image] = []
-        for repo, selector in chosen:
+        for repo, selector in selection.selected:
             try:
                 images.extend(select_images(reg.images(repo), selector))
             except RegistryError as e:

@@ -15,7 +15,6 @@ from .logs import register_secret
 from .notify.interface import Notifier
 from .notify.routing import Route
 from .pipeline import Pipeline, Progress, Sink, Watch
-from .model import Severity
 from .registries.interface import Registry
 from .scanners.interface import Scanner
 from .store.interface import Store
@@ -49,7 +48,8 @@ def open_store(cfg: Config) -> Store:
     from .store.sql import SQLStore
 
     if cfg.state.url:
-        return SQLStore(secret(cfg.state.url))
+        secret(cfg.state.url)
+        return SQLStore(cfg.state.sqlalchemy_url())
     return SQLStore.from_path(Path(cfg.state.path).expanduser())
 
 
@@ -57,9 +57,10 @@ def _ecr(reg) -> tuple[Registry, Scanner]:
     from .registries.ecr import ECRRegistry
     from .scanners.ecr import ECRScanner
 
+    endpoint = str(reg.endpoint_url).rstrip("/") if reg.endpoint_url else None
     registry = ECRRegistry(reg.name, region=reg.region, registry_id=reg.registry_id,
-                           endpoint_url=reg.endpoint_url, max_concurrency=reg.max_concurrency)
-    scanner = ECRScanner(region=reg.region, registry_id=reg.registry_id, endpoint_url=reg.endpoint_url,
+                           endpoint_url=endpoint, max_concurrency=reg.max_concurrency)
+    scanner = ECRScanner(region=reg.region, registry_id=reg.registry_id, endpoint_url=endpoint,
                          mode=reg.scan.mode, scan_interval=reg.scan.interval,
                          wait_timeout=reg.scan.wait_timeout, max_concurrency=reg.max_concurrency)
     return registry, scanner
@@ -82,10 +83,11 @@ def build_watches(cfg: Config) -> list[Watch]:
             s3 = None
             if str(reg.watch_list).startswith("s3://"):
                 from .aws import client
+                endpoint = getattr(reg, "endpoint_url", None)
                 s3 = client("s3", region=getattr(reg, "region", None),
-                            endpoint_url=getattr(reg, "endpoint_url", None))
+                            endpoint_url=str(endpoint).rstrip("/") if endpoint else None)
             watch_list = load_watch_list(str(reg.watch_list), s3_client=s3)
-        watches.append(Watch(registry=registry, scanner=scanner, selectors=tuple(reg.repositories or ()),
+        watches.append(Watch(registry=registry, scanner=scanner, selectors=tuple(reg.selectors()),
                              watch_list=watch_list))
     return watches
 
@@ -99,12 +101,11 @@ def build_sinks(cfg: Config) -> list[Sink]:
         kwargs: dict[str, Any] = {}
         if s.type == "webhook":
             kwargs = {"secret": secret(s.secret), "timeout": s.timeout.total_seconds(),
-                      "headers": {k: secret(v) for k, v in (s.headers or {}).items()}}
+                      "headers": {k: secret(v) for k, v in s.header_values().items()}}
         else:
             kwargs = {"timeout": s.timeout.total_seconds()}
         notifier: Notifier = cls(s.name, secret(s.url), **kwargs)
-        route = Route(min_severity=Severity.parse(s.min_severity) if s.min_severity else Severity.UNKNOWN,
-                      fixable_only=s.fixable_only, repositories=tuple(s.repositories or ()), mode=s.mode)
+        route = Route(min_severity=s.min_severity, fixable_only=s.fixable_only, repositories=tuple(s.repositories or ()), mode=s.mode)
         sinks.append(Sink(notifier=notifier, route=route))
     return sinks
 
