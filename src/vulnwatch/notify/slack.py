@@ -243,7 +243,7 @@ class SlackNotifier(Notifier):
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"slack sink {name!r}: url must start with https://")
+            raise ValueError(f"slack sink {name!r}: url must start with https:// (or http:// for a local receiver)")
         if max_listed < 1:
             raise ValueError(f"slack sink {name!r}: max_listed must be at least 1")
         self.name = name
