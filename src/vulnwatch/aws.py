@@ -87,9 +87,6 @@ class CallCounter(collections.Counter):
         with self._lock:
             return dict(self)
 
-    def __reduce__(self):  # pragma: no cover - pickling drops the lock
-        return (collections.Counter, (dict(self),))
-
 
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore ``ClientError`` (``ImageNotFoundException``), else None."""
