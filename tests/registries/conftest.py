@@ -26,6 +26,7 @@ from tests.support.token_server import TokenServer, User
 
 BASIC_PASSWORD = "s3cret-Basic-pw!"
 TOKEN_PASSWORD = "s3cret-Token-pw!"
+REFRESH_TOKEN = "alice-refresh-token-s3cret"
 EXTRA_TAGS = [f"t{i}" for i in range(6)]
 MANY_REPOS = [f"r{i}" for i in range(5)]
 
@@ -82,7 +83,7 @@ def token_server():
     server = TokenServer({
         "admin": User("admin-pw", {"*": "pull,push"}, catalog=True),
         "alice": User(TOKEN_PASSWORD, {"repo-a": "pull"}, catalog=False),
-    })
+    }, refresh_tokens={REFRESH_TOKEN: "alice"})
     yield server
     server.close()
 

@@ -238,3 +238,18 @@ def test_token_refetched_after_expiry(token_registry, token_server, monkeypatch)
     monkeypatch.setattr(auth_mod.time, "monotonic", lambda: now + token_server.expires_in)
     list(reg.tags("repo-a"))
     assert len(token_server.requests) == 2
+
+
+def test_identity_token_from_docker_config(token_registry, token_server, docker_config, images):
+    from tests.registries.conftest import REFRESH_TOKEN
+
+    docker_config({"auths": {token_registry.host: {"auth": "", "identitytoken": REFRESH_TOKEN}}})
+    creds = docker_config_credentials(token_registry.host)
+    assert REFRESH_TOKEN not in repr(creds)
+    token_server.clear()
+    reg = OCIRegistry("tok", token_registry.url, insecure=True, credentials=creds)
+    assert images.v2.manifest_digest in {i.digest for i in reg.images("repo-a")}
+    assert token_server.requests == [("alice", ("repository:repo-a:pull",))]
+    bad = OCIRegistry("tok", token_registry.url, insecure=True, credentials=Credentials(identity_token="nope"))
+    with pytest.raises(RegistryError, match="token endpoint .* 401"):
+        list(bad.tags("repo-a"))

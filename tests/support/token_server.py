@@ -46,6 +46,8 @@ class User:
 class TokenServer:
     users: dict[str, User]
     expires_in: int = 300
+    refresh_tokens: dict[str, str] = field(default_factory=dict)
+    """OAuth2 refresh token -> user name (the ``grant_type=refresh_token`` POST)."""
     requests: list[tuple[str | None, tuple[str, ...]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -73,6 +75,17 @@ class TokenServer:
                 self.send_header("Content-Length", str(len(out)))
                 if status == 401:
                     self.send_header("WWW-Authenticate", 'Basic realm="token"')
+                self.end_headers()
+                self.wfile.write(out)
+
+            def do_POST(self):  # noqa: N802
+                n = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(n).decode())
+                status, body = server.handle_refresh(form)
+                out = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
 
@@ -112,6 +125,17 @@ class TokenServer:
         token = self.sign(user_name or "", access, query.get("service", [SERVICE])[0])
         return 200, {"token": token, "access_token": token, "expires_in": self.expires_in,
                      "issued_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+
+    def handle_refresh(self, form: dict[str, list[str]]) -> tuple[int, dict]:
+        scopes = tuple(s for raw in form.get("scope", []) for s in raw.split(" ") if s)
+        user_name = self.refresh_tokens.get(form.get("refresh_token", [""])[0])
+        with self._lock:
+            self.requests.append((user_name, scopes))
+        if form.get("grant_type") != ["refresh_token"] or user_name is None:
+            return 401, {"error": "invalid_grant"}
+        access = [a for a in (self._grant(self.users[user_name], s) for s in scopes) if a]
+        token = self.sign(user_name, access, form.get("service", [SERVICE])[0])
+        return 200, {"access_token": token, "expires_in": self.expires_in}
 
     def _grant(self, user: User | None, scope: str) -> dict | None:
         parts = scope.split(":")

@@ -53,8 +53,9 @@ class Credentials:
     password: str | None = field(default=None, repr=False)
     """Password (or ECR authorization password); secret."""
     identity_token: str | None = field(default=None, repr=False)
-    """A registry token to send as ``Bearer`` directly (e.g. from a credential helper
-    answering ``<token>`` as user name); secret."""
+    """An OAuth2 refresh token (docker config ``identitytoken``, or a credential helper
+    answering ``<token>`` as user name), exchanged at the token realm with
+    ``grant_type=refresh_token``; secret."""
     source: str = "config"
     """Where they came from, for messages: ``config``, ``docker-config``, ``docker-credential-<x>``, ``ecr``."""
 
@@ -266,8 +267,6 @@ class RegistryAuth:
                 token = self._fetch_token(scope)
             if token:
                 return {"Authorization": f"Bearer {token}"}
-        if self._scheme is None and creds and creds.identity_token and not creds.password:
-            return {"Authorization": f"Bearer {creds.identity_token}"}
         return {}
 
     def answer_challenge(self, response: httpx.Response, scope: str | None) -> bool:
@@ -322,14 +321,18 @@ class RegistryAuth:
             params.append(("scope", scope))
         creds = self.credentials
         headers = {}
-        if creds and creds.basic_header:
-            headers["Authorization"] = creds.basic_header
-        elif creds and creds.identity_token:
-            headers["Authorization"] = f"Bearer {creds.identity_token}"
         with self._lock:
             self.token_requests += 1
         try:
-            resp = self._client.get(realm_url, params=params, headers=headers, follow_redirects=False)
+            if creds and creds.identity_token:
+                # OAuth2 refresh-token grant (Docker token spec, "oauth.md")
+                form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                        "client_id": "vulnwatch", **dict(params)}
+                resp = self._client.post(realm_url, data=form, follow_redirects=False)
+            else:
+                if creds and creds.basic_header:
+                    headers["Authorization"] = creds.basic_header
+                resp = self._client.get(realm_url, params=params, headers=headers, follow_redirects=False)
         except httpx.HTTPError as e:
             raise RegistryError(f"token endpoint {realm} unreachable: {type(e).__name__}",
                                 registry=self.registry_name, retryable=True) from None
@@ -359,4 +362,6 @@ class RegistryAuth:
         c = self.credentials
         if c is None:
             return "no credentials configured"
+        if c.username is None:
+            return f"an identity token from {c.source}"
         return f"user {c.username!r} from {c.source}"

@@ -15,6 +15,7 @@ import random
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 from urllib.parse import quote
 
@@ -193,13 +194,14 @@ class OCIRegistry(Registry):
     of an index is returned by :meth:`platform_manifests`. ``max_blob_size`` bounds a blob
     stream. ``client`` is an httpx.Client to reuse (its TLS settings then apply).
     ``page_size`` is the ``n`` for catalog/tag pages; ``retries`` and ``backoff`` bound the
-    retries on 429/5xx/connection errors.
+    retries on 429/5xx/connection errors; ``concurrency`` is how many tags :meth:`images`
+    resolves at once.
     """
 
     def __init__(self, name: str, url: str, *, credentials: Credentials | None = None, insecure: bool = False,
                  platform: str = "linux/amd64", all_platforms: bool = False, timeout: float = 30.0,
                  max_blob_size: int | None = None, client: httpx.Client | None = None,
-                 page_size: int = 100, retries: int = 3, backoff: float = 0.5) -> None:
+                 page_size: int = 100, retries: int = 3, backoff: float = 0.5, concurrency: int = 8) -> None:
         self.name = name
         url = url.strip().rstrip("/")
         if "://" not in url:
@@ -224,6 +226,7 @@ class OCIRegistry(Registry):
         self.page_size = page_size
         self.retries = retries
         self.backoff = backoff
+        self.concurrency = concurrency
         self._own_client = client is None
         self._client = client or httpx.Client(timeout=timeout, verify=not insecure, follow_redirects=False,
                                               headers={"User-Agent": "vulnwatch"})
@@ -378,10 +381,12 @@ class OCIRegistry(Registry):
 
     def images(self, repository: str) -> Iterator[Image]:
         by_digest: dict[str, dict] = {}
-        for tag in self.tags(repository):
-            digest, media_type, size = self.resolve(repository, tag)
-            entry = by_digest.setdefault(digest, {"tags": [], "media_type": media_type})
-            entry["tags"].append(tag)
+        tags = list(self.tags(repository))
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(tags) or 1))) as pool:
+            resolved = pool.map(lambda t: (t, self.resolve(repository, t)), tags)
+            for tag, (digest, media_type, _size) in resolved:
+                entry = by_digest.setdefault(digest, {"tags": [], "media_type": media_type})
+                entry["tags"].append(tag)
         for digest, entry in by_digest.items():
             yield Image(registry=self.name, repository=repository, digest=digest,
                         tags=tuple(sorted(entry["tags"])), media_type=entry["media_type"])
