@@ -1,0 +1,341 @@
+"""The local OSV index: one SQLite file.
+
+Tables:
+
+- ``records``: one row per OSV record (``id``, base ``ecosystem``, ``source`` it was
+  imported from, ``modified``, ``withdrawn``, ``data`` = the record's JSON, zlib-compressed).
+  Withdrawn records are not kept (an import deletes them).
+- ``affected``: ``(ecosystem, name, record_id)``: for every ``affected[].package`` the
+  ecosystem exactly as the record spells it (``Debian:11``, ``Alpine:v3.11``, ``PyPI``)
+  and the name normalised for that ecosystem (:func:`normalize_name`).
+- ``sources``: one row per imported source (ecosystem export): where it came from,
+  its ETag / Last-Modified, when it was imported and how many records it holds.
+
+Queries are exact on the ecosystem string; the matcher asks for both ``Debian:11`` and
+``Debian`` (records without a release apply to every release).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..model import utcnow
+from .interface import SourceStatus, VulnDBError, ecosystem_base
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id TEXT PRIMARY KEY,
+    ecosystem TEXT NOT NULL,
+    source TEXT NOT NULL,
+    modified TEXT,
+    withdrawn TEXT,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_source ON records(source);
+CREATE TABLE IF NOT EXISTS affected (
+    ecosystem TEXT NOT NULL,
+    name TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    PRIMARY KEY (ecosystem, name, record_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS affected_record ON affected(record_id);
+CREATE TABLE IF NOT EXISTS sources (
+    ecosystem TEXT PRIMARY KEY,
+    location TEXT NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    imported_at TEXT NOT NULL,
+    records INTEGER NOT NULL
+);
+"""
+
+_CASE_INSENSITIVE = {"NuGet", "Packagist", "Pub", "Hex", "SwiftURL"}
+_PEP503 = re.compile(r"[-_.]+")
+
+
+def default_path() -> Path:
+    """``$XDG_CACHE_HOME/vulnwatch/osv.db`` (``~/.cache/vulnwatch/osv.db``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vulnwatch" / "osv.db"
+
+
+def normalize_name(ecosystem: str, name: str) -> str:
+    """Package name as the index stores it: PyPI per PEP 503 (``Foo_Bar`` -> ``foo-bar``),
+    lower-case for case-insensitive ecosystems, as-is otherwise."""
+    base = ecosystem_base(ecosystem)
+    if base == "PyPI":
+        return _PEP503.sub("-", name).lower()
+    if base in _CASE_INSENSITIVE:
+        return name.lower()
+    return name
+
+
+def pack(record: Mapping[str, Any]) -> bytes:
+    """Compressed JSON of a record, as stored."""
+    return zlib.compress(json.dumps(record, separators=(",", ":")).encode(), 6)
+
+
+def unpack(blob: bytes) -> dict[str, Any]:
+    """Inverse of :func:`pack`."""
+    return json.loads(zlib.decompress(blob))
+
+
+class VulnIndex:
+    """The SQLite file holding OSV records, indexed by (ecosystem, package name).
+
+    ``VulnIndex(path)``; ``path`` defaults to :func:`default_path`. Safe to share
+    between threads (one connection, serialised by a lock). Use as a context
+    manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise VulnDBError(f"{self.path}: OSV index schema version {version} is not supported "
+                                  f"(expected {SCHEMA_VERSION}); delete the file and import again",
+                                  code="SchemaMismatch")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as e:
+            raise VulnDBError(f"{self.path}: cannot open the OSV index ({e}); check the path or delete "
+                              f"the file and import again", code="IndexUnreadable") from e
+        self.lock = threading.RLock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the database file."""
+        with self.lock:
+            self._conn.close()
+
+    def __enter__(self) -> "VulnIndex":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VulnIndex({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ reads
+
+    def record(self, record_id: str) -> dict[str, Any] | None:
+        """One record by id, or None."""
+        with self.lock:
+            row = self._conn.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
+        return unpack(row[0]) if row else None
+
+    def records_for(self, ecosystem: str, name: str) -> list[dict[str, Any]]:
+        """Records with an ``affected[].package`` of exactly ``ecosystem`` and (normalised) ``name``."""
+        with self.lock:
+            rows = self._conn.execute(
+                "SELECT r.data FROM affected a JOIN records r ON r.id = a.record_id "
+                "WHERE a.ecosystem = ? AND a.name = ? ORDER BY r.id",
+                (ecosystem, normalize_name(ecosystem, name))).fetchall()
+        return [unpack(r[0]) for r in rows]
+
+    def record_ids_for(self, ecosystem: str, name: str) -> list[str]:
+        """Ids of the records :meth:`records_for` would return."""
+        with self.lock:
+            rows = self._conn.execute(
+                "SELECT record_id FROM affected WHERE ecosystem = ? AND name = ? ORDER BY record_id",
+                (ecosystem, normalize_name(ecosystem, name))).fetchall()
+        return [r[0] for r in rows]
+
+    def ecosystems(self) -> list[str]:
+        """Every ecosystem string found in ``affected`` (``Debian:11``, ``PyPI``, ...)."""
+        with self.lock:
+            return [r[0] for r in self._conn.execute("SELECT DISTINCT ecosystem FROM affected ORDER BY 1")]
+
+    def packages(self, ecosystem: str) -> list[str]:
+        """Normalised package names with records in ``ecosystem`` (exact string)."""
+        with self.lock:
+            return [r[0] for r in self._conn.execute(
+                "SELECT DISTINCT name FROM affected WHERE ecosystem = ? ORDER BY 1", (ecosystem,))]
+
+    def count(self, source: str | None = None) -> int:
+        """Number of records (of one source, if given)."""
+        with self.lock:
+            if source is None:
+                return self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            return self._conn.execute("SELECT COUNT(*) FROM records WHERE source = ?", (source,)).fetchone()[0]
+
+    def iter_records(self, source: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every record (of one source), one at a time."""
+        sql = "SELECT data FROM records" + (" WHERE source = ?" if source else "") + " ORDER BY id"
+        with self.lock:
+            rows = self._conn.execute(sql, (source,) if source else ()).fetchall()
+        for (blob,) in rows:
+            yield unpack(blob)
+
+    def sources(self, now: datetime | None = None) -> list[SourceStatus]:
+        """Freshness of every imported source, by ecosystem."""
+        now = now or utcnow()
+        with self.lock:
+            rows = self._conn.execute(
+                "SELECT ecosystem, location, etag, last_modified, imported_at, records "
+                "FROM sources ORDER BY ecosystem").fetchall()
+        out = []
+        for eco, location, etag, last_modified, imported_at, records in rows:
+            at = datetime.fromisoformat(imported_at)
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=timezone.utc)
+            out.append(SourceStatus(ecosystem=eco, records=records, imported_at=at, age=now - at,
+                                    location=location, etag=etag, last_modified=last_modified))
+        return out
+
+    def source(self, ecosystem: str) -> SourceStatus | None:
+        """Freshness of one source, or None when it was never imported."""
+        for s in self.sources():
+            if s.ecosystem == ecosystem:
+                return s
+        return None
+
+    # ------------------------------------------------------------------ writes
+
+    def writer(self, source: str, location: str) -> "IndexWriter":
+        """Start replacing the records of ``source`` (one transaction; see :class:`IndexWriter`)."""
+        return IndexWriter(self, source, location)
+
+    def touch_source(self, source: str, *, etag: str | None = None, last_modified: str | None = None,
+                     at: datetime | None = None) -> None:
+        """Record that ``source`` was confirmed current (e.g. a 304) without re-importing it."""
+        at = at or utcnow()
+        with self.lock:
+            self._conn.execute(
+                "UPDATE sources SET imported_at = ?, etag = COALESCE(?, etag), "
+                "last_modified = COALESCE(?, last_modified) WHERE ecosystem = ?",
+                (at.isoformat(), etag, last_modified, source))
+
+    def set_validators(self, source: str, etag: str | None, last_modified: str | None) -> None:
+        """Store the HTTP validators of the export ``source`` was imported from."""
+        with self.lock:
+            self._conn.execute("UPDATE sources SET etag = ?, last_modified = ? WHERE ecosystem = ?",
+                               (etag, last_modified, source))
+
+
+class IndexWriter:
+    """Adds the records of one source inside a single transaction.
+
+    ``add(record)`` stores (or replaces) a record, ``withdraw(id)`` deletes one;
+    ``finish(replace=True)`` deletes records of this source not seen in this import,
+    updates the ``sources`` row and commits. Leaving the ``with`` block on an error
+    rolls everything back (the index stays as it was).
+    """
+
+    BATCH = 500
+
+    def __init__(self, index: VulnIndex, source: str, location: str) -> None:
+        self.index = index
+        self.source = source
+        self.location = location
+        self._conn = index._conn
+        self._batch: list[tuple[str, str, str | None, bytes, list[tuple[str, str, str]]]] = []
+        self._withdrawn: list[str] = []
+        self._open = False
+        self.added = 0
+        self.withdrawn = 0
+        self.removed = 0
+
+    def __enter__(self) -> "IndexWriter":
+        self.index.lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY)")
+            self._conn.execute("DELETE FROM seen")
+            self._open = True
+        except BaseException:
+            self.index.lock.release()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._open:
+                self._conn.execute("ROLLBACK")
+                self._open = False
+        finally:
+            self.index.lock.release()
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """Queue one (valid, not withdrawn) record for storing."""
+        rid = record["id"]
+        rows = []
+        seen = set()
+        base = ""
+        for aff in record.get("affected") or ():
+            pkg = aff.get("package") or {}
+            eco, name = pkg.get("ecosystem"), pkg.get("name")
+            if not eco or not name:
+                continue
+            base = base or ecosystem_base(eco)
+            row = (eco, normalize_name(eco, name), rid)
+            if row not in seen:
+                seen.add(row)
+                rows.append(row)
+        self._batch.append((rid, base, record.get("modified"), pack(record), rows))
+        if len(self._batch) >= self.BATCH:
+            self._flush()
+
+    def withdraw(self, record_id: str) -> None:
+        """Delete a record that is withdrawn (if present)."""
+        self._withdrawn.append(record_id)
+        self.withdrawn += 1
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        c = self._conn
+        ids = [(b[0],) for b in self._batch]
+        c.executemany("DELETE FROM affected WHERE record_id = ?", ids)
+        c.executemany("INSERT OR REPLACE INTO records (id, ecosystem, source, modified, withdrawn, data) "
+                      "VALUES (?, ?, ?, ?, NULL, ?)",
+                      [(rid, base, self.source, modified, blob) for rid, base, modified, blob, _ in self._batch])
+        c.executemany("INSERT OR IGNORE INTO affected (ecosystem, name, record_id) VALUES (?, ?, ?)",
+                      [row for b in self._batch for row in b[4]])
+        c.executemany("INSERT OR IGNORE INTO seen (id) VALUES (?)", ids)
+        self.added += len(self._batch)
+        self._batch.clear()
+
+    def finish(self, replace: bool = True, *, etag: str | None = None,
+               last_modified: str | None = None) -> int:
+        """Write what is queued; with ``replace``, delete this source's records not seen
+        in this import. Updates the ``sources`` row and commits. Returns records removed."""
+        self._flush()
+        c = self._conn
+        if self._withdrawn:
+            w = [(i,) for i in self._withdrawn]
+            c.executemany("DELETE FROM affected WHERE record_id = ?", w)
+            c.executemany("DELETE FROM records WHERE id = ?", w)
+        if replace:
+            gone = [r[0] for r in c.execute(
+                "SELECT id FROM records WHERE source = ? AND id NOT IN (SELECT id FROM seen)", (self.source,))]
+            c.executemany("DELETE FROM affected WHERE record_id = ?", [(i,) for i in gone])
+            c.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in gone])
+            self.removed = len(gone)
+        total = c.execute("SELECT COUNT(*) FROM records WHERE source = ?", (self.source,)).fetchone()[0]
+        c.execute("INSERT INTO sources (ecosystem, location, etag, last_modified, imported_at, records) "
+                  "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(ecosystem) DO UPDATE SET location = excluded.location, "
+                  "etag = excluded.etag, last_modified = excluded.last_modified, "
+                  "imported_at = excluded.imported_at, records = excluded.records",
+                  (self.source, self.location, etag, last_modified, utcnow().isoformat(), total))
+        c.execute("COMMIT")
+        self._open = False
+        return self.removed

@@ -1,0 +1,429 @@
+"""Packages -> findings, by evaluating OSV ``affected`` entries exactly as the OSV schema says.
+
+For one package at version ``v`` and one ``affected`` entry of the same ecosystem and
+name, ``v`` is affected when it is listed in ``versions`` or lies in any ``ECOSYSTEM``
+or ``SEMVER`` range (``GIT`` ranges count only through ``versions``). A range is
+evaluated as in the schema's ``IsVulnerable`` pseudocode:
+
+- ``v`` must be below at least one ``limit`` event (no limit, or a ``"*"`` limit,
+  means no upper limit);
+- the events are sorted by version (``introduced: "0"`` first; on equal versions
+  ``introduced`` before ``last_affected`` before ``fixed``) and walked in order:
+  ``introduced <= v`` sets affected, ``fixed <= v`` clears it, ``last_affected < v``
+  clears it.
+
+The fix reported is the first ``fixed`` event above ``v`` in a range that matched.
+
+Which packages are looked up where:
+
+- language packages (``PyPI``, ``npm``, ...): by ``(ecosystem, name)``;
+- distro packages (``Debian:11``, ``Alpine:v3.19``, ...): by the SOURCE (dpkg) /
+  ORIGIN (apk) name with the source version, since distro advisories name those;
+  both the ecosystem with its release and without it are asked (records without a
+  release apply to every release). A package whose ecosystem has no release takes
+  the image's ``distro`` (``Debian`` + ``distro="Debian:12"`` -> ``Debian:12``).
+
+One finding per vulnerability per package: the primary id is the CVE when the record
+has one (its id or an alias; Debian-style ``upstream`` CVEs give one finding each,
+with the advisory id as alias); other ids become aliases; findings of several
+records about the same vulnerability are merged.
+
+Speed: the records of an ``(ecosystem, name)`` are loaded from the index once and
+kept compiled (events pre-sorted with comparator keys); results are cached per
+(ecosystem, name, version), so re-matching many inventories that share packages
+costs a dictionary lookup per package.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import Finding, Package, ScanResult, Severity
+from .index import VulnIndex, normalize_name
+from .interface import Inventory, MatchStats, VersionError, VersionScheme, ecosystem_base
+from .severity import Rating, rate
+from .versions import SEMVER, comparator_for
+
+log = logging.getLogger(__name__)
+
+SCANNER = "builtin"
+
+DISTRO_ECOSYSTEMS = frozenset({
+    "Debian", "Ubuntu", "Alpine", "Red Hat", "AlmaLinux", "Rocky Linux", "openSUSE", "SUSE",
+    "Mageia", "openEuler", "Photon OS", "Azure Linux", "Chainguard", "Wolfi",
+})
+"""Ecosystems whose advisories name source/origin packages."""
+
+_INTRODUCED, _LAST_AFFECTED, _FIXED = 0, 1, 2
+_KIND = {"introduced": _INTRODUCED, "last_affected": _LAST_AFFECTED, "fixed": _FIXED}
+MAX_LINKS = 10
+
+
+@dataclass(frozen=True)
+class _Advisory:
+    """What every finding from one record shares."""
+
+    record_id: str
+    primary_ids: tuple[str, ...]
+    aliases: frozenset[str]
+    title: str
+    links: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Range:
+    events: tuple[tuple[Any, int, str], ...]
+    """(key or None for "0", kind, raw version), sorted."""
+    limits: tuple[Any, ...] | None
+    """Keys of ``limit`` events; None when unlimited."""
+
+
+@dataclass(frozen=True)
+class _Affected:
+    """One ``affected`` entry of one record, compiled for evaluation."""
+
+    advisory: _Advisory
+    versions: frozenset[str]
+    ranges: tuple[tuple[VersionScheme, _Range], ...]
+    rating: Rating
+    fixed: tuple[str, ...]
+    """Every ``fixed`` event of its ECOSYSTEM/SEMVER ranges."""
+
+
+@dataclass(frozen=True)
+class _Hit:
+    """One vulnerability found for one (ecosystem, name, version), before it becomes Findings."""
+
+    vulnerability_id: str
+    aliases: frozenset[str]
+    fixed: tuple[str, ...]
+    rating: Rating
+    title: str
+    links: tuple[str, ...]
+
+
+def _advisory(record: Mapping[str, Any]) -> _Advisory:
+    rid = record["id"]
+    aliases = [a for a in record.get("aliases") or () if isinstance(a, str)]
+    alias_cves = sorted({x for x in [rid, *aliases] if x.startswith("CVE-")})
+    upstream_cves = sorted({x for x in record.get("upstream") or () if isinstance(x, str) and x.startswith("CVE-")})
+    if alias_cves:
+        primary: tuple[str, ...] = (alias_cves[0],)
+        others = frozenset({rid, *aliases})
+    elif upstream_cves:
+        primary = tuple(upstream_cves)
+        others = frozenset({rid, *aliases})
+    else:
+        primary = (rid,)
+        others = frozenset(aliases)
+    title = record.get("summary") or ""
+    if not title:
+        details = (record.get("details") or "").strip()
+        title = details.splitlines()[0] if details else ""
+    if len(title) > 200:
+        title = title[:197] + "..."
+    links = [f"https://osv.dev/vulnerability/{rid}"]
+    refs = [r for r in record.get("references") or () if isinstance(r, Mapping) and isinstance(r.get("url"), str)]
+    refs.sort(key=lambda r: 0 if r.get("type") == "ADVISORY" else 1)
+    for r in refs:
+        if r["url"] not in links:
+            links.append(r["url"])
+        if len(links) >= MAX_LINKS:
+            break
+    return _Advisory(rid, primary, others, title, tuple(links))
+
+
+def _compile_range(scheme: VersionScheme, rng: Mapping[str, Any]) -> _Range:
+    events = []
+    limits: list[Any] | None = []
+    for ev in rng.get("events") or ():
+        for kind, value in ev.items():
+            if kind == "limit":
+                if "*" in value:
+                    limits = None
+                elif limits is not None:
+                    limits.append(scheme.key(value))
+            elif kind in _KIND:
+                if kind == "introduced" and value == "0":
+                    events.append((None, _INTRODUCED, value))
+                else:
+                    events.append((scheme.key(value), _KIND[kind], value))
+    events.sort(key=lambda e: (e[0] is not None, _Order(e[0]), e[1]))
+    return _Range(tuple(events), tuple(limits) if limits else None)
+
+
+class _Order:
+    """Sort helper: compares keys, with None (introduced "0") before everything."""
+
+    __slots__ = ("k",)
+
+    def __init__(self, k: Any) -> None:
+        self.k = k
+
+    def __lt__(self, other: "_Order") -> bool:
+        if self.k is None:
+            return other.k is not None
+        if other.k is None:
+            return False
+        return self.k < other.k
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Order) and (self.k is None) == (other.k is None) and (
+            self.k is None or self.k == other.k)
+
+
+def _evaluate(vk: Any, rng: _Range) -> tuple[bool, str | None]:
+    """(affected, first fixed version above v) for one range."""
+    if rng.limits is not None and not any(vk < lk for lk in rng.limits):
+        return False, None
+    vulnerable = False
+    events = rng.events
+    stop = len(events)
+    for i, (ek, kind, _raw) in enumerate(events):
+        if ek is not None and ek > vk:
+            stop = i
+            break
+        if kind == _INTRODUCED:
+            vulnerable = True
+        elif kind == _FIXED:
+            vulnerable = False
+        elif ek < vk:  # last_affected
+            vulnerable = False
+    if not vulnerable:
+        return False, None
+    for ek, kind, raw in events[stop:]:
+        if kind == _FIXED:
+            return True, raw
+    return True, None
+
+
+class Matcher:
+    """Finds vulnerabilities of packages in a :class:`VulnIndex`.
+
+    ``Matcher(index)``; then :meth:`match` for one inventory or :meth:`match_many`.
+    Caches what it loads: build a new Matcher (or call :meth:`clear_cache`) after the
+    index was updated.
+    """
+
+    def __init__(self, index: VulnIndex, *, scanner: str = SCANNER) -> None:
+        self.index = index
+        self.scanner = scanner
+        self._entries: dict[tuple[str, str], tuple[_Affected, ...]] = {}
+        self._advisories: dict[str, _Advisory] = {}
+        self._hits: dict[tuple[str, str, str], tuple[_Hit, ...]] = {}
+        self._findings: dict[tuple, tuple[Finding, ...]] = {}
+        self._skipped_records: dict[str, str] = {}
+        self._skipped_packages: dict[str, str] = {}
+        self._packages = 0
+        self._found = 0
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def stats(self) -> MatchStats:
+        """Counters since creation: packages, findings, skipped records and packages."""
+        return MatchStats(packages=self._packages, findings=self._found,
+                          skipped_records=dict(self._skipped_records),
+                          skipped_packages=dict(self._skipped_packages))
+
+    def clear_cache(self) -> None:
+        """Forget loaded records and cached results (after the index changed)."""
+        self._entries.clear()
+        self._advisories.clear()
+        self._hits.clear()
+        self._findings.clear()
+
+    def match(self, packages: Sequence[Package], distro: str | None = None) -> list[Finding]:
+        """Findings for the packages of one image (``distro``: the image's OS ecosystem, e.g. ``Debian:12``)."""
+        out: list[Finding] = []
+        cache = self._findings
+        for p in packages:
+            k = (p.ecosystem, p.name, p.version, p.source_name, p.source_version, p.purl, distro)
+            found = cache.get(k)
+            if found is None:
+                found = cache[k] = self._match_package(p, distro)
+            out.extend(found)
+        self._packages += len(packages)
+        self._found += len(out)
+        return out
+
+    def match_many(self, inventories: Iterable[Inventory | ScanResult | Sequence[Package]],
+                   distro: str | None = None) -> list[list[Finding]]:
+        """:meth:`match` for many inventories; each may be an :class:`Inventory`, a
+        :class:`ScanResult` (its ``packages`` and ``distro``) or a plain sequence of
+        packages (using ``distro``)."""
+        out = []
+        for inv in inventories:
+            if isinstance(inv, (Inventory, ScanResult)):
+                out.append(self.match(inv.packages, inv.distro or distro))
+            else:
+                out.append(self.match(inv, distro))
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _match_package(self, p: Package, distro: str | None) -> tuple[Finding, ...]:
+        eco = p.ecosystem
+        if not eco:
+            return ()
+        base = ecosystem_base(eco)
+        if distro and eco == base and ecosystem_base(distro) == base:
+            eco = distro
+        if base in DISTRO_ECOSYSTEMS:
+            name, version = p.source_name or p.name, p.source_version or p.version
+        else:
+            name, version = p.name, p.version
+        hits = self._hits_for(eco, name, version)
+        if not hits:
+            return ()
+        return tuple(Finding(
+            vulnerability_id=h.vulnerability_id,
+            package_name=p.name,
+            package_version=p.version,
+            severity=h.rating.severity,
+            ecosystem=p.ecosystem or eco,
+            aliases=tuple(sorted(h.aliases)),
+            fixed_versions=h.fixed,
+            fix_available=bool(h.fixed),
+            cvss_score=h.rating.score,
+            cvss_vector=h.rating.vector,
+            title=h.title,
+            links=h.links,
+            scanner=self.scanner,
+            purl=p.purl,
+        ) for h in hits)
+
+    def _hits_for(self, eco: str, name: str, version: str) -> tuple[_Hit, ...]:
+        k = (eco, name, version)
+        hits = self._hits.get(k)
+        if hits is None:
+            hits = self._hits[k] = self._evaluate_all(eco, name, version)
+        return hits
+
+    def _evaluate_all(self, eco: str, name: str, version: str) -> tuple[_Hit, ...]:
+        base = ecosystem_base(eco)
+        entries: list[_Affected] = list(self._load(eco, name))
+        if base != eco:
+            entries += self._load(base, name)
+        if not entries:
+            return ()
+        keys: dict[str, Any] = {}
+        key_failed = False
+
+        def key_of(scheme: VersionScheme) -> Any:
+            nonlocal key_failed
+            if scheme.name not in keys:
+                try:
+                    keys[scheme.name] = scheme.key(version)
+                except VersionError as e:
+                    keys[scheme.name] = None
+                    key_failed = True
+                    self._skipped_packages[f"{eco}/{name}@{version}"] = str(e)
+            return keys[scheme.name]
+
+        merged: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            affected = version in entry.versions
+            fixes: list[str] = []
+            for scheme, rng in entry.ranges:
+                vk = key_of(scheme)
+                if vk is None:
+                    continue
+                hit, fix = _evaluate(vk, rng)
+                if hit:
+                    affected = True
+                    if fix:
+                        fixes.append(fix)
+            if not affected:
+                continue
+            if not fixes and entry.fixed:
+                fixes = self._fixes_above(entry, version, key_of)
+            adv = entry.advisory
+            for vid in adv.primary_ids:
+                m = merged.get(vid)
+                if m is None:
+                    merged[vid] = {"aliases": set(adv.aliases - {vid}), "fixed": list(dict.fromkeys(fixes)),
+                                   "rating": entry.rating, "title": adv.title, "links": list(adv.links)}
+                    continue
+                m["aliases"] |= adv.aliases - {vid}
+                m["fixed"] += [f for f in fixes if f not in m["fixed"]]
+                r = m["rating"]
+                if (entry.rating.severity, entry.rating.score or 0.0) > (r.severity, r.score or 0.0):
+                    m["rating"] = entry.rating
+                m["title"] = m["title"] or adv.title
+                m["links"] += [u for u in adv.links if u not in m["links"]]
+        return tuple(_Hit(vid, frozenset(m["aliases"]), tuple(m["fixed"]), m["rating"], m["title"],
+                          tuple(m["links"][:MAX_LINKS]))
+                     for vid, m in sorted(merged.items()))
+
+    @staticmethod
+    def _fixes_above(entry: _Affected, version: str, key_of) -> list[str]:
+        """Fixed versions of an entry matched through ``versions`` only: those above ``version``."""
+        out = []
+        for scheme, rng in entry.ranges:
+            vk = key_of(scheme)
+            for ek, kind, raw in rng.events:
+                if kind == _FIXED and (vk is None or ek > vk) and raw not in out:
+                    out.append(raw)
+        return out
+
+    def _load(self, eco: str, name: str) -> tuple[_Affected, ...]:
+        norm = normalize_name(eco, name)
+        k = (eco, norm)
+        cached = self._entries.get(k)
+        if cached is not None:
+            return cached
+        compiled: list[_Affected] = []
+        try:
+            scheme: VersionScheme | None = comparator_for(eco)
+        except VersionError:
+            scheme = None
+        for rid in self.index.record_ids_for(eco, name):
+            if rid in self._skipped_records:
+                continue
+            record = self.index.record(rid)
+            if record is None:
+                continue
+            adv = self._advisories.get(rid)
+            if adv is None:
+                adv = self._advisories[rid] = _advisory(record)
+            try:
+                compiled += self._compile(record, adv, eco, norm, scheme)
+            except VersionError as e:
+                self._skipped_records[rid] = f"{e} (in {eco} {name})"
+                log.debug("skipping OSV record %s for %s/%s: %s", rid, eco, name, e)
+        out = self._entries[k] = tuple(compiled)
+        return out
+
+    @staticmethod
+    def _compile(record: Mapping[str, Any], adv: _Advisory, eco: str, norm: str,
+                 scheme: VersionScheme | None) -> list[_Affected]:
+        out = []
+        for aff in record.get("affected") or ():
+            pkg = aff.get("package") or {}
+            if pkg.get("ecosystem") != eco or normalize_name(eco, pkg.get("name", "")) != norm:
+                continue
+            ranges = []
+            fixed: list[str] = []
+            for rng in aff.get("ranges") or ():
+                kind = rng.get("type")
+                if kind == "SEMVER":
+                    use = SEMVER
+                elif kind == "ECOSYSTEM" and scheme is not None:
+                    use = scheme
+                else:
+                    continue  # GIT (and ranges of ecosystems without a comparator): versions only
+                compiled = _compile_range(use, rng)
+                ranges.append((use, compiled))
+                fixed += [raw for _k, kind_, raw in compiled.events if kind_ == _FIXED and raw not in fixed]
+            out.append(_Affected(adv, frozenset(aff.get("versions") or ()), tuple(ranges),
+                                 rate(record, aff), tuple(fixed)))
+        return out
+
+
+def max_severity(findings: Iterable[Finding]) -> Severity:
+    """Highest severity among findings (UNKNOWN when none)."""
+    return max((f.severity for f in findings), default=Severity.UNKNOWN)

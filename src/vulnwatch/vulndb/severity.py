@@ -1,0 +1,107 @@
+"""Severity of an OSV record: CVSS vectors -> base score and rating, else the source's own rating.
+
+Order of preference for one affected package: its ``affected[].severity`` vectors,
+then the record's top-level ``severity``; among vectors ``CVSS_V3`` then
+``CVSS_V4`` then ``CVSS_V2`` (the first that parses wins). Without a usable
+vector: ``affected[].ecosystem_specific.severity``, then
+``affected[].database_specific.severity``, then the record's
+``database_specific.severity`` (GHSA's ``MODERATE``, Ubuntu's priority, ...).
+Otherwise :attr:`Severity.UNKNOWN`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import cvss
+from cvss.exceptions import CVSSError
+
+from ..model import Severity
+
+VECTOR_PREFERENCE = ("CVSS_V3", "CVSS_V4", "CVSS_V2")
+
+
+@dataclass(frozen=True)
+class Rating:
+    """A severity as the matcher reports it."""
+
+    severity: Severity
+    """The rating."""
+    score: float | None = None
+    """CVSS base score, when it came from a vector."""
+    vector: str | None = None
+    """The CVSS vector it came from, when it did."""
+
+
+UNKNOWN = Rating(Severity.UNKNOWN)
+
+
+def rating_from_score(score: float, version: int = 3) -> Severity:
+    """Qualitative rating of a CVSS base score (v3/v4 bands; v2 uses NVD's LOW/MEDIUM/HIGH)."""
+    if version == 2:
+        return Severity.LOW if score < 4.0 else Severity.MEDIUM if score < 7.0 else Severity.HIGH
+    if score == 0.0:
+        return Severity.NEGLIGIBLE
+    if score < 4.0:
+        return Severity.LOW
+    if score < 7.0:
+        return Severity.MEDIUM
+    if score < 9.0:
+        return Severity.HIGH
+    return Severity.CRITICAL
+
+
+def score_vector(kind: str, vector: str) -> Rating | None:
+    """Score one ``severity[]`` entry; None when its type is not CVSS or the vector does not parse."""
+    try:
+        if kind == "CVSS_V3":
+            c3 = cvss.CVSS3(vector)
+            score = float(c3.scores()[0])
+            return Rating(Severity.parse(c3.severities()[0]), score, vector)
+        if kind == "CVSS_V4":
+            c4 = cvss.CVSS4(vector)
+            score = float(c4.base_score)
+            return Rating(Severity.parse(c4.severity), score, vector)
+        if kind == "CVSS_V2":
+            score = float(cvss.CVSS2(vector).scores()[0])
+            return Rating(rating_from_score(score, 2), score, vector)
+    except (CVSSError, ValueError, TypeError, KeyError, IndexError):
+        return None
+    return None
+
+
+def _from_vectors(entries: Any) -> Rating | None:
+    if not isinstance(entries, list):
+        return None
+    by_kind: dict[str, str] = {}
+    for e in entries:
+        if isinstance(e, Mapping) and isinstance(e.get("score"), str):
+            by_kind.setdefault(str(e.get("type")), e["score"])
+    for kind in VECTOR_PREFERENCE:
+        if kind in by_kind:
+            rating = score_vector(kind, by_kind[kind])
+            if rating is not None:
+                return rating
+    return None
+
+
+def _from_specific(*blocks: Any) -> Rating | None:
+    for block in blocks:
+        if isinstance(block, Mapping):
+            value = block.get("severity")
+            if isinstance(value, str):
+                sev = Severity.parse(value)
+                if sev is not Severity.UNKNOWN:
+                    return Rating(sev)
+    return None
+
+
+def rate(record: Mapping[str, Any], affected: Mapping[str, Any] | None = None) -> Rating:
+    """Severity of ``record`` for one of its ``affected`` entries (see module doc for the order)."""
+    affected = affected or {}
+    return (_from_vectors(affected.get("severity"))
+            or _from_vectors(record.get("severity"))
+            or _from_specific(affected.get("ecosystem_specific"), affected.get("database_specific"),
+                              record.get("database_specific"))
+            or UNKNOWN)

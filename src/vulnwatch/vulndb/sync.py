@@ -1,0 +1,273 @@
+"""Getting OSV data into the index: import an export from disk, or download one.
+
+- :func:`import_path`: an ``all.zip`` (or any zip of OSV ``*.json``), a folder of
+  ``*.json`` (searched recursively) or one ``.json`` file. Records are read and
+  stored one at a time (never the whole export in memory); invalid ones are
+  skipped and named in the report; withdrawn ones are dropped.
+- :func:`update`: downloads ``<base_url>/<Ecosystem>/all.zip`` with a conditional
+  GET (``If-None-Match`` / ``If-Modified-Since`` from the previous download); a
+  ``304`` means unchanged and only refreshes the source's timestamp.
+- :func:`status` / :func:`stale`: how old each imported source is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .index import VulnIndex
+from .interface import DEFAULT_BASE_URL, ImportReport, SourceStatus, UpdateResult, VulnDBError, ecosystem_base
+
+log = logging.getLogger(__name__)
+
+_EVENT_KINDS = {"introduced", "fixed", "last_affected", "limit"}
+_MAX_SKIPPED_KEPT = 1000
+
+
+def _as_index(db: VulnIndex | str | os.PathLike[str]) -> tuple[VulnIndex, bool]:
+    if isinstance(db, VulnIndex):
+        return db, False
+    return VulnIndex(db), True
+
+
+def validate_record(record: Any) -> str | None:
+    """Why ``record`` is not a usable OSV record, or None when it is."""
+    if not isinstance(record, Mapping):
+        return "not a JSON object"
+    rid = record.get("id")
+    if not isinstance(rid, str) or not rid:
+        return "no 'id'"
+    if record.get("withdrawn"):
+        return None
+    affected = record.get("affected", [])
+    if not isinstance(affected, list):
+        return "'affected' is not a list"
+    for n, aff in enumerate(affected):
+        if not isinstance(aff, Mapping):
+            return f"affected[{n}] is not an object"
+        pkg = aff.get("package")
+        if pkg is not None and not (isinstance(pkg, Mapping) and isinstance(pkg.get("ecosystem"), str)
+                                    and isinstance(pkg.get("name"), str)):
+            return f"affected[{n}].package needs string 'ecosystem' and 'name'"
+        versions = aff.get("versions", [])
+        if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
+            return f"affected[{n}].versions is not a list of strings"
+        ranges = aff.get("ranges", [])
+        if not isinstance(ranges, list):
+            return f"affected[{n}].ranges is not a list"
+        for m, rng in enumerate(ranges):
+            if not isinstance(rng, Mapping) or not isinstance(rng.get("type"), str):
+                return f"affected[{n}].ranges[{m}] has no 'type'"
+            events = rng.get("events")
+            if not isinstance(events, list) or not events:
+                return f"affected[{n}].ranges[{m}].events is missing or empty"
+            for ev in events:
+                if not (isinstance(ev, Mapping) and len(ev) == 1 and set(ev) <= _EVENT_KINDS
+                        and isinstance(next(iter(ev.values())), str)):
+                    return (f"affected[{n}].ranges[{m}].events has {json.dumps(ev)[:80]}; each event "
+                            f"must be one of introduced/fixed/last_affected/limit")
+    return None
+
+
+def _read_zip(path: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise VulnDBError(f"{path}: not a readable zip file ({e}); download the export again",
+                          code="BadExport") from e
+    with z:
+        for info in z.infolist():
+            if info.is_dir() or not info.filename.endswith(".json"):
+                continue
+            label = f"{path.name}:{info.filename}"
+            try:
+                yield label, json.loads(z.read(info))
+            except (ValueError, zipfile.BadZipFile, OSError) as e:
+                yield label, e
+
+
+def _read_dir(path: Path) -> Iterator[tuple[str, Any]]:
+    files = [path] if path.is_file() else sorted(path.rglob("*.json"))
+    for f in files:
+        try:
+            yield str(f), json.loads(f.read_bytes())
+        except (ValueError, OSError) as e:
+            yield str(f), e
+
+
+def read_export(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
+    """``(file label, parsed JSON or the exception)`` for every ``*.json`` in a zip, folder or file."""
+    p = Path(path)
+    if not p.exists():
+        raise VulnDBError(f"{p}: no such file or folder; give an OSV all.zip or a folder of OSV *.json",
+                          code="NotFound")
+    if p.is_file() and zipfile.is_zipfile(p):
+        return _read_zip(p)
+    return _read_dir(p)
+
+
+def _guess_source(path: Path) -> str | None:
+    if path.is_file() and path.name == "all.zip":
+        return path.parent.name or None
+    return None
+
+
+def import_path(db: VulnIndex | str | os.PathLike[str], path: str | os.PathLike[str], *,
+                source: str | None = None, replace: bool = True, location: str | None = None,
+                etag: str | None = None, last_modified: str | None = None) -> ImportReport:
+    """Import OSV records from ``path`` into ``db`` (one transaction).
+
+    ``source`` is the key the records are stored under (default: the folder name of an
+    ``all.zip``, i.e. the ecosystem, else the first record's ecosystem). With ``replace``
+    (the default, right for a full export) records of that source that are no longer in
+    the export are deleted. ``location``/``etag``/``last_modified`` are recorded in the
+    ``sources`` table (``location`` defaults to ``path``).
+    """
+    index, close = _as_index(db)
+    p = Path(path)
+    try:
+        items = read_export(p)
+        skipped: list[tuple[str, str]] = []
+        skipped_total = 0
+        source = source or _guess_source(p)
+        writer = None
+        try:
+            for label, rec in items:
+                if isinstance(rec, Exception):
+                    reason = f"not valid JSON ({rec})"
+                else:
+                    reason = validate_record(rec)
+                if reason:
+                    skipped_total += 1
+                    rid = rec.get("id") if isinstance(rec, Mapping) else None
+                    if len(skipped) < _MAX_SKIPPED_KEPT:
+                        skipped.append((f"{label} ({rid})" if rid else label, reason))
+                    log.warning("skipping OSV record %s: %s", rid or label, reason)
+                    continue
+                if writer is None:
+                    if source is None:
+                        affected = rec.get("affected") or [{}]
+                        eco = (affected[0].get("package") or {}).get("ecosystem")
+                        source = ecosystem_base(eco) if eco else rec["id"].split("-", 1)[0]
+                    writer = index.writer(source, location or str(p)).__enter__()
+                if rec.get("withdrawn"):
+                    writer.withdraw(rec["id"])
+                else:
+                    writer.add(rec)
+            if writer is None:
+                if source is None:
+                    raise VulnDBError(f"{p}: no valid OSV records found"
+                                      + (f" ({skipped_total} invalid, first: {skipped[0][0]}: {skipped[0][1]})"
+                                         if skipped else "") + "; check the path", code="EmptyExport")
+                writer = index.writer(source, location or str(p)).__enter__()
+            writer.finish(replace=replace, etag=etag, last_modified=last_modified)
+        except BaseException as e:
+            if writer is not None:
+                writer.__exit__(type(e), e, None)
+            raise
+        else:
+            writer.__exit__(None, None, None)
+        if skipped_total > len(skipped):
+            skipped.append(("...", f"{skipped_total - len(skipped)} more invalid records not listed"))
+        report = ImportReport(source=source, location=location or str(p), imported=writer.added,
+                              withdrawn=writer.withdrawn, removed=writer.removed, skipped=tuple(skipped))
+        log.info("imported %d OSV records into %s from %s (%d withdrawn, %d removed, %d skipped)",
+                 report.imported, source, report.location, report.withdrawn, report.removed, skipped_total)
+        return report
+    finally:
+        if close:
+            index.close()
+
+
+def export_url(ecosystem: str, base_url: str = DEFAULT_BASE_URL) -> str:
+    """``<base_url>/<Ecosystem>/all.zip`` with the ecosystem URL-quoted (``Rocky%20Linux``)."""
+    return f"{base_url.rstrip('/')}/{quote(ecosystem, safe='')}/all.zip"
+
+
+def update(db: VulnIndex | str | os.PathLike[str], ecosystems: Iterable[str],
+           base_url: str = DEFAULT_BASE_URL, client: httpx.Client | None = None, *,
+           timeout: float = 120.0) -> list[UpdateResult]:
+    """Download and import each ecosystem's ``all.zip``, skipping unchanged ones (HTTP 304).
+
+    The download streams to a temporary file next to the index, then is imported with
+    :func:`import_path` (``replace=True``). Raises :class:`VulnDBError` naming the URL on
+    an HTTP error or a network failure; ecosystems already done stay imported.
+    """
+    index, close = _as_index(db)
+    own_client = client is None
+    http = client or httpx.Client(timeout=timeout, follow_redirects=True)
+    results: list[UpdateResult] = []
+    try:
+        for eco in ecosystems:
+            url = export_url(eco, base_url)
+            previous = index.source(eco)
+            headers = {}
+            if previous is not None and previous.etag:
+                headers["If-None-Match"] = previous.etag
+            if previous is not None and previous.last_modified:
+                headers["If-Modified-Since"] = previous.last_modified
+            fd, tmp_name = tempfile.mkstemp(prefix=".osv-", suffix=".zip", dir=str(index.path.parent))
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    try:
+                        with http.stream("GET", url, headers=headers) as resp:
+                            if resp.status_code == 304:
+                                index.touch_source(eco)
+                                log.info("%s: not modified", url)
+                                results.append(UpdateResult(ecosystem=eco, url=url, changed=False))
+                                continue
+                            if resp.status_code != 200:
+                                raise VulnDBError(
+                                    f"{url}: HTTP {resp.status_code}; check the ecosystem name {eco!r} "
+                                    f"(OSV spells them like 'PyPI', 'Debian') and the base URL, then retry",
+                                    code="DownloadFailed")
+                            for chunk in resp.iter_bytes(1 << 20):
+                                out.write(chunk)
+                            etag = resp.headers.get("etag")
+                            last_modified = resp.headers.get("last-modified")
+                    except httpx.HTTPError as e:
+                        raise VulnDBError(f"{url}: download failed ({type(e).__name__}: {e}); "
+                                          f"check the network and retry", code="DownloadFailed") from e
+                report = import_path(index, tmp, source=eco, replace=True, location=url,
+                                     etag=etag, last_modified=last_modified)
+                results.append(UpdateResult(ecosystem=eco, url=url, changed=True, report=report))
+            finally:
+                tmp.unlink(missing_ok=True)
+        return results
+    finally:
+        if own_client:
+            http.close()
+        if close:
+            index.close()
+
+
+def status(db: VulnIndex | str | os.PathLike[str], now: datetime | None = None) -> list[SourceStatus]:
+    """Every imported source: records, when imported, age."""
+    index, close = _as_index(db)
+    try:
+        return index.sources(now)
+    finally:
+        if close:
+            index.close()
+
+
+def stale(db: VulnIndex | str | os.PathLike[str], max_age: timedelta,
+          ecosystems: Iterable[str] | None = None, now: datetime | None = None) -> list[str]:
+    """Sources older than ``max_age``, plus any of ``ecosystems`` never imported (sorted)."""
+    sources = {s.ecosystem: s for s in status(db, now)}
+    out = {eco for eco, s in sources.items() if s.is_stale(max_age)}
+    for eco in ecosystems or ():
+        if eco not in sources:
+            out.add(eco)
+    return sorted(out)
