@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.support.servers import ReceivedRequest, Receiver, free_port
+from vulnwatch.store.sql import SQLStore
 from vulnwatch.model import (Event, EventKind, Finding, FindingChange, Image, ScanResult, Severity,
                              severity_counts, stable_id)
 
@@ -46,25 +47,10 @@ def enqueue(store, ev: Event, sinks) -> None:
     store.commit_scan(result, [(ev, list(sinks))])
 
 
-def _sql_store_class():
-    try:
-        from vulnwatch.store.sql import SQLStore
-    except ImportError:
-        return None
-    return SQLStore
-
-
-@pytest.fixture(params=["sql", "memory"])
-def store(request, tmp_path):
-    """A store with an outbox: the real SQLStore on a tmp SQLite file, and the in-memory one."""
-    if request.param == "sql":
-        cls = _sql_store_class()
-        if cls is None:
-            pytest.skip("vulnwatch.store.sql.SQLStore is not available yet")
-        s = cls.from_path(tmp_path / "state.db")
-    else:
-        from tests.notify.memstore import MemoryOutboxStore
-        s = MemoryOutboxStore()
+@pytest.fixture
+def store(tmp_path):
+    """The real SQLStore on a fresh SQLite file."""
+    s = SQLStore.from_path(tmp_path / "state.db")
     yield s
     s.close()
 
