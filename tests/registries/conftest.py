@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -221,8 +222,7 @@ def start_proxy(upstream: str, **options) -> Proxy:
             extra = {"Content-Type": "application/json"}
             if more:
                 extra["Link"] = f'<{path}?{urlencode({"n": n, "last": page[-1]})}>; rel="next"'
-            import json as _json
-            self._answer(200, extra, _json.dumps({"name": doc["name"], "tags": page}).encode())
+            self._answer(200, extra, json.dumps({"name": doc["name"], "tags": page}).encode())
 
         do_GET = do_HEAD = _forward
 

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -175,9 +176,6 @@ fi
         monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
         return log
     return install
-
-
-from pathlib import Path  # noqa: E402  (used in the fixture's annotation)
 
 
 def test_docker_config_auths(basic_registry, docker_config, images):
