@@ -102,6 +102,9 @@ def test_digest_mode_one_message_summarizing_each_image():
     assert [s.split(":")[0] for s in sections[1:]] == ["*svc/crit", "*svc/low", "*svc/fixed"]
     assert "CVE-B" in sections[1] and "CVE-C" in sections[3]
     assert p["text"].startswith("vulnwatch digest: 3 images changed")
+    crowded = render([event(added=[finding(f"CVE-N{i}") for i in range(3)],
+                            fixed=[finding(f"CVE-F{i}") for i in range(4)]), events[0]], max_listed=5)
+    assert _texts(crowded)[2].splitlines()[-1] == "_…and 2 more_"
     big = render([event(added=[finding("CVE-X")], repository=f"r/{i}") for i in range(40)])
     assert len(big["blocks"]) <= 50
     assert _texts(big)[-1].startswith("_…and ") and _texts(big)[-1].endswith("more images_")

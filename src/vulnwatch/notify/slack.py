@@ -209,7 +209,7 @@ def digest_blocks(events: Sequence[Event], max_listed: int) -> list[dict[str, An
             break
         title = (f"*{escape(headline(e))}* · {_about(e)}\n{counts_text(e)} · {_summary(e)}")
         lines = [added_line(f) for f in sorted(e.added, key=_order)]
-        lines += [fixed_line(f) for f in sorted(e.fixed, key=_order)][: max(0, max_listed - len(lines))]
+        lines += [fixed_line(f) for f in sorted(e.fixed, key=_order)]
         text = bullet_list(title, lines, max_listed) if lines else title
         blocks += [{"type": "divider"}, _section(text)]
         room -= 2
