@@ -169,3 +169,9 @@ def test_manifest_digest_is_verified(plain_registry, make_proxy, images):
         reg.manifest("app", images.v1.manifest_digest)
     with pytest.raises(RegistryError, match="registry says " + images.v1.manifest_digest):
         reg.manifest("app", "v1")
+
+
+def test_credentials_in_url_rejected_without_echoing_them():
+    with pytest.raises(RegistryError) as e:
+        OCIRegistry("local", "https://bob:pw-in-url@registry.example", insecure=True)
+    assert "pw-in-url" not in str(e.value) and "credentials" in str(e.value)

@@ -207,6 +207,9 @@ class OCIRegistry(Registry):
         if "://" not in url:
             url = ("http://" if insecure else "https://") + url
         parsed = httpx.URL(url)
+        if parsed.userinfo:
+            raise RegistryError("the registry url holds credentials; remove them from the url and configure "
+                                "username/password instead", registry=name)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise RegistryError(f"registry url {url!r} is not http(s)://host[:port]", registry=name)
         if parsed.scheme == "http" and not insecure:
