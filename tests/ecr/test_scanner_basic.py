@@ -253,3 +253,14 @@ def test_scan_many_in_parallel_counts_calls(moto, pusher):
     assert s.calls["StartImageScan"] == 40
     assert s.calls["DescribeImages"] == 1  # the batched summary look-up
     assert time.monotonic() - started < 20
+
+
+def test_waiting_scan_does_not_block_others_even_with_one_worker(moto, pusher, proxy):
+    slow, fast1, fast2 = (image("app", pusher.push("app", t), t) for t in ("slow", "fast1", "fast2"))
+    proxy.queue_status(slow.digest, "IN_PROGRESS", times=6)
+    old = NOW - timedelta(days=2)
+    prev = {i.key: previous_of(i, old) for i in (slow, fast1, fast2)}
+    s = scanner(proxy.url, max_concurrency=1, poll_initial=0.05, poll_max=0.05)
+    order = [img for img, res in s.scan_many([slow, fast1, fast2], prev)
+             if isinstance(res, ScanResult)]
+    assert order[-1] == slow and set(order) == {slow, fast1, fast2}
