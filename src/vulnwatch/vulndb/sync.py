@@ -165,11 +165,11 @@ def import_path(db: VulnIndex | str | os.PathLike[str], path: str | os.PathLike[
                 else:
                     writer.add(rec)
             if writer is None:
-                if source is None:
-                    raise VulnDBError(f"{p}: no valid OSV records found"
-                                      + (f" ({skipped_total} invalid, first: {skipped[0][0]}: {skipped[0][1]})"
-                                         if skipped else "") + "; check the path", code="EmptyExport")
-                writer = index.writer(source, location or str(p)).__enter__()
+                # never let an empty or broken export wipe what the index holds
+                raise VulnDBError(f"{p}: no valid OSV records found"
+                                  + (f" ({skipped_total} invalid, first: {skipped[0][0]}: {skipped[0][1]})"
+                                     if skipped else "") + "; check the path; the index was not changed",
+                                  code="EmptyExport")
             writer.finish(replace=replace, etag=etag, last_modified=last_modified)
         except BaseException as e:
             if writer is not None:
