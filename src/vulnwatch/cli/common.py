@@ -8,9 +8,9 @@ from typing import Any, Optional
 
 from rich.console import Console
 
-console = Console()
+console = Console(soft_wrap=True)
 """Results (tables, JSON) go to stdout."""
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 """Progress, warnings and errors go to stderr."""
 
 SEVERITY_STYLE = {"CRITICAL": "bold red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "cyan",
