@@ -18,7 +18,7 @@ from vulnwatch.vulndb.index import VulnIndex, normalize_name
 from vulnwatch.vulndb.interface import VulnDBError
 from vulnwatch.vulndb.sync import export_url, import_path, stale, status, update
 
-from .conftest import OSV_DATA, osv_zip
+from .conftest import osv_zip
 
 
 def _record(rid, eco="PyPI", name="demo", **extra):

@@ -12,7 +12,6 @@ When items of different kinds meet: number > list > qualifier.
 
 from __future__ import annotations
 
-import functools
 from functools import lru_cache
 
 from ..interface import VersionError, VersionScheme
