@@ -18,8 +18,9 @@ import gzip
 import io
 import tarfile
 import zlib
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, BinaryIO
 
 import zstandard
@@ -344,14 +345,8 @@ def _walk_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reade
     dir_cache: dict[str, str] = {}
     warned_absolute = False
 
-    def view_links() -> Mapping[str, str]:
-        if not new_links:
-            return state.symlinks
-        merged = dict(state.symlinks)
-        merged.update(new_links)
-        return merged
-
-    links_view: Mapping[str, str] = state.symlinks
+    # symlinks of the layers below and of this layer so far (a live view, no copies)
+    links_view: Mapping[str, str] = ChainMap(new_links, state.symlinks)
 
     def canonical_parent(path: str) -> str:
         parent, _, base = path.rpartition("/")
@@ -418,7 +413,6 @@ def _walk_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reade
                 continue
             if member.issym():
                 new_links[path] = member.linkname
-                links_view = view_links()
                 dir_cache.clear()
                 new_files.pop(path, None)
                 new_exec.pop(path, None)
@@ -500,8 +494,8 @@ def _wanted(path: str, alias_paths: Sequence[str], wants: Wants) -> int | None:
 
 
 def _add_symlink_aliases(files: dict[str, WalkedFile], state: _State, wants: Wants, limits: LayerLimits) -> None:
-    """List kept files also under symlinked paths that are wanted (``etc/os-release`` ->
-    ``../usr/lib/os-release``; ``lib -> usr/lib``)."""
+    """List files kept only because a symlinked spelling of their path is wanted under
+    that spelling too (``etc/os-release`` -> ``../usr/lib/os-release``; ``lib -> usr/lib``)."""
     if not state.symlinks or not state.files:
         return
     by_ancestor: dict[str, list[str]] = {}
@@ -511,12 +505,19 @@ def _add_symlink_aliases(files: dict[str, WalkedFile], state: _State, wants: Wan
         while "/" in prefix:
             prefix = prefix.rpartition("/")[0]
             by_ancestor.setdefault(prefix, []).append(p)
+    # only files kept for an alias's sake: a file wanted under its real path is not
+    # listed twice (lib/python3/... and usr/lib/python3/... would be two packages)
+    alias_only = {p for p in state.files if wants(p) is None}
+    if not alias_only:
+        return
     for link in state.symlinks:
         try:
             target = resolve_path(link, state.symlinks, max_hops=limits.max_symlink_hops)
         except LayerError:
             continue  # a loop nothing we keep goes through
         for real in by_ancestor.get(target, ()):
+            if real not in alias_only:
+                continue
             alias = link + real[len(target):]
             if alias in files:
                 continue

@@ -8,7 +8,7 @@ import io
 import pytest
 import zstandard
 
-from tests.support.images import LayerWriter, layer_bytes
+from tests.support.images import layer_bytes
 from vulnwatch.layers import LayerError, LayerLimits, normalize_name, resolve_path, walk_layers
 
 
@@ -91,12 +91,18 @@ def test_file_written_through_symlinked_dir_lands_at_real_path():
     assert res.files["usr/lib/os-release"].data == b"ID=alpine\n"
 
 
-def test_file_symlink_alias_and_symlink_added_after_file():
-    l0 = layer_bytes(lambda w: (w.file("usr/lib/os-release", b"ID=debian\n"),
-                                w.symlink("etc/os-release", "../usr/lib/os-release")))
-    # only the symlinked path is wanted; the target comes before the link in the tar
-    res = walk_layers(streams(l0), lambda p: 100 if p in ("etc/os-release", "usr/lib/os-release") else None)
+def test_file_symlink_alias():
+    l0 = layer_bytes(lambda w: (w.symlink("etc/os-release", "../usr/lib/os-release"),
+                                w.file("usr/lib/os-release", b"ID=debian\n")))
+    res = walk_layers(streams(l0), wanted("etc/os-release"))
     assert res.files["etc/os-release"].data == b"ID=debian\n"
+
+
+def test_no_duplicate_alias_when_real_path_is_wanted():
+    meta = "usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA"
+    l0 = layer_bytes(lambda w: (w.symlink("lib", "usr/lib"), w.file(meta, b"Name: six\nVersion: 1.16.0\n")))
+    res = walk_layers(streams(l0), lambda p: 100 if p.endswith(".dist-info/METADATA") else None)
+    assert set(res.files) == {meta}
 
 
 def test_symlink_loop_is_an_error_naming_layer_and_path():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 
 from .interface import Distro
 
@@ -54,7 +55,6 @@ def _major_minor(version_id: str) -> str:
 def ecosystem_for(fields: dict[str, str]) -> str | None:
     """OSV ecosystem for parsed os-release fields, None for distributions OSV does not cover."""
     os_id = fields.get("ID", "").lower()
-    like = fields.get("ID_LIKE", "").lower().split()
     vid = fields.get("VERSION_ID", "")
     if os_id == "debian":
         return f"Debian:{_major(vid)}" if vid else "Debian"
@@ -83,9 +83,7 @@ def ecosystem_for(fields: dict[str, str]) -> str | None:
         return f"Photon OS:{vid}" if vid else "Photon OS"
     if os_id == "mageia":
         return f"Mageia:{vid}" if vid else "Mageia"
-    if "debian" in like and os_id not in ("ubuntu",) and "ubuntu" not in like:
-        return None  # a derivative (e.g. raspbian): Debian advisories may not apply
-    return None
+    return None  # includes derivatives (ID_LIKE=debian): Debian advisories may not apply
 
 
 def distro_from_os_release(text: str) -> Distro | None:
@@ -98,11 +96,11 @@ def distro_from_os_release(text: str) -> Distro | None:
                   pretty_name=fields.get("PRETTY_NAME", ""), codename=fields.get("VERSION_CODENAME", ""))
 
 
-def find_distro(files: dict[str, bytes] | object) -> Distro | None:
+def find_distro(files: Mapping[str, bytes]) -> Distro | None:
     """The distro of an image from its file map (``etc/os-release`` first, then
     ``usr/lib/os-release``), None when neither is present or both lack ``ID``."""
     for path in OS_RELEASE_PATHS:
-        data = files.get(path) if hasattr(files, "get") else None  # type: ignore[union-attr]
+        data = files.get(path)
         if data:
             distro = distro_from_os_release(data.decode("utf-8", "replace"))
             if distro:
