@@ -351,3 +351,16 @@ def test_catalog_image_layers_and_whiteouts():
     assert ("Debian:12", "bash", "5.2.15-2+b13", "sha256:base") in got
     assert not any(p.name == "gone" for p in inv.packages)
     assert inv.layers == ("sha256:base", "sha256:top")
+
+
+def test_catalog_image_finds_go_binaries_by_exec_bit():
+    mod = "path\texample.com/app\nmod\texample.com/app\tv1.0.0\t\ndep\tgolang.org/x/text\tv0.3.7\th1:a=\n"
+    elf = b"\x7fELF" + b"\0" * 60 + go_blob("go1.20.1", mod)
+    layer = layer_bytes(lambda w: (w.file("usr/local/bin/app", elf, mode=0o755),
+                                   w.file("usr/share/app/data.bin", elf, mode=0o644),
+                                   w.file("usr/local/bin/removed", elf, mode=0o755)))
+    top = layer_bytes(lambda w: w.whiteout("usr/local/bin/removed"))
+    inv = catalog_image([("l0", io.BytesIO(layer)), ("l1", io.BytesIO(top))], [GoBinaryCataloger()])
+    assert {(p.name, p.version, p.path) for p in inv.packages} == {
+        ("example.com/app", "v1.0.0", "usr/local/bin/app"), ("golang.org/x/text", "v0.3.7", "usr/local/bin/app"),
+        ("stdlib", "go1.20.1", "usr/local/bin/app")}
