@@ -1,0 +1,118 @@
+"""``--format table``: a rich table for people at a terminal.
+
+A header (image, scanner, times), one row per finding most severe first (severity,
+vulnerability id with the CVE preferred, package, installed version, fixed versions, title),
+then a summary line with the count per severity. With ``sbom_only``: one row per package (name,
+version, ecosystem, purl) and a count per ecosystem.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from io import StringIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..model import ScanResult, ScanState, Severity, severity_counts
+from .interface import FormatError, Formatter, image_label, package_order, preferred_id, severity_order
+
+SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow",
+                  Severity.LOW: "cyan", Severity.NEGLIGIBLE: "dim", Severity.UNKNOWN: "dim"}
+"""Colour of each severity when colour is on."""
+
+MIN_WIDTH = 40
+"""Narrowest width accepted: below this the columns cannot show anything useful."""
+
+
+class TableFormatter(Formatter):
+    """Findings (or packages) as a rich table, rendered to a string."""
+
+    name = "table"
+    media_type = "text/plain"
+
+    def __init__(self, *, width: int = 120, color: bool = False) -> None:
+        if width < MIN_WIDTH:
+            raise FormatError(self.name, f"width {width} is too narrow; use at least {MIN_WIDTH} columns")
+        self.width = width
+        """Characters per line."""
+        self.color = color
+        """When True the text carries ANSI colour codes (for a terminal)."""
+
+    def render(self, result: ScanResult, *, sbom_only: bool = False) -> str:
+        console = Console(file=StringIO(), record=True, width=self.width, color_system="standard" if self.color else None,
+                          force_terminal=self.color, highlight=False, emoji=False, soft_wrap=False)
+        console.print(Text(image_label(result.image), style="bold"))
+        console.print(Text(self._header(result)))
+        if sbom_only:
+            self._packages(console, result)
+        else:
+            self._findings(console, result)
+        for note in result.notes:
+            console.print(Text(f"note: {note}", style="italic"))
+        return console.export_text(styles=self.color)
+
+    @staticmethod
+    def _header(result: ScanResult) -> str:
+        parts = [f"scanner {result.scanner}", f"scanned {result.scanned_at.isoformat(timespec='seconds')}"]
+        if result.distro:
+            parts.append(f"distro {result.distro}")
+        if result.vulnerability_source_updated_at is not None:
+            parts.append("advisories from "
+                         + result.vulnerability_source_updated_at.isoformat(timespec="seconds"))
+        return " | ".join(parts)
+
+    def _findings(self, console: Console, result: ScanResult) -> None:
+        if result.state is ScanState.UNSUPPORTED:
+            console.print(Text(f"Scanner {result.scanner} cannot scan this image (unsupported): "
+                               "no findings to show.", style="yellow"))
+            return
+        if not result.findings:
+            console.print(Text("No vulnerabilities found.", style="green"))
+            return
+        table = Table(show_lines=False, expand=False, header_style="bold")
+        table.add_column("Severity", no_wrap=True)
+        table.add_column("Vulnerability", no_wrap=True)
+        table.add_column("Package", overflow="fold")
+        table.add_column("Installed", overflow="fold")
+        table.add_column("Fixed in", overflow="fold")
+        table.add_column("Title", overflow="ellipsis", no_wrap=True, ratio=1)
+        for f in severity_order(result.findings):
+            sev = f.severity.name
+            if f.cvss_score is not None:
+                sev += f" {f.cvss_score:.1f}"
+            fixed = ", ".join(f.fixed_versions) if f.fixed_versions else (
+                "(fix exists)" if f.fix_available else "-")
+            table.add_row(Text(sev, style=SEVERITY_STYLE[f.severity]), preferred_id(f), f.package_name,
+                          f.package_version, fixed, f.title)
+        console.print(table)
+        console.print(Text(self.summary(result)))
+
+    @staticmethod
+    def summary(result: ScanResult) -> str:
+        """``7 findings (3 fixable): CRITICAL 1, HIGH 2, MEDIUM 0, ...``: every severity, most severe first."""
+        counts = severity_counts(result.findings)
+        fixable = sum(1 for f in result.findings if f.fixable)
+        n = len(result.findings)
+        by_sev = ", ".join(f"{name} {count}" for name, count in counts.items())
+        return f"{n} finding{'' if n == 1 else 's'} ({fixable} fixable): {by_sev}"
+
+    @staticmethod
+    def _packages(console: Console, result: ScanResult) -> None:
+        if not result.packages:
+            console.print(Text(f"No packages: scanner {result.scanner} did not list the image's packages "
+                               "(use the builtin scanner for an inventory).", style="yellow"))
+            return
+        table = Table(header_style="bold")
+        table.add_column("Name", overflow="fold")
+        table.add_column("Version", overflow="fold")
+        table.add_column("Ecosystem", no_wrap=True)
+        table.add_column("PURL", overflow="fold")
+        for p in package_order(result.packages):
+            table.add_row(p.name, p.version, p.ecosystem, p.purl or "-")
+        console.print(table)
+        per_eco = Counter(p.ecosystem for p in result.packages)
+        n = len(result.packages)
+        console.print(Text(f"{n} package{'' if n == 1 else 's'}: "
+                           + ", ".join(f"{eco} {c}" for eco, c in sorted(per_eco.items()))))
