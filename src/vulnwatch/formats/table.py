@@ -22,7 +22,7 @@ SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.
                   Severity.LOW: "cyan", Severity.NEGLIGIBLE: "dim", Severity.UNKNOWN: "dim"}
 """Colour of each severity when colour is on."""
 
-MIN_WIDTH = 40
+MIN_WIDTH = 60
 """Narrowest width accepted: below this the columns cannot show anything useful."""
 
 
@@ -72,12 +72,12 @@ class TableFormatter(Formatter):
             console.print(Text("No vulnerabilities found.", style="green"))
             return
         table = Table(show_lines=False, expand=False, header_style="bold")
-        table.add_column("Severity", no_wrap=True)
-        table.add_column("Vulnerability", no_wrap=True)
+        table.add_column("Severity")
+        table.add_column("Vulnerability", no_wrap=True)  # ids stay whole: people copy them
         table.add_column("Package", overflow="fold")
         table.add_column("Installed", overflow="fold")
         table.add_column("Fixed in", overflow="fold")
-        table.add_column("Title", overflow="ellipsis", no_wrap=True, ratio=1)
+        table.add_column("Title")  # cells are one-line Texts that end in "…" when cut
         for f in severity_order(result.findings):
             sev = f.severity.name
             if f.cvss_score is not None:
@@ -85,7 +85,8 @@ class TableFormatter(Formatter):
             fixed = ", ".join(f.fixed_versions) if f.fixed_versions else (
                 "(fix exists)" if f.fix_available else "-")
             table.add_row(Text(sev, style=SEVERITY_STYLE[f.severity]), preferred_id(f), f.package_name,
-                          f.package_version, fixed, f.title)
+                          f.package_version, fixed,
+                          Text(f.title, no_wrap=True, overflow="ellipsis"))
         console.print(table)
         console.print(Text(self.summary(result)))
 
