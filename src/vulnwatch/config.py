@@ -522,11 +522,9 @@ def _severity(value: Any) -> Severity:
 SeverityName = Annotated[Severity, BeforeValidator(_severity), PlainSerializer(lambda s: s.name, return_type=str)]
 
 
-class _SinkBase(_Model):
+class _RoutedSink(_Model):
     name: Name
     """Unique name; the outbox refers to the sink by it (never by URL)."""
-    url: SecretHttpUrl
-    """Where to POST (a secret: webhook URLs carry tokens; use ``${VAR}``)."""
     min_severity: SeverityName = Severity.UNKNOWN
     """Only findings rated at least this (UNKNOWN, NEGLIGIBLE, LOW, MEDIUM, HIGH, CRITICAL)."""
     fixable_only: bool = False
@@ -542,6 +540,17 @@ class _SinkBase(_Model):
         """True when ``registry/repository`` matches ``repositories`` (or that list is empty)."""
         full = f"{registry}/{repository}"
         return not self.repositories or any(fnmatchcase(full, p) for p in self.repositories)
+
+
+class _SinkBase(_RoutedSink):
+    url: SecretHttpUrl
+    """Where to POST (a secret: webhook URLs carry tokens; use ``${VAR}``)."""
+
+
+class ConsoleSinkConfig(_RoutedSink):
+    """Prints each notification to standard output (what the embedded example uses)."""
+
+    type: Literal["console"]
 
 
 class SlackSinkConfig(_SinkBase):
@@ -570,8 +579,39 @@ class WebhookSinkConfig(_SinkBase):
         return {k: v.get_secret_value() for k, v in self.headers.items()}
 
 
-SinkConfig = Annotated[Union[SlackSinkConfig, WebhookSinkConfig], Field(discriminator="type")]
-"""One ``notifications[]`` entry, by ``type``: ``slack`` or ``webhook``."""
+SinkConfig = Annotated[Union[SlackSinkConfig, WebhookSinkConfig, ConsoleSinkConfig], Field(discriminator="type")]
+"""One ``notifications[]`` entry, by ``type``: ``slack``, ``webhook`` or ``console``."""
+
+
+# --------------------------------------------------------------------------------------------
+# vulnerability data (the built-in scanner)
+# --------------------------------------------------------------------------------------------
+
+class VulnDBConfig(_Model):
+    """The local OSV vulnerability data used by the built-in scanner."""
+
+    path: Path | None = None
+    """The index file (SQLite); default ``~/.cache/vulnwatch/osv.db``."""
+    base_url: str = "https://osv-vulnerabilities.storage.googleapis.com"
+    """Where ``vulnwatch db update`` downloads ``<base_url>/<Ecosystem>/all.zip`` from (a mirror for
+    air-gapped sites)."""
+    ecosystems: list[str] = Field(default_factory=list)
+    """Ecosystems ``db update`` downloads (``Debian``, ``PyPI``, ...); empty = those of the stored inventories."""
+    max_age: Duration = timedelta(days=7)
+    """Scans warn when the data is older than this."""
+    imports: list[Path] = Field(default_factory=list)
+    """Local OSV exports (``all.zip`` files or folders of ``*.json``) imported before a run when
+    they are newer than the last import: the air-gapped way to feed the data."""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve_path(value, info)
+
+    @field_validator("imports")
+    @classmethod
+    def _imports(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        return [_resolve_path(v, info) for v in value]
 
 
 class DeliverySettings(_Model):
@@ -612,6 +652,8 @@ class Config(_Model):
     """Notification sinks, each with a unique ``name``."""
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     """Retry policy for notifications."""
+    vulndb: VulnDBConfig = Field(default_factory=VulnDBConfig)
+    """Vulnerability data for the built-in scanner."""
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -632,9 +674,15 @@ class Config(_Model):
 
     @classmethod
     def default(cls) -> "Config":
-        """The configuration used when there is no file: SQLite state in the default place,
-        no registries, no notifications, default delivery policy."""
-        return cls()
+        """The configuration used when there is no file: the bundled example image archive,
+        scanned offline against the bundled OSV records, notifications printed to the console,
+        SQLite state in the default place."""
+        examples = Path(__file__).parent / "examples"
+        return cls.model_validate({
+            "registries": [{"name": "example", "type": "archive", "path": str(examples / "image.tar")}],
+            "notifications": [{"name": "console", "type": "console"}],
+            "vulndb": {"imports": [str(examples / "osv")]},
+        })
 
     @property
     def source(self) -> Path | None:

@@ -190,11 +190,20 @@ class Pipeline:
         return CycleReport(images=selected, scanned=scanned, events=tuple(events),
                            failures=tuple(failures), delivery=delivery, notes=tuple(notes))
 
-    def rescore(self, results: Iterable[tuple[ScanResult, ScanResult]]) -> list[Event]:
-        """Record re-matched results ``(new, previous)`` (no registry involved) and return events."""
+    def rematch(self, index) -> list[Event]:
+        """Continuous re-matching: every stored inventory of the built-in scanner matched again
+        against the current OSV data, without touching any registry; what moved is diffed and
+        written to the outbox like any scan. Returns the events."""
+        from .scanners.builtin import rematch
+        from .vulndb.match import Matcher
+
+        snaps = [s for s in self.store.snapshots() if s.packages or s.distro]
+        sources = index.sources()
+        fresh = min((s.imported_at for s in sources), default=None)
+        old_by_key = {s.image.key: s for s in snaps}
         events = []
-        for new, old in results:
-            ev = self.record(new, old)
+        for new in rematch(snaps, Matcher(index), source_updated_at=fresh):
+            ev = self.record(new, old_by_key[new.image.key])
             if ev is not None:
                 events.append(ev)
         return events

@@ -66,8 +66,77 @@ def _ecr(reg) -> tuple[Registry, Scanner]:
     return registry, scanner
 
 
-REGISTRY_TYPES: dict[str, Callable[[Any], tuple[Registry, Scanner]]] = {"ecr": _ecr}
-"""Registry ``type`` -> factory of (registry, scanner). Issue-3 types register themselves here."""
+def open_vulndb(cfg: Config):
+    """The OSV index, with the configured local exports imported when they changed since the
+    last import (``vulndb.imports``: the air-gapped way to feed data)."""
+    from .vulndb.index import VulnIndex
+    from .vulndb.sync import import_path
+
+    index = VulnIndex(cfg.vulndb.path)
+    known = {s.location: s for s in index.sources()}
+    for path in cfg.vulndb.imports:
+        mtime = _newest_mtime(path)
+        seen = known.get(str(path))
+        if seen is None or seen.imported_at.timestamp() < mtime:
+            import_path(index, path, source=_source_name(path), location=str(path))
+    return index
+
+
+def _newest_mtime(path: Path) -> float:
+    if path.is_dir():
+        return max((p.stat().st_mtime for p in path.rglob("*.json")), default=path.stat().st_mtime)
+    return path.stat().st_mtime
+
+
+def _source_name(path: Path) -> str:
+    """Source key for a local export: ``Debian`` for ``.../Debian/all.zip``, ``local:<dir>`` for a folder."""
+    if path.is_file() and path.name == "all.zip":
+        return path.parent.name
+    return f"local:{path}"
+
+
+_VULNDB: dict[int, Any] = {}
+
+
+def _shared_vulndb(cfg: Config):
+    """One index per config for all builtin scanners of a run."""
+    key = id(cfg)
+    if key not in _VULNDB:
+        _VULNDB[key] = open_vulndb(cfg)
+    return _VULNDB[key]
+
+
+def _builtin(cfg: Config, registry: Registry, reg) -> Scanner:
+    from .scanners.builtin import BuiltinScanner
+
+    return BuiltinScanner(registry, _shared_vulndb(cfg), max_age=cfg.vulndb.max_age,
+                          max_concurrency=min(reg.max_concurrency, 4))
+
+
+def _archive(reg, cfg: Config) -> tuple[Registry, Scanner]:
+    from .registries.archive import ArchiveRegistry
+
+    registry = ArchiveRegistry(reg.name, reg.path)
+    return registry, _builtin(cfg, registry, reg)
+
+
+def _oci(reg, cfg: Config) -> tuple[Registry, Scanner]:
+    from .registries.auth import Credentials, docker_config_credentials
+    from .registries.oci import OCIRegistry
+    from .registries.reference import api_host
+
+    url = str(reg.url).rstrip("/")
+    if reg.username:
+        creds = Credentials(username=reg.username, password=secret(reg.password))
+    else:
+        creds = docker_config_credentials(api_host(url.split("://", 1)[-1]))
+    registry = OCIRegistry(reg.name, url, credentials=creds, insecure=reg.insecure, platform=reg.platform)
+    return registry, _builtin(cfg, registry, reg)
+
+
+REGISTRY_TYPES: dict[str, Callable[..., tuple[Registry, Scanner]]] = {
+    "ecr": lambda reg, cfg: _ecr(reg), "archive": _archive, "oci": _oci}
+"""Registry ``type`` -> factory of (registry, scanner)."""
 
 
 def build_watches(cfg: Config) -> list[Watch]:
@@ -77,7 +146,7 @@ def build_watches(cfg: Config) -> list[Watch]:
         if factory is None:
             raise ConfigError(f"registries: type {reg.type!r} of registry {reg.name!r} is not available "
                               f"in this build (known: {', '.join(sorted(REGISTRY_TYPES))})")
-        registry, scanner = factory(reg)
+        registry, scanner = factory(reg, cfg)
         watch_list = None
         if reg.watch_list:
             s3 = None
@@ -92,6 +161,11 @@ def build_watches(cfg: Config) -> list[Watch]:
     return watches
 
 
+def _route(s) -> Route:
+    return Route(min_severity=s.min_severity, fixable_only=s.fixable_only,
+                 repositories=tuple(s.repositories or ()), mode=s.mode)
+
+
 def build_sinks(cfg: Config) -> list[Sink]:
     from .notify.registry import NOTIFIER_TYPES
 
@@ -99,14 +173,16 @@ def build_sinks(cfg: Config) -> list[Sink]:
     for s in cfg.notifications:
         cls = NOTIFIER_TYPES[s.type]
         kwargs: dict[str, Any] = {}
+        if s.type == "console":
+            sinks.append(Sink(notifier=cls(s.name), route=_route(s)))
+            continue
         if s.type == "webhook":
             kwargs = {"secret": secret(s.secret), "timeout": s.timeout.total_seconds(),
                       "headers": {k: secret(v) for k, v in s.header_values().items()}}
         else:
             kwargs = {"timeout": s.timeout.total_seconds()}
         notifier: Notifier = cls(s.name, secret(s.url), **kwargs)
-        route = Route(min_severity=s.min_severity, fixable_only=s.fixable_only, repositories=tuple(s.repositories or ()), mode=s.mode)
-        sinks.append(Sink(notifier=notifier, route=route))
+        sinks.append(Sink(notifier=notifier, route=_route(s)))
     return sinks
 
 
@@ -117,3 +193,59 @@ def build_pipeline(cfg: Config, *, store: Store | None = None, progress: Progres
     return Pipeline(store, build_watches(cfg), build_sinks(cfg),
                     max_attempts=d.max_attempts, backoff_base=d.backoff_base.total_seconds(),
                     backoff_max=d.backoff_max.total_seconds(), progress=progress)
+
+
+def resolve_image(text: str, *, platform: str = "linux/amd64", insecure: bool = False):
+    """``docker-archive:PATH``, ``oci:PATH[:TAG]`` or a registry reference -> (registry, Image)."""
+    from .model import Image
+    from .registries.archive import ArchiveRegistry
+    from .registries.interface import RegistryError
+
+    for prefix in ("docker-archive:", "oci-archive:", "oci:"):
+        if text.startswith(prefix):
+            rest = text[len(prefix):]
+            path, tag = Path(rest), None
+            if not path.exists() and ":" in rest:
+                head, _, tag = rest.rpartition(":")
+                path = Path(head)
+            if not path.exists():
+                raise RegistryError(f"no such file or folder: {path}")
+            registry = ArchiveRegistry(path.name, path, platform=platform)
+            images = [img for repo in registry.repositories() for img in registry.images(repo)]
+            if tag:
+                images = [i for i in images if tag in i.tags] or images
+            if not images:
+                raise RegistryError(f"{path}: the archive holds no image")
+            if len(images) > 1 and not tag:
+                names = ", ".join(f"{i.repository}:{t}" for i in images for t in i.tags)
+                raise RegistryError(f"{path}: the archive holds {len(images)} images ({names}); name one as "
+                                    f"{prefix}{path}:TAG")
+            return registry, images[0]
+    from .registries.auth import docker_config_credentials
+    from .registries.oci import OCIRegistry
+    from .registries.reference import api_host, parse_reference
+
+    ref = parse_reference(text)
+    host = api_host(ref.registry)
+    scheme = "http" if insecure else "https"
+    registry = OCIRegistry(ref.registry, f"{scheme}://{host}", credentials=docker_config_credentials(host),
+                           insecure=insecure, platform=platform)
+    reference = ref.digest or ref.tag or "latest"
+    digest, media_type, _ = registry.resolve(ref.repository, reference)
+    tags = (ref.tag,) if ref.tag else ()
+    return registry, Image(registry=ref.registry, repository=ref.repository, digest=digest, tags=tags,
+                           media_type=media_type)
+
+
+def needed_ecosystems(cfg: Config) -> list[str]:
+    """OSV export names needed by the stored inventories (``Debian`` for ``Debian:12``, ``PyPI``, ...)."""
+    store = open_store(cfg)
+    try:
+        ecos = set()
+        for snap in store.snapshots():
+            for p in snap.packages:
+                if p.ecosystem:
+                    ecos.add(p.ecosystem.split(":", 1)[0])
+        return sorted(ecos)
+    finally:
+        store.close()

@@ -161,7 +161,11 @@ def test_interpolation_only_in_values_and_uses_os_environ(write_config, monkeypa
 def test_empty_file_and_default_are_the_same(write_config):
     cfg = load_config(write_config("# nothing configured yet\n"))
     default = Config.default()
-    assert cfg.registries == [] == default.registries
+    assert cfg.registries == []
+    # no file at all: the bundled offline example (an image archive and its OSV records)
+    assert [(r.name, r.type) for r in default.registries] == [("example", "archive")]
+    assert default.registries[0].path.is_file()
+    assert [s.type for s in default.notifications] == ["console"]
     assert cfg.state.path == default.state.path == Path("~/.local/state/vulnwatch/vulnwatch.db").expanduser()
     assert default.state.sqlalchemy_url().startswith("sqlite:////")
     assert default.delivery.max_attempts == 8

@@ -105,7 +105,7 @@ def test_parse_retry_after_forms():
 def test_registry_by_name():
     assert notifier_class("slack") is SlackNotifier
     assert notifier_class("webhook") is WebhookNotifier
-    with pytest.raises(ValueError, match="'teams' is unknown; use one of: slack, webhook"):
+    with pytest.raises(ValueError, match="'teams' is unknown; use one of: console, slack, webhook"):
         notifier_class("teams")
     n = create_notifier("webhook", "w", "https://example.invalid/x", secret="abc")
     assert isinstance(n, WebhookNotifier) and n.name == "w"

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .interface import Notifier
+from .console import ConsoleNotifier
 from .slack import SlackNotifier
 from .webhook import WebhookNotifier
 
 NOTIFIERS: dict[str, type[Notifier]] = {
     "slack": SlackNotifier,
     "webhook": WebhookNotifier,
+    "console": ConsoleNotifier,
 }
 """Sink type name -> class. Every class takes ``(name, url, **options)``."""
 

@@ -1,0 +1,149 @@
+"""Our own offline scanner: registry layers -> catalogers -> OSV data.
+
+Images are immutable, so the inventory of a digest is computed once: a digest already
+seen (``previous`` carries its packages) is not pulled again, only re-matched against
+the current vulnerability data. That is what makes continuous re-matching cheap: after
+a data update every stored inventory is matched again without touching any registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime, timedelta
+from typing import BinaryIO
+
+from ..catalogers.interface import Cataloger
+from ..layers import Inventory, LayerError, LayerLimits, catalog_image
+from ..model import Image, ScanResult, utcnow
+from ..registries.interface import Registry, RegistryError
+from ..vulndb.index import VulnIndex
+from ..vulndb.interface import VulnDBError
+from ..vulndb.match import Matcher
+from .interface import ScanError, Scanner
+
+log = logging.getLogger(__name__)
+
+SCANNER = "builtin"
+
+LayerProgress = Callable[[Image, int, int], None]
+"""``progress(image, layers_done, layers_total)`` while layers stream."""
+
+
+class BuiltinScanner(Scanner):
+    """Scans images of one registry with our catalogers and the local OSV index.
+
+    ``registry`` serves manifests and blobs; ``index`` is the OSV store; ``max_age`` makes
+    scans warn (in ``ScanResult.notes``) when the data is older; ``max_concurrency``
+    bounds parallel pulls.
+    """
+
+    name = SCANNER
+
+    def __init__(self, registry: Registry, index: VulnIndex, *, catalogers: Sequence[Cataloger] | None = None,
+                 limits: LayerLimits | None = None, max_age: timedelta = timedelta(days=7),
+                 max_concurrency: int = 2, matcher: Matcher | None = None,
+                 layer_progress: LayerProgress | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+        self.registry = registry
+        self.index = index
+        self.catalogers = catalogers
+        self.limits = limits
+        self.max_age = max_age
+        self.max_concurrency = max_concurrency
+        self.matcher = matcher or Matcher(index)
+        self.layer_progress = layer_progress
+        self.clock = clock
+
+    # -- inventory -------------------------------------------------------------------------
+    def inventory(self, image: Image) -> Inventory:
+        """Pull the image's layers (each streamed once) and catalog its packages."""
+        try:
+            manifest = self.registry.manifest(image.repository, image.digest)
+        except RegistryError as e:
+            raise ScanError(image, str(e), code="ManifestUnavailable", retryable=e.retryable) from e
+        total = len(manifest.layers)
+
+        def layers() -> Iterator[tuple[str, BinaryIO]]:
+            for i, layer in enumerate(manifest.layers):
+                if self.layer_progress:
+                    self.layer_progress(image, i, total)
+                stream = self.registry.blob(image.repository, layer.digest)
+                try:
+                    yield layer.digest, stream
+                finally:
+                    stream.close()
+            if self.layer_progress:
+                self.layer_progress(image, total, total)
+
+        try:
+            return catalog_image(layers(), self.catalogers, limits=self.limits)
+        except LayerError as e:
+            raise ScanError(image, str(e), code=getattr(e, "code", "LayerError")) from e
+        except RegistryError as e:
+            raise ScanError(image, str(e), code="BlobUnavailable", retryable=e.retryable) from e
+
+    # -- matching --------------------------------------------------------------------------
+    def data_notes(self) -> tuple[tuple[str, ...], datetime | None]:
+        """Warnings about the vulnerability data, and its freshness (oldest source import)."""
+        sources = self.index.sources()
+        if not sources:
+            return ("no vulnerability data imported: run `vulnwatch db update` or `vulnwatch db import PATH`",), None
+        oldest = min(s.imported_at for s in sources)
+        stale = [s.ecosystem for s in sources if s.is_stale(self.max_age)]
+        notes = (f"vulnerability data older than {self.max_age.days} days for: {', '.join(sorted(stale))}; "
+                 f"run `vulnwatch db update`",) if stale else ()
+        return notes, oldest
+
+    def match(self, image: Image, packages, distro: str | None, extra_notes: Sequence[str] = ()) -> ScanResult:
+        """A ScanResult for an inventory, matched against the current data (no registry involved)."""
+        try:
+            findings = self.matcher.match(list(packages), distro)
+        except VulnDBError as e:
+            raise ScanError(image, str(e), code=e.code) from e
+        notes, fresh = self.data_notes()
+        return ScanResult(image=image, scanner=self.name, scanned_at=self.clock(), findings=tuple(findings),
+                          vulnerability_source_updated_at=fresh, packages=tuple(packages), distro=distro,
+                          notes=tuple(extra_notes) + notes)
+
+    def scan(self, image: Image, previous: ScanResult | None = None) -> ScanResult:
+        if previous is not None and previous.scanner == self.name and (previous.packages or previous.distro):
+            return self.match(image, previous.packages, previous.distro)      # same digest: no pull
+        inv = self.inventory(image)
+        return self.match(image, inv.packages, inv.ecosystem, inv.warnings)
+
+    def scan_many(self, images, previous):
+        images = list(images)
+        if self.max_concurrency <= 1 or len(images) <= 1:
+            yield from super().scan_many(images, previous)
+            return
+        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="vulnwatch-scan") as pool:
+            futures = {pool.submit(self.scan, img, previous.get(img.key)): img for img in images}
+            for fut in as_completed(futures):
+                img = futures[fut]
+                try:
+                    yield img, fut.result()
+                except ScanError as e:
+                    yield img, e
+                except Exception as e:  # a broken image never stops the others
+                    log.exception("scanning %s failed", img)
+                    yield img, ScanError(img, f"{type(e).__name__}: {e}", code=type(e).__name__)
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+def rematch(snapshots: Sequence[ScanResult], matcher: Matcher, *, clock: Callable[[], datetime] = utcnow,
+            source_updated_at: datetime | None = None) -> list[ScanResult]:
+    """Every stored inventory matched again against the current data, as new results
+    (the caller diffs each against the snapshot it came from)."""
+    out = []
+    now = clock()
+    for snap in snapshots:
+        if snap.scanner != SCANNER or not (snap.packages or snap.distro):
+            continue
+        findings = matcher.match(list(snap.packages), snap.distro)
+        out.append(ScanResult(image=snap.image, scanner=snap.scanner, scanned_at=now, findings=tuple(findings),
+                              vulnerability_source_updated_at=source_updated_at, packages=snap.packages,
+                              distro=snap.distro))
+    return out
