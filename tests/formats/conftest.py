@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from vulnwatch.catalogers.purl import purl
 from vulnwatch.model import Finding, Image, Package, ScanResult, ScanState, Severity
 
 DIGEST = "sha256:" + "3f1a9c" + "0" * 52 + "beef01"
@@ -23,7 +24,8 @@ LAYER_APP = "sha256:" + "b2" * 32
 
 def deb(name, version, source=None, source_version=None):
     return Package(name=name, version=version, ecosystem=DEB,
-                   purl=f"pkg:deb/debian/{name}@{version.replace(':', '%3A')}?arch=amd64&distro=debian-12",
+                   purl=purl("deb", name, version, namespace="debian",
+                             qualifiers={"arch": "amd64", "distro": "debian-12"}),
                    source_name=source, source_version=source_version, path="var/lib/dpkg/status",
                    layer=LAYER_BASE)
 

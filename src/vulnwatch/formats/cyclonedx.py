@@ -12,6 +12,9 @@
   ``CVE-`` ids, else OSV), ratings (severity, and score, vector and method CVSSv2/v3/v31/v4
   when known), description (title), references (aliases), advisories (links),
   ``affects[{ref}]`` and recommendation ``Upgrade to <fixed>`` when fixed versions are known.
+  As cyclonedx-python-lib writes them, vectors lose their ``CVSS:3.1/`` prefix (``method``
+  says the version), purls are re-encoded canonically (``+`` -> ``%2B``, ``:`` -> ``%3A``), and
+  components and vulnerabilities come sorted by the library, not by severity.
 
 The serial number is derived from the image digest, scanner and scan time, so rendering the
 same result twice gives the same document.
