@@ -17,10 +17,12 @@ from .conftest import DB_UPDATED_AT, DIGEST, FINDINGS, PACKAGES, SCANNED_AT, mak
 
 def test_every_format_is_registered_under_its_own_name():
     assert set(FORMATS) == {"table", "json", "sarif", "cyclonedx"}
-    for name, cls in FORMATS.items():
-        assert issubclass(cls, Formatter)
-        assert cls.name == name
-        assert isinstance(get_formatter(name), cls)
+    for name, formatter in FORMATS.items():
+        assert isinstance(formatter, Formatter)
+        assert formatter.name == name
+        assert type(get_formatter(name)) is type(formatter)
+    # the shared instances render directly (what `vulnwatch scan --format` calls)
+    assert FORMATS["json"].render(make_result()).startswith("{")
 
 
 def test_unknown_format_names_the_known_ones():

@@ -1,4 +1,4 @@
-"""Output formats for ``vulnwatch scan``: name -> :class:`Formatter` class.
+"""Output formats for ``vulnwatch scan``: name -> :class:`Formatter`.
 
 ``table`` (people), ``json`` (``vulnwatch.scan/v1``), ``sarif`` (SARIF 2.1.0) and
 ``cyclonedx`` (CycloneDX 1.6 JSON). Use :func:`get_formatter` to build one by name.
@@ -12,13 +12,15 @@ from .json import JsonFormatter
 from .sarif import SarifFormatter
 from .table import TableFormatter
 
-FORMATS: dict[str, type[Formatter]] = {
-    "table": TableFormatter,
-    "json": JsonFormatter,
-    "sarif": SarifFormatter,
-    "cyclonedx": CycloneDxFormatter,
+FORMATS: dict[str, Formatter] = {
+    "table": TableFormatter(),
+    "json": JsonFormatter(),
+    "sarif": SarifFormatter(),
+    "cyclonedx": CycloneDxFormatter(),
 }
-"""Format name (as typed after ``--format``) -> formatter class."""
+"""Format name (as typed after ``--format``) -> formatter with default options (formatters hold
+no state between calls, so these instances can be shared). ``table`` here is 120 columns
+without colour; use :func:`get_formatter` for another width or colour."""
 
 
 def get_formatter(name: str, *, width: int = 120, color: bool = False) -> Formatter:
@@ -26,13 +28,11 @@ def get_formatter(name: str, *, width: int = 120, color: bool = False) -> Format
 
     Raises :class:`FormatError` naming the known formats when ``name`` is not one of them.
     """
-    try:
-        cls = FORMATS[name]
-    except KeyError:
-        raise FormatError(name, f"unknown output format; use one of: {', '.join(FORMATS)}") from None
-    if cls is TableFormatter:
+    if name not in FORMATS:
+        raise FormatError(name, f"unknown output format; use one of: {', '.join(FORMATS)}")
+    if name == "table":
         return TableFormatter(width=width, color=color)
-    return cls()
+    return FORMATS[name]
 
 
 __all__ = ["FORMATS", "CycloneDxFormatter", "FormatError", "Formatter", "JsonFormatter", "SarifFormatter",
