@@ -91,7 +91,16 @@ def scan(
     findings = [f for f in result.findings
                 if (min_sev is None or f.severity >= min_sev) and (not ignore_unfixed or f.fixable)]
     result = replace(result, findings=() if sbom else tuple(findings))
-    text = FORMATS[output].render(result, sbom_only=sbom)
+    from ..formats import get_formatter
+    from ..formats.interface import FormatError
+
+    try:
+        formatter = get_formatter(output, width=max(console.width, 100), color=False) if output == "table" \
+            else FORMATS[output]
+        text = formatter.render(result, sbom_only=sbom)
+    except FormatError as e:
+        err_console.print(f"[red]{e}[/]", highlight=False)
+        raise typer.Exit(EXIT_CONFIG)
     if out_file:
         out_file.write_text(text)
     else:

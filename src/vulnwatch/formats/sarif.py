@@ -59,7 +59,7 @@ class SarifFormatter(Formatter):
     def render(self, result: ScanResult, *, sbom_only: bool = False) -> str:
         if sbom_only:
             raise FormatError(self.name, "SARIF holds findings, not a package inventory; "
-                              "use --format cyclonedx, json or table with --sbom-only", image=result.image)
+                              "use --format cyclonedx, json or table with --sbom", image=result.image)
         return json.dumps(self.log(result), indent=2, ensure_ascii=False) + "\n"
 
     def log(self, result: ScanResult) -> dict[str, Any]:
