@@ -51,18 +51,18 @@ def test_run_then_data_update_rematches_stored_inventory_without_the_registry(en
     r = cli(cfg, "run")
     assert r.exit_code == 0, r.output
     assert "1 images selected, 1 scanned, 1 change events" in r.stdout
-    assert "[vulnwatch] example/webapp:1.0" in r.stdout and "new image" in r.stdout
-    assert not NEWER & set(r.stdout.split())
+    assert "[vulnwatch] example/webapp:1.0" in r.stderr and "new image" in r.stderr
+    assert not NEWER & set(r.stderr.split())
 
     r = cli(cfg, "run")                                        # same data, same image: silence
-    assert "0 change events" in r.stdout and "[vulnwatch]" not in r.stdout
+    assert "0 change events" in r.stdout and "[vulnwatch]" not in r.stderr
 
     archive.unlink()                                           # the registry is gone: re-matching must not need it
     r = cli(cfg, "db", "import", str(OSV_DIR / "Debian"), str(OSV_DIR / "PyPI"))
     assert r.exit_code == 0, r.output
     assert "re-matched stored inventories: 1 change events" in r.stdout
-    assert "findings changed" in r.stdout or "findings_changed" in r.stdout
-    added = {line.split()[2] for line in r.stdout.splitlines() if line.startswith("  new ")}
+    assert "findings changed" in r.stdout
+    added = {line.split()[2] for line in r.stderr.splitlines() if line.startswith("  new ")}
     assert added == NEWER
     events = json.loads(cli(cfg, "events", "--format", "json").stdout)
     assert [e["kind"] for e in events] == ["findings_changed", "new_image"]
@@ -134,7 +134,7 @@ def test_one_broken_image_never_stops_the_others(env, tmp_path):
 notifications:"""))
     cli(cfg, "db", "import", str(OSV_DIR / "PyPI"))
     r = cli(cfg, "run", "--format", "json")
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    out = json.loads(r.stdout)
     assert r.exit_code == 1
     assert out["scanned"] == 1 and len(out["failures"]) == 1
     assert "broken" in out["failures"][0]["target"]

@@ -6,6 +6,7 @@ Each extension point is picked by its ``type`` name from a small registry of imp
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,17 +122,25 @@ def _archive(reg, cfg: Config) -> tuple[Registry, Scanner]:
 
 
 def _oci(reg, cfg: Config) -> tuple[Registry, Scanner]:
-    from .registries.auth import Credentials, docker_config_credentials
+    from .registries.auth import Credentials, docker_config_credentials, ecr_credentials
     from .registries.oci import OCIRegistry
     from .registries.reference import api_host
 
     url = str(reg.url).rstrip("/")
+    host = api_host(url.split("://", 1)[-1])
     if reg.username:
         creds = Credentials(username=reg.username, password=secret(reg.password))
     else:
-        creds = docker_config_credentials(api_host(url.split("://", 1)[-1]))
+        creds = docker_config_credentials(host)
+        if creds is None and _ECR_HOST.match(host.split(":", 1)[0]):
+            creds = ecr_credentials(host)     # an ECR registry read with our own scanner
+        if creds is not None:
+            secret(creds.password)
     registry = OCIRegistry(reg.name, url, credentials=creds, insecure=reg.insecure, platform=reg.platform)
     return registry, _builtin(cfg, registry, reg)
+
+
+_ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
 
 REGISTRY_TYPES: dict[str, Callable[..., tuple[Registry, Scanner]]] = {

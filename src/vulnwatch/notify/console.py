@@ -1,4 +1,5 @@
-"""Prints notifications as plain text to a stream (standard output by default).
+"""Prints notifications as plain text to a stream (standard error by default, so that
+standard output stays the command's own report, e.g. ``--format json``).
 
 What the embedded example uses, and handy in CI jobs: the same events a Slack sink would get,
 readable in a terminal log.
@@ -38,7 +39,7 @@ def render(event: Event, max_listed: int = 10) -> str:
 
 
 class ConsoleNotifier(Notifier):
-    """Writes each event as text to ``stream`` (default: standard output)."""
+    """Writes each event as text to ``stream`` (default: standard error)."""
 
     def __init__(self, name: str, url: str | None = None, *, stream: TextIO | None = None,
                  max_listed: int = 10, timeout: float | None = None) -> None:
@@ -47,7 +48,7 @@ class ConsoleNotifier(Notifier):
         self.max_listed = max_listed
 
     def send(self, events: Sequence[Event]) -> None:
-        out = self.stream or sys.stdout
+        out = self.stream or sys.stderr
         for e in events:
             out.write(render(e, self.max_listed) + "\n")
         out.flush()
