@@ -138,3 +138,51 @@ notifications:"""))
     assert r.exit_code == 1
     assert out["scanned"] == 1 and len(out["failures"]) == 1
     assert "broken" in out["failures"][0]["target"]
+
+
+def _hostile_layout(dir_):
+    """An OCI layout whose only layer holds a `../` name (a path-traversal attempt)."""
+    import io
+    import tarfile
+
+    from tests.support.images import write_oci_layout
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = b"root:x:0:0::/root:/bin/sh\n"
+        info = tarfile.TarInfo("../../etc/passwd")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return write_oci_layout(dir_, [buf.getvalue()])
+
+
+def test_hostile_layer_is_a_clear_per_image_error_and_the_run_goes_on(env, tmp_path):
+    _, cfg, _ = env
+    layout = _hostile_layout(tmp_path / "hostile")
+    cfg.write_text(cfg.read_text().replace("notifications:", f"""  - name: evil
+    type: archive
+    path: {layout.path}
+notifications:"""))
+    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"))
+    r = cli(cfg, "run", "--format", "json")
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert out["scanned"] == 1
+    [failure] = out["failures"]
+    assert failure["target"].startswith("evil/") and failure["code"] == "LayerHostile"
+    assert "../../etc/passwd" in failure["error"] or ".." in failure["error"]
+
+
+def test_scan_oci_layout_directory(env, tmp_path):
+    import subprocess
+
+    _, cfg, _ = env
+    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"))
+    layout = tmp_path / "layout"
+    subprocess.run(["skopeo", "copy", "--quiet", f"docker-archive:{IMAGE_ARCHIVE}", f"oci:{layout}:1.0"],
+                   check=True)
+    r = cli(cfg, "scan", f"oci:{layout}:1.0", "--format", "json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert {"Jinja2", "urllib3"} <= {p["name"] for p in out["packages"]}
+    assert any(f["vulnerability_id"] == "CVE-2019-10906" for f in out["findings"])
