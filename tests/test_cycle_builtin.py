@@ -170,7 +170,10 @@ notifications:"""))
     assert out["scanned"] == 1
     [failure] = out["failures"]
     assert failure["target"].startswith("evil/") and failure["code"] == "LayerHostile"
-    assert "../../etc/passwd" in failure["error"] or ".." in failure["error"]
+    assert "../../etc/passwd" in failure["error"]
+    status = json.loads(cli(cfg, "status", "--format", "json").stdout)      # recorded per image
+    errors = {s["registry"]: s["last_error"] for s in status}
+    assert errors["local"] is None and "../../etc/passwd" in errors["evil"]
 
 
 def test_scan_oci_layout_directory(env, tmp_path):
