@@ -20,7 +20,7 @@ import tarfile
 import zlib
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
 import zstandard
@@ -31,6 +31,8 @@ from .model import Package
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+OS_RELEASE_MAX_SIZE = 64 * 1024
+"""Size limit for os-release files (wanted whatever the catalogers are)."""
 
 Wants = Callable[[str], "int | None"]
 """``wants(path) -> max size`` to keep the file at ``path``, or None to skip it."""
@@ -286,6 +288,39 @@ def _under(path: str, prefix: str) -> bool:
 
 # ---------------------------------------------------------------- the walk
 
+@dataclass(frozen=True)
+class LayerContents:
+    """What one layer changes in the merged view of the wanted files: the per-layer
+    result of :meth:`LayerStack.read`, applied by :meth:`LayerStack.apply`.
+
+    It is computed on top of the layers below (their symlinks decide where a path
+    lands and under which spelling it is wanted), so it is only valid on top of the
+    same lower layers read with the same ``wants``, executable reader and limits:
+    :mod:`vulnwatch.layercache` keys it by the layer's chain id for that reason.
+    """
+
+    layer: str
+    """The layer's name as the caller gave it (normally its digest)."""
+    files: Mapping[str, WalkedFile] = field(default_factory=dict)
+    """Wanted files this layer writes, by path (in tar order)."""
+    executables: Mapping[str, WalkedFile] = field(default_factory=dict)
+    """What the executable reader kept from this layer's executables, by path."""
+    symlinks: Mapping[str, str] = field(default_factory=dict)
+    """Symlinks this layer adds: path -> target as written in the tar."""
+    replaced: tuple[str, ...] = ()
+    """Paths kept from the layers below (files, executables, symlinks) that an entry of
+    this layer replaces at exactly that path."""
+    deletions: tuple[tuple[str, bool], ...] = ()
+    """Whiteouts, in tar order: ``(path, False)`` deletes ``path`` of the layers below,
+    ``(directory, True)`` empties ``directory`` of the layers below (opaque)."""
+    warnings: tuple[str, ...] = ()
+    """Remarks about this layer, naming layer and path."""
+    uncompressed_bytes: int = 0
+    """Uncompressed bytes read from the blob (counted against ``LayerLimits.max_total_bytes``)."""
+    entries: int = 0
+    """Tar entries in the layer (counted against ``LayerLimits.max_entries``)."""
+
+
 class _State:
     """Merged filesystem of the layers applied so far (only what we keep)."""
 
@@ -300,6 +335,82 @@ class _State:
             for p in doomed:
                 del table[p]
 
+    def holds(self, path: str) -> bool:
+        return path in self.files or path in self.executables or path in self.symlinks
+
+
+class LayerStack:
+    """Layers applied bottom to top, like overlayfs, keeping only what ``wants`` asks for.
+
+    ``read(layer, stream)`` streams one blob on top of the layers applied so far and
+    returns its :class:`LayerContents` without applying it; ``apply(contents)`` puts it
+    on the stack (a read result or one from a cache); ``add`` does both; ``result()``
+    is the merged :class:`WalkResult`. Limits that span layers (total bytes, entries)
+    count applied layers, whether read or cached.
+    """
+
+    def __init__(self, wants: Wants, *, executable_reader: ExecutableReader | None = None,
+                 limits: LayerLimits | None = None) -> None:
+        self.wants = wants
+        self.executable_reader = executable_reader
+        self.limits = limits or LayerLimits()
+        self.total_bytes = 0
+        """Uncompressed bytes of the layers applied so far."""
+        self.entries = 0
+        """Tar entries of the layers applied so far."""
+        self._state = _State()
+        self._warnings: list[str] = []
+        self._names: list[str] = []
+
+    def add(self, layer: str, stream: IO[bytes]) -> LayerContents:
+        """Read ``stream`` on top of the stack and apply it; returns what it contributed."""
+        contents = self.read(layer, stream)
+        self.apply(contents)
+        return contents
+
+    def read(self, layer: str, stream: IO[bytes]) -> LayerContents:
+        """Stream one layer blob (tar, gzip or zstd) once, on top of the layers applied so
+        far, without changing the stack. Raises :class:`LayerError`."""
+        reader = _open_layer(layer, stream, self.limits, self.total_bytes)
+        if reader is None:
+            return LayerContents(layer)  # empty blob: an empty layer
+        return _read_one(layer, reader, self.wants, self.executable_reader, self.limits, self._state, self.entries)
+
+    def apply(self, contents: LayerContents) -> None:
+        """Put one layer's contents on top: its whiteouts hide the layers below, then its
+        entries go on top. Raises :class:`LayerError` when a limit spanning layers is hit."""
+        lim = self.limits
+        layer = contents.layer
+        if self.entries + contents.entries > lim.max_entries:
+            raise LayerError(layer, f"more than {lim.max_entries} tar entries (LayerLimits.max_entries)",
+                             code="LayerTooLarge")
+        if self.total_bytes + contents.uncompressed_bytes > lim.max_total_bytes:
+            raise LayerError(layer, f"image exceeds {lim.max_total_bytes} uncompressed bytes "
+                             "(LayerLimits.max_total_bytes); raise the limit if the image is genuine",
+                             code="LayerTooLarge")
+        state = self._state
+        for path, opaque in contents.deletions:
+            state.delete(path, keep_self=opaque)
+        for path in contents.replaced:
+            state.files.pop(path, None)
+            state.executables.pop(path, None)
+            state.symlinks.pop(path, None)
+        state.files.update(contents.files)
+        state.executables.update(contents.executables)
+        state.symlinks.update(contents.symlinks)
+        self._warnings.extend(contents.warnings)
+        self._names.append(layer)
+        self.total_bytes += contents.uncompressed_bytes
+        self.entries += contents.entries
+
+    def result(self) -> WalkResult:
+        """The merged view of the wanted files after the layers applied so far."""
+        state = self._state
+        files = dict(state.files)
+        _add_symlink_aliases(files, state, self.wants, self.limits)
+        return WalkResult(files=files, executables=dict(state.executables), symlinks=dict(state.symlinks),
+                          warnings=tuple(self._warnings), layers=tuple(self._names))
+
 
 def walk_layers(layers: Iterable[tuple[str, BinaryIO]], wants: Wants, *,
                 executable_reader: ExecutableReader | None = None,
@@ -312,27 +423,27 @@ def walk_layers(layers: Iterable[tuple[str, BinaryIO]], wants: Wants, *,
     path are offered to it (with their tar stream); whatever it returns is kept under
     :attr:`WalkResult.executables`. Raises :class:`LayerError`.
     """
-    limits = limits or LayerLimits()
-    state = _State()
-    warnings: list[str] = []
-    names: list[str] = []
-    total = 0
-    entries = 0
+    stack = LayerStack(wants, executable_reader=executable_reader, limits=limits)
     for layer, stream in layers:
-        names.append(layer)
-        reader = _open_layer(layer, stream, limits, total)
-        if reader is None:
-            continue  # empty blob: an empty layer
-        entries = _walk_one(layer, reader, wants, executable_reader, limits, state, warnings, entries)
-        total += reader.count
-    files = dict(state.files)
-    _add_symlink_aliases(files, state, wants, limits)
-    return WalkResult(files=files, executables=dict(state.executables), symlinks=dict(state.symlinks),
-                      warnings=tuple(warnings), layers=tuple(names))
+        stack.add(layer, stream)
+    return stack.result()
 
 
-def _walk_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reader: ExecutableReader | None,
-              limits: LayerLimits, state: _State, warnings: list[str], entries: int) -> int:
+def merge_layers(contents: Iterable[LayerContents], wants: Wants, *,
+                 limits: LayerLimits | None = None) -> WalkResult:
+    """Apply layer contents (from :meth:`LayerStack.read` or a cache), bottom first, and
+    return the merged view. ``wants`` and ``limits`` must be those they were read with."""
+    stack = LayerStack(wants, limits=limits)
+    for c in contents:
+        stack.apply(c)
+    return stack.result()
+
+
+def _read_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reader: ExecutableReader | None,
+              limits: LayerLimits, state: _State, entries: int) -> LayerContents:
+    """One layer on top of ``state`` (read, never modified)."""
+    first_entry = entries
+    warnings: list[str] = []
     new_files: dict[str, WalkedFile] = {}
     new_exec: dict[str, WalkedFile] = {}
     new_links: dict[str, str] = {}
@@ -471,17 +582,11 @@ def _walk_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reade
                          path=reader.current_path, code="LayerCorrupt") from e
     finally:
         reader.current_path = None
-    # this layer's whiteouts hide the layers below; then its entries go on top
-    for path, opaque in deletions:
-        state.delete(path, keep_self=opaque)
-    for path in replaced:
-        state.files.pop(path, None)
-        state.executables.pop(path, None)
-        state.symlinks.pop(path, None)
-    state.files.update(new_files)
-    state.executables.update(new_exec)
-    state.symlinks.update(new_links)
-    return entries
+    # only lower entries matter for ``replaced`` (the rest is this layer's own)
+    lower_replaced = tuple(p for p in dict.fromkeys(replaced) if state.holds(p))
+    return LayerContents(layer, files=new_files, executables=new_exec, symlinks=new_links,
+                         replaced=lower_replaced, deletions=tuple(deletions), warnings=tuple(warnings),
+                         uncompressed_bytes=reader.count, entries=entries - first_entry)
 
 
 def _wanted(path: str, alias_paths: Sequence[str], wants: Wants) -> int | None:
@@ -548,55 +653,78 @@ class Inventory:
         return self.distro.ecosystem if self.distro else None
 
 
+class CatalogPlan:
+    """What a set of catalogers asks of the walker: ``wants`` (path -> size limit) and
+    the executable reader, built once from the catalogers' declarations."""
+
+    def __init__(self, catalogers: Sequence[Cataloger] | None = None) -> None:
+        if catalogers is None:
+            from .catalogers import all_catalogers
+            catalogers = all_catalogers()
+        self.catalogers: list[Cataloger] = list(catalogers)
+        """The catalogers, in the order their packages are reported."""
+        os_paths = frozenset(OS_RELEASE_PATHS)
+        cats = self.catalogers
+
+        def wants(path: str) -> int | None:
+            best: int | None = OS_RELEASE_MAX_SIZE if path in os_paths else None
+            for c in cats:
+                if c.wants(path) and (best is None or c.max_file_size > best):
+                    best = c.max_file_size
+            return best
+
+        self.wants: Wants = wants
+        exec_catalogers = [c for c in cats if c.wants_executables]
+        reader: ExecutableReader | None = None
+        if len(exec_catalogers) == 1:
+            reader = exec_catalogers[0].read_executable
+        elif exec_catalogers:
+            def reader(path: str, stream: IO[bytes], size: int) -> bytes | None:  # noqa: F811
+                data = stream.read(size)
+                for c in exec_catalogers:
+                    kept = c.read_executable(path, io.BytesIO(data), size)
+                    if kept is not None:
+                        return kept
+                return None
+        self.executable_reader: ExecutableReader | None = reader
+
+    def stack(self, limits: LayerLimits | None = None) -> LayerStack:
+        """An empty :class:`LayerStack` reading for these catalogers."""
+        return LayerStack(self.wants, executable_reader=self.executable_reader, limits=limits)
+
+    def catalog(self, walked: WalkResult) -> Inventory:
+        """Hand each cataloger its files from the merged view. A cataloger's
+        :class:`CatalogError` becomes a warning."""
+        files = walked.data()
+        distro = find_distro(files)
+        context = CatalogContext(distro=distro, layer_of=walked.layer_of())
+        packages: list[Package] = []
+        warnings = list(walked.warnings)
+        for c in self.catalogers:
+            mine = {p: d for p, d in files.items() if c.wants(p)}
+            if c.wants_executables:
+                for p, f in walked.executables.items():
+                    mine.setdefault(p, f.data)
+            if not mine:
+                continue
+            try:
+                result = c.catalog(mine, context)
+            except CatalogError as e:
+                warnings.append(str(e))
+                continue
+            packages.extend(result.packages)
+            warnings.extend(result.warnings)
+        return Inventory(packages=tuple(packages), distro=distro, warnings=tuple(warnings),
+                         layers=walked.layers)
+
+
 def catalog_image(layers: Iterable[tuple[str, BinaryIO]], catalogers: Sequence[Cataloger] | None = None, *,
                   limits: LayerLimits | None = None) -> Inventory:
     """Walk ``layers`` once for all ``catalogers`` (default: every registered one) and
     return the packages found. Raises :class:`LayerError` when a layer is unsafe or
     unreadable; a cataloger's :class:`CatalogError` becomes a warning."""
-    if catalogers is None:
-        from .catalogers import all_catalogers
-        catalogers = all_catalogers()
-    catalogers = list(catalogers)
-    os_paths = frozenset(OS_RELEASE_PATHS)
-
-    def wants(path: str) -> int | None:
-        best: int | None = 64 * 1024 if path in os_paths else None
-        for c in catalogers:
-            if c.wants(path) and (best is None or c.max_file_size > best):
-                best = c.max_file_size
-        return best
-
-    exec_catalogers = [c for c in catalogers if c.wants_executables]
-    reader: ExecutableReader | None = None
-    if len(exec_catalogers) == 1:
-        reader = exec_catalogers[0].read_executable
-    elif exec_catalogers:
-        def reader(path: str, stream: IO[bytes], size: int) -> bytes | None:  # noqa: F811
-            data = stream.read(size)
-            for c in exec_catalogers:
-                kept = c.read_executable(path, io.BytesIO(data), size)
-                if kept is not None:
-                    return kept
-            return None
-
-    walked = walk_layers(layers, wants, executable_reader=reader, limits=limits)
-    files = walked.data()
-    distro = find_distro(files)
-    context = CatalogContext(distro=distro, layer_of=walked.layer_of())
-    packages: list[Package] = []
-    warnings = list(walked.warnings)
-    for c in catalogers:
-        mine = {p: d for p, d in files.items() if c.wants(p)}
-        if c.wants_executables:
-            for p, f in walked.executables.items():
-                mine.setdefault(p, f.data)
-        if not mine:
-            continue
-        try:
-            result = c.catalog(mine, context)
-        except CatalogError as e:
-            warnings.append(str(e))
-            continue
-        packages.extend(result.packages)
-        warnings.extend(result.warnings)
-    return Inventory(packages=tuple(packages), distro=distro, warnings=tuple(warnings), layers=walked.layers)
+    plan = CatalogPlan(catalogers)
+    stack = plan.stack(limits)
+    for layer, stream in layers:
+        stack.add(layer, stream)
+    return plan.catalog(stack.result())

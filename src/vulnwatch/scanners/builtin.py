@@ -9,13 +9,13 @@ a data update every stored inventory is matched again without touching any regis
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import datetime, timedelta
-from typing import BinaryIO
 
 from ..catalogers.interface import Cataloger
-from ..layers import Inventory, LayerError, LayerLimits, catalog_image
+from ..layercache import LayerCache, catalog_layers
+from ..layers import Inventory, LayerError, LayerLimits
 from ..model import Image, ScanResult, utcnow
 from ..registries.interface import Registry, RegistryError
 from ..vulndb.index import VulnIndex
@@ -36,7 +36,8 @@ class BuiltinScanner(Scanner):
 
     ``registry`` serves manifests and blobs; ``index`` is the OSV store; ``max_age`` makes
     scans warn (in ``ScanResult.notes``) when the data is older; ``max_concurrency``
-    bounds parallel pulls.
+    bounds parallel pulls; ``layer_cache`` (None: no cache) keeps what each layer
+    contributed, so layers shared with an image already scanned are not pulled again.
     """
 
     name = SCANNER
@@ -44,7 +45,8 @@ class BuiltinScanner(Scanner):
     def __init__(self, registry: Registry, index: VulnIndex, *, catalogers: Sequence[Cataloger] | None = None,
                  limits: LayerLimits | None = None, max_age: timedelta = timedelta(days=7),
                  max_concurrency: int = 2, matcher: Matcher | None = None,
-                 layer_progress: LayerProgress | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+                 layer_progress: LayerProgress | None = None, clock: Callable[[], datetime] = utcnow,
+                 layer_cache: LayerCache | None = None) -> None:
         self.registry = registry
         self.index = index
         self.catalogers = catalogers
@@ -54,30 +56,25 @@ class BuiltinScanner(Scanner):
         self.matcher = matcher or Matcher(index)
         self.layer_progress = layer_progress
         self.clock = clock
+        self.layer_cache = layer_cache
 
     # -- inventory -------------------------------------------------------------------------
     def inventory(self, image: Image) -> Inventory:
-        """Pull the image's layers (each streamed once) and catalog its packages."""
+        """Pull the image's layers (each streamed once; those in the layer cache not at
+        all) and catalog its packages."""
         try:
             manifest = self.registry.manifest(image.repository, image.digest)
         except RegistryError as e:
             raise ScanError(image, str(e), code="ManifestUnavailable", retryable=e.retryable) from e
-        total = len(manifest.layers)
 
-        def layers() -> Iterator[tuple[str, BinaryIO]]:
-            for i, layer in enumerate(manifest.layers):
-                if self.layer_progress:
-                    self.layer_progress(image, i, total)
-                stream = self.registry.blob(image.repository, layer.digest)
-                try:
-                    yield layer.digest, stream
-                finally:
-                    stream.close()
+        def progress(done: int, total: int) -> None:
             if self.layer_progress:
-                self.layer_progress(image, total, total)
+                self.layer_progress(image, done, total)
 
         try:
-            return catalog_image(layers(), self.catalogers, limits=self.limits)
+            return catalog_layers([layer.digest for layer in manifest.layers],
+                                  lambda digest: self.registry.blob(image.repository, digest),
+                                  self.catalogers, limits=self.limits, cache=self.layer_cache, progress=progress)
         except LayerError as e:
             raise ScanError(image, str(e), code=getattr(e, "code", "LayerError")) from e
         except RegistryError as e:
