@@ -382,10 +382,11 @@ def catalog_layers(layers: Sequence[str], open_blob: Callable[[str], BinaryIO],
     key = cache_key(plan.catalogers, stack.limits) if cache is not None else ""
     chains = chain_ids(layers)
     total = len(layers)
+    cacheable = cache is not None
     for i, (digest, chain_id) in enumerate(zip(layers, chains)):
         if progress:
             progress(i, total)
-        cacheable = cache is not None and all(is_digest(d) for d in layers[:i + 1])
+        cacheable = cacheable and is_digest(digest)  # a chain with a non-digest name below is not
         contents = cache.get(digest, chain_id, key) if cacheable and cache is not None else None
         if contents is None:
             stream = open_blob(digest)

@@ -10,6 +10,13 @@ recorded (never followed out of the image root) so that a file wanted at
 Limits (:class:`LayerLimits`) guard against hostile layers: per-file size, total
 uncompressed bytes, compression ratio (decompression bombs), number of entries,
 symlink hops; names that climb out of the root with ``..`` are refused.
+
+:class:`LayerStack` splits the walk in two so layers can be cached
+(:mod:`vulnwatch.layercache`): ``read`` streams one blob on top of the layers applied
+so far and returns what it contributes (:class:`LayerContents`), ``apply`` puts such
+contents on the stack, ``result`` is the merged :class:`WalkResult`.
+:func:`walk_layers` is read + apply for every layer; :class:`CatalogPlan` turns
+catalogers into the walker's ``wants`` and executable reader and catalogs a result.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from vulnwatch.catalogers.interface import CatalogContext, Cataloger, CatalogRes
 from vulnwatch.catalogers.python import PythonCataloger
 from vulnwatch.layercache import (MAGIC, LayerCache, cache_key, catalog_layers, chain_ids, decode, default_directory,
                                   encode)
-from vulnwatch.layers import (LayerContents, LayerError, LayerLimits, WalkedFile, catalog_image, merge_layers,
-                              walk_layers)
+from vulnwatch.layers import (LayerContents, LayerError, LayerLimits, LayerStack, WalkedFile, catalog_image,
+                              merge_layers, walk_layers)
 from vulnwatch.model import Package
 from vulnwatch.registries.archive import ArchiveRegistry
 from vulnwatch.scanners.builtin import BuiltinScanner
@@ -170,7 +170,6 @@ def test_scenarios_mean_what_they_say(cache):
 def test_read_then_merge_equals_walk():
     blobs = Blobs(*SCENARIOS["usr-merge-link-below"])
     want = lambda p: 1 << 20 if p in ("lib/custom/db", "etc/os-release") else None  # noqa: E731
-    from vulnwatch.layers import LayerStack
     stack = LayerStack(want)
     contents = [stack.add(n, s) for n, s in blobs.streams()]
     assert merge_layers(contents, want) == walk_layers(blobs.streams(), want) == stack.result()
@@ -249,7 +248,6 @@ def test_cross_layer_limits_still_apply_to_cached_layers(cache):
     c0 = cache.get(blobs.names[0], chain_ids(blobs.names)[0], key)
     assert c0 is not None and c0.entries > 5 and c0.uncompressed_bytes > 0
     # a layer read on top of cached ones counts their bytes
-    from vulnwatch.layers import LayerStack
     stack = LayerStack(lambda p: None, limits=LayerLimits(max_total_bytes=c0.uncompressed_bytes + 100))
     stack.apply(c0)
     with pytest.raises(LayerError) as e:
