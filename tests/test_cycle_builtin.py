@@ -189,3 +189,14 @@ def test_scan_oci_layout_directory(env, tmp_path):
     out = json.loads(r.stdout)
     assert {"Jinja2", "urllib3"} <= {p["name"] for p in out["packages"]}
     assert any(f["vulnerability_id"] == "CVE-2019-10906" for f in out["findings"])
+
+
+def test_scan_fills_the_layer_cache_unless_told_not_to(env):
+    tmp, cfg, _ = env
+    layers = tmp / "cache" / "vulnwatch" / "layers"
+    r = cli(cfg, "scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "--format", "json", "--no-layer-cache")
+    assert r.exit_code == 0 and not (layers.exists() and any(layers.rglob("*.*")))
+    first = json.loads(cli(cfg, "scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "--format", "json").stdout)
+    assert len([p for p in layers.rglob("*") if p.is_file()]) == 3                # one entry per layer
+    again = json.loads(cli(cfg, "scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "--format", "json").stdout)
+    assert again["packages"] == first["packages"]

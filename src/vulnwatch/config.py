@@ -587,6 +587,23 @@ SinkConfig = Annotated[Union[SlackSinkConfig, WebhookSinkConfig, ConsoleSinkConf
 # vulnerability data (the built-in scanner)
 # --------------------------------------------------------------------------------------------
 
+class LayerCacheConfig(_Model):
+    """Per-layer cache of what the built-in scanner extracted: images that share lower layers
+    with one already scanned pull and read only their new layers."""
+
+    enabled: bool = True
+    """Off: every new digest reads all its layers."""
+    path: Path | None = None
+    """Cache directory; default ``$XDG_CACHE_HOME/vulnwatch/layers``."""
+    max_mb: int = Field(default=1024, ge=1)
+    """Size bound; the least recently used entries are evicted beyond it."""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _resolve_path(value, info)
+
+
 class VulnDBConfig(_Model):
     """The local OSV vulnerability data used by the built-in scanner."""
 
@@ -654,6 +671,8 @@ class Config(_Model):
     """Retry policy for notifications."""
     vulndb: VulnDBConfig = Field(default_factory=VulnDBConfig)
     """Vulnerability data for the built-in scanner."""
+    layer_cache: LayerCacheConfig = Field(default_factory=LayerCacheConfig)
+    """Per-layer cache of the built-in scanner."""
 
     _source: Path | None = PrivateAttr(default=None)
 

@@ -107,11 +107,21 @@ def _shared_vulndb(cfg: Config):
     return _VULNDB[key]
 
 
+def open_layer_cache(cfg: Config):
+    """The per-layer cache, or None when ``layer_cache.enabled`` is off."""
+    from .layercache import LayerCache
+
+    lc = cfg.layer_cache
+    if not lc.enabled:
+        return None
+    return LayerCache(lc.path, max_bytes=lc.max_mb * 1024 * 1024)
+
+
 def _builtin(cfg: Config, registry: Registry, reg) -> Scanner:
     from .scanners.builtin import BuiltinScanner
 
     return BuiltinScanner(registry, _shared_vulndb(cfg), max_age=cfg.vulndb.max_age,
-                          max_concurrency=min(reg.max_concurrency, 4))
+                          max_concurrency=min(reg.max_concurrency, 4), layer_cache=open_layer_cache(cfg))
 
 
 def _archive(reg, cfg: Config) -> tuple[Registry, Scanner]:

@@ -47,12 +47,14 @@ def scan(
     platform: str = typer.Option("linux/amd64", "--platform", help="Platform to pick from a multi-platform image."),
     insecure: bool = typer.Option(False, "--insecure", help="Plain HTTP / unverified TLS for the registry."),
     out_file: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file."),
+    layer_cache: bool = typer.Option(True, "--layer-cache/--no-layer-cache",
+                                     help="Reuse what earlier scans read from shared layers."),
 ) -> None:
     """Scan one image with the built-in scanner and print a report (nothing is stored)."""
     from ..formats import FORMATS
     from ..scanners.builtin import BuiltinScanner
     from ..scanners.interface import ScanError
-    from ..wiring import open_vulndb, resolve_image
+    from ..wiring import open_layer_cache, open_vulndb, resolve_image
 
     if output not in FORMATS:
         err_console.print(f"--format: unknown format {output!r}; use one of {', '.join(sorted(FORMATS))}")
@@ -77,7 +79,8 @@ def scan(
             if bar is not None:
                 bar.update(task, completed=done, total=total)
 
-        scanner = BuiltinScanner(registry, index, max_age=cfg.vulndb.max_age, layer_progress=layer_progress)
+        scanner = BuiltinScanner(registry, index, max_age=cfg.vulndb.max_age, layer_progress=layer_progress,
+                                 layer_cache=open_layer_cache(cfg) if layer_cache else None)
         try:
             result = scanner.scan(img)
         except ScanError as e:
