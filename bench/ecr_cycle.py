@@ -1,7 +1,7 @@
 """Benchmark: one vulnwatch ECR cycle against the legacy hourly Lambda loop, on moto_server.
 
     python bench/ecr_cycle.py [--images 1000] [--repos 50] [--hours 24] [--concurrency N]
-                              [--no-standard-retries] [--no-proxy] [--profile]
+                              [--standard-retries] [--no-proxy] [--profile]
 
 Starts its own ``moto_server`` on 127.0.0.1, pushes ``--images`` images spread over ``--repos``
 repositories, then measures in one run:
@@ -10,8 +10,9 @@ repositories, then measures in one run:
    state (reset + the same images pushed again, so the digests are the same);
 2. a steady cycle of each one hour later (same calendar day in moto, so the legacy loop's
    ``StartImageScan`` answers ``LimitExceededException``; ours starts nothing because the last
-   scan is less than ``scan.interval`` = 24 h old). ``--no-standard-retries`` skips the extra
-   legacy steady cycle made with botocore's ``standard`` retry mode (which retries that error);
+   scan is less than ``scan.interval`` = 24 h old). ``--standard-retries`` adds a legacy steady
+   cycle made with botocore's ``standard`` retry mode, which retries that error as throttling
+   (botocore's default mode, ``legacy``, does not retry it for ECR); it takes ~3 minutes;
 3. ``StartImageScan`` calls over a simulated day: ours measured over ``--hours`` hourly cycles
    (an injected clock running ``k`` hours ahead of the real one); the legacy loop's is
    images x 24 by construction (it calls ``StartImageScan`` for every image every hour);
@@ -399,18 +400,17 @@ def calls_cell(meter: Meter, op: str | None = None) -> str:
 
 def print_calls(columns: list[tuple[str, Meter]]) -> None:
     ops = sorted({op for _, m in columns for op in (*m.calls, *m.attempts)})
-    width = max(len(op) for op in [*ops, "operation"]) + 2
-    print("API calls per cycle by operation: calls (HTTP attempts, when retries made them differ)")
-    print("  " + "operation".ljust(width) + "".join(name.rjust(16) for name, _ in columns))
-    for op in ops:
-        print("  " + op.ljust(width) + "".join(calls_cell(m, op).rjust(16) for _, m in columns))
-    print("  " + "total".ljust(width) + "".join(calls_cell(m).rjust(16) for _, m in columns))
     errors = sorted({key for _, m in columns for key in m.errors})
+    width = max(len(label) for label in [*ops, "operation", *(f"  {op}: {code.removesuffix('Exception')}" for op, code in errors)]) + 2
+    print("  API calls per cycle by operation: calls (HTTP attempts, when retries made them differ)")
+    print("  " + "operation".ljust(width) + "".join(name.rjust(17) for name, _ in columns))
+    for op in ops:
+        print("  " + op.ljust(width) + "".join(calls_cell(m, op).rjust(17) for _, m in columns))
+    print("  " + "total".ljust(width) + "".join(calls_cell(m).rjust(17) for _, m in columns))
     if errors:
-        print("  errors answered (final, after retries):")
+        print("  errors answered (final, after retries; ...Exception):")
         for op, code in errors:
-            label = f"    {op}: {code}"
-            print(label.ljust(width + 2) + "".join(str(m.errors.get((op, code), 0)).rjust(16) for _, m in columns))
+            print("  " + f"  {op}: {code.removesuffix('Exception')}".ljust(width) + "".join(str(m.errors.get((op, code), 0)).rjust(17) for _, m in columns))
 
 
 def describe_ours(r: OursResult) -> str:
@@ -427,8 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="hourly cycles of ours for the start-scan count (default 24: one day)")
     ap.add_argument("--concurrency", type=int, default=None,
                     help="registries[].max_concurrency for ours (default: the config default)")
-    ap.add_argument("--no-standard-retries", action="store_true",
-                    help="skip the extra legacy steady cycle with botocore's standard retry mode")
+    ap.add_argument("--standard-retries", action="store_true",
+                    help="add a legacy steady cycle with botocore's standard retry mode (~3 min more)")
     ap.add_argument("--no-proxy", action="store_true",
                     help="skip the extra steady cycles through the real-ECR-like proxy")
     ap.add_argument("--profile", action="store_true",
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         stored: dict[str, dict[str, int]] = {}
         legacy_cold = legacy(server.url, stored)
         legacy_steady = legacy(server.url, stored)
-        legacy_standard = None if args.no_standard_retries else legacy(server.url, stored, "standard")
+        legacy_standard = legacy(server.url, stored, "standard") if args.standard_retries else None
         serial_ms, threaded_ms = moto_floor(server, watch_list[0])
 
         # -- ours: cold, then hourly -----------------------------------------------------------
