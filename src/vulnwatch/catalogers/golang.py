@@ -1,14 +1,34 @@
 """Go: modules compiled into executables, from the build info Go 1.18+ embeds
 (the ``\\xff Go buildinf:`` blob: Go version + ``runtime/debug`` module info).
 
-``wants`` is by exec bit, not by path: the walker offers each executable with its
-stream; :meth:`GoBinaryCataloger.read_executable` sniffs the ELF magic from the first
-bytes and keeps only the small build info blob, so binaries are never held in memory
-together.
+``wants`` is by exec bit, not by path: the walker offers each executable as a
+forward-only stream (:meth:`GoBinaryCataloger.read_executable`), and only the small
+build info blob is kept. Reading follows Go's ``debug/buildinfo``, without reading the
+whole binary:
+
+1. the first 4 bytes decide: anything but ELF is None at once (scripts, other formats);
+2. the ELF header (first 52/64 bytes) and the program header table (and the section
+   header table and its name table, when they come before the data, as in binaries
+   linked by Go's own linker) are read;
+3. the blob is where the Go linker puts it: the start of the ``.go.buildinfo`` section
+   when its name could be read, else near the start of the writable ``PT_LOAD``
+   segment (the data segment). The reader skips forward to it in
+   :data:`WINDOW`-sized reads it discards, then searches :data:`WINDOW` bytes at a time
+   for the 16-byte aligned magic and stops at the first one. When the section table
+   is at the end of the file (binaries linked by an external linker, e.g. Debian's
+   Go packages), ``.go.buildinfo`` can lie past the first 64 KB of the segment, so
+   the writable segments are searched on, window by window, until the magic is found.
+   When the ELF header or program header table is unusable (damaged, or minimal
+   hand-made files), only the first :data:`WINDOW` bytes are searched.
+
+Memory per file is O(:data:`WINDOW`) plus the blob, whatever the binary's size; the
+walker skips the part of the file left unread.
+Mach-O and PE executables are not read (Linux images hold ELF).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import IO
 
@@ -21,13 +41,32 @@ OLD_FORMAT = b"GO-BUILDINFO-PRE-1.18"
 """What :meth:`read_executable` keeps for Go < 1.18 binaries (pointer-based format, not read)."""
 EXECUTABLE_MAGICS = (b"\x7fELF",)
 MAX_BUILDINFO = 4 * 1024 * 1024
+"""Largest build info blob accepted (header + version + module text)."""
+WINDOW = 64 * 1024
+"""Bytes read (and held) at a time while skipping to and searching for the build info."""
+
+_ALIGN = 16
+_HEADER_SIZE = 32  # magic (14) + pointer size (1) + flags (1) + 16 bytes
+_FLAG_INLINE_STRINGS = 0x2  # Go >= 1.18: version and module info follow the header inline
+_PT_LOAD, _PF_X, _PF_W = 1, 0x1, 0x2
+_SHT_NOBITS = 8
+# by ELF class (1: 32-bit, 2: 64-bit); the leading byte-order character is added per file
+_EHDR = {1: "HHIIIIIHHHHHH", 2: "HHIQQQIHHHHHH"}  # the header after e_ident
+_PHDR = {1: "IIIIIIII", 2: "IIQQQQQQ"}
+_SHDR = {1: "IIIIIIIIII", 2: "IIQQQQIIQQ"}
 
 
-def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+class _Truncated(ValueError):
+    """The data ends before the blob does (read more, or give up at end of file)."""
+
+
+def _uvarint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
+        if pos >= len(data):
+            raise _Truncated("truncated varint")
+        if shift > 63:
+            raise ValueError("varint too long")
         b = data[pos]
         pos += 1
         value |= (b & 0x7F) << shift
@@ -36,31 +75,175 @@ def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
+def _blob_at(data: bytes | bytearray, i: int) -> bytes:
+    """The blob whose magic is at ``data[i]`` (or :data:`OLD_FORMAT`). Raises
+    :class:`_Truncated` when ``data`` ends too early, ValueError when it is damaged."""
+    if len(data) < i + _HEADER_SIZE:
+        raise _Truncated("truncated build info header")
+    if not data[i + 15] & _FLAG_INLINE_STRINGS:
+        return OLD_FORMAT
+    n, pos = _uvarint(data, i + _HEADER_SIZE)
+    pos += n
+    if pos - i > MAX_BUILDINFO:
+        raise ValueError("build info version string too long")
+    n, pos = _uvarint(data, pos)
+    end = pos + n
+    if end - i > MAX_BUILDINFO:
+        raise ValueError("build info too long")
+    if end > len(data):
+        raise _Truncated("truncated build info")
+    return bytes(data[i:end])
+
+
 def extract_buildinfo(data: bytes) -> bytes | None:
     """The build info blob (header + inline version and module strings) of a Go binary,
-    :data:`OLD_FORMAT` for a pre-1.18 binary, None when ``data`` is not a Go binary."""
+    :data:`OLD_FORMAT` for a pre-1.18 binary, None when ``data`` is not a Go binary.
+    ``data`` is the whole file (the first 16-byte aligned magic counts)."""
     start = 0
     while True:
         i = data.find(BUILDINFO_MAGIC, start)
         if i < 0:
             return None
-        if i % 16 == 0 and len(data) >= i + 32:
+        if i % _ALIGN == 0 and len(data) >= i + _HEADER_SIZE:
             break
         start = i + 1
-    flags = data[i + 15]
-    if not flags & 0x2:
-        return OLD_FORMAT
     try:
-        pos = i + 32
-        n, pos = _uvarint(data, pos)
-        pos += n
-        n, pos = _uvarint(data, pos)
-        end = pos + n
+        return _blob_at(data, i)
     except ValueError:
         return None
-    if end > len(data) or end - i > MAX_BUILDINFO:
+
+
+class _ForwardReader:
+    """The first ``size`` bytes of a forward-only stream, with the position read so far."""
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self._stream = stream
+        self.size = size
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end of the file)."""
+        n = min(n, self.size - self.pos)
+        parts: list[bytes] = []
+        while n > 0:
+            chunk = self._stream.read(n)
+            if not chunk:
+                break
+            parts.append(chunk)
+            n -= len(chunk)
+            self.pos += len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def skip_to(self, offset: int) -> bool:
+        """Read and discard up to ``offset``; False when the file ends first."""
+        while self.pos < offset:
+            if not self.read(min(WINDOW, offset - self.pos)):
+                return False
+        return True
+
+    def read_at(self, offset: int, n: int) -> bytes | None:
+        """``n`` bytes at ``offset`` (fewer at the end of the file), None when
+        ``offset`` was already passed or lies beyond the end."""
+        if offset < self.pos or not self.skip_to(offset):
+            return None
+        return self.read(n)
+
+
+def _search_ranges(r: _ForwardReader) -> list[tuple[int, int]] | None:
+    """``[(file offset, length)]`` to search for the blob, in file order, read from the
+    ELF headers (``r`` is just past the 4-byte magic): the ``.go.buildinfo`` section, or
+    the writable ``PT_LOAD`` segments; empty when there is neither. None when the
+    header or program header table cannot be read (damaged, or hand-made files)."""
+    ident = r.read(12)
+    if len(ident) < 12 or ident[0] not in (1, 2) or ident[1] not in (1, 2):
         return None
-    return data[i:end]
+    cls, order = ident[0], "<" if ident[1] == 1 else ">"
+    ehdr = struct.Struct(order + _EHDR[cls])
+    rest = r.read(ehdr.size)
+    if len(rest) < ehdr.size:
+        return None
+    (_, _, _, _, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum, shstrndx) = ehdr.unpack(rest)
+
+    segments: list[tuple[int, int]] = []
+    phdr = struct.Struct(order + _PHDR[cls])
+    if not phnum or phentsize < phdr.size or phnum * phentsize > WINDOW:
+        return None
+    table = r.read_at(phoff, phnum * phentsize)
+    if table is None or len(table) < phnum * phentsize:
+        return None
+    for k in range(phnum):
+        f = phdr.unpack_from(table, k * phentsize)
+        p_type, flags, offset, filesz = (f[0], f[6], f[1], f[4]) if cls == 1 else (f[0], f[1], f[2], f[5])
+        if p_type == _PT_LOAD and flags & (_PF_X | _PF_W) == _PF_W and filesz:
+            segments.append((offset, filesz))
+    segments.sort()
+    data_start = segments[0][0] if segments else r.size
+
+    # .go.buildinfo by name, when the section table and its names come before the data
+    shdr = struct.Struct(order + _SHDR[cls])
+    if (0 < shnum and shentsize >= shdr.size and shstrndx < shnum and shnum * shentsize <= WINDOW
+            and r.pos <= shoff and shoff + shnum * shentsize <= data_start):
+        table = r.read_at(shoff, shnum * shentsize)
+        if table is not None and len(table) == shnum * shentsize:
+            sections = [shdr.unpack_from(table, k * shentsize) for k in range(shnum)]
+            sections = [(s[0], s[1], s[4], s[5]) for s in sections]  # name, type, offset, size
+            _, _, names_at, names_size = sections[shstrndx]
+            if r.pos <= names_at and names_at + names_size <= data_start and names_size <= WINDOW:
+                names = r.read_at(names_at, names_size) or b""
+                for name, sh_type, offset, sh_size in sections:
+                    if (sh_type != _SHT_NOBITS and sh_size and offset >= r.pos
+                            and names[name:names.find(b"\0", name)] == b".go.buildinfo"):
+                        return [(offset, sh_size)]
+    return segments
+
+
+def _aligned_magic(buf: bytes, base: int) -> int:
+    """Index in ``buf`` (which starts at file offset ``base``) of the first 16-byte
+    aligned magic, -1 when there is none."""
+    i = buf.find(BUILDINFO_MAGIC, (-base) % _ALIGN)
+    while i >= 0 and (base + i) % _ALIGN:
+        i = buf.find(BUILDINFO_MAGIC, i + 1)
+    return i
+
+
+def _read_blob(r: _ForwardReader, data: bytes) -> bytes | None:
+    """The blob starting at ``data[0]``, reading on from ``r`` as far as it needs."""
+    buf = bytearray(data)
+    while True:
+        try:
+            return _blob_at(buf, 0)
+        except _Truncated:
+            more = r.read(min(WINDOW, MAX_BUILDINFO + _HEADER_SIZE - len(buf)))
+            if not more:
+                return None
+            buf += more
+        except ValueError:
+            return None
+
+
+def _scan(r: _ForwardReader, ranges: list[tuple[int, int]]) -> bytes | None:
+    """Search ``ranges`` window by window for the blob; read it when found."""
+    keep = len(BUILDINFO_MAGIC) - 1  # a magic may straddle two windows
+    carry = b""
+    for offset, length in ranges:
+        end = min(offset + length, r.size)
+        if end <= r.pos:
+            continue
+        if offset > r.pos:
+            if not r.skip_to(offset):
+                return None
+            carry = b""
+        while r.pos < end:
+            base = r.pos - len(carry)
+            chunk = r.read(min(WINDOW, end - r.pos))
+            if not chunk:
+                return None
+            buf = carry + chunk if carry else chunk
+            i = _aligned_magic(buf, base)
+            if i >= 0:
+                return _read_blob(r, buf[i:])
+            carry = buf[-keep:]
+    return None
 
 
 def parse_buildinfo(blob: bytes) -> tuple[str, str]:
@@ -85,10 +268,19 @@ class GoBinaryCataloger(Cataloger):
     max_file_size = 256 * 1024 * 1024
 
     def read_executable(self, path: str, stream: IO[bytes], size: int) -> bytes | None:
-        head = stream.read(4)
-        if head not in EXECUTABLE_MAGICS or size > self.max_file_size:
+        """The build info blob of the Go binary ``stream`` (forward-only, ``size`` bytes),
+        :data:`OLD_FORMAT` for Go < 1.18, None for anything else. Reads the headers and
+        the data segment's windows only (see the module docstring); non-ELF files are
+        decided from their first 4 bytes."""
+        if size > self.max_file_size:
             return None
-        return extract_buildinfo(head + stream.read(size - 4))
+        r = _ForwardReader(stream, size)
+        if r.read(4) not in EXECUTABLE_MAGICS:
+            return None
+        ranges = _search_ranges(r)
+        if ranges is None:  # no usable program headers: only right after the header
+            ranges = [(0, WINDOW)]
+        return _scan(r, ranges)
 
     def catalog(self, files: Mapping[str, bytes], context: CatalogContext) -> CatalogResult:
         packages: list[Package] = []
