@@ -141,7 +141,7 @@ def measure(registry, repeat: int, work: Path) -> None:
     spreads: dict[str, list[float]] = {}
 
     # (a) vulnwatch CLI, a new process each run
-    cmd = vulnwatch_command() + ["scan", "--sbom", "--format", "json", ref, "--insecure"]
+    cmd = vulnwatch_command() + ["scan", "--sbom", "--format", "json", "--no-layer-cache", ref, "--insecure"]
 
     def cli() -> dict:
         return json.loads(run_checked(cmd, env=env).stdout)

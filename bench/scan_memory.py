@@ -162,7 +162,7 @@ def peak_rss(cmd: list[str], env: dict, stdout, stderr) -> tuple[int, float, flo
 
 def scan_peak(args: list[str], env: dict) -> tuple[float, float, int, str]:
     """Run ``vulnwatch scan --sbom --format json ARGS``: (seconds, peak RSS in MB, packages, stderr)."""
-    cmd = vulnwatch_command() + ["scan", "--sbom", "--format", "json", *args]
+    cmd = vulnwatch_command() + ["scan", "--sbom", "--format", "json", "--no-layer-cache", *args]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         code, took, rss = peak_rss(cmd, env, out, err)
         out.seek(0)
