@@ -1,7 +1,8 @@
 """Read image layers once, as streams, and keep only the files catalogers want.
 
 Each layer is a tar (uncompressed, gzip or zstd: sniffed from its first bytes, media
-types are not trusted) read front to back with :mod:`tarfile` in stream mode. Layers
+types are not trusted) read front to back with :mod:`vulnwatch.tarstream` (a strict,
+forward-only tar reader that skips unwanted bodies in 1 MiB chunks). Layers
 are applied bottom to top like overlayfs: ``.wh.<name>`` deletes ``<name>`` of the
 layers below, ``.wh..wh..opq`` empties a directory of the layers below. Symlinks are
 recorded (never followed out of the image root) so that a file wanted at
@@ -21,12 +22,10 @@ catalogers into the walker's ``wants`` and executable reader and catalogs a resu
 
 from __future__ import annotations
 
-import gzip
 import io
-import tarfile
 import zlib
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, BinaryIO
 
@@ -35,6 +34,7 @@ import zstandard
 from .catalogers.interface import CatalogContext, Cataloger, CatalogError, Distro
 from .catalogers.os_release import OS_RELEASE_PATHS, find_distro
 from .model import Package
+from .tarstream import EntryType, TarFormatError, TarStreamReader
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -149,48 +149,125 @@ class _CountingReader(io.RawIOBase):
         return len(chunk)
 
 
-class _LimitedReader(io.RawIOBase):
-    """Uncompressed side: enforces total bytes and the compression ratio."""
+_CHUNK_SIZE = 1 << 20
+"""Compressed bytes read from the blob at a time, and most uncompressed bytes produced at
+a time: bodies nobody wants are skipped in chunks this large."""
 
-    def __init__(self, inner: IO[bytes], compressed: _CountingReader | None, layer: str,
-                 limits: LayerLimits, total_before: int) -> None:
-        self._inner = inner
-        self._compressed = compressed
+
+class _LayerSource:
+    """A layer blob as chunks of its uncompressed tar stream (``next_chunk``), enforcing
+    the limits on the uncompressed side: total bytes and the compression ratio."""
+
+    def __init__(self, layer: str, stream: IO[bytes], head: bytes, limits: LayerLimits,
+                 total_before: int) -> None:
         self._layer = layer
         self._limits = limits
         self._total_before = total_before
         self.count = 0
+        """Uncompressed bytes produced so far."""
+        self.compressed: int | None = None
+        """Compressed bytes consumed so far (None for an uncompressed layer)."""
         self.current_path: str | None = None
+        """The tar entry being read, for error messages."""
+        if head.startswith(b"\x1f\x8b"):
+            self.compressed = 0
+            self._chunks = self._gunzip(stream, head)
+        elif head.startswith(b"\x28\xb5\x2f\xfd"):
+            self.compressed = 0
+            self._chunks = self._unzstd(stream, head)
+        elif head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
+            raise LayerError(layer, "bzip2/xz compressed layers are not supported (OCI layers are tar, gzip or zstd)",
+                             code="LayerUnsupported")
+        else:
+            self._chunks = self._raw(stream, head)  # uncompressed tar (the tar reader checks)
 
-    def readable(self) -> bool:
-        return True
+    def _gunzip(self, stream: IO[bytes], data: bytes) -> Iterator[bytes]:
+        # members one after another (multi-member gzip), zero padding between them allowed
+        # (as gzip.GzipFile); zlib checks each member's CRC and length
+        total_in = len(data)
+        inflater = None
+        last_full = False
+        while True:
+            if inflater is None:
+                data = data.lstrip(b"\0")
+                while len(data) < 2:
+                    more = stream.read(_CHUNK_SIZE)
+                    if not more:
+                        if data:
+                            raise OSError(f"trailing garbage after the last gzip member ({data!r})")
+                        self.compressed = total_in
+                        return
+                    total_in += len(more)
+                    data = (data + more).lstrip(b"\0")
+                if not data.startswith(b"\x1f\x8b"):
+                    raise OSError(f"not a gzip member after the previous one (starts {data[:4]!r})")
+                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            if not data and not last_full:
+                data = stream.read(_CHUNK_SIZE)
+                if not data:
+                    out = inflater.flush()
+                    if out:
+                        yield out
+                    if not inflater.eof:
+                        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                    return
+                total_in += len(data)
+            out = inflater.decompress(data, _CHUNK_SIZE)
+            last_full = len(out) >= _CHUNK_SIZE
+            if inflater.eof:
+                data = inflater.unused_data
+                inflater = None
+                last_full = False
+            else:
+                data = inflater.unconsumed_tail
+            self.compressed = total_in - len(data)
+            if out:
+                yield out
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def _unzstd(self, stream: IO[bytes], head: bytes) -> Iterator[bytes]:
+        counting = _CountingReader(stream, head)
+        reader = zstandard.ZstdDecompressor().stream_reader(counting, read_across_frames=True)
+        while True:
+            out = reader.read(_CHUNK_SIZE)
+            self.compressed = counting.count
+            if not out:
+                return
+            yield out
+
+    def _raw(self, stream: IO[bytes], head: bytes) -> Iterator[bytes]:
+        yield head
+        while True:
+            out = stream.read(_CHUNK_SIZE)
+            if not out:
+                return
+            yield out
+
+    def next_chunk(self) -> bytes:
+        """The next piece of the uncompressed stream; b"" at its end. Raises LayerError."""
         try:
-            chunk = self._inner.read(len(b))
+            chunk = next(self._chunks, b"")
         except (OSError, EOFError, zlib.error, zstandard.ZstdError) as e:
             raise LayerError(self._layer, f"cannot decompress ({e}); the blob is damaged or not a layer",
                              path=self.current_path, code="LayerCorrupt") from e
         if not chunk:
-            return 0
-        b[: len(chunk)] = chunk
+            return b""
         self.count += len(chunk)
         lim = self._limits
         if self._total_before + self.count > lim.max_total_bytes:
             raise LayerError(self._layer, f"image exceeds {lim.max_total_bytes} uncompressed bytes "
                              "(LayerLimits.max_total_bytes); raise the limit if the image is genuine",
                              path=self.current_path, code="LayerTooLarge")
-        if self._compressed is not None and self.count >= lim.ratio_min_bytes:
-            ratio = self.count / max(1, self._compressed.count)
+        if self.compressed is not None and self.count >= lim.ratio_min_bytes:
+            ratio = self.count / max(1, self.compressed)
             if ratio > lim.max_ratio:
                 raise LayerError(self._layer, f"compression ratio {ratio:.0f}:1 exceeds {lim.max_ratio:.0f}:1 "
                                  "(possible decompression bomb; LayerLimits.max_ratio)",
                                  path=self.current_path, code="LayerBomb")
-        return len(chunk)
+        return chunk
 
 
-def _open_layer(layer: str, stream: IO[bytes], limits: LayerLimits, total_before: int) -> _LimitedReader | None:
-    """Sniff compression and return the uncompressed stream, or None for an empty blob."""
+def _open_layer(layer: str, stream: IO[bytes], limits: LayerLimits, total_before: int) -> _LayerSource | None:
+    """Sniff compression and return the uncompressed chunks, or None for an empty blob."""
     head = b""
     while len(head) < 6:
         more = stream.read(6 - len(head))
@@ -199,21 +276,7 @@ def _open_layer(layer: str, stream: IO[bytes], limits: LayerLimits, total_before
         head += more
     if not head:
         return None
-    counting = _CountingReader(stream, head)
-    if head.startswith(b"\x1f\x8b"):
-        inner: IO[bytes] = gzip.GzipFile(fileobj=io.BufferedReader(counting, 1 << 16), mode="rb")
-        compressed: _CountingReader | None = counting
-    elif head.startswith(b"\x28\xb5\x2f\xfd"):
-        inner = zstandard.ZstdDecompressor().stream_reader(io.BufferedReader(counting, 1 << 16),
-                                                           read_across_frames=True)
-        compressed = counting
-    elif head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
-        raise LayerError(layer, "bzip2/xz compressed layers are not supported (OCI layers are tar, gzip or zstd)",
-                         code="LayerUnsupported")
-    else:
-        inner = counting  # uncompressed tar (tarfile will complain if it is not one)
-        compressed = None
-    return _LimitedReader(inner, compressed, layer, limits, total_before)
+    return _LayerSource(layer, stream, head, limits, total_before)
 
 
 # ---------------------------------------------------------------- paths
@@ -446,7 +509,7 @@ def merge_layers(contents: Iterable[LayerContents], wants: Wants, *,
     return stack.result()
 
 
-def _read_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reader: ExecutableReader | None,
+def _read_one(layer: str, reader: _LayerSource, wants: Wants, executable_reader: ExecutableReader | None,
               limits: LayerLimits, state: _State, entries: int) -> LayerContents:
     """One layer on top of ``state`` (read, never modified)."""
     first_entry = entries
@@ -490,15 +553,7 @@ def _read_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reade
         return out
 
     try:
-        tf = tarfile.open(fileobj=io.BufferedReader(reader, 1 << 16), mode="r|")
-    except LayerError:
-        raise
-    except (tarfile.TarError, OSError) as e:
-        raise LayerError(layer, f"not a tar archive ({e}); check the layer media type and blob",
-                         code="LayerCorrupt") from e
-    try:
-        for member in tf:
-            tf.members = []  # stream mode would otherwise keep every header in memory
+        for member in TarStreamReader(reader.next_chunk):
             entries += 1
             if entries > limits.max_entries:
                 raise LayerError(layer, f"more than {limits.max_entries} tar entries (LayerLimits.max_entries)",
@@ -524,12 +579,13 @@ def _read_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reade
                     hidden = base[len(WHITEOUT_PREFIX):]
                     deletions.append((f"{parent}/{hidden}" if parent else hidden, False))
                 continue
-            if member.isdir():
+            mtype = member.type
+            if mtype is EntryType.DIRECTORY:
                 if path in state.symlinks or path in state.files:
                     replaced.append(path)
                 new_links.pop(path, None)
                 continue
-            if member.issym():
+            if mtype is EntryType.SYMLINK:
                 new_links[path] = member.linkname
                 dir_cache.clear()
                 new_files.pop(path, None)
@@ -537,7 +593,7 @@ def _read_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reade
                 replaced.append(path)
                 reverse.setdefault(_lexical_target(path, member.linkname), []).append(path)
                 continue
-            if member.islnk():
+            if mtype is EntryType.HARDLINK:
                 new_links.pop(path, None)
                 replaced.append(path)
                 limit = _wanted(path, aliases(path), wants)
@@ -554,13 +610,18 @@ def _read_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reade
                 else:
                     new_files[path] = WalkedFile(path, source.data, layer, member.mode)
                 continue
-            if not member.isreg():
-                continue  # devices, fifos
+            if mtype is not EntryType.FILE and mtype is not EntryType.SPARSE:
+                continue  # devices, fifos, other types
             new_links.pop(path, None)
             replaced.append(path)
             new_files.pop(path, None)
             new_exec.pop(path, None)
             limit = _wanted(path, aliases(path), wants)
+            if mtype is EntryType.SPARSE:
+                if limit is not None or (executable_reader is not None and member.mode & 0o111):
+                    warnings.append(f"layer {layer}: {path!r} is a sparse file (GNU sparse format), which "
+                                    "is not expanded; not read")
+                continue
             if limit is not None:
                 limit = min(limit, limits.max_file_size)
                 if member.size > limit:
@@ -571,22 +632,20 @@ def _read_one(layer: str, reader: _LimitedReader, wants: Wants, executable_reade
                                          path=path, code="FileTooLarge")
                     warnings.append(msg)
                     continue
-                fobj = tf.extractfile(member)
-                data = fobj.read() if fobj else b""
+                data = member.open().read()
                 new_files[path] = WalkedFile(path, data, layer, member.mode)
                 continue
             if (executable_reader is not None and member.mode & 0o111
                     and 0 < member.size <= limits.max_executable_size):
-                fobj = tf.extractfile(member)
-                if fobj is not None:
-                    kept = executable_reader(path, fobj, member.size)
-                    if kept is not None:
-                        new_exec[path] = WalkedFile(path, kept, layer, member.mode)
-    except LayerError:
-        raise
-    except (tarfile.TarError, EOFError, zlib.error, zstandard.ZstdError) as e:
+                kept = executable_reader(path, member.open(), member.size)
+                if kept is not None:
+                    new_exec[path] = WalkedFile(path, kept, layer, member.mode)
+    except TarFormatError as e:
+        if e.number == 1 and not e.truncated:
+            raise LayerError(layer, f"not a tar archive ({e}); check the layer media type and blob",
+                             code="LayerCorrupt") from None
         raise LayerError(layer, f"damaged tar stream ({e}); the blob is truncated or not a layer",
-                         path=reader.current_path, code="LayerCorrupt") from e
+                         path=e.name, code="LayerCorrupt") from None
     finally:
         reader.current_path = None
     # only lower entries matter for ``replaced`` (the rest is this layer's own)
