@@ -35,7 +35,6 @@ MAX_METADATA_SIZE = 1 << 20
 
 _ZERO_BLOCK = bytes(BLOCK_SIZE)
 _LOW_BYTES = bytes(range(128))
-_OCTAL_DIGITS = b"01234567 \0"
 _USTAR_MAGIC = b"ustar\x00"
 
 
@@ -209,10 +208,12 @@ def _number(field: bytes, what: str) -> int:
         if first == 0xFF:
             return int.from_bytes(field, "big", signed=True)
         return int.from_bytes(bytes([first & 0x7F]) + field[1:], "big")
-    if field.translate(None, _OCTAL_DIGITS):
+    digits = field.strip(b" \0")  # as Go: NUL/space padding on either side, digits only
+    if not digits:
+        return 0
+    if not digits.isdigit():
         raise ValueError(f"bad {what} field {field!r}")
-    digits = _cstr(field).strip()
-    return int(digits, 8) if digits else 0
+    return int(digits, 8)  # ValueError on 8 or 9
 
 
 def _checksum_ok(header: bytes) -> bool:
