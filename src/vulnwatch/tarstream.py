@@ -113,7 +113,8 @@ class TarEntry:
 
     def open(self) -> "TarBody":
         """The member's body as a bounded, forward-only stream; valid until the walk moves
-        on to the next member. Members without a body read as empty."""
+        on to the next member. Members without a body read as empty. Open it once: a
+        second stream for the same member cannot be read after the first was."""
         return TarBody(self._reader, self)
 
     def __repr__(self) -> str:

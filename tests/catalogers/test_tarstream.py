@@ -12,7 +12,7 @@ import zlib
 import pytest
 import zstandard
 
-from vulnwatch.layers import LayerError, _open_layer, LayerLimits, walk_layers
+from vulnwatch.layers import LayerError, LayerLimits, _open_layer, walk_layers
 from vulnwatch.tarstream import BLOCK_SIZE, EntryType, TarFormatError, TarStreamReader
 
 LONG_DIR = "usr/lib/" + "/".join(f"dir{i:02d}-with-a-long-name" for i in range(6))
