@@ -90,7 +90,25 @@ def test_recent_previous_scan_is_not_restarted(moto, pusher, ecr):
     moto.inject_findings([basic_result("app", digest, [CVSS3], completed=NOW)])
     img = image("app", digest, "latest")
     s = scanner(moto.url)
-    result = s.scan(img, previous_of(img, NOW - timedelta(hours=1)))
+    prev = previous_of(img, NOW - timedelta(hours=1), OLD_FINDING)
+    result = s.scan(img, prev)
+    assert s.calls["StartImageScan"] == 0
+    # No scan summary (moto) and the stored snapshot is within the interval: basic findings belong
+    # to one scan and do not change until the next, so nothing is read again.
+    assert s.calls["DescribeImageScanFindings"] == 0
+    assert result.findings == (OLD_FINDING,) and result.scanned_at == prev.scanned_at
+
+
+def test_recent_scan_reported_newer_by_the_summary_is_read(moto, pusher, ecr, proxy):
+    digest = pusher.push("app", "latest")
+    ecr.start_image_scan(repositoryName="app", imageId={"imageDigest": digest})
+    moto.inject_findings([basic_result("app", digest, [CVSS3], completed=NOW)])
+    proxy.summaries[digest] = {"imageScanStatus": {"status": "COMPLETE"},
+                               "imageScanFindingsSummary": {"imageScanCompletedAt": ts(NOW),
+                                                            "findingSeverityCounts": {"HIGH": 1}}}
+    img = image("app", digest, "latest")
+    s = scanner(proxy.url)
+    result = s.scan(img, previous_of(img, NOW - timedelta(hours=1), OLD_FINDING))
     assert s.calls["StartImageScan"] == 0
     assert [f.vulnerability_id for f in result.findings] == ["CVE-2023-0286"]
 

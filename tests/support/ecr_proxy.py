@@ -49,6 +49,7 @@ class ECRProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else every serial call waits ~40 ms (delayed ACK)
 
             def log_message(self, *a: Any) -> None:  # quiet
                 pass

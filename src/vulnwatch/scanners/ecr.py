@@ -404,8 +404,10 @@ class ECRScanner(Scanner):
                 job.first_page = page
         job.last_scan = last
         if last is not None and self.clock() - last < self.scan_interval:
-            if prev and job.summary_at and job.summary_at == prev.scanned_at:
-                return replace(prev, image=image)  # nothing new since the stored snapshot
+            if prev and (job.summary_at is None or job.summary_at == prev.scanned_at):
+                # Basic findings belong to one scan and do not change until the next one: with no
+                # newer scan reported (or no summary at all, as on moto), the snapshot is current.
+                return replace(prev, image=image)
             return None
         try:
             self.start_client.start_image_scan(repositoryName=image.repository,
