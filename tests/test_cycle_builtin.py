@@ -200,3 +200,18 @@ def test_scan_fills_the_layer_cache_unless_told_not_to(env):
     assert len([p for p in layers.rglob("*") if p.is_file()]) == 3                # one entry per layer
     again = json.loads(cli(cfg, "scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "--format", "json").stdout)
     assert again["packages"] == first["packages"]
+
+
+def test_unchanged_images_are_stamped_not_rewritten(env):
+    import sqlite3
+
+    tmp, cfg, _ = env
+    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"))
+    assert cli(cfg, "run").exit_code == 0
+    first = json.loads(cli(cfg, "status", "--format", "json").stdout)[0]
+    assert cli(cfg, "run").exit_code == 0
+    second = json.loads(cli(cfg, "status", "--format", "json").stdout)[0]
+    with sqlite3.connect(tmp / "state.db") as db:
+        assert db.execute("select count(*) from scan_history").fetchone()[0] == 1
+    assert second["last_scanned_at"] == first["last_scanned_at"]
+    assert second["last_checked_at"] > first["last_checked_at"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .diff import diff
 from .model import Event, Image, ScanResult, utcnow
@@ -133,9 +133,15 @@ class Pipeline:
         return images
 
     # -- recording -------------------------------------------------------------------------
-    def record(self, result: ScanResult, previous: ScanResult | None) -> Event | None:
-        """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction."""
+    def record(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool = True) -> Event | None:
+        """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction.
+
+        A result identical to the stored snapshot (same scan, same findings, same tags) of an image
+        with no recorded error is not written again: nothing changed, so nothing is owed."""
         image = result.image
+        if (previous is not None and not has_error and image.tags == previous.image.tags
+                and result == replace(previous, image=image)):
+            return None
         base: ScanResult | None = None
         moved: list[str] = []
         if previous is None:
@@ -163,8 +169,11 @@ class Pipeline:
         for watch in self.watches:
             images = self.targets(watch, failures)
             selected += len(images)
-            previous = {img.key: snap for img in images
-                        if (snap := self.store.snapshot(*img.key)) is not None}
+            wanted = {img.key for img in images}
+            previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
+                        if s.image.key in wanted}
+            failing = {st.image.key for st in self.store.images() if st.last_error}
+            checked: list[tuple[str, str, str]] = []
             self.progress("scan", 0, len(images))
             done = 0
             for image, outcome in watch.scanner.scan_many(images, previous):
@@ -177,7 +186,8 @@ class Pipeline:
                                                       "error": str(outcome)})
                     continue
                 try:
-                    event = self.record(outcome, previous.get(image.key))
+                    event = self.record(outcome, previous.get(image.key), has_error=image.key in failing)
+                    checked.append(image.key)
                 except Exception as e:  # a broken record must not stop the others
                     log.exception("recording %s failed", image)
                     failures.append(Failure(str(image), f"recording failed: {e}", type(e).__name__))
@@ -186,6 +196,7 @@ class Pipeline:
                 notes.extend(f"{image}: {n}" for n in outcome.notes)
                 if event is not None:
                     events.append(event)
+            self.store.mark_checked(checked, utcnow())
         delivery = self.deliver() if deliver else None
         return CycleReport(images=selected, scanned=scanned, events=tuple(events),
                            failures=tuple(failures), delivery=delivery, notes=tuple(notes))

@@ -477,3 +477,15 @@ def test_repr_hides_password(pg_cluster):
 def test_unsupported_urls_are_refused(url):
     with pytest.raises(StoreError, match="sqlite:///"):
         SQLStore(url)
+
+
+def test_mark_checked_stamps_images_in_one_call(store):
+    store.commit_scan(result(image(A)), [])
+    store.commit_scan(result(image(B)), [])
+    before = {s.image.digest: s.last_checked_at for s in store.images()}
+    assert before[A] == result(image(A)).scanned_at              # never stamped: the scan time
+    later = T0 + timedelta(days=2)
+    store.mark_checked([image(A).key], later)
+    store.mark_checked([], later)                                # nothing to do is fine
+    after = {s.image.digest: s.last_checked_at for s in store.images()}
+    assert after[A] == later and after[B] == before[B]

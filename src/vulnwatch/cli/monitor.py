@@ -89,15 +89,17 @@ def status(ctx: typer.Context, output: str = typer.Option("table", "--format", "
         console.print_json(json.dumps([{
             "registry": r.image.registry, "repository": r.image.repository, "digest": r.image.digest,
             "tags": list(r.image.tags), "scanner": r.scanner, "last_scanned_at": r.last_scanned_at,
+            "last_checked_at": r.last_checked_at,
             "counts": r.counts, "last_error": r.last_error} for r in rows], default=str))
         return
     table = Table(title=f"{len(rows)} watched images")
-    for col in ("registry", "repository", "tags", "digest", "findings", "last scan", "error"):
+    for col in ("registry", "repository", "tags", "digest", "findings", "last scan", "last check", "error"):
         table.add_column(col)
     for r in rows:
         table.add_row(r.image.registry, r.image.repository, ",".join(r.image.tags) or "<untagged>",
                       r.image.short_digest, counts_text(r.counts),
                       r.last_scanned_at.strftime("%Y-%m-%d %H:%M") if r.last_scanned_at else "never",
+                      r.last_checked_at.strftime("%Y-%m-%d %H:%M") if r.last_checked_at else "",
                       (r.last_error or "")[:60])
     console.print(table)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from ..catalogers.interface import Cataloger
@@ -105,7 +106,13 @@ class BuiltinScanner(Scanner):
 
     def scan(self, image: Image, previous: ScanResult | None = None) -> ScanResult:
         if previous is not None and previous.scanner == self.name and (previous.packages or previous.distro):
-            return self.match(image, previous.packages, previous.distro)      # same digest: no pull
+            # Same digest: no pull, only a re-match. When nothing moved, the stored snapshot is
+            # still the answer (with the tags seen now), so the pipeline has nothing to write.
+            result = self.match(image, previous.packages, previous.distro)
+            if (result.findings, result.notes, result.vulnerability_source_updated_at) == (
+                    previous.findings, previous.notes, previous.vulnerability_source_updated_at):
+                return replace(previous, image=image)
+            return result
         inv = self.inventory(image)
         return self.match(image, inv.packages, inv.ecosystem, inv.warnings)
 

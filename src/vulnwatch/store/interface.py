@@ -63,6 +63,8 @@ class ImageStatus:
     last_error: str | None = None
     """Error of the last attempt, if it failed (the previous findings are still kept)."""
     last_error_at: datetime | None = None
+    last_checked_at: datetime | None = None
+    """When a cycle last confirmed the snapshot (it is rewritten only when something changed)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
         """Remember that scanning ``image`` failed (the snapshot, if any, is kept)."""
+
+    @abc.abstractmethod
+    def mark_checked(self, keys: Sequence[tuple[str, str, str]], at: datetime) -> None:
+        """Stamp ``last_checked_at`` of these images (``Image.key``) in one statement: a cycle
+        saw them and found their snapshot still current."""
 
     @abc.abstractmethod
     def images(self) -> list[ImageStatus]:

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (BigInteger, bindparam, Column, DateTime, Integer, MetaData, String, Table, Text,
                         and_, create_engine, event, func, or_, select, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -93,6 +93,7 @@ images_t = Table(
     Column("last_error_at", UTCDateTime),
     Column("last_error_scanner", String),
     Column("updated_at", UTCDateTime),
+    Column("last_checked_at", UTCDateTime),
 )
 snapshots_t = Table(
     "snapshots", _md,
@@ -463,12 +464,21 @@ class SQLStore(Store):
             self._upsert_image(conn, image, utcnow(), last_error=str(error)[:_MAX_ERROR_CHARS],
                                last_error_at=at, last_error_scanner=scanner)
 
+    def mark_checked(self, keys: Sequence[tuple[str, str, str]], at: datetime) -> None:
+        i = images_t
+        if not keys:
+            return
+        with self._tx("stamping checked images", write=True) as conn:
+            conn.execute(update(i).where(and_(i.c.registry == bindparam("r"), i.c.repository == bindparam("p"),
+                                              i.c.digest == bindparam("d"))).values(last_checked_at=at),
+                         [{"r": r, "p": p, "d": d} for r, p, d in keys])
+
     # --- status and history ------------------------------------------------------------
     def images(self) -> list[ImageStatus]:
         s, i = snapshots_t, images_t
         q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
                     i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
-                    s.c.scanner, s.c.scanned_at, s.c.counts)
+                    i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts)
              .select_from(i.outerjoin(s, and_(s.c.registry == i.c.registry,
                                               s.c.repository == i.c.repository,
                                               s.c.digest == i.c.digest)))
@@ -479,7 +489,8 @@ class SQLStore(Store):
         return [ImageStatus(image=self._image(r), scanner=r.scanner or r.last_error_scanner,
                             last_scanned_at=r.scanned_at,
                             counts=json.loads(r.counts) if r.counts else {},
-                            last_error=r.last_error, last_error_at=r.last_error_at)
+                            last_error=r.last_error, last_error_at=r.last_error_at,
+                            last_checked_at=r.last_checked_at or r.scanned_at)
                 for r in rows]
 
     def history(self, registry: str, repository: str, digest: str | None = None,
