@@ -28,6 +28,8 @@ Mach-O and PE executables are not read (Linux images hold ELF).
 
 from __future__ import annotations
 
+import io
+
 import struct
 from collections.abc import Mapping
 from typing import IO
@@ -135,7 +137,18 @@ class _ForwardReader:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def skip_to(self, offset: int) -> bool:
-        """Read and discard up to ``offset``; False when the file ends first."""
+        """Move forward to ``offset`` (a forward seek where the stream has one, e.g. a tar body,
+        which skips without copying; else read and discard); False when the file ends first."""
+        if offset > self.size:
+            return False
+        if offset > self.pos:
+            try:
+                self._stream.seek(offset - self.pos, io.SEEK_CUR)
+            except (AttributeError, OSError, ValueError):
+                pass  # not seekable: read and discard below
+            else:
+                self.pos = offset
+                return True
         while self.pos < offset:
             if not self.read(min(WINDOW, offset - self.pos)):
                 return False
