@@ -9,17 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError
 from .logs import register_secret
-from .notify.interface import Notifier
-from .notify.routing import Route
-from .pipeline import Pipeline, Progress, Sink, Watch
 from .registries.interface import Registry
 from .scanners.interface import Scanner
 from .store.interface import Store
-from .targets import load_watch_list
+
+if TYPE_CHECKING:  # the pipeline (and notify, httpx) load only for the verbs that run one
+    from .notify.interface import Notifier
+    from .notify.routing import Route
+    from .pipeline import Pipeline, Progress, Sink, Watch
 
 
 def secret(value: Any) -> str | None:
@@ -159,6 +160,9 @@ REGISTRY_TYPES: dict[str, Callable[..., tuple[Registry, Scanner]]] = {
 
 
 def build_watches(cfg: Config) -> list[Watch]:
+    from .pipeline import Watch
+    from .targets import load_watch_list
+
     watches = []
     for reg in cfg.registries:
         factory = REGISTRY_TYPES.get(reg.type)
@@ -181,12 +185,15 @@ def build_watches(cfg: Config) -> list[Watch]:
 
 
 def _route(s) -> Route:
+    from .notify.routing import Route
+
     return Route(min_severity=s.min_severity, fixable_only=s.fixable_only,
                  repositories=tuple(s.repositories or ()), mode=s.mode)
 
 
 def build_sinks(cfg: Config) -> list[Sink]:
     from .notify.registry import NOTIFIER_TYPES
+    from .pipeline import Sink
 
     sinks = []
     for s in cfg.notifications:
@@ -206,6 +213,8 @@ def build_sinks(cfg: Config) -> list[Sink]:
 
 
 def build_pipeline(cfg: Config, *, store: Store | None = None, progress: Progress | None = None) -> Pipeline:
+    from .pipeline import Pipeline
+
     register_config_secrets(cfg)
     store = store or open_store(cfg)
     d = cfg.delivery

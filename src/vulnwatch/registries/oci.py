@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import queue
 import random
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -126,14 +128,72 @@ def choose_platform(doc: dict, wanted: str, where: dict) -> Descriptor:
     return candidates[0]
 
 
+class _ReadAhead:
+    """Pulls chunks from ``source`` in a thread, at most ``depth`` ahead, feeding ``hasher``:
+    socket reads and hashing (both release the GIL) overlap with the consumer's decompression
+    and parsing. Errors are raised in the consumer's thread; ``close`` stops the thread."""
+
+    _END = object()
+
+    def __init__(self, source: Iterator[bytes], hasher, depth: int = 4) -> None:
+        self._hasher = hasher
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, args=(source,), daemon=True, name="vulnwatch-blob")
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, source: Iterator[bytes]) -> None:
+        try:
+            for chunk in source:
+                self._hasher.update(chunk)
+                if not self._put(chunk):
+                    return
+            self._put(self._END)
+        except BaseException as e:  # raised again in the consumer
+            self._put(e)
+
+    def __iter__(self) -> "_ReadAhead":
+        return self
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        item = self._queue.get()
+        if item is self._END:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._done = True
+        self._thread.join(timeout=10)
+
+
 class VerifyingReader(io.RawIOBase):
     """A read-only stream over chunks that checks size and digest when it reaches EOF."""
 
     def __init__(self, chunks: Iterator[bytes], digest: str, *, expected_size: int | None = None,
-                 max_size: int | None = None, where: dict | None = None, on_close=None) -> None:
+                 max_size: int | None = None, where: dict | None = None, on_close=None,
+                 hashed_by=None) -> None:
         super().__init__()
         self._where = where or {}
-        self._hash = _hasher(digest, self._where)
+        self._prehashed = hashed_by is not None
+        """``hashed_by``: a hash object the chunk source already feeds (in its own thread)."""
+        self._hash = hashed_by if hashed_by is not None else _hasher(digest, self._where)
         self._chunks = chunks
         self._digest = digest
         self._expected_size = expected_size
@@ -162,11 +222,12 @@ class VerifyingReader(io.RawIOBase):
             if self._max_size is not None and self._seen > self._max_size:
                 raise RegistryError(f"blob is larger than the limit of {self._max_size} bytes "
                                     "(max_blob_size)", **self._where)
-            self._hash.update(chunk)
+            if not self._prehashed:
+                self._hash.update(chunk)
             self._buf = chunk
         n = min(len(b), len(self._buf))
         b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        self._buf = self._buf[n:] if n < len(self._buf) else b""
         return n
 
     def _finish(self) -> None:
@@ -465,8 +526,10 @@ class OCIRegistry(Registry):
         length = resp.headers.get("content-length")
         expected = size if size is not None else (int(length) if length and length.isdigit()
                                                   and not resp.headers.get("content-encoding") else None)
-        raw = VerifyingReader(resp.iter_bytes(1 << 16), digest, expected_size=expected,
-                              max_size=self.max_blob_size, where=where, on_close=resp.close)
+        hasher = _hasher(digest, where)
+        chunks = _ReadAhead(resp.iter_bytes(1 << 18), hasher)
+        raw = VerifyingReader(chunks, digest, expected_size=expected, max_size=self.max_blob_size, where=where,
+                              on_close=lambda: (chunks.close(), resp.close()), hashed_by=hasher)
         return io.BufferedReader(raw, buffer_size=1 << 16)
 
     def close(self) -> None:
