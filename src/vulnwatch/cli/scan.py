@@ -68,7 +68,7 @@ def scan(
     except Exception as e:  # RegistryError, InvalidReferenceError, OSError: name the input
         err_console.print(f"[red]cannot open {image}[/]: {logs.redact(str(e))}", highlight=False)
         raise typer.Exit(EXIT_FAILURES)
-    index = open_vulndb(cfg)
+    index = None if sbom else open_vulndb(cfg)     # an inventory needs no vulnerability data
     show = state.interactive
     bar_cm = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=err_console, transient=True) if show else nullcontext(None)
@@ -82,13 +82,14 @@ def scan(
         scanner = BuiltinScanner(registry, index, max_age=cfg.vulndb.max_age, layer_progress=layer_progress,
                                  layer_cache=open_layer_cache(cfg) if layer_cache else None)
         try:
-            result = scanner.scan(img)
+            result = scanner.sbom(img) if sbom else scanner.scan(img)
         except ScanError as e:
             err_console.print(f"[red]scan failed[/]: {logs.redact(str(e))}", highlight=False)
             raise typer.Exit(EXIT_FAILURES)
         finally:
             scanner.close()
-            index.close()
+            if index is not None:
+                index.close()
     from dataclasses import replace
 
     findings = [f for f in result.findings

@@ -43,7 +43,7 @@ class BuiltinScanner(Scanner):
 
     name = SCANNER
 
-    def __init__(self, registry: Registry, index: VulnIndex, *, catalogers: Sequence[Cataloger] | None = None,
+    def __init__(self, registry: Registry, index: VulnIndex | None, *, catalogers: Sequence[Cataloger] | None = None,
                  limits: LayerLimits | None = None, max_age: timedelta = timedelta(days=7),
                  max_concurrency: int = 2, matcher: Matcher | None = None,
                  layer_progress: LayerProgress | None = None, clock: Callable[[], datetime] = utcnow,
@@ -54,10 +54,23 @@ class BuiltinScanner(Scanner):
         self.limits = limits
         self.max_age = max_age
         self.max_concurrency = max_concurrency
-        self.matcher = matcher or Matcher(index)
+        self._matcher = matcher
         self.layer_progress = layer_progress
         self.clock = clock
         self.layer_cache = layer_cache
+
+    @property
+    def matcher(self) -> Matcher:
+        """The OSV matcher, made on first use (an inventory-only scan never needs one)."""
+        if self._matcher is None:
+            self._matcher = Matcher(self.index)
+        return self._matcher
+
+    def sbom(self, image: Image) -> ScanResult:
+        """The inventory only: packages and distro, no vulnerability data involved."""
+        inv = self.inventory(image)
+        return ScanResult(image=image, scanner=self.name, scanned_at=self.clock(), packages=tuple(inv.packages),
+                          distro=inv.ecosystem, notes=tuple(inv.warnings))
 
     # -- inventory -------------------------------------------------------------------------
     def inventory(self, image: Image) -> Inventory:
