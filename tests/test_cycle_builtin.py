@@ -68,6 +68,14 @@ def test_run_then_data_update_rematches_stored_inventory_without_the_registry(en
     assert [e["kind"] for e in events] == ["findings_changed", "new_image"]
     assert all(e["status"] == "delivered" for e in events)
 
+    import sqlite3
+    with sqlite3.connect(tmp / "state.db") as db:
+        history = db.execute("select count(*) from scan_history").fetchone()[0]
+    r = cli(cfg, "db", "import", str(OSV_DIR / "Debian"), str(OSV_DIR / "PyPI"))   # same data again
+    assert "re-matched stored inventories: 0 change events" in r.stdout
+    with sqlite3.connect(tmp / "state.db") as db:                                   # nothing rewritten
+        assert db.execute("select count(*) from scan_history").fetchone()[0] == history
+
 
 def test_whiteout_deleted_package_is_not_reported(env):
     tmp, cfg, _ = env

@@ -22,3 +22,20 @@ def test_event_roundtrip_and_stable_id():
     assert stable_id("a", 1) == stable_id("a", 1) != stable_id("a", 2)
     assert FindingChange(f, g).what == ("severity", "fix_available")
     assert f.fixable and not g.fixable
+
+
+def test_findings_signature_tracks_what_diff_compares():
+    from dataclasses import replace
+
+    from vulnwatch.model import findings_signature
+
+    a = Finding("CVE-1", "openssl", "1.0", Severity.HIGH, ecosystem="Debian:12", fixed_versions=("1.1",))
+    b = Finding("CVE-2", "zlib", "1.2", Severity.LOW, ecosystem="Debian:12")
+    assert findings_signature([a, b]) == findings_signature([b, a])                # order does not matter
+    assert findings_signature([a, b]) != findings_signature([a])
+    assert findings_signature([a]) == findings_signature([replace(a, title="new words", links=("x",))])
+    for changed in (replace(a, severity=Severity.CRITICAL), replace(a, cvss_score=9.8),
+                    replace(a, fixed_versions=("1.2",)), replace(a, fix_available=False),
+                    replace(a, package_version="1.0-1")):
+        assert findings_signature([changed]) != findings_signature([a])
+    assert findings_signature([]) == findings_signature(())

@@ -390,3 +390,23 @@ def stable_id(*parts: Any) -> str:
     """A UUID-shaped id derived from ``parts`` (same input, same id)."""
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:32]}"
+
+
+def finding_hash(f: Finding) -> int:
+    """A 128-bit hash of what :func:`vulnwatch.diff.diff` compares of a finding (identity,
+    severity, score, fixability, fixed versions; not titles or links)."""
+    text = "|".join((f.vulnerability_id, f.ecosystem, f.package_name, f.package_version, f.severity.name,
+                     repr(f.cvss_score), str(f.fixable), ",".join(sorted(f.fixed_versions))))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
+
+
+def signature_of(count: int, total: int) -> str:
+    """The signature of ``count`` findings whose :func:`finding_hash` values add up to ``total``."""
+    return f"{count}:{total % (1 << 128):032x}"
+
+
+def findings_signature(findings) -> str:
+    """An order-independent fingerprint of a set of findings (a sum of :func:`finding_hash`):
+    equal signatures, nothing for ``diff`` to report. Being a sum, it can be built package by
+    package, which is how re-matching a whole fleet stays cheap."""
+    return signature_of(len(findings), sum(finding_hash(f) for f in findings))

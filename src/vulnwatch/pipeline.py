@@ -202,21 +202,51 @@ class Pipeline:
                            failures=tuple(failures), delivery=delivery, notes=tuple(notes))
 
     def rematch(self, index) -> list[Event]:
-        """Continuous re-matching: every stored inventory of the built-in scanner matched again
-        against the current OSV data, without touching any registry; what moved is diffed and
-        written to the outbox like any scan. Returns the events."""
+        """Continuous re-matching: every stored inventory matched again against the current OSV
+        data, without touching any registry; what moved is diffed and written to the outbox like
+        any scan. Returns the events.
+
+        Fast path: inventories stream from the store as light rows and the new findings'
+        fingerprint is compared with the stored one; only images whose findings moved are read
+        back whole, diffed and written. The others are stamped as checked, in one statement."""
+        from .model import finding_hash, signature_of
         from .scanners.builtin import rematch
+        from .store.interface import PackageRow
         from .vulndb.match import Matcher
 
-        snaps = [s for s in self.store.snapshots() if s.packages or s.distro]
+        matcher = Matcher(index)
         sources = index.sources()
         fresh = min((s.imported_at for s in sources), default=None)
-        old_by_key = {s.image.key: s for s in snaps}
+        per_package: dict[str | None, dict[tuple, tuple[int, int]]] = {}  # distro -> row -> (n, hash sum)
+        moved: list[tuple[str, str, str]] = []
+        unchanged: list[tuple[str, str, str]] = []
+        for inv in self.store.inventories():
+            distro = inv.distro
+            cache = per_package.setdefault(distro, {})
+            get = cache.get
+            count = total = 0
+            for r in inv.rows:
+                k = (r[0], r[1], r[2], r[3], r[4], r[5])         # the fields matching depends on
+                hit = get(k)
+                if hit is None:
+                    found = matcher.match([PackageRow._make(r)], distro)
+                    hit = cache[k] = (len(found), sum(finding_hash(f) for f in found))
+                count += hit[0]
+                total += hit[1]
+            if inv.findings_signature is not None and signature_of(count, total) == inv.findings_signature:
+                unchanged.append(inv.key)
+            else:
+                moved.append(inv.key)
+        self.store.mark_checked(unchanged, utcnow())
         events = []
-        for new in rematch(snaps, Matcher(index), source_updated_at=fresh):
-            ev = self.record(new, old_by_key[new.image.key])
-            if ev is not None:
-                events.append(ev)
+        for key in moved:
+            old = self.store.snapshot(*key)
+            if old is None:
+                continue
+            for new in rematch([old], matcher, source_updated_at=fresh):
+                ev = self.record(new, old, has_error=True)
+                if ev is not None:
+                    events.append(ev)
         return events
 
     def deliver(self) -> DispatchReport:

@@ -489,3 +489,39 @@ def test_mark_checked_stamps_images_in_one_call(store):
     store.mark_checked([], later)                                # nothing to do is fine
     after = {s.image.digest: s.last_checked_at for s in store.images()}
     assert after[A] == later and after[B] == before[B]
+
+
+def test_inventories_stream_rows_and_signatures(store):
+    from vulnwatch.model import findings_signature
+
+    pkgs = (Package("libssl3", "3.0.11-1", "Debian:12", purl="pkg:deb/debian/libssl3@3.0.11-1",
+                    source_name="openssl", path="var/lib/dpkg/status", layer="sha256:l1"),
+            Package("jinja2", "2.10", "PyPI"))
+    res = result(image(A), packages=pkgs, distro="Debian:12")
+    store.commit_scan(res, [])
+    store.commit_scan(result(image(B)), [])                      # no inventory: not listed
+    [inv] = list(store.inventories())
+    assert inv.key == image(A).key and inv.distro == "Debian:12"
+    assert [tuple(r) for r in inv.rows] == [tuple(p.__dict__.values()) for p in pkgs]
+    assert inv.packages[0].source_name == "openssl"
+    assert inv.findings_signature == findings_signature(res.findings)
+    assert store.snapshot(*image(A).key).packages == pkgs         # full objects still come back
+
+
+def test_packages_written_by_schema_1_are_still_read(store):
+    import json as _json
+
+    from sqlalchemy import update
+
+    from vulnwatch.store.sql import snapshots_t
+
+    pkgs = (Package("curl", "7.88.1-10", "Debian:12", source_name="curl"),)
+    store.commit_scan(result(image(A), packages=pkgs, distro="Debian:12"), [])
+    old_format = _json.dumps([{"name": "curl", "version": "7.88.1-10", "ecosystem": "Debian:12",
+                               "purl": None, "source_name": "curl", "source_version": None,
+                               "path": None, "layer": None}])
+    with store._engine.begin() as conn:
+        conn.execute(update(snapshots_t).values(packages=old_format, findings_signature=None))
+    assert store.snapshot(*image(A).key).packages == pkgs
+    [inv] = list(store.inventories())
+    assert inv.findings_signature is None and inv.packages[0].name == "curl"

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from collections.abc import Iterator
+from typing import NamedTuple
+
 from ..model import Event, Image, ScanResult
 
 
@@ -78,6 +81,38 @@ class HistoryEntry:
     counts: dict[str, int]
 
 
+class PackageRow(NamedTuple):
+    """A stored package, light enough to re-match millions of them (same attribute names as
+    :class:`vulnwatch.model.Package`, so the matcher takes either)."""
+
+    name: str
+    version: str
+    ecosystem: str
+    purl: str | None = None
+    source_name: str | None = None
+    source_version: str | None = None
+    path: str | None = None
+    layer: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredInventory:
+    """What re-matching needs of one snapshot: its packages and the fingerprint of its findings."""
+
+    key: tuple[str, str, str]
+    """(registry, repository, digest)."""
+    scanner: str
+    distro: str | None
+    rows: Sequence[Sequence]
+    """The packages as plain rows in :class:`PackageRow` field order (cheap to decode in bulk)."""
+    findings_signature: str | None
+    """:func:`vulnwatch.model.findings_signature` of the stored findings (None if unknown)."""
+
+    @property
+    def packages(self) -> list[PackageRow]:
+        return [PackageRow._make(r) for r in self.rows]
+
+
 class Store(abc.ABC):
     """Persistent state. All writes of one image's scan happen in one transaction."""
 
@@ -89,6 +124,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def snapshots(self, registry: str | None = None) -> list[ScanResult]:
         """All current snapshots (optionally of one registry)."""
+
+    @abc.abstractmethod
+    def inventories(self, registry: str | None = None) -> Iterator[StoredInventory]:
+        """Every snapshot that carries an inventory, streamed (for re-matching)."""
 
     @abc.abstractmethod
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:

@@ -35,8 +35,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from ..model import Event, Finding, Image, Package, ScanResult, ScanState, utcnow
-from .interface import (Delivery, DeliveryStatus, HistoryEntry, ImageStatus, Store, StoreError)
+from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, utcnow
+from .interface import (Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store, StoredInventory,
+                        StoreError)
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
@@ -107,6 +108,7 @@ snapshots_t = Table(
     Column("state", String),
     Column("findings", Text),
     Column("packages", Text),
+    Column("findings_signature", String),
     Column("distro", String),
     Column("notes", Text),
     Column("counts", Text),
@@ -160,6 +162,38 @@ deliveries_t = Table(
 )
 
 _PACKAGE_FIELDS = frozenset(f.name for f in fields(Package))
+_ROW_FIELDS = list(PackageRow._fields)
+assert _ROW_FIELDS == [f.name for f in fields(Package)], "PackageRow must mirror Package"
+
+
+def _dump_packages(packages) -> str:
+    """Compact rows: field names once, then one list per package."""
+    rows = [[getattr(p, f) for f in _ROW_FIELDS] for p in packages]
+    return json.dumps({"v": 2, "fields": _ROW_FIELDS, "rows": rows}, separators=(",", ":"))
+
+
+def _load_rows(text: str | None) -> list:
+    """Plain rows in PackageRow field order, from either format."""
+    if not text:
+        return []
+    data = json.loads(text)
+    if isinstance(data, dict) and (data.get("fields") or _ROW_FIELDS) == _ROW_FIELDS:
+        return data.get("rows") or []
+    return [[getattr(p, f) for f in _ROW_FIELDS] for p in _load_packages(text)]
+
+
+def _load_packages(text: str | None) -> list:
+    """PackageRows from either format (version 1 wrote a list of objects)."""
+    if not text:
+        return []
+    data = json.loads(text)
+    if isinstance(data, dict):
+        names = data.get("fields") or _ROW_FIELDS
+        if names == _ROW_FIELDS:
+            make = PackageRow._make
+            return [make(r) for r in data.get("rows") or ()]
+        return [PackageRow(**{k: v for k, v in zip(names, r) if k in _PACKAGE_FIELDS}) for r in data["rows"]]
+    return [Package(**{k: v for k, v in d.items() if k in _PACKAGE_FIELDS}) for d in data]
 
 
 def _dumps(value: Any) -> str:
@@ -335,8 +369,8 @@ class SQLStore(Store):
                 findings=tuple(Finding.from_dict(d) for d in json.loads(row.findings)),
                 vulnerability_source_updated_at=row.vulnerability_source_updated_at,
                 state=ScanState(row.state),
-                packages=tuple(Package(**{k: v for k, v in d.items() if k in _PACKAGE_FIELDS})
-                               for d in json.loads(row.packages)),
+                packages=tuple(Package(*r) if isinstance(r, PackageRow) else r
+                               for r in _load_packages(row.packages)),
                 distro=row.distro,
                 notes=tuple(json.loads(row.notes)),
             )
@@ -359,6 +393,22 @@ class SQLStore(Store):
         with self._tx("reading snapshots") as conn:
             rows = conn.execute(q).all()
         return [self._result(r) for r in rows]
+
+    def inventories(self, registry: str | None = None) -> Iterator[StoredInventory]:
+        s = snapshots_t
+        q = (select(s.c.registry, s.c.repository, s.c.digest, s.c.scanner, s.c.distro, s.c.packages,
+                    s.c.findings_signature)
+             .where(s.c.packages.is_not(None), s.c.packages != "[]")
+             .order_by(s.c.registry, s.c.repository, s.c.digest))
+        if registry is not None:
+            q = q.where(s.c.registry == registry)
+        with self._tx("reading inventories") as conn:
+            for row in conn.execution_options(yield_per=200).execute(q):
+                rows = _load_rows(row.packages)
+                if not rows and not row.distro:
+                    continue
+                yield StoredInventory(key=(row.registry, row.repository, row.digest), scanner=row.scanner,
+                                      distro=row.distro, rows=rows, findings_signature=row.findings_signature)
 
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
         with self._tx(f"reading tag {registry}/{repository}:{tag}") as conn:
@@ -418,7 +468,8 @@ class SQLStore(Store):
             vulnerability_source_updated_at=result.vulnerability_source_updated_at,
             state=ScanState(result.state).value,
             findings=_dumps([f.to_dict() for f in result.findings]),
-            packages=_dumps([asdict(p) for p in result.packages]),
+            packages=_dump_packages(result.packages),
+            findings_signature=findings_signature(result.findings),
             distro=result.distro, notes=_dumps(list(result.notes)), counts=counts)
         with self._tx(f"recording the scan of {img.registry}/{img.repository}@{img.digest}",
                       write=True) as conn:

@@ -31,9 +31,10 @@ class Migration:
     """Changes the schema; called inside the transaction that records the version."""
 
 
-from . import m0001_initial, m0002_last_checked  # noqa: E402  (needs Migration defined above)
+from . import m0001_initial, m0002_last_checked, m0003_inventory_rows  # noqa: E402  (needs Migration above)
 
-MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION, m0002_last_checked.MIGRATION)
+MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION, m0002_last_checked.MIGRATION,
+                                     m0003_inventory_rows.MIGRATION)
 """Every migration, in order."""
 
 LATEST_VERSION: int = MIGRATIONS[-1].version
