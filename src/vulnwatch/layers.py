@@ -51,6 +51,10 @@ Wants = Callable[[str], "int | None"]
 """``wants(path) -> max size`` to keep the file at ``path``, or None to skip it."""
 ExecutableReader = Callable[[str, IO[bytes], int], "bytes | None"]
 """``reader(path, stream, size) -> bytes to keep`` for regular files with an exec bit."""
+ReducerFor = Callable[[str], "ExecutableReader | None"]
+"""``reducer_for(path)``: for a wanted file, the function that reads it as it streams past and
+returns the small stand-in to keep (same signature as an executable reader), or None to keep
+the file whole."""
 
 
 class LayerError(Exception):
@@ -426,9 +430,10 @@ class LayerStack:
     """
 
     def __init__(self, wants: Wants, *, executable_reader: ExecutableReader | None = None,
-                 limits: LayerLimits | None = None) -> None:
+                 limits: LayerLimits | None = None, reducer_for: ReducerFor | None = None) -> None:
         self.wants = wants
         self.executable_reader = executable_reader
+        self.reducer_for = reducer_for
         self.limits = limits or LayerLimits()
         self.total_bytes = 0
         """Uncompressed bytes of the layers applied so far."""
@@ -450,7 +455,8 @@ class LayerStack:
         reader = _open_layer(layer, stream, self.limits, self.total_bytes)
         if reader is None:
             return LayerContents(layer)  # empty blob: an empty layer
-        return _read_one(layer, reader, self.wants, self.executable_reader, self.limits, self._state, self.entries)
+        return _read_one(layer, reader, self.wants, self.executable_reader, self.limits, self._state, self.entries,
+                         self.reducer_for)
 
     def apply(self, contents: LayerContents) -> None:
         """Put one layer's contents on top: its whiteouts hide the layers below, then its
@@ -516,7 +522,8 @@ def merge_layers(contents: Iterable[LayerContents], wants: Wants, *,
 
 
 def _read_one(layer: str, reader: _LayerSource, wants: Wants, executable_reader: ExecutableReader | None,
-              limits: LayerLimits, state: _State, entries: int) -> LayerContents:
+              limits: LayerLimits, state: _State, entries: int,
+              reducer_for: ReducerFor | None = None) -> LayerContents:
     """One layer on top of ``state`` (read, never modified)."""
     first_entry = entries
     warnings: list[str] = []
@@ -627,6 +634,14 @@ def _read_one(layer: str, reader: _LayerSource, wants: Wants, executable_reader:
                 if limit is not None or (executable_reader is not None and member.mode & 0o111):
                     warnings.append(f"layer {layer}: {path!r} is a sparse file (GNU sparse format), which "
                                     "is not expanded; not read")
+                continue
+            reduce = reducer_for(path) if (limit is not None and reducer_for is not None) else None
+            if reduce is not None:        # read as it streams past; keep only the small stand-in
+                kept = reduce(path, member.open(), member.size)
+                if kept is None:
+                    warnings.append(f"layer {layer}: {path!r} could not be read; not cataloged")
+                else:
+                    new_files[path] = WalkedFile(path, kept, layer, member.mode)
                 continue
             if limit is not None:
                 limit = min(limit, limits.max_file_size)
@@ -759,10 +774,20 @@ class CatalogPlan:
                         return kept
                 return None
         self.executable_reader: ExecutableReader | None = reader
+        reducing = [c for c in cats if c.reduces]
+
+        def reducer_for(path: str) -> ExecutableReader | None:
+            for c in reducing:
+                if c.wants(path):
+                    return c.reduce
+            return None
+
+        self.reducer_for: ReducerFor | None = reducer_for if reducing else None
 
     def stack(self, limits: LayerLimits | None = None) -> LayerStack:
         """An empty :class:`LayerStack` reading for these catalogers."""
-        return LayerStack(self.wants, executable_reader=self.executable_reader, limits=limits)
+        return LayerStack(self.wants, executable_reader=self.executable_reader, limits=limits,
+                          reducer_for=self.reducer_for)
 
     def catalog(self, walked: WalkResult) -> Inventory:
         """Hand each cataloger its files from the merged view. A cataloger's

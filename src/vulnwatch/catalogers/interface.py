@@ -108,6 +108,10 @@ class Cataloger(abc.ABC):
     wants_executables: bool = False
     """When True, the walker also offers regular files with an exec bit to
     :meth:`read_executable` (used by the Go cataloger)."""
+    reduces: bool = False
+    """When True, the walker hands each wanted file to :meth:`reduce` as it streams past,
+    and keeps only what that returns: memory stays small whatever the file's size (used by
+    the Java cataloger for archives)."""
 
     _pattern_re: re.Pattern[str] | None = None
 
@@ -129,6 +133,12 @@ class Cataloger(abc.ABC):
         """For catalogers with :attr:`wants_executables`: look at one executable as the
         walker streams past it and return the bytes to keep for :meth:`catalog` (may be a
         small extract), or None to keep nothing. Must not read more than ``size`` bytes."""
+        return None
+
+    def reduce(self, path: str, stream: IO[bytes], size: int) -> bytes | None:
+        """For catalogers with :attr:`reduces`: read one wanted file as the walker streams
+        past it (forward only, at most ``size`` bytes) and return a small stand-in that
+        :meth:`catalog` reads like the original, or None to keep nothing."""
         return None
 
     @abc.abstractmethod

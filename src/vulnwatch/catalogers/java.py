@@ -1,17 +1,27 @@
-"""Java: archives (``*.jar``, ``*.war``, ``*.ear``, ``*.jpi``, ``*.hpi``) opened in memory.
+"""Java: archives (``*.jar``, ``*.war``, ``*.ear``, ``*.jpi``, ``*.hpi``).
 
 Each ``META-INF/maven/<group>/<artifact>/pom.properties`` is a package; an archive
 without one falls back to ``META-INF/MANIFEST.MF`` and its file name. Archives nested
 in archives (``WEB-INF/lib/*.jar``, Spring Boot ``BOOT-INF/lib``) are read too, up to
 a depth limit.
+
+Archives are *reduced* as the layer walker streams past them (:meth:`JavaArchiveCataloger.reduce`):
+only the entries cataloging needs (``pom.properties``, ``MANIFEST.MF``, nested archives,
+themselves reduced) are kept, as a small stored zip that :meth:`catalog` reads like the
+original. An archive up to :data:`WHOLE_LIMIT` is read whole and reduced with ``zipfile``; a
+larger one is read forward only, by its local file headers (data descriptors and zip64
+included), so memory does not grow with the archive's size.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
+from typing import IO
 
 from ..model import Package
 from .interface import CatalogContext, Cataloger, CatalogResult
@@ -20,6 +30,231 @@ from .purl import purl
 ARCHIVE_SUFFIXES = (".jar", ".war", ".ear", ".jpi", ".hpi")
 MAX_DEPTH = 3
 MAX_NESTED_SIZE = 128 * 1024 * 1024
+WHOLE_LIMIT = 16 * 1024 * 1024
+"""Archives up to this size are reduced from memory (``zipfile``); larger ones as a stream."""
+MAX_KEPT_ENTRY = 1024 * 1024
+"""``pom.properties`` / ``MANIFEST.MF`` larger than this are not kept."""
+_CHUNK = 64 * 1024
+
+
+def _kept(name: str) -> bool:
+    return (name == "META-INF/MANIFEST.MF"
+            or (name.startswith("META-INF/maven/") and name.endswith("/pom.properties")))
+
+
+_UNREADABLE = b"vulnwatch-unreadable:"
+"""What :meth:`JavaArchiveCataloger.reduce` keeps of an archive it cannot read (with the reason)."""
+
+
+class _Unreadable(Exception):
+    """The archive cannot be read forward only (or is not a zip)."""
+
+
+def _write_reduced(entries: list[tuple[str, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in entries:
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+    return out.getvalue()
+
+
+def reduce_bytes(data: bytes, depth: int = 0) -> bytes:
+    """The reduced form of an archive held in memory (random access through ``zipfile``)."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise _Unreadable(str(e)) from None
+    entries: list[tuple[str, bytes]] = []
+    for info in infos:
+        name = info.filename
+        try:
+            if _kept(name) and info.file_size <= MAX_KEPT_ENTRY:
+                entries.append((name, zf.read(info)))
+            elif (name.endswith(ARCHIVE_SUFFIXES) and depth + 1 < MAX_DEPTH
+                  and 0 < info.file_size <= MAX_NESTED_SIZE):
+                try:
+                    entries.append((name, reduce_bytes(zf.read(info), depth + 1)))
+                except _Unreadable:
+                    continue  # not an archive after all: catalog() would skip it too
+        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, zlib.error):
+            continue
+    return _write_reduced(entries)
+
+
+class _Forward:
+    """A forward-only byte source over ``stream`` (at most ``size`` bytes), with push-back."""
+
+    def __init__(self, stream: IO[bytes], size: int | None) -> None:
+        self._stream = stream
+        self._left = size
+        self._back = b""
+
+    def read(self, n: int) -> bytes:
+        out = b""
+        if self._back:
+            out, self._back = self._back[:n], self._back[n:]
+            n -= len(out)
+        while n > 0:
+            want = n if self._left is None else min(n, self._left)
+            if want <= 0:
+                break
+            chunk = self._stream.read(want)
+            if not chunk:
+                break
+            if self._left is not None:
+                self._left -= len(chunk)
+            out += chunk
+            n -= len(chunk)
+        return out
+
+    def exactly(self, n: int) -> bytes:
+        data = self.read(n)
+        if len(data) != n:
+            raise _Unreadable("archive ends inside an entry")
+        return data
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            got = self.read(min(n, _CHUNK))
+            if not got:
+                raise _Unreadable("archive ends inside an entry")
+            n -= len(got)
+
+    def unread(self, data: bytes) -> None:
+        self._back = data + self._back
+
+
+class _EntryReader(io.RawIOBase):
+    """One entry's uncompressed bytes, read forward from the archive (stored or deflated;
+    ``csize`` None means "until the deflate stream ends", for data-descriptor entries)."""
+
+    def __init__(self, src: _Forward, method: int, csize: int | None) -> None:
+        super().__init__()
+        self._src = src
+        self._left = csize
+        self._inflater = zlib.decompressobj(-15) if method == 8 else None
+        self._pending = b""
+        self.ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._pending and not self.ended:
+            want = _CHUNK if self._left is None else min(_CHUNK, self._left)
+            raw = self._src.read(want) if want > 0 else b""
+            if self._left is not None:
+                self._left -= len(raw)
+            if self._inflater is None:
+                if not raw:
+                    self.ended = True
+                self._pending = raw
+                continue
+            if not raw and self._left is None:
+                raise _Unreadable("archive ends inside a deflated entry")
+            self._pending = self._inflater.decompress(raw) if raw else self._inflater.flush()
+            if self._inflater.eof:
+                if self._left is None and self._inflater.unused_data:
+                    self._src.unread(self._inflater.unused_data)   # the bytes after this entry
+                self.ended = True
+            elif not raw:
+                raise _Unreadable("deflated entry is truncated")
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def read_up_to(self, n: int) -> bytes:
+        parts, total = [], 0
+        while total < n:
+            chunk = self.read(min(_CHUNK, n - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+        return b"".join(parts)
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+        if self._left:  # a deflate stream that ended before its stated size: skip the rest
+            self._src.skip(self._left)
+            self._left = 0
+
+
+def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int]:
+    i = 0
+    while i + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, i)
+        body = extra[i + 4:i + 4 + size]
+        if tag == 1:
+            j = 0
+            if usize == 0xFFFFFFFF and j + 8 <= len(body):
+                usize = struct.unpack_from("<Q", body, j)[0]
+                j += 8
+            if csize == 0xFFFFFFFF and j + 8 <= len(body):
+                csize = struct.unpack_from("<Q", body, j)[0]
+            return usize, csize
+        i += 4 + size
+    return usize, csize
+
+
+def reduce_stream(stream: IO[bytes], size: int | None, depth: int = 0) -> bytes:
+    """The reduced form of an archive read forward only, by its local file headers."""
+    src = _Forward(stream, size)
+    entries: list[tuple[str, bytes]] = []
+    first = True
+    while True:
+        sig = src.read(4)
+        if sig != b"PK\x03\x04":
+            if first:
+                raise _Unreadable("not a zip archive")
+            break  # the central directory (or the end): every entry has been seen
+        first = False
+        (_ver, flags, method, _t, _d, _crc, csize, usize, nlen, xlen) = struct.unpack("<HHHHHIIIHH",
+                                                                                    src.exactly(26))
+        name = src.exactly(nlen).decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        extra = src.exactly(xlen)
+        zip64 = csize == 0xFFFFFFFF or usize == 0xFFFFFFFF
+        if zip64:
+            usize, csize = _zip64_sizes(extra, usize, csize)
+        descriptor = bool(flags & 0x08)
+        if flags & 0x01:
+            raise _Unreadable(f"{name}: encrypted entry")
+        known = not descriptor or csize > 0
+        if method not in (0, 8) and not known:
+            raise _Unreadable(f"{name}: compression method {method} with a data descriptor")
+        if method == 0 and not known:
+            raise _Unreadable(f"{name}: stored entry with a data descriptor")
+        wanted = _kept(name) or (name.endswith(ARCHIVE_SUFFIXES) and depth + 1 < MAX_DEPTH)
+        if method not in (0, 8):
+            src.skip(csize)
+        elif not wanted and known:
+            src.skip(csize)
+        else:
+            reader = _EntryReader(src, method, csize if known else None)
+            if _kept(name):
+                data = reader.read_up_to(MAX_KEPT_ENTRY + 1)
+                if len(data) <= MAX_KEPT_ENTRY:
+                    entries.append((name, data))
+            elif wanted:
+                entry_size = usize if (known and usize) else None
+                try:
+                    if entry_size is not None and entry_size <= WHOLE_LIMIT:
+                        entries.append((name, reduce_bytes(reader.read_up_to(entry_size), depth + 1)))
+                    else:
+                        entries.append((name, reduce_stream(reader, entry_size, depth + 1)))
+                except _Unreadable:
+                    pass  # not an archive after all
+            reader.drain()
+        if descriptor:
+            head = src.exactly(4)
+            if head != b"PK\x07\x08":
+                src.unread(head)
+            src.exactly(4 + (16 if zip64 else 8))
+    return _write_reduced(entries)
+
 _FILENAME_RE = re.compile(r"^(?P<name>.+?)-(?P<version>\d[\w.+-]*)$")
 
 
@@ -53,8 +288,21 @@ class JavaArchiveCataloger(Cataloger):
     """Maven coordinates of Java archives; name is ``groupId:artifactId`` as OSV's Maven ecosystem spells it."""
 
     name = "java"
+    version = 2
+    """Bumped when what :meth:`reduce` keeps changes (the layer cache key includes it)."""
     suffixes = ARCHIVE_SUFFIXES
     max_file_size = 256 * 1024 * 1024
+    reduces = True
+
+    def reduce(self, path: str, stream: IO[bytes], size: int) -> bytes | None:
+        """A small stored zip holding only what :meth:`catalog` reads of the archive."""
+        try:
+            if size <= WHOLE_LIMIT:
+                return reduce_bytes(stream.read(size))
+            return reduce_stream(stream, size)
+        except (_Unreadable, zlib.error, struct.error) as e:
+            # keep a marker: catalog() then reports the archive as unreadable, naming it
+            return _UNREADABLE + str(e).encode()[:200]
 
     def catalog(self, files: Mapping[str, bytes], context: CatalogContext) -> CatalogResult:
         packages: list[Package] = []
@@ -65,6 +313,10 @@ class JavaArchiveCataloger(Cataloger):
 
     def _archive(self, label: str, data: bytes, path: str, layer: str | None, depth: int,
                  packages: list[Package], warnings: list[str]) -> None:
+        if data.startswith(_UNREADABLE):
+            reason = data[len(_UNREADABLE):].decode("utf-8", "replace")
+            warnings.append(f"java: {label}: not a readable zip archive ({reason}); skipped")
+            return
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
             names = zf.namelist()
