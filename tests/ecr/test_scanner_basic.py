@@ -175,9 +175,31 @@ def test_someone_elses_running_scan_is_waited_for_not_restarted(moto, pusher, pr
     digest = pusher.push("app", "latest")
     ecr.start_image_scan(repositoryName="app", imageId={"imageDigest": digest})
     proxy.queue_status(digest, "PENDING", times=2)
+    proxy.summaries[digest] = {"imageScanStatus": {"status": "IN_PROGRESS"}}   # as real ECR lists it
     s = scanner(proxy.url)
     result = s.scan(image("app", digest))
     assert s.calls["StartImageScan"] == 0
+    assert [f.vulnerability_id for f in result.findings] == ["CVE-9999-9999"]
+
+
+def test_scan_status_unknown_to_the_listing_is_probed_not_restarted(moto, pusher, proxy, ecr, monkeypatch):
+    """When DescribeImages cannot say (the batch call failed), ask the findings first."""
+    digest = pusher.push("app", "latest")
+    ecr.start_image_scan(repositoryName="app", imageId={"imageDigest": digest})
+    proxy.queue_status(digest, "PENDING", times=2)
+    s = scanner(proxy.url)
+    monkeypatch.setattr(s, "_attach_summaries", lambda pool, jobs: None)
+    result = s.scan(image("app", digest))
+    assert s.calls["StartImageScan"] == 0
+    assert [f.vulnerability_id for f in result.findings] == ["CVE-9999-9999"]
+
+
+def test_never_scanned_image_listed_without_status_is_started_without_probe(moto, pusher, proxy):
+    digest = pusher.push("app", "latest")
+    s = scanner(proxy.url)
+    result = s.scan(image("app", digest))
+    assert s.calls["StartImageScan"] == 1
+    assert proxy.calls["DescribeImageScanFindings"] == 1        # only the read after the scan
     assert [f.vulnerability_id for f in result.findings] == ["CVE-9999-9999"]
 
 
@@ -258,8 +280,9 @@ def test_findings_pages_are_merged(moto, pusher, proxy, ecr):
     s = scanner(proxy.url)
     result = s.scan(image("app", digest))
     assert len(result.findings) == 250
-    # one probe (first page, reused? no: it had more pages) + 3 pages
-    assert proxy.calls["DescribeImageScanFindings"] == 4
+    # listed without a scan status (moto never reports one): no probe, a start (refused: the
+    # quota), then the 3 pages of the last scan
+    assert proxy.calls["DescribeImageScanFindings"] == 3
 
 
 def test_scan_many_in_parallel_counts_calls(moto, pusher):

@@ -194,6 +194,10 @@ class _Job:
     previous: ScanResult | None
     summary_at: datetime | None = None
     """``imageScanFindingsSummary.imageScanCompletedAt`` from ``DescribeImages``, when given."""
+    listed: bool = False
+    """``DescribeImages`` answered for this image (so ``scan_status`` is what ECR knows)."""
+    scan_status: str | None = None
+    """``imageScanStatus.status`` from ``DescribeImages``; None there means never scanned."""
     last_scan: datetime | None = None
     """Completion time of the last scan known before we started one."""
     started: bool = False
@@ -318,12 +322,16 @@ class ECRScanner(Scanner):
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
                 return
             found = {}
+            status = {}
             for detail in resp.get("imageDetails") or ():
                 at = _utc((detail.get("imageScanFindingsSummary") or {}).get("imageScanCompletedAt"))
                 if at:
                     found[detail["imageDigest"]] = at
+                status[detail["imageDigest"]] = (detail.get("imageScanStatus") or {}).get("status")
             for j in batch:
                 j.summary_at = found.get(j.image.digest)
+                j.listed = j.image.digest in status
+                j.scan_status = status.get(j.image.digest)
 
         futures = [pool.submit(fetch, repo, batch[i:i + 100])
                    for repo, batch in by_repo.items() for i in range(0, len(batch), 100)]
@@ -389,7 +397,11 @@ class ECRScanner(Scanner):
         last = prev.scanned_at if prev else None
         if job.summary_at and (last is None or job.summary_at > last):
             last = job.summary_at  # a newer scan happened (on push, or by someone else)
-        if last is None:
+        if last is None and job.listed and job.scan_status in UNFINISHED:
+            return None  # a scan is running (someone else's, or on push): wait for it
+        if last is None and not (job.listed and job.scan_status is None):
+            # ECR did not say whether the image was ever scanned: ask for its findings.
+            # (Listed without a scan status means never scanned: start one without asking.)
             try:
                 page = self._findings_page(image)
             except ScanError as e:
