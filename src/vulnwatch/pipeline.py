@@ -7,6 +7,8 @@ all call :class:`Pipeline`. It does no formatting and no argument parsing.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -169,10 +171,15 @@ class Pipeline:
         for watch in self.watches:
             images = self.targets(watch, failures)
             selected += len(images)
-            wanted = {img.key for img in images}
-            previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
-                        if s.image.key in wanted}
-            failing = {st.image.key for st in self.store.images() if st.last_error}
+            statuses = self.store.images()
+            failing = {st.image.key for st in statuses if st.last_error}
+            if watch.scanner.stores_inventories:     # large snapshots: one at a time
+                previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
+                                                                 if st.last_scanned_at})
+            else:                                      # small ones: all in one query
+                wanted = {img.key for img in images}
+                previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
+                            if s.image.key in wanted}
             checked: list[tuple[str, str, str]] = []
             self.progress("scan", 0, len(images))
             done = 0
@@ -261,5 +268,40 @@ class Pipeline:
             s.notifier.close()
 
 
-def snapshots_by_key(snaps: Iterable[ScanResult]) -> Mapping[tuple[str, str, str], ScanResult]:
-    return {s.image.key: s for s in snaps}
+class StoredSnapshots(Mapping):
+    """The stored snapshots of a cycle's images, read one at a time when a scanner asks
+    (a fleet's inventories need not fit in memory at once); the last few are kept, since the
+    pipeline asks again for the one it is about to diff."""
+
+    def __init__(self, store: Store, known: set[tuple[str, str, str]], keep: int = 64) -> None:
+        self._store = store
+        self._known = known
+        self._keep = keep
+        self._recent: OrderedDict[tuple[str, str, str], ScanResult] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: tuple[str, str, str]) -> ScanResult:
+        if key not in self._known:
+            raise KeyError(key)
+        with self._lock:
+            hit = self._recent.get(key)
+            if hit is not None:
+                self._recent.move_to_end(key)
+                return hit
+        snap = self._store.snapshot(*key)
+        if snap is None:
+            raise KeyError(key)
+        with self._lock:
+            self._recent[key] = snap
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+        return snap
+
+    def __iter__(self):
+        return iter(self._known)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._known

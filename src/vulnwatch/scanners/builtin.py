@@ -42,6 +42,7 @@ class BuiltinScanner(Scanner):
     """
 
     name = SCANNER
+    stores_inventories = True
 
     def __init__(self, registry: Registry, index: VulnIndex | None, *, catalogers: Sequence[Cataloger] | None = None,
                  limits: LayerLimits | None = None, max_age: timedelta = timedelta(days=7),
@@ -134,8 +135,11 @@ class BuiltinScanner(Scanner):
         if self.max_concurrency <= 1 or len(images) <= 1:
             yield from super().scan_many(images, previous)
             return
+        def one(img: Image) -> ScanResult:
+            return self.scan(img, previous.get(img.key))   # read in the worker: one at a time
+
         with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="vulnwatch-scan") as pool:
-            futures = {pool.submit(self.scan, img, previous.get(img.key)): img for img in images}
+            futures = {pool.submit(one, img): img for img in images}
             for fut in as_completed(futures):
                 img = futures[fut]
                 try:

@@ -32,6 +32,9 @@ class Scanner(abc.ABC):
 
     name: str
     """Scanner name recorded on results (``ecr-basic``, ``ecr-enhanced``, ``builtin``)."""
+    stores_inventories: bool = False
+    """True when results carry the image's whole inventory (large snapshots): the pipeline then
+    hands ``previous`` snapshots over one at a time instead of reading them all at once."""
 
     @abc.abstractmethod
     def scan(self, image: Image, previous: ScanResult | None = None) -> ScanResult:
