@@ -223,3 +223,54 @@ def test_unchanged_images_are_stamped_not_rewritten(env):
         assert db.execute("select count(*) from scan_history").fetchone()[0] == 1
     assert second["last_scanned_at"] == first["last_scanned_at"]
     assert second["last_checked_at"] > first["last_checked_at"]
+
+
+def test_db_update_downloads_only_what_changed_then_rematches(env, tmp_path):
+    """`vulnwatch db update` against a real HTTP server laid out like OSV's bucket."""
+    import threading
+    import zipfile
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    tmp, cfg, _ = env
+    bucket = tmp_path / "bucket"
+    for eco in ("Debian", "PyPI"):
+        (bucket / eco).mkdir(parents=True)
+        with zipfile.ZipFile(bucket / eco / "all.zip", "w") as z:
+            for f in sorted((OSV_OLDER_DIR / eco).glob("*.json")):
+                z.write(f, f.name)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(bucket)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg.write_text(cfg.read_text().replace(
+            "vulndb: {path:", f"vulndb: {{base_url: 'http://127.0.0.1:{server.server_address[1]}', path:"))
+        r = cli(cfg, "db", "update", "Debian", "PyPI")
+        assert r.exit_code == 0, r.output
+        for eco in ("Debian", "PyPI"):
+            n = len(list((OSV_OLDER_DIR / eco).glob("*.json")))
+            assert f"{eco}: {n} records imported" in r.stdout
+        assert cli(cfg, "run").exit_code == 0                         # the image, matched on older data
+        r = cli(cfg, "db", "update", "Debian", "PyPI")
+        assert "Debian: unchanged" in r.stdout and "PyPI: unchanged" in r.stdout   # conditional GET
+        import os
+        for eco in ("Debian", "PyPI"):                                # the exports move on
+            with zipfile.ZipFile(bucket / eco / "all.zip", "w") as z:
+                for f in sorted((OSV_DIR / eco).glob("*.json")):
+                    z.write(f, f.name)
+            later = (bucket / eco / "all.zip").stat().st_mtime + 60   # Last-Modified has 1 s resolution
+            os.utime(bucket / eco / "all.zip", (later, later))
+        r = cli(cfg, "db", "update")                                  # the ecosystems the inventories need
+        assert r.exit_code == 0, r.output
+        assert "re-matched stored inventories: 1 change events" in r.stdout
+        added = {line.split()[2] for line in r.stderr.splitlines() if line.startswith("  new ")}
+        assert added == NEWER
+        status = cli(cfg, "db", "status")
+        assert "Debian" in status.stdout and "PyPI" in status.stdout
+    finally:
+        server.shutdown()
+        server.server_close()
