@@ -97,15 +97,26 @@ def _source_name(path: Path) -> str:
     return f"local:{path}"
 
 
-_VULNDB: dict[int, Any] = {}
+class _Shared:
+    """What the scanners of one pipeline share, opened on first use: the OSV index (so the
+    configured local exports are imported once) and the layer cache."""
 
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self._vulndb = None
+        self._layer_cache: Any = False
 
-def _shared_vulndb(cfg: Config):
-    """One index per config for all builtin scanners of a run."""
-    key = id(cfg)
-    if key not in _VULNDB:
-        _VULNDB[key] = open_vulndb(cfg)
-    return _VULNDB[key]
+    @property
+    def vulndb(self):
+        if self._vulndb is None:
+            self._vulndb = open_vulndb(self.cfg)
+        return self._vulndb
+
+    @property
+    def layer_cache(self):
+        if self._layer_cache is False:
+            self._layer_cache = open_layer_cache(self.cfg)
+        return self._layer_cache
 
 
 def open_layer_cache(cfg: Config):
@@ -118,21 +129,21 @@ def open_layer_cache(cfg: Config):
     return LayerCache(lc.path, max_bytes=lc.max_mb * 1024 * 1024)
 
 
-def _builtin(cfg: Config, registry: Registry, reg) -> Scanner:
+def _builtin(shared: _Shared, registry: Registry, reg) -> Scanner:
     from .scanners.builtin import BuiltinScanner
 
-    return BuiltinScanner(registry, _shared_vulndb(cfg), max_age=cfg.vulndb.max_age,
-                          max_concurrency=min(reg.max_concurrency, 4), layer_cache=open_layer_cache(cfg))
+    return BuiltinScanner(registry, shared.vulndb, max_age=shared.cfg.vulndb.max_age,
+                          max_concurrency=min(reg.max_concurrency, 4), layer_cache=shared.layer_cache)
 
 
-def _archive(reg, cfg: Config) -> tuple[Registry, Scanner]:
+def _archive(reg, shared: _Shared) -> tuple[Registry, Scanner]:
     from .registries.archive import ArchiveRegistry
 
     registry = ArchiveRegistry(reg.name, reg.path)
-    return registry, _builtin(cfg, registry, reg)
+    return registry, _builtin(shared, registry, reg)
 
 
-def _oci(reg, cfg: Config) -> tuple[Registry, Scanner]:
+def _oci(reg, shared: _Shared) -> tuple[Registry, Scanner]:
     from .registries.auth import Credentials, docker_config_credentials, ecr_credentials
     from .registries.oci import OCIRegistry
     from .registries.reference import api_host
@@ -148,15 +159,15 @@ def _oci(reg, cfg: Config) -> tuple[Registry, Scanner]:
         if creds is not None:
             secret(creds.password)
     registry = OCIRegistry(reg.name, url, credentials=creds, insecure=reg.insecure, platform=reg.platform)
-    return registry, _builtin(cfg, registry, reg)
+    return registry, _builtin(shared, registry, reg)
 
 
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
 
 REGISTRY_TYPES: dict[str, Callable[..., tuple[Registry, Scanner]]] = {
-    "ecr": lambda reg, cfg: _ecr(reg), "archive": _archive, "oci": _oci}
-"""Registry ``type`` -> factory of (registry, scanner)."""
+    "ecr": lambda reg, shared: _ecr(reg), "archive": _archive, "oci": _oci}
+"""Registry ``type`` -> factory ``(registry config, shared) -> (registry, scanner)``."""
 
 
 def build_watches(cfg: Config) -> list[Watch]:
@@ -164,12 +175,13 @@ def build_watches(cfg: Config) -> list[Watch]:
     from .targets import load_watch_list
 
     watches = []
+    shared = _Shared(cfg)
     for reg in cfg.registries:
         factory = REGISTRY_TYPES.get(reg.type)
         if factory is None:
             raise ConfigError(f"registries: type {reg.type!r} of registry {reg.name!r} is not available "
                               f"in this build (known: {', '.join(sorted(REGISTRY_TYPES))})")
-        registry, scanner = factory(reg, cfg)
+        registry, scanner = factory(reg, shared)
         watch_list = None
         if reg.watch_list:
             s3 = None
