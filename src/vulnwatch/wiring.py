@@ -224,13 +224,16 @@ def build_sinks(cfg: Config) -> list[Sink]:
     return sinks
 
 
-def build_pipeline(cfg: Config, *, store: Store | None = None, progress: Progress | None = None) -> Pipeline:
+def build_pipeline(cfg: Config, *, store: Store | None = None, progress: Progress | None = None,
+                   with_watches: bool = True) -> Pipeline:
+    """The pipeline of ``cfg``. ``with_watches=False`` leaves the registries and scanners out,
+    for verbs that only record or deliver (re-matching, retrying dead letters)."""
     from .pipeline import Pipeline
 
     register_config_secrets(cfg)
     store = store or open_store(cfg)
     d = cfg.delivery
-    return Pipeline(store, build_watches(cfg), build_sinks(cfg),
+    return Pipeline(store, build_watches(cfg) if with_watches else [], build_sinks(cfg),
                     max_attempts=d.max_attempts, backoff_base=d.backoff_base.total_seconds(),
                     backoff_max=d.backoff_max.total_seconds(), progress=progress)
 

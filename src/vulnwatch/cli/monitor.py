@@ -117,7 +117,7 @@ def events(
 
     cfg = load(ctx.obj)
     if retry_dead:
-        pipeline = build_pipeline(cfg)
+        pipeline = build_pipeline(cfg, with_watches=False)
         try:
             n = pipeline.store.retry_dead()
             report = pipeline.deliver()

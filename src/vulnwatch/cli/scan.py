@@ -121,7 +121,7 @@ def _rematch_and_report(cfg, deliver: bool) -> int:
     from ..diff import summarize
     from ..wiring import build_pipeline, open_vulndb
 
-    pipeline = build_pipeline(cfg)
+    pipeline = build_pipeline(cfg, with_watches=False)
     index = open_vulndb(cfg)
     try:
         events = pipeline.rematch(index)
