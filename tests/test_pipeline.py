@@ -23,3 +23,10 @@ def test_stored_snapshots_are_read_one_at_a_time(tmp_path):
     lazy.get(imgs[0].key)                                                 # evicted (keep=1): read again
     assert len(reads) == 3
     assert lazy.get(("r", "app", "sha256:unknown")) is None and len(reads) == 3
+
+
+def test_notes_said_of_many_images_are_grouped():
+    from vulnwatch.pipeline import _grouped
+
+    assert _grouped({"quota reached": ["a", "b", "c"], "stale data": ["d"]}) == (
+        "quota reached (3 images, e.g. a)", "d: stale data")

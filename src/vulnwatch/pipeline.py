@@ -165,7 +165,7 @@ class Pipeline:
     def run_cycle(self, *, deliver: bool = True) -> CycleReport:
         failures: list[Failure] = []
         events: list[Event] = []
-        notes: list[str] = []
+        notes: dict[str, list[str]] = {}      # note -> the images it was said of
         selected = 0
         scanned = 0
         for watch in self.watches:
@@ -200,13 +200,14 @@ class Pipeline:
                     failures.append(Failure(str(image), f"recording failed: {e}", type(e).__name__))
                     continue
                 scanned += 1
-                notes.extend(f"{image}: {n}" for n in outcome.notes)
+                for n in outcome.notes:
+                    notes.setdefault(n, []).append(str(image))
                 if event is not None:
                     events.append(event)
             self.store.mark_checked(checked, utcnow())
         delivery = self.deliver() if deliver else None
         return CycleReport(images=selected, scanned=scanned, events=tuple(events),
-                           failures=tuple(failures), delivery=delivery, notes=tuple(notes))
+                           failures=tuple(failures), delivery=delivery, notes=_grouped(notes))
 
     def rematch(self, index) -> list[Event]:
         """Continuous re-matching: every stored inventory matched again against the current OSV
@@ -266,6 +267,17 @@ class Pipeline:
             w.registry.close()
         for s in self.sinks:
             s.notifier.close()
+
+
+def _grouped(notes: dict[str, list[str]]) -> tuple[str, ...]:
+    """``image: note`` for a note said of one image; ``note (N images, e.g. first)`` for many."""
+    out = []
+    for note, images in notes.items():
+        if len(images) == 1:
+            out.append(f"{images[0]}: {note}")
+        else:
+            out.append(f"{note} ({len(images)} images, e.g. {images[0]})")
+    return tuple(out)
 
 
 class StoredSnapshots(Mapping):
