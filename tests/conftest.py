@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from tests.support.postgres import PostgresCluster, PostgresUnavailable
 from tests.support.servers import MotoServer, start_receiver
 
 
@@ -32,3 +33,14 @@ def receiver():
     rec = start_receiver()
     yield rec
     rec.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL server per test session (per xdist worker)."""
+    try:
+        cluster = PostgresCluster.start()
+    except PostgresUnavailable as e:
+        pytest.skip(f"PostgreSQL tests skipped: {e}")
+    yield cluster
+    cluster.stop()

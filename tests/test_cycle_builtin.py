@@ -274,3 +274,18 @@ def test_db_update_downloads_only_what_changed_then_rematches(env, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_same_cycle_on_postgresql(env, pg_cluster):
+    """`state.url` on a real PostgreSQL server: run, re-match after an import, events."""
+    tmp, cfg, _ = env
+    url = pg_cluster.create_schema()
+    cfg.write_text(cfg.read_text().replace(f"state: {{path: {tmp / 'state.db'}}}", f"state: {{url: '{url}'}}"))
+    assert cli(cfg, "db", "import", str(OSV_OLDER_DIR / "Debian"), str(OSV_OLDER_DIR / "PyPI")).exit_code == 0
+    r = cli(cfg, "run")
+    assert r.exit_code == 0 and "1 change events" in r.stdout, r.output
+    r = cli(cfg, "db", "import", str(OSV_DIR / "Debian"), str(OSV_DIR / "PyPI"))
+    assert "re-matched stored inventories: 1 change events" in r.stdout
+    events = json.loads(cli(cfg, "events", "--format", "json").stdout)
+    assert [e["kind"] for e in events] == ["findings_changed", "new_image"]
+    assert not (tmp / "state.db").exists()

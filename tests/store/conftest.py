@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.postgres import PostgresCluster, PostgresUnavailable
-
-
-@pytest.fixture(scope="session")
-def pg_cluster():
-    """One throwaway PostgreSQL server per test session (per xdist worker)."""
-    try:
-        cluster = PostgresCluster.start()
-    except PostgresUnavailable as e:
-        pytest.skip(f"PostgreSQL tests skipped: {e}")
-    yield cluster
-    cluster.stop()
-
+# pg_cluster (one throwaway PostgreSQL server per session) comes from tests/conftest.py
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
