@@ -37,12 +37,17 @@ def test_fixable_only_and_nothing_left_gives_none():
     assert route(ev, Route(fixable_only=True, min_severity=Severity.MEDIUM)) is None
 
 
-def test_repository_globs_match_repo_or_registry_slash_repo():
+def test_repository_globs_match_registry_slash_repo():
     ev = event(added=[finding("CVE-1")], repository="team/app", registry="prod")
-    assert route(ev, Route(repositories=("team/*",))) is ev
     assert route(ev, Route(repositories=("prod/team/*",))) is ev
+    assert route(ev, Route(repositories=("prod/*",))) is ev
+    assert route(ev, Route(repositories=("*/team/app",))) is ev
+    # the registry name comes first, as the config documents: a bare repository glob does not
+    # match (else "prod/*" would also catch a repository called prod/x in another registry)
+    assert route(ev, Route(repositories=("team/*",))) is None
+    other = event(added=[finding("CVE-1")], repository="prod/x", registry="dev")
+    assert route(other, Route(repositories=("prod/*",))) is None
     assert route(ev, Route(repositories=("other/*", "staging/*"))) is None
-    assert route(ev, Route(repositories=("team",))) is None
 
 
 def test_kinds_filter_and_validation():

@@ -35,8 +35,9 @@ class Route:
     fixable_only: bool = False
     """Leave out findings with no known fix."""
     repositories: tuple[str, ...] = ()
-    """Glob patterns (:func:`fnmatch.fnmatchcase`) matched against ``repository`` and against
-    ``registry/repository``; empty means every repository."""
+    """Glob patterns (:func:`fnmatch.fnmatchcase`) matched against ``<registry name>/<repository>``
+    (as the config documents: ``prod/*`` is everything in the registry named ``prod``); empty
+    means every repository."""
     mode: Mode = "per_image"
     """``per_image``: one message per event; ``digest``: one message for all due events."""
     kinds: frozenset[EventKind] = frozenset(EventKind)
@@ -64,7 +65,7 @@ class Route:
         if not self.repositories:
             return True
         full = f"{registry}/{repository}"
-        return any(fnmatchcase(repository, p) or fnmatchcase(full, p) for p in self.repositories)
+        return any(fnmatchcase(full, p) for p in self.repositories)
 
     def wants(self, finding: Finding) -> bool:
         """Whether one finding passes the severity floor and the fixable filter."""
