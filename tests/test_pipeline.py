@@ -30,3 +30,15 @@ def test_notes_said_of_many_images_are_grouped():
 
     assert _grouped({"quota reached": ["a", "b", "c"], "stale data": ["d"]}) == (
         "quota reached (3 images, e.g. a)", "d: stale data")
+
+
+def test_sink_kinds_from_config_reach_the_route(tmp_path):
+    from vulnwatch.config import parse_config
+    from vulnwatch.model import EventKind
+    from vulnwatch.wiring import build_sinks
+
+    cfg = parse_config("notifications:\n  - name: only-rebuilds\n    type: console\n    kinds: [rebuild]\n"
+                       "  - name: all\n    type: console\n")
+    rebuilds, everything = build_sinks(cfg)
+    assert rebuilds.route.kinds == frozenset({EventKind.REBUILD})
+    assert everything.route.kinds == frozenset(EventKind)

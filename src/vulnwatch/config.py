@@ -533,6 +533,10 @@ class _RoutedSink(_Model):
     """Globs over ``<registry name>/<repository>`` (e.g. ``prod/*``); empty = every repository."""
     mode: Literal["per_image", "digest"] = "per_image"
     """``per_image``: one message per event; ``digest``: one message per run."""
+    kinds: list[Literal["new_image", "findings_changed", "rebuild"]] = Field(
+        default_factory=lambda: ["new_image", "findings_changed", "rebuild"])
+    """Which changes to send: a new image, findings that moved on a known image, a rebuild
+    (a tag moved to a new digest)."""
     timeout: Duration = timedelta(seconds=10)
     """HTTP timeout for one delivery attempt."""
 

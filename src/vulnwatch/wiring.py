@@ -200,7 +200,7 @@ def _route(s) -> Route:
     from .notify.routing import Route
 
     return Route(min_severity=s.min_severity, fixable_only=s.fixable_only,
-                 repositories=tuple(s.repositories or ()), mode=s.mode)
+                 repositories=tuple(s.repositories or ()), mode=s.mode, kinds=frozenset(s.kinds))
 
 
 def build_sinks(cfg: Config) -> list[Sink]:
