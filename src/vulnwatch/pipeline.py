@@ -135,7 +135,8 @@ class Pipeline:
         return images
 
     # -- recording -------------------------------------------------------------------------
-    def record(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool = True) -> Event | None:
+    def record(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool = True,
+               keep_inventory: bool = False) -> Event | None:
         """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction.
 
         A result identical to the stored snapshot (same scan, same findings, same tags) of an image
@@ -158,7 +159,7 @@ class Pipeline:
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
             deliveries.append((event, sinks))
-        self.store.commit_scan(result, deliveries)
+        self.store.commit_scan(result, deliveries, keep_inventory=keep_inventory)
         return event
 
     # -- the cycle -------------------------------------------------------------------------
@@ -218,7 +219,6 @@ class Pipeline:
         fingerprint is compared with the stored one; only images whose findings moved are read
         back whole, diffed and written. The others are stamped as checked, in one statement."""
         from .model import finding_hash, signature_of
-        from .scanners.builtin import rematch
         from .store.interface import PackageRow
         from .vulndb.match import Matcher
 
@@ -247,14 +247,17 @@ class Pipeline:
                 moved.append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
         events = []
-        for key in moved:
-            old = self.store.snapshot(*key)
+        now = utcnow()
+        for inv in self.store.inventories(keys=moved):
+            old = self.store.snapshot(*inv.key, with_inventory=False)
             if old is None:
                 continue
-            for new in rematch([old], matcher, source_updated_at=fresh):
-                ev = self.record(new, old, has_error=True)
-                if ev is not None:
-                    events.append(ev)
+            found = matcher.match(inv.packages, inv.distro)
+            new = ScanResult(image=old.image, scanner=old.scanner, scanned_at=now, findings=tuple(found),
+                             vulnerability_source_updated_at=fresh, distro=old.distro)
+            ev = self.record(new, old, has_error=True, keep_inventory=True)
+            if ev is not None:
+                events.append(ev)
         return events
 
     def deliver(self) -> DispatchReport:

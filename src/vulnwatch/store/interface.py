@@ -118,27 +118,32 @@ class Store(abc.ABC):
 
     # --- snapshots -------------------------------------------------------------------
     @abc.abstractmethod
-    def snapshot(self, registry: str, repository: str, digest: str) -> ScanResult | None:
-        """The current snapshot of a digest, or None if never scanned."""
+    def snapshot(self, registry: str, repository: str, digest: str, *,
+                 with_inventory: bool = True) -> ScanResult | None:
+        """The current snapshot of a digest, or None if never scanned. ``with_inventory=False``
+        leaves ``packages`` empty (cheaper, for re-matching, which reads them as rows)."""
 
     @abc.abstractmethod
     def snapshots(self, registry: str | None = None) -> list[ScanResult]:
         """All current snapshots (optionally of one registry)."""
 
     @abc.abstractmethod
-    def inventories(self, registry: str | None = None) -> Iterator[StoredInventory]:
-        """Every snapshot that carries an inventory, streamed (for re-matching)."""
+    def inventories(self, registry: str | None = None,
+                    keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
+        """Every snapshot that carries an inventory (or those of ``keys``), streamed."""
 
     @abc.abstractmethod
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
         """The digest a tag pointed to when last seen, or None."""
 
     @abc.abstractmethod
-    def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]]) -> None:
+    def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]], *,
+                    keep_inventory: bool = False) -> None:
         """In one transaction: replace the digest's snapshot, append to history, record the
         tags as now pointing to this digest, clear the image's error, and add each event
         to the outbox once per named sink. An event whose id is already in the outbox is
-        not added again (idempotent re-runs)."""
+        not added again (idempotent re-runs). ``keep_inventory`` keeps the stored packages and
+        distro (a re-match, whose result carries none) instead of replacing them."""
 
     @abc.abstractmethod
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:

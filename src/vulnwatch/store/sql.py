@@ -17,6 +17,7 @@ The database URL may hold a password: it is shown only with the password hidden.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator, Sequence
@@ -26,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (BigInteger, bindparam, Column, DateTime, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (BigInteger, bindparam, tuple_, Column, DateTime, Integer, MetaData, String, Table, Text,
                         and_, create_engine, event, func, or_, select, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -164,6 +165,31 @@ deliveries_t = Table(
 _PACKAGE_FIELDS = frozenset(f.name for f in fields(Package))
 _ROW_FIELDS = list(PackageRow._fields)
 assert _ROW_FIELDS == [f.name for f in fields(Package)], "PackageRow must mirror Package"
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _finding_json(f: Finding) -> str:
+    """A finding as stored (cached: re-matching writes the same findings into many images)."""
+    return _dumps(f.to_dict())
+
+
+_FROM_DICT_CACHE: dict[tuple, Finding] = {}
+
+
+def _finding_from_dict(d: dict) -> Finding:
+    """Finding.from_dict, sharing one object per distinct finding (re-matching a fleet reads
+    the same findings from many images)."""
+    g = d.get
+    key = (g("vulnerability_id"), g("package_name"), g("package_version"), g("ecosystem"), g("severity"),
+           g("cvss_score"), g("cvss_vector"), g("title"), g("fix_available"), g("scanner"),
+           g("exploit_available"), g("purl"), tuple(g("aliases") or ()), tuple(g("fixed_versions") or ()),
+           tuple(g("links") or ()))
+    hit = _FROM_DICT_CACHE.get(key)
+    if hit is None:
+        if len(_FROM_DICT_CACHE) >= 1 << 17:
+            _FROM_DICT_CACHE.clear()
+        hit = _FROM_DICT_CACHE[key] = Finding.from_dict(d)
+    return hit
 
 
 def _dump_packages(packages) -> str:
@@ -359,18 +385,18 @@ class SQLStore(Store):
                      tags=tuple(json.loads(row.tags or "[]")), pushed_at=row.pushed_at,
                      media_type=row.media_type, size_bytes=row.size_bytes)
 
-    def _result(self, row) -> ScanResult:
+    def _result(self, row, *, with_inventory: bool = True) -> ScanResult:
         where = f"snapshot of {row.registry}/{row.repository}@{row.digest}"
         try:
             return ScanResult(
                 image=self._image(row),
                 scanner=row.scanner,
                 scanned_at=row.scanned_at,
-                findings=tuple(Finding.from_dict(d) for d in json.loads(row.findings)),
+                findings=tuple(_finding_from_dict(d) for d in json.loads(row.findings)),
                 vulnerability_source_updated_at=row.vulnerability_source_updated_at,
                 state=ScanState(row.state),
                 packages=tuple(Package(*r) if isinstance(r, PackageRow) else r
-                               for r in _load_packages(row.packages)),
+                               for r in _load_packages(row.packages)) if with_inventory else (),
                 distro=row.distro,
                 notes=tuple(json.loads(row.notes)),
             )
@@ -378,12 +404,13 @@ class SQLStore(Store):
             raise StoreError(f"state store {self._display}: cannot read the {where} ({e}); "
                              "rescan the image to replace it") from None
 
-    def snapshot(self, registry: str, repository: str, digest: str) -> ScanResult | None:
+    def snapshot(self, registry: str, repository: str, digest: str, *,
+                 with_inventory: bool = True) -> ScanResult | None:
         with self._tx(f"reading the snapshot of {registry}/{repository}@{digest}") as conn:
             row = conn.execute(self._snapshot_query().where(
                 snapshots_t.c.registry == registry, snapshots_t.c.repository == repository,
                 snapshots_t.c.digest == digest)).first()
-        return self._result(row) if row is not None else None
+        return self._result(row, with_inventory=with_inventory) if row is not None else None
 
     def snapshots(self, registry: str | None = None) -> list[ScanResult]:
         q = self._snapshot_query().order_by(snapshots_t.c.registry, snapshots_t.c.repository,
@@ -394,7 +421,8 @@ class SQLStore(Store):
             rows = conn.execute(q).all()
         return [self._result(r) for r in rows]
 
-    def inventories(self, registry: str | None = None) -> Iterator[StoredInventory]:
+    def inventories(self, registry: str | None = None,
+                    keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         s = snapshots_t
         q = (select(s.c.registry, s.c.repository, s.c.digest, s.c.scanner, s.c.distro, s.c.packages,
                     s.c.findings_signature)
@@ -402,6 +430,15 @@ class SQLStore(Store):
              .order_by(s.c.registry, s.c.repository, s.c.digest))
         if registry is not None:
             q = q.where(s.c.registry == registry)
+        if keys is not None:
+            keys = list(dict.fromkeys(tuple(k) for k in keys))
+            for i in range(0, len(keys), 300):
+                chunk = keys[i:i + 300]
+                yield from self._inventories(q.where(tuple_(s.c.registry, s.c.repository, s.c.digest).in_(chunk)))
+            return
+        yield from self._inventories(q)
+
+    def _inventories(self, q) -> Iterator[StoredInventory]:
         with self._tx("reading inventories") as conn:
             for row in conn.execution_options(yield_per=200).execute(q):
                 rows = _load_rows(row.packages)
@@ -459,7 +496,8 @@ class SQLStore(Store):
             kept = [t for t in json.loads(old_tags) if t != tag]
             conn.execute(update(images_t).where(key).values(tags=_dumps(kept)))
 
-    def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]]) -> None:
+    def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]], *,
+                    keep_inventory: bool = False) -> None:
         img = result.image
         now = utcnow()
         counts = _dumps(result.counts)
@@ -467,19 +505,29 @@ class SQLStore(Store):
             scanner=result.scanner, scanned_at=result.scanned_at, recorded_at=now,
             vulnerability_source_updated_at=result.vulnerability_source_updated_at,
             state=ScanState(result.state).value,
-            findings=_dumps([f.to_dict() for f in result.findings]),
-            packages=_dump_packages(result.packages),
+            findings="[" + ",".join(_finding_json(f) for f in result.findings) + "]",
             findings_signature=findings_signature(result.findings),
-            distro=result.distro, notes=_dumps(list(result.notes)), counts=counts)
+            notes=_dumps(list(result.notes)), counts=counts)
+        if not keep_inventory:
+            snapshot.update(packages=_dump_packages(result.packages), distro=result.distro)
         with self._tx(f"recording the scan of {img.registry}/{img.repository}@{img.digest}",
                       write=True) as conn:
             self._upsert_image(conn, img, now, last_error=None, last_error_at=None,
                                last_error_scanner=None)
-            stmt = self._insert(snapshots_t).values(registry=img.registry, repository=img.repository,
-                                                    digest=img.digest, **snapshot)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=[snapshots_t.c.registry, snapshots_t.c.repository, snapshots_t.c.digest],
-                set_={k: getattr(stmt.excluded, k) for k in snapshot}))
+            st = snapshots_t
+            updated = 0
+            if keep_inventory:   # a re-match: the row and its inventory are there; change the rest
+                updated = conn.execute(update(st).where(
+                    st.c.registry == img.registry, st.c.repository == img.repository,
+                    st.c.digest == img.digest).values(**snapshot)).rowcount
+            if not updated:
+                snapshot.setdefault("packages", _dump_packages(result.packages))
+                snapshot.setdefault("distro", result.distro)
+                stmt = self._insert(st).values(registry=img.registry, repository=img.repository,
+                                               digest=img.digest, **snapshot)
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=[st.c.registry, st.c.repository, st.c.digest],
+                    set_={k: getattr(stmt.excluded, k) for k in snapshot}))
 
             sh = scan_history_t
             seen = conn.scalar(select(sh.c.id).where(
