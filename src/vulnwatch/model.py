@@ -393,7 +393,7 @@ def stable_id(*parts: Any) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:32]}"
 
 
-@functools.lru_cache(maxsize=1 << 18)
+@functools.lru_cache(maxsize=1 << 16)
 def finding_hash(f: Finding) -> int:
     """A 128-bit hash of what :func:`vulnwatch.diff.diff` compares of a finding (identity,
     severity, score, fixability, fixed versions; not titles or links)."""

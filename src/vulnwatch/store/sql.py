@@ -167,7 +167,7 @@ _ROW_FIELDS = list(PackageRow._fields)
 assert _ROW_FIELDS == [f.name for f in fields(Package)], "PackageRow must mirror Package"
 
 
-@functools.lru_cache(maxsize=1 << 17)
+@functools.lru_cache(maxsize=1 << 16)
 def _finding_json(f: Finding) -> str:
     """A finding as stored (cached: re-matching writes the same findings into many images)."""
     return _dumps(f.to_dict())
@@ -186,7 +186,7 @@ def _finding_from_dict(d: dict) -> Finding:
            tuple(g("links") or ()))
     hit = _FROM_DICT_CACHE.get(key)
     if hit is None:
-        if len(_FROM_DICT_CACHE) >= 1 << 17:
+        if len(_FROM_DICT_CACHE) >= 1 << 16:
             _FROM_DICT_CACHE.clear()
         hit = _FROM_DICT_CACHE[key] = Finding.from_dict(d)
     return hit
