@@ -153,18 +153,3 @@ class BuiltinScanner(Scanner):
     def close(self) -> None:
         self.registry.close()
 
-
-def rematch(snapshots: Sequence[ScanResult], matcher: Matcher, *, clock: Callable[[], datetime] = utcnow,
-            source_updated_at: datetime | None = None) -> list[ScanResult]:
-    """Every stored inventory matched again against the current data, as new results
-    (the caller diffs each against the snapshot it came from)."""
-    out = []
-    now = clock()
-    for snap in snapshots:
-        if snap.scanner != SCANNER or not (snap.packages or snap.distro):
-            continue
-        findings = matcher.match(list(snap.packages), snap.distro)
-        out.append(ScanResult(image=snap.image, scanner=snap.scanner, scanned_at=now, findings=tuple(findings),
-                              vulnerability_source_updated_at=source_updated_at, packages=snap.packages,
-                              distro=snap.distro))
-    return out
