@@ -64,7 +64,8 @@ def _ecr(reg) -> tuple[Registry, Scanner]:
                            endpoint_url=endpoint, max_concurrency=reg.max_concurrency)
     scanner = ECRScanner(region=reg.region, registry_id=reg.registry_id, endpoint_url=endpoint,
                          mode=reg.scan.mode, scan_interval=reg.scan.interval,
-                         wait_timeout=reg.scan.wait_timeout, max_concurrency=reg.max_concurrency)
+                         wait_timeout=reg.scan.wait_timeout, max_concurrency=reg.max_concurrency,
+                         listing=registry)
     return registry, scanner
 
 

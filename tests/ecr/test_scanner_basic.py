@@ -305,3 +305,22 @@ def test_waiting_scan_does_not_block_others_even_with_one_worker(moto, pusher, p
     order = [img for img, res in s.scan_many([slow, fast1, fast2], prev)
              if isinstance(res, ScanResult)]
     assert order[-1] == slow and set(order) == {slow, fast1, fast2}
+
+
+def test_scan_status_from_the_registry_listing_saves_the_describe_images_call(moto, pusher, proxy):
+    from vulnwatch.registries.ecr import ECRRegistry
+
+    digests = [pusher.push("app", f"v{i}") for i in range(3)]
+    when = NOW - timedelta(hours=3)
+    for d in digests:
+        proxy.summaries[d] = {"imageScanStatus": {"status": "COMPLETE"},
+                              "imageScanFindingsSummary": {"imageScanCompletedAt": ts(when)}}
+    registry = ECRRegistry("prod", region="us-east-1", endpoint_url=proxy.url)
+    images = list(registry.images("app"))
+    assert registry.scan_info("app", digests[0]).status == "COMPLETE"
+    s = scanner(proxy.url, listing=registry)
+    previous = {img.key: previous_of(img, when, OLD_FINDING) for img in images}
+    results = dict(s.scan_many(images, previous))
+    assert all(r.findings == (OLD_FINDING,) for r in results.values())
+    assert s.calls["DescribeImages"] == 0                        # the listing already said it all
+    assert s.calls["DescribeImageScanFindings"] == 0 and s.calls["StartImageScan"] == 0

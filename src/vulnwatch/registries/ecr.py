@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+import threading
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +70,16 @@ def registry_error(exc: Exception, *, registry: str, repository: str | None = No
                          reference=reference)
 
 
+@dataclass(frozen=True)
+class ScanInfo:
+    """What ``DescribeImages`` says of an image's ECR scan."""
+
+    status: str | None
+    """``imageScanStatus.status`` (``COMPLETE``, ``IN_PROGRESS``, ...); None: never scanned."""
+    completed_at: datetime | None
+    """``imageScanFindingsSummary.imageScanCompletedAt``, when given."""
+
+
 class ECRRegistry(Registry):
     """Images in one AWS account's ECR registry in one region.
 
@@ -90,6 +102,8 @@ class ECRRegistry(Registry):
             "ecr", region=region, endpoint_url=endpoint_url, max_pool_connections=max(10, max_concurrency * 2))
         self.calls = aws.CallCounter()
         self.calls.attach(self.client)
+        self._scan_info: dict[tuple[str, str], ScanInfo] = {}
+        self._scan_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ECRRegistry(name={self.name!r}, registry_id={self.registry_id!r})"
@@ -126,6 +140,12 @@ class ECRRegistry(Registry):
                             seen["imagePushedAt"] = pushed
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
             raise registry_error(e, registry=self.name, repository=repository) from None
+        with self._scan_lock:
+            for digest, detail in by_digest.items():
+                summary = detail.get("imageScanFindingsSummary") or {}
+                self._scan_info[(repository, digest)] = ScanInfo(
+                    status=(detail.get("imageScanStatus") or {}).get("status"),
+                    completed_at=summary.get("imageScanCompletedAt"))
         for digest, detail in by_digest.items():
             pushed_at: datetime | None = detail.get("imagePushedAt")
             yield Image(
@@ -137,6 +157,12 @@ class ECRRegistry(Registry):
                 media_type=detail.get("imageManifestMediaType"),
                 size_bytes=detail.get("imageSizeInBytes"),
             )
+
+    def scan_info(self, repository: str, digest: str) -> "ScanInfo | None":
+        """What the last listing of ``repository`` said of the digest's ECR scan (None if the
+        digest was not listed): lets the scanner skip asking ``DescribeImages`` again."""
+        with self._scan_lock:
+            return self._scan_info.get((repository, digest))
 
     def _get_manifest(self, repository: str, reference: str) -> tuple[str, str, bytes]:
         image_id = {"imageDigest": reference} if reference.startswith("sha256:") else {"imageTag": reference}

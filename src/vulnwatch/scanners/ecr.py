@@ -31,6 +31,7 @@ import botocore.exceptions
 
 from .. import aws
 from ..model import Finding, Image, ScanResult, Severity, utcnow
+from ..registries.ecr import ECRRegistry
 from .interface import Scanner, ScanError
 
 Mode = Literal["auto", "basic", "enhanced"]
@@ -229,13 +230,16 @@ class ECRScanner(Scanner):
                  scan_interval: timedelta = timedelta(hours=24), wait_timeout: timedelta = timedelta(minutes=10),
                  poll_initial: float = 2.0, poll_max: float = 30.0, max_concurrency: int = 4,
                  clock: Callable[[], datetime] = utcnow, sleep: Callable[[float], None] = time.sleep,
-                 start_client: Any = None) -> None:
+                 start_client: Any = None, listing: ECRRegistry | None = None) -> None:
         if mode not in ("auto", "basic", "enhanced"):
             raise ValueError(f"ECR scanner mode must be auto, basic or enhanced, not {mode!r}")
         self.client = client if client is not None else aws.client(
             "ecr", region=region, endpoint_url=endpoint_url, max_pool_connections=max(10, max_concurrency * 2))
         self.start_client = start_client if start_client is not None else aws.without_retries(self.client)
         self.registry_id = registry_id
+        self.listing = listing
+        """The registry that listed the images: what its ``DescribeImages`` pages said of each
+        image's scan is used instead of asking again."""
         self.scan_interval = scan_interval
         self.wait_timeout = wait_timeout
         self.poll_initial = poll_initial
@@ -312,6 +316,12 @@ class ECRScanner(Scanner):
         Best effort: a failing batch (e.g. one image deleted) just leaves its summaries unknown."""
         by_repo: dict[str, list[_Job]] = {}
         for job in jobs:
+            info = self.listing.scan_info(job.image.repository, job.image.digest) if self.listing else None
+            if info is not None:          # the registry's listing already said it
+                job.listed = True
+                job.scan_status = info.status
+                job.summary_at = _utc(info.completed_at)
+                continue
             by_repo.setdefault(job.image.repository, []).append(job)
 
         def fetch(repository: str, batch: list[_Job]) -> None:
