@@ -312,7 +312,7 @@ def our_cycle(cfg: Config, clock: Callable[[], datetime], profile: cProfile.Prof
     scanner = ECRScanner(region=reg.region, registry_id=reg.registry_id, endpoint_url=endpoint,
                          mode=reg.scan.mode, scan_interval=reg.scan.interval,
                          wait_timeout=reg.scan.wait_timeout, max_concurrency=reg.max_concurrency,
-                         clock=clock)
+                         clock=clock, listing=registry)
     for client in {id(c): c for c in (registry.client, scanner.client, scanner.start_client)}.values():
         meter.attach(client)
     d = cfg.delivery
