@@ -172,3 +172,53 @@ def test_a_registry_that_is_down_fails_alone(plain, home):
     out = json.loads(r.stdout)
     assert out["scanned"] == 1
     assert [f["target"] for f in out["failures"]] == ["gone"]
+
+
+@pytest.fixture(scope="module")
+def multiarch(tmp_path_factory):
+    from tests.registries.synthetic import write_index
+
+    layout = tmp_path_factory.mktemp("multiarch") / "layout"
+    status = (b"Package: zlib1g\nStatus: install ok installed\nArchitecture: %s\nSource: zlib\n"
+              b"Version: 1:1.2.11.dfsg-2\n\n")
+    os_release = b'PRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\nID=debian\nVERSION_ID="11"\n'
+    index_digest, per = write_index(layout, "multi", {
+        "linux/amd64": {"etc/os-release": os_release, "var/lib/dpkg/status": status % b"amd64"},
+        "linux/arm64": {"etc/os-release": os_release, "var/lib/dpkg/status": status % b"arm64"}})
+    reg = start_registry(tmp_path_factory.mktemp("oci-multiarch"))
+    reg.push(f"oci:{layout}:multi", "base", "1.0", all_platforms=True)
+    yield reg, index_digest, per
+    reg.stop()
+
+
+def test_platform_all_scans_each_platform_of_an_index(multiarch, home):
+    reg, index_digest, per = multiarch
+    cfg = write_config(home, f"""  - name: lab
+    type: oci
+    url: {reg.url}
+    insecure: true
+    platform: all
+""")
+    r = cli(cfg, "run", "--format", "json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["scanned"] == 2 and out["failures"] == []
+    status = json.loads(cli(cfg, "status", "--format", "json").stdout)
+    assert sorted((s["digest"], tuple(s["tags"])) for s in status) == sorted(
+        (w.manifest_digest, (f"1.0 [{p}]",)) for p, w in per.items())
+    assert {e["digest"] for e in out["events"]} == {w.manifest_digest for w in per.values()}   # zlib is vulnerable
+    r = cli(cfg, "run", "--format", "json")
+    assert json.loads(r.stdout)["events"] == []
+
+
+def test_default_platform_scans_one_image_per_index(multiarch, home):
+    reg, index_digest, per = multiarch
+    cfg = write_config(home, f"""  - name: lab
+    type: oci
+    url: {reg.url}
+    insecure: true
+""")
+    r = cli(cfg, "run", "--format", "json")
+    assert r.exit_code == 0, r.output
+    [status] = json.loads(cli(cfg, "status", "--format", "json").stdout)
+    assert status["digest"] == index_digest and status["tags"] == ["1.0"]

@@ -464,15 +464,17 @@ class OciRegistryConfig(_RegistryBase):
     password: SecretStr | None = None
     """Password or token for ``username`` (use ``${VAR}``)."""
     platform: str = "linux/amd64"
-    """Platform to pick from multi-platform images: ``os/arch[/variant]``."""
+    """Platform to pick from multi-platform images: ``os/arch[/variant]``, or ``all``: every
+    platform of an index becomes an image of its own (tags read ``1.0 [linux/arm64]``)."""
     scan: ScanSettings = Field(default_factory=ScanSettings)
     """Scan timings."""
 
     @field_validator("platform")
     @classmethod
     def _platform(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", value):
-            raise ValueError(f"bad platform {value!r}: use os/arch[/variant], e.g. linux/amd64, linux/arm64/v8")
+        if value != "all" and not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", value):
+            raise ValueError(f"bad platform {value!r}: use os/arch[/variant], e.g. linux/amd64, linux/arm64/v8, "
+                             "or all (every platform of a multi-platform image, each scanned on its own)")
         return value
 
     @model_validator(mode="after")

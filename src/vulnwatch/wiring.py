@@ -159,7 +159,9 @@ def _oci(reg, shared: _Shared) -> tuple[Registry, Scanner]:
             creds = ecr_credentials(host)     # an ECR registry read with our own scanner
         if creds is not None:
             secret(creds.password)
-    registry = OCIRegistry(reg.name, url, credentials=creds, insecure=reg.insecure, platform=reg.platform)
+    every = reg.platform == "all"
+    registry = OCIRegistry(reg.name, url, credentials=creds, insecure=reg.insecure,
+                           platform="linux/amd64" if every else reg.platform, all_platforms=every)
     return registry, _builtin(shared, registry, reg)
 
 

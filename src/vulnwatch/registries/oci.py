@@ -452,8 +452,25 @@ class OCIRegistry(Registry):
                 entry = by_digest.setdefault(digest, {"tags": [], "media_type": media_type})
                 entry["tags"].append(tag)
         for digest, entry in by_digest.items():
+            tags = tuple(sorted(entry["tags"]))
+            if self.all_platforms and entry["media_type"] in INDEX_TYPES:
+                yield from self._platform_images(repository, digest, tags)
+                continue
             yield Image(registry=self.name, repository=repository, digest=digest,
-                        tags=tuple(sorted(entry["tags"])), media_type=entry["media_type"])
+                        tags=tags, media_type=entry["media_type"])
+
+    def _platform_images(self, repository: str, index_digest: str, tags: tuple[str, ...]) -> Iterator[Image]:
+        """With ``all_platforms``: one image per platform manifest of an index. Each is its own
+        digest; its tags carry the platform (``1.0 [linux/arm64]``), so that a tag's history
+        follows one platform and a rebuild is compared platform by platform."""
+        where = {"registry": self.name, "repository": repository, "reference": index_digest}
+        raw, media_type, digest = self._fetch_manifest(repository, index_digest)
+        doc = parse_manifest(raw, media_type, digest, where)
+        for d in (_descriptor(x, where) for x in doc.get("manifests") or ()):
+            if not d.platform or d.platform.startswith("unknown/"):
+                continue  # attestations and other non-image entries
+            yield Image(registry=self.name, repository=repository, digest=d.digest,
+                        tags=tuple(f"{t} [{d.platform}]" for t in tags), media_type=d.media_type)
 
     def _fetch_manifest(self, repository: str, reference: str) -> tuple[bytes, str | None, str]:
         """GET a manifest: (bytes, media type, verified digest)."""
