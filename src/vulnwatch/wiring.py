@@ -93,9 +93,9 @@ def _newest_mtime(path: Path) -> float:
 
 def _source_name(path: Path) -> str:
     """Source key for a local export: ``Debian`` for ``.../Debian/all.zip``, ``local:<dir>`` for a folder."""
-    if path.is_file() and path.name == "all.zip":
-        return path.parent.name
-    return f"local:{path}"
+    from .vulndb.sync import export_source
+
+    return export_source(path) or f"local:{path}"
 
 
 class _Shared:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import namedtuple
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 
 from collections.abc import Iterator
-from typing import NamedTuple
 
-from ..model import Event, Image, ScanResult
+from ..model import Event, Image, Package, ScanResult
 
 
 class StoreError(Exception):
@@ -81,18 +81,11 @@ class HistoryEntry:
     counts: dict[str, int]
 
 
-class PackageRow(NamedTuple):
-    """A stored package, light enough to re-match millions of them (same attribute names as
-    :class:`vulnwatch.model.Package`, so the matcher takes either)."""
-
-    name: str
-    version: str
-    ecosystem: str
-    purl: str | None = None
-    source_name: str | None = None
-    source_version: str | None = None
-    path: str | None = None
-    layer: str | None = None
+PackageRow = namedtuple(  # type: ignore[misc]
+    "PackageRow", [f.name for f in fields(Package)],
+    defaults=[f.default for f in fields(Package) if f.default is not MISSING])
+PackageRow.__doc__ = """A stored package, light enough to re-match millions of them: the fields of
+:class:`vulnwatch.model.Package`, in its order, so the matcher takes either."""
 
 
 @dataclass(frozen=True)

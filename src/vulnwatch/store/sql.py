@@ -163,8 +163,7 @@ deliveries_t = Table(
 )
 
 _PACKAGE_FIELDS = frozenset(f.name for f in fields(Package))
-_ROW_FIELDS = list(PackageRow._fields)
-assert _ROW_FIELDS == [f.name for f in fields(Package)], "PackageRow must mirror Package"
+_ROW_FIELDS = list(PackageRow._fields)   # Package's fields, in order (PackageRow is derived from it)
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -116,7 +116,8 @@ def read_export(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
     return _read_dir(p)
 
 
-def _guess_source(path: Path) -> str | None:
+def export_source(path: Path) -> str | None:
+    """The source key of an OSV export by its place: ``Debian`` for ``.../Debian/all.zip``; else None."""
     if path.is_file() and path.name == "all.zip":
         return path.parent.name or None
     return None
@@ -139,7 +140,7 @@ def import_path(db: VulnIndex | str | os.PathLike[str], path: str | os.PathLike[
         items = read_export(p)
         skipped: list[tuple[str, str]] = []
         skipped_total = 0
-        source = source or _guess_source(p)
+        source = source or export_source(p)
         writer = None
         try:
             for label, rec in items:
