@@ -79,7 +79,7 @@ from vulnwatch.model import utcnow  # noqa: E402
 from vulnwatch.pipeline import CycleReport, Pipeline, Watch  # noqa: E402
 from vulnwatch.registries.ecr import ECRRegistry  # noqa: E402
 from vulnwatch.scanners.ecr import ECRScanner  # noqa: E402
-from vulnwatch.wiring import build_sinks, open_store, register_config_secrets  # noqa: E402
+from vulnwatch.build import build_sinks, open_store, register_config_secrets  # noqa: E402
 
 START = "StartImageScan"
 FINDINGS = "DescribeImageScanFindings"
@@ -297,7 +297,7 @@ registries:
 
 
 def our_cycle(cfg: Config, clock: Callable[[], datetime], profile: cProfile.Profile | None = None) -> OursResult:
-    """One ``vulnwatch run``: the pipeline built as :func:`vulnwatch.wiring.build_pipeline` does
+    """One ``vulnwatch run``: the pipeline built as :func:`vulnwatch.build.build_pipeline` does
     (registry and scanner as ``wiring._ecr`` makes them), except that the scanner gets ``clock``."""
     meter = Meter()
     started = time.perf_counter()

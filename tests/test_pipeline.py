@@ -35,7 +35,7 @@ def test_notes_said_of_many_images_are_grouped():
 def test_sink_kinds_from_config_reach_the_route(tmp_path):
     from vulnwatch.config import parse_config
     from vulnwatch.model import EventKind
-    from vulnwatch.wiring import build_sinks
+    from vulnwatch.build import build_sinks
 
     cfg = parse_config("notifications:\n  - name: only-rebuilds\n    type: console\n    kinds: [rebuild]\n"
                        "  - name: all\n    type: console\n")

@@ -33,11 +33,48 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .config import RepositorySelector, Selector
+from fnmatch import fnmatchcase
+
 from .model import Image
 
-__all__ = ["RepositorySelection", "TargetError", "load_watch_list", "missing_repositories",
+__all__ = ["RepositorySelection", "Selector", "TargetError", "is_glob", "load_watch_list", "missing_repositories",
            "resolve_repositories", "select_images", "select_repositories"]
+
+
+def is_glob(pattern: str) -> bool:
+    """True when ``pattern`` has glob characters (``*``, ``?``, ``[``), False for an exact name."""
+    return any(c in pattern for c in "*?[")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which repositories to watch and which of their images (the values of one configured
+    ``repositories[]`` entry)."""
+
+    name: str = "*"
+    """Exact repository name or ``fnmatch`` glob (``team/*``; ``*`` also matches ``/``)."""
+    include: tuple[str, ...] = ("*",)
+    """Tag globs to take (case-sensitive)."""
+    exclude: tuple[str, ...] = ()
+    """Tag globs to leave out, applied after ``include``."""
+    newest: int | None = None
+    """Keep only the newest N images by push time (after tag filters); None = all."""
+    untagged: bool = False
+    """Also take images that have no tag (tag filters do not apply to them)."""
+
+    @property
+    def is_exact(self) -> bool:
+        """True when ``name`` is an exact repository name (no glob characters)."""
+        return not is_glob(self.name)
+
+    def matches(self, repository: str) -> bool:
+        """True when ``repository`` is selected by ``name``."""
+        return fnmatchcase(repository, self.name)
+
+    def accepts(self, tag: str) -> bool:
+        """True when ``tag`` is included and not excluded."""
+        return (any(fnmatchcase(tag, p) for p in self.include)
+                and not any(fnmatchcase(tag, p) for p in self.exclude))
 
 
 class TargetError(Exception):
@@ -152,19 +189,19 @@ def load_watch_list(source: str, *, s3_client: Any = None) -> list[str]:
 class RepositorySelection:
     """What the selectors and watch list pick from one registry's repositories."""
 
-    selected: tuple[tuple[str, RepositorySelector], ...]
+    selected: tuple[tuple[str, Selector], ...]
     """(repository name, the selector that applies to it), sorted by name."""
     missing: tuple[str, ...]
     """Names given exactly (by a selector or the watch list) that the registry does not list, sorted."""
 
 
-def resolve_repositories(all_names: Iterable[str], selectors: Sequence[RepositorySelector],
+def resolve_repositories(all_names: Iterable[str], selectors: Sequence[Selector],
                          watch_list: Iterable[str] | None = None) -> RepositorySelection:
     """Apply ``selectors`` (``[]`` = every repository) and ``watch_list`` (None = no watch list)
     to the repository names a registry lists. See the module docstring for the rules."""
     names = sorted(set(all_names))
     present = set(names)
-    sels = list(selectors) or [RepositorySelector()]
+    sels = list(selectors) or [Selector()]
     exact = {}
     for s in sels:
         if s.is_exact:
@@ -246,7 +283,7 @@ def select_images(images: Iterable[Image], selector: Selector) -> list[Image]:
         if not img.tags:
             if selector.untagged:
                 kept.append(img)
-        elif any(selector.tags.accepts(t) for t in img.tags):
+        elif any(selector.accepts(t) for t in img.tags):
             kept.append(img)
     kept.sort(key=_order)
     if selector.newest is not None:

@@ -183,6 +183,34 @@ def test_unknown_key_suggests_the_right_one(config_error):
     assert_problem(err, 5, "registries[0].scan.wait_timout", "unknown key", "did you mean 'wait_timeout'")
 
 
+@pytest.mark.parametrize("section,typo,meant", [
+    ("vulndb", "max_ag: 3d", "max_age"), ("layer_cache", "max_bm: 10", "max_mb"),
+    ("vulndb", "ecosytems: [Debian]", "ecosystems")])
+def test_every_section_gets_did_you_mean(config_error, section, typo, meant):
+    err = config_error(f"""
+        {section}:
+          {typo}
+        """)
+    assert_problem(err, 2, f"{section}.{typo.split(':')[0]}", "unknown key", f"did you mean {meant!r}")
+
+
+def test_console_sink_keys_get_did_you_mean(config_error):
+    err = config_error("""
+        notifications:
+          - {name: c, type: console, fixable_olny: true}
+        """)
+    assert_problem(err, 2, "notifications[0].fixable_olny", "did you mean 'fixable_only'")
+
+
+def test_interpolate_raises_value_error_as_documented():
+    from vulnwatch.config import InterpolationError, interpolate
+    with pytest.raises(ValueError, match="environment variable NOPE is not set") as info:
+        interpolate("${NOPE}", {})
+    assert isinstance(info.value, InterpolationError)
+    with pytest.raises(ValueError, match="unterminated"):
+        interpolate("${OPEN", {})
+
+
 def test_scan_mode_is_ecr_only(config_error):
     err = config_error("""
         registries:

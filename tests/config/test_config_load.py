@@ -228,21 +228,25 @@ def test_empty_webhook_secret_means_unsigned(load):
 
 
 def test_sink_repository_filter():
+    from vulnwatch.build import route_of
     cfg = Config.model_validate({"notifications": [
         {"name": "s", "type": "slack", "url": "https://h.example/x", "repositories": ["prod/team/*"]},
         {"name": "all", "type": "slack", "url": "https://h.example/y"}]})
-    s, everything = cfg.notifications
-    assert s.wants_repository("prod", "team/app")
-    assert not s.wants_repository("staging", "team/app")
-    assert not s.wants_repository("prod", "other")
-    assert everything.wants_repository("any", "thing")
+    s, everything = (route_of(n) for n in cfg.notifications)
+    assert s.matches_repository("prod", "team/app")
+    assert not s.matches_repository("staging", "team/app")
+    assert not s.matches_repository("prod", "other")
+    assert everything.matches_repository("any", "thing")
 
 
 def test_delivery_backoff_doubles_up_to_max():
-    d = Config.default().delivery
-    assert [d.backoff(n) for n in (1, 2, 3)] == [timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=2)]
-    assert d.backoff(9) == timedelta(hours=1)
-    assert d.backoff(1000) == timedelta(hours=1)
+    from vulnwatch.build import build_pipeline
+    cfg = Config.default()
+    ceiling = build_pipeline(cfg, store=object(), with_watches=False).dispatcher
+    ceiling.rng = lambda: 1.0            # no jitter: the ceiling itself
+    assert [ceiling.backoff(n) for n in (1, 2, 3)] == [30, 60, 120]
+    assert ceiling.backoff(9) == 3600
+    assert ceiling.backoff(1000) == 3600
 
 
 @pytest.mark.parametrize("text,seconds", [
@@ -294,9 +298,12 @@ def test_empty_sections_mean_defaults(load):
 
 def test_every_field_is_documented():
     from vulnwatch import config as c
-    models = [c.Config, c.StateConfig, c.TagFilter, c.RepositorySelector, c.EcrScanSettings,
-              c.EcrRegistryConfig, c.OciRegistryConfig, c.ArchiveRegistryConfig, c.SlackSinkConfig,
-              c.WebhookSinkConfig, c.DeliverySettings]
+    from vulnwatch.config.problems import schema_models
+    models = schema_models(c.Config)
+    for m in (c.StateConfig, c.TagFilter, c.RepositorySelector, c.EcrScanSettings, c.EcrRegistryConfig,
+              c.OciRegistryConfig, c.ArchiveRegistryConfig, c.SlackSinkConfig, c.WebhookSinkConfig,
+              c.ConsoleSinkConfig, c.DeliverySettings, c.VulnDBConfig, c.LayerCacheConfig):
+        assert m in models, m
     undocumented = [f"{m.__name__}.{name}" for m in models for name, f in m.model_fields.items()
                     if not f.description and name != "type"]
     assert undocumented == []

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from vulnwatch.config import RepositorySelector, TagFilter
 from vulnwatch.model import Image
-from vulnwatch.targets import (missing_repositories, resolve_repositories, select_images,
+from vulnwatch.targets import (Selector, missing_repositories, resolve_repositories, select_images,
                                select_repositories)
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 REPOS = ["base", "payments/api", "team/app", "team/web", "team/sub/deep", "tools/ci"]
 
 
-def sel(name="*", include=("*",), exclude=(), newest=None, untagged=False) -> RepositorySelector:
-    return RepositorySelector(name=name, tags=TagFilter(include=list(include), exclude=list(exclude)),
-                              newest=newest, untagged=untagged)
+def sel(name="*", include=("*",), exclude=(), newest=None, untagged=False) -> Selector:
+    return Selector(name=name, include=tuple(include), exclude=tuple(exclude), newest=newest, untagged=untagged)
 
 
 def img(digest_char: str, *tags: str, hours: float | None = 0, repo="team/app") -> Image:

@@ -62,7 +62,7 @@ def load(state: State) -> Config:
     except ConfigError as e:
         err_console.print(f"[bold red]config error[/]\n{logs.redact(str(e))}", highlight=False)
         raise typer.Exit(EXIT_CONFIG)
-    from ..wiring import register_config_secrets
+    from ..build import register_config_secrets
 
     register_config_secrets(cfg)
     state.config = cfg

@@ -30,7 +30,7 @@ def run(
     output: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
     """One cycle: list -> scan -> collect -> diff -> outbox -> deliver."""
-    from ..wiring import build_pipeline
+    from ..build import build_pipeline
 
     state = ctx.obj
     cfg = load(state)
@@ -78,7 +78,7 @@ def run(
 @app.command()
 def status(ctx: typer.Context, output: str = typer.Option("table", "--format", "-f", help="table or json.")) -> None:
     """Watched images: findings by severity, last scan, last error."""
-    from ..wiring import open_store
+    from ..build import open_store
 
     store = open_store(load(ctx.obj))
     try:
@@ -113,7 +113,7 @@ def events(
     output: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
     """Recent change events and their delivery state; dead letters; --retry-dead."""
-    from ..wiring import build_pipeline, open_store
+    from ..build import build_pipeline, open_store
 
     cfg = load(ctx.obj)
     if retry_dead:

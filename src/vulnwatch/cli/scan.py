@@ -54,7 +54,7 @@ def scan(
     from ..formats import FORMATS
     from ..scanners.builtin import BuiltinScanner
     from ..scanners.interface import ScanError
-    from ..wiring import open_layer_cache, open_vulndb, resolve_image
+    from ..build import open_layer_cache, open_vulndb, resolve_image
 
     if output not in FORMATS:
         err_console.print(f"--format: unknown format {output!r}; use one of {', '.join(sorted(FORMATS))}")
@@ -119,7 +119,7 @@ def scan(
 def _rematch_and_report(cfg, deliver: bool) -> int:
     """Re-match every stored inventory against the new data; record and deliver what moved."""
     from ..diff import summarize
-    from ..wiring import build_pipeline, open_vulndb
+    from ..build import build_pipeline, open_vulndb
 
     pipeline = build_pipeline(cfg, with_watches=False)
     index = open_vulndb(cfg)
@@ -149,7 +149,7 @@ def db_update(
     """Download OSV exports (<base_url>/<Ecosystem>/all.zip), only when changed."""
     from ..vulndb.interface import VulnDBError
     from ..vulndb.sync import update
-    from ..wiring import needed_ecosystems, open_vulndb
+    from ..build import needed_ecosystems, open_vulndb
 
     cfg = load(ctx.obj)
     wanted = list(ecosystems or cfg.vulndb.ecosystems or needed_ecosystems(cfg))
@@ -186,7 +186,7 @@ def db_import(
     """Import OSV data from local files (air-gapped sites)."""
     from ..vulndb.interface import VulnDBError
     from ..vulndb.sync import import_path
-    from ..wiring import _source_name, open_vulndb
+    from ..build import _source_name, open_vulndb
 
     cfg = load(ctx.obj)
     index = open_vulndb(cfg)
@@ -212,7 +212,7 @@ def db_import(
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Sources in the local OSV index: records, when imported, age."""
-    from ..wiring import open_vulndb
+    from ..build import open_vulndb
 
     cfg = load(ctx.obj)
     index = open_vulndb(cfg)

@@ -17,7 +17,7 @@ NOTIFIERS: dict[str, type[Notifier]] = {
 """Sink type name -> class. Every class takes ``(name, url, **options)``."""
 
 NOTIFIER_TYPES = NOTIFIERS
-"""The same map under the name :mod:`vulnwatch.wiring` uses."""
+"""The same map under the name :mod:`vulnwatch.build` uses."""
 
 
 def notifier_class(kind: str) -> type[Notifier]:

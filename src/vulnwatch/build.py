@@ -173,6 +173,14 @@ REGISTRY_TYPES: dict[str, Callable[..., tuple[Registry, Scanner]]] = {
 """Registry ``type`` -> factory ``(registry config, shared) -> (registry, scanner)``."""
 
 
+def selectors_of(reg) -> tuple:
+    """The :class:`~vulnwatch.targets.Selector` values of one configured registry."""
+    from .targets import Selector
+
+    return tuple(Selector(name=s.name, include=tuple(s.tags.include), exclude=tuple(s.tags.exclude),
+                          newest=s.newest, untagged=s.untagged) for s in reg.selectors())
+
+
 def build_watches(cfg: Config) -> list[Watch]:
     from .pipeline import Watch
     from .targets import load_watch_list
@@ -194,12 +202,13 @@ def build_watches(cfg: Config) -> list[Watch]:
                 s3 = client("s3", region=getattr(reg, "region", None),
                             endpoint_url=str(endpoint).rstrip("/") if endpoint else None)
             watch_list = load_watch_list(str(reg.watch_list), s3_client=s3)
-        watches.append(Watch(registry=registry, scanner=scanner, selectors=tuple(reg.selectors()),
+        watches.append(Watch(registry=registry, scanner=scanner, selectors=selectors_of(reg),
                              watch_list=watch_list))
     return watches
 
 
-def _route(s) -> Route:
+def route_of(s) -> Route:
+    """The :class:`~vulnwatch.notify.routing.Route` of one configured sink."""
     from .notify.routing import Route
 
     return Route(min_severity=s.min_severity, fixable_only=s.fixable_only,
@@ -215,7 +224,7 @@ def build_sinks(cfg: Config) -> list[Sink]:
         cls = NOTIFIER_TYPES[s.type]
         kwargs: dict[str, Any] = {}
         if s.type == "console":
-            sinks.append(Sink(notifier=cls(s.name), route=_route(s)))
+            sinks.append(Sink(notifier=cls(s.name), route=route_of(s)))
             continue
         if s.type == "webhook":
             kwargs = {"secret": secret(s.secret), "timeout": s.timeout.total_seconds(),
@@ -223,7 +232,7 @@ def build_sinks(cfg: Config) -> list[Sink]:
         else:
             kwargs = {"timeout": s.timeout.total_seconds()}
         notifier: Notifier = cls(s.name, secret(s.url), **kwargs)
-        sinks.append(Sink(notifier=notifier, route=_route(s)))
+        sinks.append(Sink(notifier=notifier, route=route_of(s)))
     return sinks
 
 

@@ -1,0 +1,74 @@
+"""``notifications[]``: the sinks (Slack, CloudEvents webhook, console) and what each wants."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, SecretStr, field_validator
+
+from ..model import Severity
+from .types import Duration, Model, Name, SecretHttpUrl, SeverityName, SinkRepositoryGlob
+
+__all__ = ["ConsoleSinkConfig", "SinkConfig", "SlackSinkConfig", "WebhookSinkConfig"]
+
+
+class _RoutedSink(Model):
+    name: Name
+    """Unique name; the outbox refers to the sink by it (never by URL)."""
+    min_severity: SeverityName = Severity.UNKNOWN
+    """Only findings rated at least this (UNKNOWN, NEGLIGIBLE, LOW, MEDIUM, HIGH, CRITICAL)."""
+    fixable_only: bool = False
+    """Only findings with a known fix."""
+    repositories: list[SinkRepositoryGlob] = Field(default_factory=list)
+    """Globs over ``<registry name>/<repository>`` (e.g. ``prod/*``); empty = every repository."""
+    mode: Literal["per_image", "digest"] = "per_image"
+    """``per_image``: one message per event; ``digest``: one message per run."""
+    kinds: list[Literal["new_image", "findings_changed", "rebuild"]] = Field(
+        default_factory=lambda: ["new_image", "findings_changed", "rebuild"])
+    """Which changes to send: a new image, findings that moved on a known image, a rebuild
+    (a tag moved to a new digest)."""
+    timeout: Duration = timedelta(seconds=10)
+    """HTTP timeout for one delivery attempt."""
+
+
+class _SinkBase(_RoutedSink):
+    url: SecretHttpUrl
+    """Where to POST (a secret: webhook URLs carry tokens; use ``${VAR}``)."""
+
+
+class ConsoleSinkConfig(_RoutedSink):
+    """Prints each notification to standard output (what the embedded example uses)."""
+
+    type: Literal["console"]
+
+
+class SlackSinkConfig(_SinkBase):
+    """A Slack incoming webhook (Block Kit message)."""
+
+    type: Literal["slack"]
+
+
+class WebhookSinkConfig(_SinkBase):
+    """A generic HTTPS webhook receiving CloudEvents 1.0 JSON."""
+
+    type: Literal["webhook"]
+    secret: SecretStr | None = None
+    """HMAC-SHA256 key to sign each body with; unset = unsigned."""
+    headers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")], SecretStr] = Field(
+        default_factory=dict)
+    """Extra HTTP headers (values are secrets: they may hold tokens)."""
+
+    @field_validator("secret")
+    @classmethod
+    def _empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+    def header_values(self) -> dict[str, str]:
+        """``headers`` with the values revealed, for the HTTP client only."""
+        return {k: v.get_secret_value() for k, v in self.headers.items()}
+
+
+SinkConfig = Annotated[Union[SlackSinkConfig, WebhookSinkConfig, ConsoleSinkConfig], Field(discriminator="type")]
+"""One ``notifications[]`` entry, by ``type``: ``slack``, ``webhook`` or ``console``."""
+

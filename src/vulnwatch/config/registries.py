@@ -1,0 +1,190 @@
+"""``registries[]``: where images come from (ECR, any OCI registry, local archives), which
+repositories and tags to watch in each, and how often to scan. Data only: selection itself is
+:mod:`vulnwatch.targets`."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from .problems import loc_error
+from .types import Duration, HttpUrl, Model, Name, RepositoryGlob, TagGlob, is_glob, resolve_path
+
+__all__ = ["ArchiveRegistryConfig", "EcrRegistryConfig", "EcrScanSettings", "OciRegistryConfig", "RegistryConfig",
+           "RepositorySelector", "ScanSettings", "TagFilter"]
+
+
+class TagFilter(Model):
+    """Which tags select an image: it is selected when ANY of its tags matches ``include`` and
+    does not match ``exclude``."""
+
+    include: list[TagGlob] = Field(default_factory=lambda: ["*"])
+    """Tag globs to take (``fnmatch``, case-sensitive); default ``["*"]``."""
+    exclude: list[TagGlob] = Field(default_factory=list)
+    """Tag globs to leave out, applied after ``include`` (e.g. ``["*-dev", "sha-*"]``)."""
+
+
+class RepositorySelector(Model):
+    """Which repositories to watch, and which of their images."""
+
+    name: RepositoryGlob = "*"
+    """Exact repository name or glob (``team/*``; ``*`` also matches ``/``)."""
+    tags: TagFilter = Field(default_factory=TagFilter)
+    """Tag filters; default: every tag."""
+    newest: int | None = Field(default=None, ge=1)
+    """Keep only the newest N images by push time (after tag filters); unset = all."""
+    untagged: bool = False
+    """Also take images that have no tag (tag filters do not apply to them)."""
+
+    @property
+    def is_exact(self) -> bool:
+        """True when ``name`` is an exact repository name (no glob characters)."""
+        return not is_glob(self.name)
+
+
+class ScanSettings(Model):
+    """How often images of a registry are scanned and how long to wait for a scan."""
+
+    interval: Duration = timedelta(hours=24)
+    """Re-scan an image when its last scan is older than this (``30s``, ``10m``, ``24h``, ``1d``)."""
+    wait_timeout: Duration = timedelta(minutes=10)
+    """Give up waiting for one image's scan after this long."""
+
+
+class EcrScanSettings(ScanSettings):
+    """ECR scan settings: which scanning the registry uses, as well as the timings."""
+
+    mode: Literal["auto", "basic", "enhanced"] = "auto"
+    """``basic`` (ECR basic scanning), ``enhanced`` (Amazon Inspector), or ``auto``: ask the
+    registry's scanning configuration."""
+
+
+class _RegistryBase(Model):
+    name: Name
+    """Unique name; stored with every image (``Image.registry``)."""
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+    """Calls in flight at once against this registry."""
+    repositories: list[RepositorySelector] = Field(default_factory=list)
+    """Repository selectors. Omitted or ``[]`` means every repository (``[{name: "*"}]``),
+    narrowed to ``watch_list`` when that is set. A repository takes the first selector with its
+    exact name, else the first glob that matches it."""
+    watch_list: str | None = None
+    """A JSON array of repository names (the existing watch-list format): ``s3://bucket/key`` or
+    a local file (relative to the config file). When set, only repositories it names are
+    watched (and still only those a selector matches)."""
+
+    @field_validator("watch_list")
+    @classmethod
+    def _watch_list(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("empty watch list source: give s3://bucket/key or a file path")
+        if value.startswith("s3://"):
+            bucket, _, key = value[5:].partition("/")
+            if not bucket or not key:
+                raise ValueError(f"bad S3 watch list {value!r}: use s3://bucket/key")
+            return value
+        if re.match(r"^[a-z][a-z0-9+.-]*://", value):
+            raise ValueError(f"unsupported watch list source {value!r}: use s3://bucket/key or a file path")
+        return str(resolve_path(value, info))
+
+    def selectors(self) -> list[RepositorySelector]:
+        """The selectors in force: the configured ones, or one that takes every repository."""
+        return list(self.repositories) or [RepositorySelector()]
+
+
+class EcrRegistryConfig(_RegistryBase):
+    """An Amazon ECR private registry (credentials: the usual AWS chain)."""
+
+    type: Literal["ecr"]
+    region: str | None = None
+    """AWS region, e.g. ``us-east-1``; unset = the AWS default (``AWS_REGION`` / profile)."""
+    registry_id: str | None = None
+    """12-digit AWS account id of the registry; unset = the caller's account."""
+    endpoint_url: HttpUrl | None = None
+    """Override the ECR API endpoint (a VPC endpoint, or moto in tests)."""
+    scan: EcrScanSettings = Field(default_factory=EcrScanSettings)
+    """Scanning mode and timings."""
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d+", value):
+            raise ValueError(f"bad AWS region {value!r}: e.g. us-east-1, eu-west-2")
+        return value
+
+    @field_validator("registry_id", mode="before")
+    @classmethod
+    def _registry_id(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML reads unquoted digits as a number (and a leading 0 as octal): only take it
+            # when the number can only have been written as the 12 digits.
+            if 10**11 <= value < 10**12:
+                return str(value)
+            raise ValueError('quote the account id, e.g. registry_id: "012345678901"')
+        if isinstance(value, str) and not re.fullmatch(r"\d{12}", value):
+            raise ValueError(f"bad registry_id {value!r}: an AWS account id is 12 digits")
+        return value
+
+
+class OciRegistryConfig(_RegistryBase):
+    """A registry speaking the OCI distribution (Docker Registry v2) API."""
+
+    type: Literal["oci"]
+    url: HttpUrl
+    """Base URL, e.g. ``https://ghcr.io`` or ``http://127.0.0.1:5000``."""
+    insecure: bool = False
+    """Allow plain HTTP and do not verify TLS certificates (this registry only)."""
+    username: str | None = None
+    """User for basic auth / token exchange (with ``password``)."""
+    password: SecretStr | None = None
+    """Password or token for ``username`` (use ``${VAR}``)."""
+    platform: str = "linux/amd64"
+    """Platform to pick from multi-platform images: ``os/arch[/variant]``, or ``all``: every
+    platform of an index becomes an image of its own (tags read ``1.0 [linux/arm64]``)."""
+    scan: ScanSettings = Field(default_factory=ScanSettings)
+    """Scan timings."""
+
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        if value != "all" and not re.fullmatch(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?", value):
+            raise ValueError(f"bad platform {value!r}: use os/arch[/variant], e.g. linux/amd64, linux/arm64/v8, "
+                             "or all (every platform of a multi-platform image, each scanned on its own)")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "OciRegistryConfig":
+        if self.password is not None and not self.username:
+            raise loc_error(("password",), "password given without username")
+        if self.username and self.password is None:
+            raise loc_error(("username",), "username given without password (use password: ${VAR})")
+        if self.url.startswith("http://") and not self.insecure:
+            raise loc_error(("url",), "plain http:// needs insecure: true for this registry")
+        return self
+
+
+class ArchiveRegistryConfig(_RegistryBase):
+    """Images from a file: a ``docker save`` tarball or an OCI layout (directory or tar)."""
+
+    type: Literal["archive"]
+    path: Path
+    """The archive file or OCI layout directory (relative to the config file)."""
+    scan: ScanSettings = Field(default_factory=ScanSettings)
+    """Scan timings."""
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: Path, info: ValidationInfo) -> Path:
+        return resolve_path(value, info)
+
+
+RegistryConfig = Annotated[Union[EcrRegistryConfig, OciRegistryConfig, ArchiveRegistryConfig],
+                           Field(discriminator="type")]
+"""One ``registries[]`` entry, by ``type``: ``ecr``, ``oci`` or ``archive``."""
+
