@@ -12,47 +12,39 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import Config, ConfigError
-from .logs import register_secret
+from .logs import reveal
 from .registries.interface import Registry
 from .scanners.interface import Scanner
 from .store.interface import Store
 
 if TYPE_CHECKING:  # the pipeline (and notify, httpx) load only for the verbs that run one
     from .notify.interface import Notifier
-    from .notify.routing import Route
+    from .delivery.routing import Route
     from .pipeline import Pipeline, Progress, Sink, Watch
-
-
-def secret(value: Any) -> str | None:
-    """The plain value of a pydantic ``SecretStr`` (or plain str), registered for redaction."""
-    if value is None:
-        return None
-    plain = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-    register_secret(plain)
-    return plain
 
 
 def register_config_secrets(cfg: Config) -> None:
     """Register every secret in the config for log redaction, before anything logs."""
     for reg in cfg.registries:
         for attr in ("password", "token"):
-            secret(getattr(reg, attr, None))
+            reveal(getattr(reg, attr, None))
     for sink in cfg.notifications:
         for attr in ("url", "secret"):
-            secret(getattr(sink, attr, None))
+            reveal(getattr(sink, attr, None))
         for v in (getattr(sink, "headers", None) or {}).values():
-            secret(v)
+            reveal(v)
     if cfg.state.url:
-        secret(cfg.state.url)
+        reveal(cfg.state.url)
 
 
 def open_store(cfg: Config) -> Store:
-    from .store.sql import SQLStore
+    """The configured state store: ``state.url`` by its scheme (:data:`vulnwatch.store.STORES`),
+    else the SQLite file ``state.path``."""
+    from .store import open_store as open_url
 
     if cfg.state.url:
-        secret(cfg.state.url)
-        return SQLStore(cfg.state.sqlalchemy_url())
-    return SQLStore.from_path(Path(cfg.state.path).expanduser())
+        return open_url(reveal(cfg.state.url))
+    return open_url(f"sqlite:///{Path(cfg.state.path).expanduser()}")
 
 
 def _ecr(reg) -> tuple[Registry, Scanner]:
@@ -152,13 +144,13 @@ def _oci(reg, shared: _Shared) -> tuple[Registry, Scanner]:
     url = str(reg.url).rstrip("/")
     host = api_host(url.split("://", 1)[-1])
     if reg.username:
-        creds = Credentials(username=reg.username, password=secret(reg.password))
+        creds = Credentials(username=reg.username, password=reveal(reg.password))
     else:
         creds = docker_config_credentials(host)
         if creds is None and _ECR_HOST.match(host.split(":", 1)[0]):
             creds = ecr_credentials(host)     # an ECR registry read with our own scanner
         if creds is not None:
-            secret(creds.password)
+            reveal(creds.password)
     every = reg.platform == "all"
     registry = OCIRegistry(reg.name, url, credentials=creds, insecure=reg.insecure,
                            platform="linux/amd64" if every else reg.platform, all_platforms=every)
@@ -208,32 +200,20 @@ def build_watches(cfg: Config) -> list[Watch]:
 
 
 def route_of(s) -> Route:
-    """The :class:`~vulnwatch.notify.routing.Route` of one configured sink."""
-    from .notify.routing import Route
+    """The :class:`~vulnwatch.delivery.routing.Route` of one configured sink."""
+    from .delivery.routing import Route
 
     return Route(min_severity=s.min_severity, fixable_only=s.fixable_only,
                  repositories=tuple(s.repositories or ()), mode=s.mode, kinds=frozenset(s.kinds))
 
 
 def build_sinks(cfg: Config) -> list[Sink]:
-    from .notify.registry import NOTIFIER_TYPES
+    """One :class:`~vulnwatch.pipeline.Sink` per configured notification: its notifier (looked
+    up by type in :data:`vulnwatch.notify.NOTIFIERS`) and its route."""
+    from .notify import NOTIFIERS
     from .pipeline import Sink
 
-    sinks = []
-    for s in cfg.notifications:
-        cls = NOTIFIER_TYPES[s.type]
-        kwargs: dict[str, Any] = {}
-        if s.type == "console":
-            sinks.append(Sink(notifier=cls(s.name), route=route_of(s)))
-            continue
-        if s.type == "webhook":
-            kwargs = {"secret": secret(s.secret), "timeout": s.timeout.total_seconds(),
-                      "headers": {k: secret(v) for k, v in s.header_values().items()}}
-        else:
-            kwargs = {"timeout": s.timeout.total_seconds()}
-        notifier: Notifier = cls(s.name, secret(s.url), **kwargs)
-        sinks.append(Sink(notifier=notifier, route=route_of(s)))
-    return sinks
+    return [Sink(notifier=NOTIFIERS[s.type].from_config(s), route=route_of(s)) for s in cfg.notifications]
 
 
 def build_pipeline(cfg: Config, *, store: Store | None = None, progress: Progress | None = None,

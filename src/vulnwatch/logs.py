@@ -11,9 +11,11 @@ import logging
 import re
 import sys
 from datetime import datetime, timezone
+from typing import Any
 
 _SECRETS: set[str] = set()
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_ANY_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
 _URL_CREDS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.I)
 
 
@@ -23,11 +25,27 @@ def register_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
-def redact(text: str) -> str:
-    """``text`` with registered secrets and ``user:password@`` URL parts replaced by ``***``."""
-    for s in sorted(_SECRETS, key=len, reverse=True):
+def reveal(value: Any) -> str | None:
+    """The plain value of a pydantic ``SecretStr`` (or a plain string), registered with
+    :func:`register_secret` on the way: a secret is never used without being redacted after."""
+    if value is None:
+        return None
+    plain = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+    register_secret(plain)
+    return plain
+
+
+def redact(text: str, *secrets: str | None, urls: bool = False) -> str:
+    """``text`` with every registered secret and every one of ``secrets`` replaced by ``***``,
+    and ``user:password@`` URL parts by ``***@``. With ``urls``, anything URL-shaped is replaced
+    by ``<redacted>`` as a whole (for text a server or an HTTP library wrote about a request to a
+    secret URL). The one redaction function: everything that can reach a log, the state
+    database or an event goes through it."""
+    for s in sorted({*_SECRETS, *(s for s in secrets if s)}, key=len, reverse=True):
         if s in text:
             text = text.replace(s, "***")
+    if urls:
+        return _ANY_URL.sub("<redacted>", text)
     return _URL_CREDS.sub(r"\g<scheme>***@", text)
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from .diff import diff
 from .model import Event, Image, ScanResult, utcnow
 from .notify.interface import Notifier
-from .notify.outbox import DispatchReport, Dispatcher
-from .notify.routing import Route, route
+from .delivery.outbox import DispatchReport, Dispatcher
+from .delivery.routing import Route, route
 from .registries.interface import Registry, RegistryError
 from .scanners.interface import ScanError, Scanner
 from .store.interface import Store

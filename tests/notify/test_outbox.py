@@ -6,7 +6,7 @@ from tests.notify.conftest import enqueue, event, finding
 from tests.support.servers import free_port
 from vulnwatch.model import Severity, utcnow
 from vulnwatch.notify.interface import Notifier
-from vulnwatch.notify.outbox import Dispatcher
+from vulnwatch.delivery.outbox import Dispatcher
 from vulnwatch.notify.slack import SlackNotifier
 from vulnwatch.notify.webhook import WebhookNotifier
 from vulnwatch.store.interface import DeliveryStatus

@@ -2,7 +2,7 @@ import pytest
 
 from tests.notify.conftest import change, event, finding
 from vulnwatch.model import EventKind, Severity
-from vulnwatch.notify.routing import Route, plan_deliveries, route
+from vulnwatch.delivery.routing import Route, plan_deliveries, route
 
 
 def test_default_route_passes_event_unchanged_even_without_findings():

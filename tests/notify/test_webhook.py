@@ -7,9 +7,10 @@ import pytest
 from tests.notify.conftest import OLD_DIGEST, T0, change, event, finding
 from vulnwatch.model import Event, EventKind, Severity
 from vulnwatch.notify.interface import DeliveryError
-from vulnwatch.notify.registry import create_notifier, notifier_class
+from vulnwatch.notify import NOTIFIERS
 from vulnwatch.notify.slack import SlackNotifier
-from vulnwatch.notify.webhook import WebhookNotifier, parse_retry_after, verify
+from vulnwatch.notify._http import parse_retry_after
+from vulnwatch.notify.webhook import WebhookNotifier, verify
 
 SECRET = "s3cr3t-signing-key"
 
@@ -103,13 +104,18 @@ def test_parse_retry_after_forms():
 
 
 def test_registry_by_name():
-    assert notifier_class("slack") is SlackNotifier
-    assert notifier_class("webhook") is WebhookNotifier
-    with pytest.raises(ValueError, match="'teams' is unknown; use one of: console, slack, webhook"):
-        notifier_class("teams")
-    n = create_notifier("webhook", "w", "https://example.invalid/x", secret="abc")
+    from vulnwatch.config import Config, ConfigError, parse_config
+    from vulnwatch.logs import redact
+    assert NOTIFIERS["slack"] is SlackNotifier
+    assert NOTIFIERS["webhook"] is WebhookNotifier
+    with pytest.raises(ConfigError, match="unknown type 'teams'"):
+        parse_config("notifications: [{name: t, type: teams, url: 'https://example.invalid/x'}]")
+    sink = Config.model_validate({"notifications": [
+        {"name": "w", "type": "webhook", "url": "https://example.invalid/x", "secret": "abcdef"}]}).notifications[0]
+    n = NOTIFIERS[sink.type].from_config(sink)
     assert isinstance(n, WebhookNotifier) and n.name == "w"
-    with pytest.raises(ValueError, match="notification 'w' \\(webhook\\)"):
-        create_notifier("webhook", "w", "https://example.invalid/x", colour="red")
+    assert redact("key abcdef and https://example.invalid/x") == "key *** and ***"   # registered on the way
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
+        parse_config("notifications: [{name: w, type: webhook, url: 'https://example.invalid/x', colour: red}]")
     with pytest.raises(ValueError, match="http:// or https://"):
         WebhookNotifier("w", "ftp://example.invalid/x")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..diff import finding_order, summarize
 from ..model import Event, Finding
@@ -46,6 +46,10 @@ class ConsoleNotifier(Notifier):
         self.name = name
         self.stream = stream
         self.max_listed = max_listed
+
+    @classmethod
+    def from_config(cls, sink: Any) -> "ConsoleNotifier":
+        return cls(sink.name)
 
     def send(self, events: Sequence[Event]) -> None:
         out = self.stream or sys.stderr

@@ -1,14 +1,17 @@
 """Events -> messages: the ``Notifier`` interface.
 
-Implementations: ``slack`` (incoming webhook, Block Kit), ``webhook`` (CloudEvents 1.0).
-Routing (which events a sink wants) is in :mod:`vulnwatch.notify.routing`; delivery with
-retries from the outbox is in :mod:`vulnwatch.notify.outbox`.
+Implementations, one module each, by ``notifications[].type`` in :data:`vulnwatch.notify.NOTIFIERS`:
+``slack`` (incoming webhook, Block Kit), ``webhook`` (CloudEvents 1.0), ``console`` (text on
+standard error). What HTTP notifiers share is in ``_http``. Routing (which events a sink wants)
+is :mod:`vulnwatch.delivery.routing`; delivery with retries from the outbox is
+:mod:`vulnwatch.delivery.outbox`.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Any
 
 from ..model import Event
 
@@ -33,6 +36,13 @@ class Notifier(abc.ABC):
 
     name: str
     """The sink's configured name (``notifications[].name``)."""
+
+    @classmethod
+    def from_config(cls, sink: Any) -> "Notifier":
+        """The notifier of one configured sink (a ``notifications[]`` entry of its type).
+        Secrets are revealed with :func:`vulnwatch.logs.reveal`, which registers them for
+        redaction. Every class in :data:`vulnwatch.notify.NOTIFIERS` implements it."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from the configuration")
 
     @abc.abstractmethod
     def send(self, events: Sequence[Event]) -> None:

@@ -26,9 +26,10 @@ from typing import Any
 
 import httpx
 
+from ..logs import reveal
 from ..model import Event, EventKind, Finding, FindingChange, Severity
+from ._http import post_message
 from .interface import DeliveryError, Notifier
-from .webhook import post_message
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +256,10 @@ class SlackNotifier(Notifier):
         self._last_post: float | None = None
         self._own_client = client is None
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+
+    @classmethod
+    def from_config(cls, sink: Any) -> "SlackNotifier":
+        return cls(sink.name, reveal(sink.url), timeout=sink.timeout.total_seconds())
 
     def __repr__(self) -> str:
         return f"SlackNotifier(name={self.name!r})"

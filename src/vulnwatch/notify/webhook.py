@@ -8,26 +8,25 @@ stable across retries, so receivers de-duplicate on it (delivery is at least onc
 With a ``secret`` the request carries ``X-Vulnwatch-Signature: sha256=<hex>``, the
 HMAC-SHA256 of the exact request body bytes with the secret as key.
 
-This module also holds :func:`post_message`, the HTTP POST with error classification that
-the Slack sink shares.
+The POST itself (outcome classification, ``Retry-After``) is :func:`vulnwatch.notify._http.post_message`.
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import hmac
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 
+from ..logs import reveal
 from ..model import Event, EventKind, stable_id
-from .interface import DeliveryError, Notifier
+from ._http import post_message
+from .interface import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -35,80 +34,6 @@ CONTENT_TYPE = "application/cloudevents+json"
 SIGNATURE_HEADER = "X-Vulnwatch-Signature"
 DIGEST_TYPE = "io.vulnwatch.digest"
 TYPE_PREFIX = "io.vulnwatch.image."
-
-_RETRYABLE_4XX = {408, 425, 429}
-_URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """``text`` with every given secret and anything URL-shaped replaced by ``<redacted>``."""
-    for s in secrets:
-        if s:
-            text = text.replace(s, "<redacted>")
-    return _URL_RE.sub("<redacted>", text)
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from an HTTP ``Retry-After`` value (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
-def _short_body(response: httpx.Response, url: str) -> str:
-    try:
-        text = response.text
-    except Exception:  # undecodable body: say nothing about it
-        return ""
-    text = " ".join(text.split())[:200]
-    return redact(text, url)
-
-
-def post_message(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str],
-                 *, sink: str, kind: str) -> httpx.Response:
-    """POST ``body`` and classify the outcome; returns the 2xx response.
-
-    Raises :class:`DeliveryError`: 429 -> retryable with ``retry_after``; 408/425, 5xx,
-    timeouts and connection failures -> retryable; other 4xx and 3xx -> not retryable.
-    Messages name the sink (``kind`` ``sink``), never the URL or headers.
-    """
-    who = f"{kind} sink {sink!r}"
-    try:
-        response = client.post(url, content=body, headers=dict(headers))
-    except httpx.TimeoutException as e:
-        raise DeliveryError(f"{who}: timed out ({type(e).__name__})") from None
-    except httpx.TransportError as e:
-        raise DeliveryError(f"{who}: could not connect ({type(e).__name__}: {redact(str(e), url)})") from None
-    status = response.status_code
-    if 200 <= status < 300:
-        return response
-    detail = _short_body(response, url)
-    detail = f": {detail}" if detail else ""
-    if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        hint = f"; asked to wait {retry_after:g}s" if retry_after is not None else ""
-        raise DeliveryError(f"{who}: HTTP 429 rate limited{hint}{detail}", retryable=True,
-                            retry_after=retry_after)
-    if status >= 500 or status in _RETRYABLE_4XX:
-        raise DeliveryError(f"{who}: HTTP {status}{detail}", retryable=True,
-                            retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    if 300 <= status < 400:
-        raise DeliveryError(f"{who}: HTTP {status} redirect (not followed); set the sink's url to the "
-                            "final address", retryable=False)
-    raise DeliveryError(f"{who}: HTTP {status}{detail}; the receiver refused it, check the sink's url "
-                        "and credentials (retrying will not help)", retryable=False)
-
 
 def _rfc3339(t: datetime) -> str:
     if t.tzinfo is None:
@@ -176,6 +101,11 @@ class WebhookNotifier(Notifier):
         self._headers = dict(headers or {})
         self._own_client = client is None
         self._client = client or httpx.Client(timeout=timeout, verify=verify_tls, follow_redirects=False)
+
+    @classmethod
+    def from_config(cls, sink: Any) -> "WebhookNotifier":
+        return cls(sink.name, reveal(sink.url), secret=reveal(sink.secret), timeout=sink.timeout.total_seconds(),
+                   headers={k: reveal(v) for k, v in sink.headers.items()})
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(name={self.name!r})"

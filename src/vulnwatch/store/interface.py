@@ -1,8 +1,8 @@
 """State that outlives a run: the ``Store`` interface.
 
 Holds the current snapshot per image digest, the full scan history, tag -> digest
-history, per-image failures, and the notification outbox. Implementations:
-``sql`` (SQLAlchemy: SQLite by default, PostgreSQL), ``dynamodb``.
+history, per-image failures, and the notification outbox. Implementations, by URL scheme in
+:data:`vulnwatch.store.STORES`: ``sql`` (SQLAlchemy: SQLite by default, PostgreSQL).
 
 Secrets never reach the store: sinks are referred to by their configured name.
 """
@@ -108,6 +108,11 @@ class StoredInventory:
 
 class Store(abc.ABC):
     """Persistent state. All writes of one image's scan happen in one transaction."""
+
+    @classmethod
+    def from_url(cls, url: str) -> "Store":
+        """Open the store at ``url`` (``state.url``; the scheme picked this class)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be opened from a URL")
 
     # --- snapshots -------------------------------------------------------------------
     @abc.abstractmethod

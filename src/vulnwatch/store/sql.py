@@ -275,6 +275,10 @@ class SQLStore(Store):
             raise
 
     @classmethod
+    def from_url(cls, url: str) -> "SQLStore":
+        return cls(url)
+
+    @classmethod
     def from_path(cls, path: str | Path) -> "SQLStore":
         """An SQLite store in the file ``path`` (its directory is created if missing)."""
         return cls(URL.create("sqlite", database=str(Path(path).expanduser())))

@@ -31,9 +31,9 @@ from datetime import datetime, timedelta
 
 from ..model import utcnow
 from ..store.interface import Delivery, Store
-from .interface import DeliveryError, Notifier
+from ..logs import redact
+from ..notify.interface import DeliveryError, Notifier
 from .routing import MODES
-from .webhook import redact
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Dispatcher:
         try:
             notifier.send([d.event for d in batch])
         except DeliveryError as e:
-            clean = DeliveryError(redact(str(e)), retryable=e.retryable, retry_after=e.retry_after)
+            clean = DeliveryError(redact(str(e), urls=True), retryable=e.retryable, retry_after=e.retry_after)
             log.warning("%s", clean)
             return clean
         except Exception as e:  # a bug in a notifier: keep only the type, messages may hold URLs
