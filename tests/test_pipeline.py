@@ -42,3 +42,38 @@ def test_sink_kinds_from_config_reach_the_route(tmp_path):
     rebuilds, everything = build_sinks(cfg)
     assert rebuilds.route.kinds == frozenset({EventKind.REBUILD})
     assert everything.route.kinds == frozenset(EventKind)
+
+
+def test_overlapping_writers_record_one_change_once(tmp_path):
+    """Two cycles read the same (absent) snapshot, both scan, both record: the second finds the
+    first's write, diffs again against it and records no second new_image."""
+    from datetime import timedelta
+
+    from vulnwatch.model import EventKind, Finding, Severity
+    from vulnwatch.pipeline import Pipeline
+    from vulnwatch.store.interface import StoreConflict
+
+    store = SQLStore.from_path(tmp_path / "s.db")
+    img = Image("r", "app", "sha256:" + "a" * 64, ("1.0",))
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    found = (Finding("CVE-2024-1", "zlib", "1.2", Severity.HIGH, "Debian:12"),)
+    first = ScanResult(img, "builtin", at, findings=found)
+    second = ScanResult(img, "builtin", at + timedelta(seconds=5), findings=found)
+    import io
+
+    from vulnwatch.notify.console import ConsoleNotifier
+    from vulnwatch.pipeline import Sink
+    sinks = [Sink(ConsoleNotifier("c", stream=io.StringIO()))]
+    a, b = Pipeline(store, [], sinks), Pipeline(store, [], sinks)
+    assert a.record(first, None).kind is EventKind.NEW_IMAGE
+    assert b.record(second, None) is None                      # the same change: not recorded again
+    assert [d.event.kind for d in store.deliveries()] == [EventKind.NEW_IMAGE]
+    history = store.history("r", "app")
+    assert len(history) == 2                                    # both scans are in the history
+    try:
+        store.commit_scan(second, [], expected=None)
+    except StoreConflict as e:
+        assert "another writer" in str(e)
+    else:
+        raise AssertionError("a write expecting no snapshot must conflict")
+    store.commit_scan(second, [], expected=store.snapshot(*img.key))   # the current one: fine

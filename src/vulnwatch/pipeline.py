@@ -19,10 +19,13 @@ from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
 from .registries.interface import Registry, RegistryError
 from .scanners.interface import ScanError, Scanner
-from .store.interface import Store
+from .store.interface import Store, StoreConflict
 from .targets import TargetError, resolve_repositories, select_images
 
 log = logging.getLogger(__name__)
+
+_CONFLICT_RETRIES = 3
+"""Times one image's record is diffed again after another writer got there first."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,22 @@ class Pipeline:
         """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction.
 
         A result identical to the stored snapshot (same scan, same findings, same tags) of an image
-        with no recorded error is not written again: nothing changed, so nothing is owed."""
+        with no recorded error is not written again: nothing changed, so nothing is owed.
+
+        The commit is conditional on ``previous`` still being the stored snapshot: when another
+        writer (an overlapping cycle) recorded the image in between, the snapshot is read again
+        and the diff made again against it, so one change is recorded once."""
+        for _attempt in range(_CONFLICT_RETRIES):
+            try:
+                return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+            except StoreConflict:
+                log.info("%s was recorded by another writer meanwhile; diffing again", result.image)
+                previous = self.store.snapshot(*result.image.key, with_inventory=not keep_inventory)
+                has_error = True
+        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+
+    def _record_once(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
+                     keep_inventory: bool) -> Event | None:
         image = result.image
         if (previous is not None and not has_error and image.tags == previous.image.tags
                 and result == replace(previous, image=image)):
@@ -159,7 +177,7 @@ class Pipeline:
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
             deliveries.append((event, sinks))
-        self.store.commit_scan(result, deliveries, keep_inventory=keep_inventory)
+        self.store.commit_scan(result, deliveries, keep_inventory=keep_inventory, expected=previous)
         return event
 
     # -- the cycle -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from collections import namedtuple
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 from collections.abc import Iterator
 
@@ -23,6 +24,16 @@ from ..model import Event, Image, Package, ScanResult
 
 class StoreError(Exception):
     """The state store failed or holds data this version cannot read; the message says which."""
+
+
+class StoreConflict(StoreError):
+    """The snapshot a caller diffed against is no longer the stored one: another writer (a second
+    cycle, another worker) recorded this image in between. Nothing was written; read the
+    snapshot again, diff again, and commit again."""
+
+
+UNCHECKED: Any = object()
+"""``commit_scan(expected=UNCHECKED)``: write without comparing with the stored snapshot."""
 
 
 class DeliveryStatus(str, enum.Enum):
@@ -136,12 +147,19 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]], *,
-                    keep_inventory: bool = False) -> None:
+                    keep_inventory: bool = False, expected: ScanResult | None = UNCHECKED) -> None:
         """In one transaction: replace the digest's snapshot, append to history, record the
         tags as now pointing to this digest, clear the image's error, and add each event
         to the outbox once per named sink. An event whose id is already in the outbox is
         not added again (idempotent re-runs). ``keep_inventory`` keeps the stored packages and
-        distro (a re-match, whose result carries none) instead of replacing them."""
+        distro (a re-match, whose result carries none) instead of replacing them.
+
+        ``expected`` is the snapshot of this digest the caller diffed against (None: there was
+        none). Unless it is :data:`UNCHECKED`, the write happens only if the stored snapshot is
+        still that one (same ``scanned_at`` and the same findings, by
+        :func:`~vulnwatch.model.findings_signature`); otherwise nothing is written and
+        :class:`StoreConflict` is raised. This is what keeps two writers from recording one
+        change twice."""
 
     @abc.abstractmethod
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:

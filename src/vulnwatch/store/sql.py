@@ -37,8 +37,8 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, utcnow
-from .interface import (Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store, StoredInventory,
-                        StoreError)
+from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store,
+                        StoreConflict, StoredInventory, StoreError)
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
@@ -500,7 +500,7 @@ class SQLStore(Store):
             conn.execute(update(images_t).where(key).values(tags=_dumps(kept)))
 
     def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]], *,
-                    keep_inventory: bool = False) -> None:
+                    keep_inventory: bool = False, expected: ScanResult | None = UNCHECKED) -> None:
         img = result.image
         now = utcnow()
         counts = _dumps(result.counts)
@@ -516,8 +516,10 @@ class SQLStore(Store):
         with self._tx(f"recording the scan of {img.registry}/{img.repository}@{img.digest}",
                       write=True) as conn:
             self._upsert_image(conn, img, now, last_error=None, last_error_at=None,
-                               last_error_scanner=None)
+                               last_error_scanner=None)   # locks the image's row until commit
             st = snapshots_t
+            if expected is not UNCHECKED:
+                self._check_expected(conn, img, expected)
             updated = 0
             if keep_inventory:   # a re-match: the row and its inventory are there; change the rest
                 updated = conn.execute(update(st).where(
@@ -559,6 +561,19 @@ class SQLStore(Store):
                     dict(event_id=ev.id, sink=sink, status=DeliveryStatus.PENDING.value, attempts=0,
                          next_attempt_at=None, created_at=now)
                     for sink in dict.fromkeys(sinks)])
+
+    def _check_expected(self, conn: Connection, img: Image, expected: ScanResult | None) -> None:
+        st = snapshots_t
+        row = conn.execute(select(st.c.scanned_at, st.c.findings_signature).where(
+            st.c.registry == img.registry, st.c.repository == img.repository, st.c.digest == img.digest)).first()
+        if expected is None:
+            if row is not None:
+                raise StoreConflict(f"{img}: another writer recorded this image first")
+            return
+        if row is None or row.scanned_at != expected.scanned_at or (
+                row.findings_signature is not None
+                and row.findings_signature != findings_signature(expected.findings)):
+            raise StoreConflict(f"{img}: the stored snapshot changed since it was read")
 
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
         with self._tx(f"recording the failure of {image.registry}/{image.repository}@{image.digest}",
