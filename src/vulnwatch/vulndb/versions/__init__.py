@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..interface import UnsupportedEcosystem, VersionError, VersionScheme, ecosystem_base
 from .apk import ApkVersions
 from .dpkg import DpkgVersions
+from .golang import GoVersions
 from .maven import MavenVersions
 from .pep440 import Pep440Versions
 from .rpm import RpmVersions
@@ -24,6 +25,7 @@ RPM = RpmVersions()
 PEP440 = Pep440Versions()
 MAVEN = MavenVersions()
 SEMVER = SemverVersions()
+GO = GoVersions()
 
 _BY_BASE: dict[str, VersionScheme] = {
     "Debian": DPKG,
@@ -42,7 +44,7 @@ _BY_BASE: dict[str, VersionScheme] = {
     "Azure Linux": RPM,
     "PyPI": PEP440,
     "npm": SemverVersions("npm"),
-    "Go": SemverVersions("Go"),
+    "Go": GO,
     "crates.io": SemverVersions("crates.io"),
     "Maven": MAVEN,
 }
@@ -63,6 +65,14 @@ def comparator_for(ecosystem: str) -> VersionScheme:
     return scheme
 
 
-__all__ = ["comparator_for", "ECOSYSTEMS", "VersionScheme", "VersionError", "UnsupportedEcosystem", "DpkgVersions",
-           "ApkVersions", "RpmVersions", "Pep440Versions", "SemverVersions", "MavenVersions",
-           "SEMVER", "DPKG", "APK", "RPM", "PEP440", "MAVEN"]
+def semver_for(ecosystem: str) -> VersionScheme:
+    """The comparator for the ``SEMVER`` ranges of an ecosystem's records: plain semver
+    (:data:`SEMVER`), except for ``Go``, whose installed versions may be spelled the Go
+    toolchain's way (``go1.21rc2`` for the range bound ``1.21.0-rc.2``, see :mod:`.golang`).
+    Versions that are semver compare the same either way."""
+    return GO if ecosystem_base(ecosystem) == "Go" else SEMVER
+
+
+__all__ = ["comparator_for", "semver_for", "ECOSYSTEMS", "VersionScheme", "VersionError", "UnsupportedEcosystem",
+           "DpkgVersions", "ApkVersions", "RpmVersions", "Pep440Versions", "SemverVersions", "GoVersions",
+           "MavenVersions", "SEMVER", "GO", "DPKG", "APK", "RPM", "PEP440", "MAVEN"]
