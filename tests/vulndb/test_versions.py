@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import shutil
 import subprocess
 
@@ -234,6 +235,71 @@ def test_apk_validation():
     assert apk_validate("1.2.3_rc1-r4")
     assert not apk_validate("1.0-foo")
     assert not apk_validate("1.0_bogus")
+
+
+# apk-tools generations, from the rules in apk-tools' documentation (apk-package(5): "number
+# {.number}...{letter}{_suffix{number}}...{~hash}{-r#}", suffix order alpha beta pre rc <none>
+# cvs svn git hg p, "~hash" lower-case hex of the commit) and its change log (2.12.12:
+# "version: fix leading zero stripping"; 3.0: rewritten lexer, numbers with a leading zero
+# compare as strings, commit hashes). Our own vectors: a op b for old 2.x / 2.12.12+ / 3.
+APK_GENERATIONS = [
+    # a, b, apk-tools < 2.12.12, 2.12.12 .. 2.14, 3
+    ("2.0_rc3", "2.0", ">", "<", "<"),  # the leading-zero fix: a pre-release before its release
+    ("4.0_p1", "4.0", ">", ">", ">"),
+    ("1.0.1", "1.0", ">", ">", ">"),
+    ("1.01", "1.1", "<", "<", "<"),
+    ("1.001", "1.01", "<", "<", "<"),
+    ("1.00", "1.0", "<", "<", ">"),  # 3: "00" and "0" compare as strings, the longer after
+    ("1.10", "1.9", ">", ">", ">"),
+    ("1.0-r1", "1.0", ">", ">", ">"),
+]
+APK3_ONLY = [
+    ("1.2.3~abc", ">", "1.2.3"),  # a hash after the version makes it newer than none ...
+    ("1.2.3~abc", "<", "1.2.3_p1"),  # ... but a suffix comes first
+    ("1.2.3~abc", "<", "1.2.3~abd"),  # hashes compare as strings
+    ("1.2.3~ab", "<", "1.2.3~abc"),
+    ("1.2.3~abc-r1", ">", "1.2.3~abc-r0"),
+    ("1.2.3~abc-r0", ">", "1.2.3-r5"),  # the hash comes before the revision
+    ("1.05", "<", "1.1"), ("1.10", ">", "1.09"),
+    ("1.2a", ">", "1.2"), ("1.2a", "<", "1.2.1"),
+]
+
+
+@pytest.mark.parametrize("a,b,old,fixed,v3", APK_GENERATIONS)
+def test_apk_tools_generations(a, b, old, fixed, v3):
+    from vulnwatch.vulndb.versions.apk import apk3_compare
+    inverse = {"<": ">", ">": "<", "=": "="}
+    for got, want in [(apk_compare(a, b), old), (apk_compare(a, b, zero_fix=True), fixed), (apk3_compare(a, b), v3)]:
+        assert SIGN[got] == want, (a, b)
+    assert SIGN[apk3_compare(b, a)] == inverse[v3]
+    # and as comparator_for picks them by release
+    assert SIGN[comparator_for("Alpine:v3.11").compare(a, b)] == old
+    assert SIGN[comparator_for("Alpine:v3.19").compare(a, b)] == fixed
+    assert SIGN[comparator_for("Alpine:v3.23").compare(a, b)] == v3
+
+
+@pytest.mark.parametrize("line", APK3_ONLY)
+def test_apk3_hash_and_string_rules(line):
+    a, op, b = line
+    scheme = comparator_for("Alpine:v3.23")
+    assert SIGN[scheme.compare(a, b)] == op
+    assert SIGN[scheme.compare(b, a)] == {"<": ">", ">": "<", "=": "="}[op]
+
+
+def test_apk_release_picks_the_apk_tools_generation():
+    assert [comparator_for(e).name for e in ("Alpine:v3.3", "Alpine:v3.17", "Alpine:v3.18", "Alpine:v3.22",
+                                             "Alpine:v3.23", "Alpine:v3.24", "Alpine", "Wolfi", "Chainguard")] == [
+        "apk-2.12", "apk-2.12", "apk", "apk", "apk3", "apk3", "apk", "apk", "apk"]
+
+
+def test_apk3_validation():
+    from vulnwatch.vulndb.versions.apk import apk3_validate
+    assert apk3_validate("1.0_pre1~ab12-r3") and not apk_validate("1.0_pre1~ab12-r3")  # hashes are new in 3
+    for bad in ("1.0a1", "1.0-r1-r2", "1.0-r", "1.0~", "1.0~XYZ", "1.0~ab_p1", ".1", "1..2", "1.0_foo", ""):
+        assert not apk3_validate(bad), bad
+        with pytest.raises(VersionError, match=re.escape(repr(bad))):
+            comparator_for("Alpine:v3.23").key(bad)
+    assert apk_validate("1.0a1") and apk_validate("1.0-r1-r2")  # apk-tools 2 took these
 
 
 def test_every_alpine_bound_in_the_export_is_a_valid_apk_version():

@@ -10,8 +10,10 @@ raises :class:`~vulnwatch.vulndb.interface.VersionError`.
 
 from __future__ import annotations
 
+import re
+
 from ..interface import UnsupportedEcosystem, VersionError, VersionScheme, ecosystem_base
-from .apk import ApkVersions
+from .apk import Apk3Versions, ApkVersions
 from .dpkg import DpkgVersions
 from .golang import GoVersions
 from .maven import MavenVersions
@@ -20,7 +22,12 @@ from .rpm import RpmVersions
 from .semver import SemverVersions
 
 DPKG = DpkgVersions()
-APK = ApkVersions()
+APK = ApkVersions("apk", zero_fix=True)
+"""apk-tools 2.12.12 to 2.14: Alpine 3.18 to 3.22, an ``Alpine`` without release, Wolfi, Chainguard."""
+APK_2_12 = ApkVersions("apk-2.12", zero_fix=False)
+"""apk-tools before 2.12.12: Alpine up to 3.17 (``1.0_rc1`` after ``1.0``)."""
+APK3 = Apk3Versions()
+"""apk-tools 3: Alpine 3.23 and later."""
 RPM = RpmVersions()
 PEP440 = Pep440Versions()
 MAVEN = MavenVersions()
@@ -59,10 +66,25 @@ def comparator_for(ecosystem: str) -> VersionScheme:
     Raises :class:`UnsupportedEcosystem` (a :class:`VersionError`) for an ecosystem
     without one; for those, only exact ``versions`` lists can be matched.
     """
-    scheme = _BY_BASE.get(ecosystem_base(ecosystem))
+    base = ecosystem_base(ecosystem)
+    scheme = _BY_BASE.get(base)
     if scheme is None:
         raise UnsupportedEcosystem(ecosystem, ECOSYSTEMS)
+    if base == "Alpine":
+        return _alpine(ecosystem)
     return scheme
+
+
+def _alpine(ecosystem: str) -> VersionScheme:
+    """The apk-tools generation of an Alpine release: ``Alpine:v3.11`` -> :data:`APK_2_12`,
+    ``Alpine:v3.19`` -> :data:`APK`, ``Alpine:v3.23`` -> :data:`APK3`."""
+    m = re.fullmatch(r"Alpine:v?(\d+)\.(\d+)", ecosystem.strip())
+    if not m:
+        return APK
+    release = (int(m[1]), int(m[2]))
+    if release <= (3, 17):
+        return APK_2_12
+    return APK3 if release >= (3, 23) else APK
 
 
 def semver_for(ecosystem: str) -> VersionScheme:
@@ -75,4 +97,5 @@ def semver_for(ecosystem: str) -> VersionScheme:
 
 __all__ = ["comparator_for", "semver_for", "ECOSYSTEMS", "VersionScheme", "VersionError", "UnsupportedEcosystem",
            "DpkgVersions", "ApkVersions", "RpmVersions", "Pep440Versions", "SemverVersions", "GoVersions",
-           "MavenVersions", "SEMVER", "GO", "DPKG", "APK", "RPM", "PEP440", "MAVEN"]
+           "Apk3Versions", "MavenVersions", "SEMVER", "GO", "DPKG", "APK", "APK_2_12", "APK3", "RPM", "PEP440",
+           "MAVEN"]
