@@ -73,7 +73,7 @@ def run_syft(layout: ImageLayout) -> dict:
     """syft's JSON inventory of an OCI layout (cached next to the layout)."""
     out = layout.path.parent / "syft.json"
     if not out.exists():
-        tmp = out.with_suffix(".tmp")
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")   # one per xdist worker: they may race
         subprocess.run(["syft", f"oci-dir:{layout.path}", "-q", "-o", f"json={tmp}"], check=True,
                        capture_output=True, timeout=600,
                        env={**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"})
