@@ -13,12 +13,13 @@ takes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from ..model import Event, EventKind, Finding, FindingChange, Severity, stable_id
+from ..model import Event, EventKind, Finding, FindingChange, FindingFilter, Severity, stable_id
 
 MODES = ("per_image", "digest")
 """Delivery modes: one message per event, or one message for all events due at once."""
@@ -58,7 +59,7 @@ class Route:
     @property
     def filters_findings(self) -> bool:
         """True when the route narrows findings (a severity floor or fixable only)."""
-        return self.min_severity > Severity.UNKNOWN or self.fixable_only
+        return self.findings.narrows
 
     def matches_repository(self, registry: str, repository: str) -> bool:
         """Whether ``repository`` (or ``registry/repository``) matches one of the globs."""
@@ -67,20 +68,23 @@ class Route:
         full = f"{registry}/{repository}"
         return any(fnmatchcase(full, p) for p in self.repositories)
 
+    @functools.cached_property
+    def findings(self) -> FindingFilter:
+        """The route's finding filter (the one every output and sink applies)."""
+        return FindingFilter(min_severity=self.min_severity, fixable_only=self.fixable_only)
+
     def wants(self, finding: Finding) -> bool:
         """Whether one finding passes the severity floor and the fixable filter."""
-        if finding.severity < self.min_severity:
-            return False
-        return finding.fixable or not self.fixable_only
+        return self.findings.wants(finding)
 
 
 def _severity(value: object) -> Severity:
     if isinstance(value, int):
         return Severity(value)
-    name = str(value).strip().upper()
-    if name not in Severity.__members__:
-        raise ValueError(f"min_severity {value!r} is not one of {', '.join(Severity.__members__)}")
-    return Severity[name]
+    try:
+        return Severity.from_name(str(value))
+    except ValueError:
+        raise ValueError(f"min_severity {value!r} is not one of {', '.join(Severity.__members__)}") from None
 
 
 def _kind(value: object) -> EventKind:

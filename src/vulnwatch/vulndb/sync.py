@@ -272,3 +272,29 @@ def stale(db: VulnIndex | str | os.PathLike[str], max_age: timedelta,
         if eco not in sources:
             out.add(eco)
     return sorted(out)
+
+
+def local_source(path: Path) -> str:
+    """The source key a local export is imported under: ``Debian`` for ``.../Debian/all.zip``,
+    ``local:<path>`` for a folder of records."""
+    return export_source(path) or f"local:{path}"
+
+
+def _newest_mtime(path: Path) -> float:
+    if path.is_dir():
+        return max((p.stat().st_mtime for p in path.rglob("*.json")), default=path.stat().st_mtime)
+    return path.stat().st_mtime
+
+
+def import_changed(db: VulnIndex, paths: Iterable[Path]) -> list[ImportReport]:
+    """Import each local export (``vulndb.imports``: the air-gapped way to feed the data) that
+    changed since it was last imported (by modification time); returns the reports of those
+    imported. Raises :class:`VulnDBError` naming a file that cannot be read."""
+    known = {s.location: s for s in db.sources()}
+    reports = []
+    for path in paths:
+        seen = known.get(str(path))
+        if seen is None or seen.imported_at.timestamp() < _newest_mtime(path):
+            reports.append(import_path(db, path, source=local_source(path), location=str(path)))
+    return reports
+
