@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState,
+from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState, by_finding_key,
                     stable_id, utcnow)
 
 __all__ = ["diff", "summarize", "finding_order"]
@@ -27,16 +27,6 @@ def finding_order(finding: Finding) -> tuple:
     """Sort key: most severe first, then by vulnerability id, package and version."""
     return (-int(finding.severity), finding.vulnerability_id, finding.ecosystem,
             finding.package_name, finding.package_version)
-
-
-def _by_key(findings: Iterable[Finding]) -> dict[tuple[str, str, str, str], Finding]:
-    """Findings indexed by key; when a scanner repeats a key the most severe one is kept."""
-    out: dict[tuple[str, str, str, str], Finding] = {}
-    for f in findings:
-        kept = out.get(f.key)
-        if kept is None or f.severity > kept.severity:
-            out[f.key] = f
-    return out
 
 
 def _meaningful(result: ScanResult | None) -> ScanResult | None:
@@ -78,8 +68,8 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
         else:
             kind = EventKind.NEW_IMAGE
 
-    now_by_key = _by_key(current.findings)
-    before_by_key = _by_key(base.findings) if base is not None else {}
+    now_by_key = by_finding_key(current.findings)
+    before_by_key = by_finding_key(base.findings) if base is not None else {}
 
     added = sorted((f for k, f in now_by_key.items() if k not in before_by_key), key=finding_order)
     fixed = sorted((f for k, f in before_by_key.items() if k not in now_by_key), key=finding_order)

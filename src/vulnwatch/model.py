@@ -14,7 +14,7 @@ import functools
 import hashlib
 import json
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
@@ -69,7 +69,7 @@ class Severity(enum.IntEnum):
 class ImageRef:
     """A reference a user types: ``host[:port]/repository[:tag][@digest]``.
 
-    Parsing lives in :mod:`vulnwatch.registries.interface`; this is only the value.
+    Parsing lives in :mod:`vulnwatch.registries.reference`; this is only the value.
     """
 
     registry: str
@@ -307,6 +307,17 @@ class FindingFilter:
     def apply(self, findings: "Sequence[Finding]") -> tuple["Finding", ...]:
         """The findings that pass, in their order."""
         return tuple(f for f in findings if self.wants(f)) if self.narrows else tuple(findings)
+
+
+def by_finding_key(findings: "Iterable[Finding]") -> dict[tuple[str, str, str, str], Finding]:
+    """Findings indexed by :attr:`Finding.key`; when a scanner repeats a key the most severe one
+    is kept (the one de-duplication every stage uses)."""
+    out: dict[tuple[str, str, str, str], Finding] = {}
+    for f in findings:
+        kept = out.get(f.key)
+        if kept is None or f.severity > kept.severity:
+            out[f.key] = f
+    return out
 
 
 def severity_counts(findings: tuple[Finding, ...] | list[Finding]) -> dict[str, int]:

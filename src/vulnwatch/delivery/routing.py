@@ -5,16 +5,13 @@ event. Filtering keeps the event's identity (image, kind, counts) and narrows it
 ``added`` / ``fixed`` / ``changed`` lists; ``counts`` and ``previous_counts`` stay those
 of the whole image so that a message can still say "CRITICAL 2 (+1)".
 
-:func:`plan_deliveries` routes one event to many sinks and groups the sinks that get the
-same (possibly narrowed) event, the shape :meth:`vulnwatch.store.interface.Store.commit_scan`
-takes.
+The outbox keeps whole events; each sink's route is applied when it is sent.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
@@ -125,26 +122,3 @@ def route(event: Event, r: Route) -> Event | None:
         return event
     new_id = stable_id("routed", event.id, r.min_severity.name, r.fixable_only)
     return dataclasses.replace(event, id=new_id, added=added, fixed=fixed, changed=changed)
-
-
-def plan_deliveries(event: Event, routes: Mapping[str, Route]) -> list[tuple[Event, list[str]]]:
-    """Route ``event`` to every sink (name -> route) and group sinks that get the same event.
-
-    The result is what ``Store.commit_scan`` takes as ``deliveries`` for this event; sinks
-    that want nothing of it are absent.
-    """
-    grouped: dict[str, tuple[Event, list[str]]] = {}
-    for sink, r in routes.items():
-        routed = route(event, r)
-        if routed is None:
-            continue
-        grouped.setdefault(routed.id, (routed, []))[1].append(sink)
-    return list(grouped.values())
-
-
-def plan_all(events: Iterable[Event], routes: Mapping[str, Route]) -> list[tuple[Event, list[str]]]:
-    """:func:`plan_deliveries` for several events, concatenated."""
-    out: list[tuple[Event, list[str]]] = []
-    for e in events:
-        out.extend(plan_deliveries(e, routes))
-    return out

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 
 from .. import aws
-from ..model import Finding, Image, ScanResult, Severity, utcnow
+from ..model import Finding, Image, ScanResult, Severity, by_finding_key, utcnow
 from ..registries.ecr import ECRRegistry
 from .interface import Scanner, ScanError
 
@@ -91,11 +91,7 @@ def _first_line(text: str | None) -> str:
 
 def _dedupe(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     """One finding per :attr:`Finding.key` (the most severe wins), sorted by key."""
-    out: dict[tuple[str, str, str, str], Finding] = {}
-    for f in findings:
-        seen = out.get(f.key)
-        if seen is None or f.severity > seen.severity:
-            out[f.key] = f
+    out = by_finding_key(findings)
     return tuple(out[k] for k in sorted(out))
 
 

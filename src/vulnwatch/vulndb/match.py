@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Finding, Package, ScanResult, Severity
+from ..model import Finding, Package, ScanResult
 from .index import VulnIndex, normalize_name
 from .interface import Inventory, MatchStats, VersionError, VersionScheme, ecosystem_base
 from .severity import Rating, rate
@@ -422,8 +422,3 @@ class Matcher:
             out.append(_Affected(adv, frozenset(aff.get("versions") or ()), tuple(ranges),
                                  rate(record, aff), tuple(fixed)))
         return out
-
-
-def max_severity(findings: Iterable[Finding]) -> Severity:
-    """Highest severity among findings (UNKNOWN when none)."""
-    return max((f.severity for f in findings), default=Severity.UNKNOWN)
