@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from ..diff import KIND_LABELS, change_parts
 from ..logs import reveal
 from ..model import Event, EventKind, Finding, FindingChange, Severity
 from ._http import post_message
@@ -37,11 +38,7 @@ HEADER_MAX = 150
 SECTION_MAX = 3000
 BLOCKS_MAX = 50
 
-KIND_LABEL = {
-    EventKind.NEW_IMAGE: "new image",
-    EventKind.FINDINGS_CHANGED: "findings changed",
-    EventKind.REBUILD: "rebuild",
-}
+KIND_LABEL = KIND_LABELS
 
 SEVERITY_EMOJI = {
     Severity.CRITICAL: ":red_circle:",
@@ -161,14 +158,8 @@ def _section(text: str) -> dict[str, Any]:
 
 
 def _summary(event: Event) -> str:
-    bits = []
-    if event.added:
-        bits.append(f"{len(event.added)} new")
-    if event.fixed:
-        bits.append(f"{len(event.fixed)} fixed")
-    if event.changed:
-        bits.append(f"{len(event.changed)} changed")
-    return ", ".join(bits) or "no finding changes"
+    """``2 new, 1 fixed, 1 changed`` (:func:`vulnwatch.diff.change_parts`, without signs)."""
+    return ", ".join(f"{n} {what}" for what, n in change_parts(event)) or "no finding changes"
 
 
 def event_blocks(event: Event, max_listed: int) -> list[dict[str, Any]]:
