@@ -13,6 +13,12 @@ from .types import Duration, Model, Name, SecretHttpUrl, SeverityName, SinkRepos
 __all__ = ["ConsoleSinkConfig", "SinkConfig", "SlackSinkConfig", "WebhookSinkConfig"]
 
 
+# The receivers' limits, as vulnwatch.notify._payload.DEFAULT_MAX_PAYLOAD_BYTES has them (a test
+# keeps the two equal; the config does not import the notifiers, which load httpx).
+MIN_PAYLOAD_BYTES = 4096
+DEFAULT_MAX_PAYLOAD_BYTES = {"webhook": 256 * 1024, "slack": 12_000, "teams": 27 * 1024, "email": 1024 * 1024}
+
+
 class _RoutedSink(Model):
     name: Name
     """Unique name; the outbox refers to the sink by it (never by URL)."""
@@ -29,12 +35,14 @@ class _RoutedSink(Model):
     """Which changes to send: a new image, findings that moved on a known image, a rebuild
     (a tag moved to a new digest)."""
     timeout: Duration = timedelta(seconds=10)
-    """HTTP timeout for one delivery attempt."""
+    """Network timeout of one delivery attempt (HTTP request, SMTP conversation step)."""
 
 
 class _SinkBase(_RoutedSink):
     url: SecretHttpUrl
     """Where to POST (a secret: webhook URLs carry tokens; use ``${VAR}``)."""
+    verify_tls: bool = True
+    """Check the receiver's TLS certificate; ``false`` only for a test receiver."""
 
 
 class ConsoleSinkConfig(_RoutedSink):
@@ -47,12 +55,19 @@ class SlackSinkConfig(_SinkBase):
     """A Slack incoming webhook (Block Kit message)."""
 
     type: Literal["slack"]
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES["slack"], ge=MIN_PAYLOAD_BYTES)
+    """Largest message posted, in bytes of JSON; longer lists end with "…and N more"."""
+    max_listed: int = Field(default=10, ge=1, le=100)
+    """Findings listed per list (new, fixed, changed) and image before "…and N more"."""
 
 
 class WebhookSinkConfig(_SinkBase):
     """A generic HTTPS webhook receiving CloudEvents 1.0 JSON."""
 
     type: Literal["webhook"]
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES["webhook"], ge=MIN_PAYLOAD_BYTES)
+    """Largest request body, in bytes; a larger message is sent as several CloudEvents, "part
+    n of m" (extension attributes ``groupid``, ``part``, ``parts``)."""
     secret: SecretStr | None = None
     """HMAC-SHA256 key to sign each body with; unset = unsigned."""
     headers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")], SecretStr] = Field(
