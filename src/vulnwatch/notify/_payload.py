@@ -14,10 +14,10 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ..model import Finding
+from ..model import Event, Finding, Severity
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "MIN_PAYLOAD_BYTES", "JsonBudget", "check_max_payload",
-           "cut_subject", "json_bytes", "json_size", "most_severe", "severity_order"]
+           "count_parts", "cut_subject", "first_listed", "json_bytes", "json_size", "most_severe", "severity_order"]
 
 T = TypeVar("T")
 
@@ -100,6 +100,28 @@ def most_severe(items: Iterable[T], n: int, key: Callable[[T], Any]) -> list[T]:
     return heapq.nsmallest(n, items, key=key)
 
 
+def first_listed(event: Event, name: str, n: int) -> list:
+    """The ``n`` most severe entries of ``event.<name>`` (``added``, ``fixed`` or ``changed``,
+    a change ranked by its after side) in the order messages list them."""
+    items = getattr(event, name)
+    if name == "changed":
+        return most_severe(items, n, key=lambda c: severity_order(c.after))
+    return most_severe(items, n, key=severity_order)
+
+
+def count_parts(event: Event) -> list[tuple[str, int, int | None]]:
+    """``[(severity name, count now, change or None), ...]``, most severe first, for the
+    severities present now or before; the change is None for a new image (nothing to compare
+    with) or when the count did not move. What every message's counts line shows."""
+    now, before = event.counts, event.previous_counts
+    out = []
+    for sev in sorted(Severity, reverse=True):
+        n, p = now.get(sev.name, 0), before.get(sev.name, 0)
+        if n or p:
+            out.append((sev.name, n, n - p if before and n != p else None))
+    return out
+
+
 def cut_subject(subject: str, suffix: str, limit: int) -> str:
     """``subject + suffix`` within ``limit`` characters, cutting the subject (never the suffix,
     e.g. `` — findings changed``) and marking the cut with ``…``."""
@@ -107,20 +129,3 @@ def cut_subject(subject: str, suffix: str, limit: int) -> str:
     if len(subject) > room:
         subject = subject[: max(0, room - 1)] + "…"
     return subject + suffix
-
-
-def lines_within(lines: Sequence[str], total: int, limit: int, more: Callable[[int], str],
-                 sep: int = 1) -> tuple[list[str], str | None]:
-    """The lines (already the first of ``total``) that fit in ``limit`` characters with the
-    "and N more" line that then follows (``more(N)``), or None when every line fits."""
-    out: list[str] = []
-    size = 0
-    for i, line in enumerate(lines):
-        rest = total - i - 1
-        reserve = sep + len(more(rest)) if rest else 0
-        if size + sep + len(line) + reserve > limit:
-            break
-        out.append(line)
-        size += sep + len(line)
-    left = total - len(out)
-    return out, (more(left) if left else None)
