@@ -141,3 +141,25 @@ def test_one_event_too_large_even_without_findings_is_a_permanent_error():
     with pytest.raises(DeliveryError) as ei:
         list(WebhookNotifier("hooks", "http://127.0.0.1:9/x", max_payload_bytes=4096).bodies([ev]))
     assert not ei.value.retryable and "max_payload_bytes" in str(ei.value)
+
+
+def test_config_defaults_are_the_notifiers_defaults():
+    from vulnwatch.config import Config, config_summary
+    from vulnwatch.config import notifications as cfg
+    from vulnwatch.notify import _payload
+    assert cfg.DEFAULT_MAX_PAYLOAD_BYTES == _payload.DEFAULT_MAX_PAYLOAD_BYTES
+    assert cfg.MIN_PAYLOAD_BYTES == _payload.MIN_PAYLOAD_BYTES
+    c = Config.model_validate({"notifications": [
+        {"name": "w", "type": "webhook", "url": "https://example.invalid/x", "max_payload_bytes": 100_000,
+         "verify_tls": False},
+        {"name": "s", "type": "slack", "url": "https://example.invalid/s"}]})
+    w = WebhookNotifier.from_config(c.notifications[0])
+    assert w.max_payload_bytes == 100_000
+    lines = config_summary(c)
+    assert any("notification w (webhook" in x and "messages up to 100,000 bytes (larger ones in parts), TLS NOT "
+               "VERIFIED" in x for x in lines)
+    assert any("notification s (slack" in x and "up to 10 findings per list, messages up to 12,000 bytes" in x
+               and "TLS" not in x for x in lines)
+    from vulnwatch.config import ConfigError, parse_config
+    with pytest.raises(ConfigError, match="max_payload_bytes"):
+        parse_config("notifications: [{name: w, type: webhook, url: 'https://e.invalid/x', max_payload_bytes: 10}]")

@@ -1,4 +1,4 @@
-"""``notifications[]``: the sinks (Slack, CloudEvents webhook, console) and what each wants."""
+"""``notifications[]``: the sinks (Slack, Teams, CloudEvents webhook, email, console) and what each wants."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from ..model import Severity
 from .types import Duration, Model, Name, SecretHttpUrl, SeverityName, SinkRepositoryGlob
 
-__all__ = ["ConsoleSinkConfig", "SinkConfig", "SlackSinkConfig", "WebhookSinkConfig"]
+__all__ = ["ConsoleSinkConfig", "SinkConfig", "SlackSinkConfig", "TeamsSinkConfig", "WebhookSinkConfig"]
 
 
 # The receivers' limits, as vulnwatch.notify._payload.DEFAULT_MAX_PAYLOAD_BYTES has them (a test
@@ -61,6 +61,18 @@ class SlackSinkConfig(_SinkBase):
     """Findings listed per list (new, fixed, changed) and image before "…and N more"."""
 
 
+class TeamsSinkConfig(_SinkBase):
+    """A Microsoft Teams Workflows webhook ("Post to a channel when a webhook request is
+    received"; the retired Office 365 connector URLs work too): an Adaptive Card."""
+
+    type: Literal["teams"]
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES["teams"], ge=MIN_PAYLOAD_BYTES)
+    """Largest request, in bytes of JSON (Teams refuses messages over 28 KB); longer lists end
+    with "…and N more"."""
+    max_listed: int = Field(default=10, ge=1, le=100)
+    """Findings listed per list (new, fixed, changed) and image before "…and N more"."""
+
+
 class WebhookSinkConfig(_SinkBase):
     """A generic HTTPS webhook receiving CloudEvents 1.0 JSON."""
 
@@ -84,6 +96,7 @@ class WebhookSinkConfig(_SinkBase):
         return {k: v.get_secret_value() for k, v in self.headers.items()}
 
 
-SinkConfig = Annotated[Union[SlackSinkConfig, WebhookSinkConfig, ConsoleSinkConfig], Field(discriminator="type")]
-"""One ``notifications[]`` entry, by ``type``: ``slack``, ``webhook`` or ``console``."""
+SinkConfig = Annotated[Union[SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig, ConsoleSinkConfig],
+                      Field(discriminator="type")]
+"""One ``notifications[]`` entry, by ``type``: ``slack``, ``teams``, ``webhook`` or ``console``."""
 

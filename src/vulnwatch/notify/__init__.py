@@ -10,10 +10,12 @@ from __future__ import annotations
 from .console import ConsoleNotifier
 from .interface import DeliveryError, Notifier
 from .slack import SlackNotifier
+from .teams import TeamsNotifier
 from .webhook import WebhookNotifier
 
 NOTIFIERS: dict[str, type[Notifier]] = {
     "slack": SlackNotifier,
+    "teams": TeamsNotifier,
     "webhook": WebhookNotifier,
     "console": ConsoleNotifier,
 }

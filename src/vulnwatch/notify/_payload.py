@@ -14,10 +14,12 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+from ..diff import change_parts
 from ..model import Event, Finding, Severity
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "MIN_PAYLOAD_BYTES", "JsonBudget", "check_max_payload",
-           "count_parts", "cut_subject", "first_listed", "json_bytes", "json_size", "most_severe", "severity_order"]
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "MIN_PAYLOAD_BYTES", "JsonBudget", "change_text", "check_max_payload",
+           "count_parts", "cut_subject", "digest_order", "first_listed", "json_bytes", "json_size",
+           "most_severe", "severity_order"]
 
 T = TypeVar("T")
 
@@ -107,6 +109,17 @@ def first_listed(event: Event, name: str, n: int) -> list:
     if name == "changed":
         return most_severe(items, n, key=lambda c: severity_order(c.after))
     return most_severe(items, n, key=severity_order)
+
+
+def change_text(event: Event) -> str:
+    """``2 new, 1 fixed, 1 changed`` (:func:`vulnwatch.diff.change_parts`, without signs)."""
+    return ", ".join(f"{n} {what}" for what, n in change_parts(event)) or "no finding changes"
+
+
+def digest_order(events: Sequence[Event]) -> list[Event]:
+    """The images of a digest as messages list them: the most severe new finding first."""
+    return sorted(events, key=lambda e: (-max((int(f.severity) for f in e.added), default=-1),
+                                         e.image.repository, e.image.digest))
 
 
 def count_parts(event: Event) -> list[tuple[str, int, int | None]]:

@@ -31,12 +31,12 @@ from typing import Any
 
 import httpx
 
-from ..diff import KIND_LABELS, change_parts
+from ..diff import KIND_LABELS
 from ..logs import reveal
 from ..model import Event, EventKind, Finding, FindingChange, Severity
 from ._http import post_message
-from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, JsonBudget, check_max_payload, count_parts, cut_subject,
-                       first_listed, json_bytes, json_size, severity_order)
+from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, JsonBudget, change_text, check_max_payload, count_parts,
+                       cut_subject, digest_order, first_listed, json_bytes, json_size, severity_order)
 from .interface import DeliveryError, Notifier
 
 log = logging.getLogger(__name__)
@@ -161,9 +161,7 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(text, SECTION_MAX)}}
 
 
-def _summary(event: Event) -> str:
-    """``2 new, 1 fixed, 1 changed`` (:func:`vulnwatch.diff.change_parts`, without signs)."""
-    return ", ".join(f"{n} {what}" for what, n in change_parts(event)) or "no finding changes"
+_summary = change_text
 
 
 def event_blocks(event: Event, max_listed: int, section_max: int = SECTION_MAX) -> list[dict[str, Any]]:
@@ -205,12 +203,6 @@ def _more_images(n: int) -> dict[str, Any]:
     return _section(f"_…and {n} more images_")
 
 
-def _digest_order(events: Sequence[Event]) -> list[Event]:
-    """Images with the most severe new finding first."""
-    return sorted(events, key=lambda e: (-max((int(f.severity) for f in e.added), default=-1),
-                                         e.image.repository, e.image.digest))
-
-
 def digest_blocks(events: Sequence[Event], max_listed: int,
                   max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES["slack"], used: int = 0) -> list[dict[str, Any]]:
     """The blocks of a digest message within ``max_bytes`` (``used``: what the rest of the
@@ -226,7 +218,7 @@ def digest_blocks(events: Sequence[Event], max_listed: int,
     ]
     for b in blocks:
         budget.take(b)
-    ordered = _digest_order(events)
+    ordered = digest_order(events)
     lines = [image_line(e) for e in ordered]
     more_cost = json_size(_more_images(len(events))) + 1
     # what the lines of images i.. take once packed in sections: bytes, characters
