@@ -9,10 +9,9 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from vulnwatch.cli.main import _register, app
+from vulnwatch.cli.main import app
 from vulnwatch.examples import IMAGE_ARCHIVE, OSV_DIR, OSV_OLDER_DIR
 
-_register()
 
 # records that are in osv/ but not in osv-older/ (see examples/README.md)
 NEWER = {"CVE-2023-32681",   # requests, PYSEC-2023-74

@@ -18,9 +18,8 @@ from tests.ecr.conftest import Pusher, basic_result
 from tests.support.ecr_proxy import ECRProxy
 from tests.support.servers import free_port, start_receiver
 
-from vulnwatch.cli.main import _register, app
+from vulnwatch.cli.main import app
 
-_register()
 SECRET = "hmac-s3cr3t-value"
 NOW = datetime.now(timezone.utc)
 

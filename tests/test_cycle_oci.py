@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 from tests.support.registry import start_registry
 from tests.support.servers import free_port
 from tests.support.token_server import TokenServer, User
-from vulnwatch.cli.main import _register, app
+from vulnwatch.cli.main import app
 from vulnwatch.examples import IMAGE_ARCHIVE, OSV_DIR
 
-_register()
 PASSWORD = "Basic-pw-s3cret!"
 TOKEN_PW = "Token-pw-s3cret!"
 

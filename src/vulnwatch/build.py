@@ -114,7 +114,7 @@ class _Shared:
 
 def open_layer_cache(cfg: Config):
     """The per-layer cache, or None when ``layer_cache.enabled`` is off."""
-    from .layercache import LayerCache
+    from .walker import LayerCache
 
     lc = cfg.layer_cache
     if not lc.enabled:

@@ -14,7 +14,7 @@ from rich.table import Table
 from .. import logs
 from ..model import Severity
 from .common import console, err_console
-from .main import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, app, load
+from .app import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, app, load
 
 db_app = typer.Typer(help="The local OSV vulnerability data: update, import, status.", no_args_is_help=True,
                      rich_markup_mode=None)

@@ -15,8 +15,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from ..catalogers.interface import Cataloger
-from ..layercache import LayerCache, catalog_layers
-from ..layers import Inventory, LayerError, LayerLimits
+from ..catalogers.plan import Inventory, catalog_layers
+from ..walker import LayerCache, LayerError, LayerLimits
 from ..model import Image, ScanResult, utcnow
 from ..registries.interface import Registry, RegistryError
 from ..vulndb.index import VulnIndex

@@ -45,7 +45,7 @@ from ..model import Finding, Package, ScanResult, Severity
 from .index import VulnIndex, normalize_name
 from .interface import Inventory, MatchStats, VersionError, VersionScheme, ecosystem_base
 from .severity import Rating, rate
-from .versions import SEMVER, comparator_for
+from .versions import comparator_for, semver_for
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +411,7 @@ class Matcher:
             for rng in aff.get("ranges") or ():
                 kind = rng.get("type")
                 if kind == "SEMVER":
-                    use = SEMVER
+                    use = semver_for(eco)
                 elif kind == "ECOSYSTEM" and scheme is not None:
                     use = scheme
                 else:

@@ -20,7 +20,7 @@ from ..interface import VersionError, VersionScheme
 
 _SEMVER = re.compile(
     r"^v?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?"
-    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$")
+    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$", re.ASCII)
 
 _RELEASE = (1,)
 
@@ -30,7 +30,7 @@ def _pre_key(pre: str, version: str, ecosystem: str) -> tuple:
     for ident in pre.split("."):
         if not ident:
             raise VersionError(version, ecosystem, "empty pre-release identifier")
-        if ident.isdigit():
+        if ident.isascii() and ident.isdigit():
             ids.append((0, int(ident), ""))
         else:
             ids.append((1, 0, ident))
@@ -49,12 +49,14 @@ def semver_key(version: str, ecosystem: str = "SemVer") -> tuple:
 
 
 class SemverVersions(VersionScheme):
-    """SemVer 2.0.0 precedence (``npm``, ``crates.io``, ``Go``, and ``SEMVER`` ranges)."""
+    """SemVer 2.0.0 precedence (``npm``, ``crates.io``, and ``SEMVER`` ranges; ``Go`` adds its
+    toolchain spellings in :class:`~.golang.GoVersions`)."""
 
     name = "semver"
 
     def __init__(self, ecosystem: str = "SemVer") -> None:
         self.ecosystem = ecosystem
+        """Ecosystem named in the :class:`VersionError` of a version that does not parse."""
 
     def key(self, version: str) -> tuple:
         return semver_key(version, self.ecosystem)

@@ -22,10 +22,10 @@ from vulnwatch.catalogers import all_catalogers
 from vulnwatch.catalogers.dpkg import DpkgCataloger
 from vulnwatch.catalogers.interface import CatalogContext, Cataloger, CatalogResult
 from vulnwatch.catalogers.python import PythonCataloger
-from vulnwatch.layercache import (MAGIC, LayerCache, cache_key, catalog_layers, chain_ids, decode, default_directory,
-                                  encode)
-from vulnwatch.layers import (LayerContents, LayerError, LayerLimits, LayerStack, WalkedFile, catalog_image,
+from vulnwatch.catalogers.plan import cache_key, catalog_image, catalog_layers
+from vulnwatch.walker import (LayerCache, LayerContents, LayerError, LayerLimits, LayerStack, WalkedFile, WalkPlan,
                               merge_layers, walk_layers)
+from vulnwatch.walker.cache import MAGIC, chain_ids, decode, default_directory, encode
 from vulnwatch.model import Package
 from vulnwatch.registries.archive import ArchiveRegistry
 from vulnwatch.scanners.builtin import BuiltinScanner
@@ -170,7 +170,7 @@ def test_scenarios_mean_what_they_say(cache):
 def test_read_then_merge_equals_walk():
     blobs = Blobs(*SCENARIOS["usr-merge-link-below"])
     want = lambda p: 1 << 20 if p in ("lib/custom/db", "etc/os-release") else None  # noqa: E731
-    stack = LayerStack(want)
+    stack = LayerStack(WalkPlan(want))
     contents = [stack.add(n, s) for n, s in blobs.streams()]
     assert merge_layers(contents, want) == walk_layers(blobs.streams(), want) == stack.result()
     # only lower entries this layer replaces are recorded, not every path it writes
@@ -248,12 +248,12 @@ def test_cross_layer_limits_still_apply_to_cached_layers(cache):
     c0 = cache.get(blobs.names[0], chain_ids(blobs.names)[0], key)
     assert c0 is not None and c0.entries > 5 and c0.uncompressed_bytes > 0
     # a layer read on top of cached ones counts their bytes
-    stack = LayerStack(lambda p: None, limits=LayerLimits(max_total_bytes=c0.uncompressed_bytes + 100))
+    stack = LayerStack(WalkPlan(lambda p: None), limits=LayerLimits(max_total_bytes=c0.uncompressed_bytes + 100))
     stack.apply(c0)
     with pytest.raises(LayerError) as e:
         stack.read(blobs.names[0], io.BytesIO(blobs.by_digest[blobs.names[0]]))
     assert e.value.code == "LayerTooLarge"
-    stack = LayerStack(lambda p: None, limits=LayerLimits(max_entries=c0.entries))
+    stack = LayerStack(WalkPlan(lambda p: None), limits=LayerLimits(max_entries=c0.entries))
     stack.apply(c0)
     with pytest.raises(LayerError, match="max_entries"):
         stack.apply(c0)
@@ -273,7 +273,7 @@ def test_damaged_entry_is_logged_deleted_and_rebuilt(damage, cache, caplog):
            "bit-flip": good[:-20] + bytes([good[-20] ^ 0xFF]) + good[-19:]}[damage]
     victim.write_bytes(bad)
     blobs.opened.clear()
-    with caplog.at_level(logging.WARNING, logger="vulnwatch.layercache"):
+    with caplog.at_level(logging.WARNING, logger="vulnwatch.walker.cache"):
         again = catalog_layers(blobs.names, blobs.open, catalogers(), cache=cache)
     assert again == expected
     assert blobs.opened == blobs.names[:1]  # only the damaged layer is read again
@@ -324,7 +324,7 @@ def test_unwritable_directory_never_breaks_a_scan(tmp_path, caplog):
     (tmp_path / "file").write_text("not a directory")
     cache = LayerCache(tmp_path / "file" / "layers")
     blobs = Blobs(*SCENARIOS["whiteouts"])
-    with caplog.at_level(logging.WARNING, logger="vulnwatch.layercache"):
+    with caplog.at_level(logging.WARNING, logger="vulnwatch.walker.cache"):
         inv = catalog_layers(blobs.names, blobs.open, catalogers(), cache=cache)
     assert inv == catalog_image(blobs.streams(), catalogers())
     assert any("cannot store layer" in r.getMessage() for r in caplog.records)

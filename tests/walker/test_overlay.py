@@ -9,7 +9,8 @@ import pytest
 import zstandard
 
 from tests.support.images import layer_bytes
-from vulnwatch.layers import LayerError, LayerLimits, normalize_name, resolve_path, walk_layers
+from vulnwatch.walker import LayerError, LayerLimits, walk_layers
+from vulnwatch.walker.paths import member_path, resolve_path
 
 
 def wanted(*paths: str, size: int = 1 << 20):
@@ -136,7 +137,7 @@ def test_absolute_and_dotted_names_are_normalised():
 def test_symlink_target_cannot_escape_root():
     assert resolve_path("x/y", {"x": "../../../../usr"}) == "usr/y"
     assert resolve_path("x/y", {"x": "/opt"}) == "opt/y"
-    assert normalize_name("./a//b/") == "a/b"
+    assert member_path("./a//b/") == "a/b"
 
 
 def test_oversize_file_skipped_with_warning_or_error():

@@ -1,10 +1,10 @@
 """Per-layer cache of what the walker keeps, so shared layers are pulled and read once.
 
-Images built on the same base share their lower layers. :func:`catalog_layers` looks
+Images built on the same base share their lower layers. :func:`walk_cached` looks
 each layer up in a :class:`LayerCache` before fetching its blob: a hit is applied
 from disk (the blob is never requested), a miss is streamed once, applied and stored.
 
-What one layer contributes (:class:`~vulnwatch.layers.LayerContents`) depends on the
+What one layer contributes (:class:`~vulnwatch.walker.contents.LayerContents`) depends on the
 layers below it: their symlinks decide where a path lands (``lib/x`` written through
 ``lib -> usr/lib`` is ``usr/lib/x``) and under which spellings it is wanted. An entry
 is therefore keyed by the layer's *chain id* (the OCI ``ChainID`` idea: the digest of
@@ -13,10 +13,10 @@ the blob would give. The price: the same layer on top of a different base is rea
 again (``COPY --link`` rebases); layers shared from the bottom up, the common case,
 are read once.
 
-Each entry is also keyed by :func:`cache_key`, a hash of the catalogers' declarations
-(class, name, version, wanted paths/suffixes/patterns, size limits, executables), the
-walker limits, the vulnwatch version and this file format's version, so a change of
-catalogers or limits is a miss, never a stale inventory.
+Each entry is also keyed by an opaque ``key`` the caller gives: whatever, besides the layers,
+decides what is kept (the catalogers hash their declarations, the walker limits and the
+vulnwatch version into it: :func:`vulnwatch.catalogers.plan.cache_key`), so a change of those is
+a miss, never a stale inventory. This file format's version is part of every entry's name.
 
 File format (one file per entry, ``<sha256(chain id, key)>.vwl``)::
 
@@ -52,10 +52,9 @@ from typing import BinaryIO
 
 import zstandard
 
-from . import __version__
-from .catalogers.interface import Cataloger
-from .catalogers.os_release import OS_RELEASE_PATHS
-from .layers import (OS_RELEASE_MAX_SIZE, CatalogPlan, Inventory, LayerContents, LayerLimits, WalkedFile)
+from .contents import LayerContents, WalkedFile, WalkPlan, WalkResult
+from .limits import LayerLimits
+from .overlay import LayerStack
 
 log = logging.getLogger(__name__)
 
@@ -100,28 +99,6 @@ def chain_ids(layers: Sequence[str]) -> list[str]:
         else:
             out.append("sha256:" + hashlib.sha256(f"{out[-1]} {digest}".encode()).hexdigest())
     return out
-
-
-def cache_key(catalogers: Sequence[Cataloger], limits: LayerLimits | None = None) -> str:
-    """Hash of everything besides the layers that decides what the walker keeps: the
-    catalogers' declarations (in order), the limits, the vulnwatch and format versions."""
-    decl = {
-        "format": FORMAT_VERSION,
-        "vulnwatch": __version__,
-        "os_release": [list(OS_RELEASE_PATHS), OS_RELEASE_MAX_SIZE],
-        "limits": dataclasses.asdict(limits or LayerLimits()),
-        "catalogers": [{
-            "class": f"{type(c).__module__}.{type(c).__qualname__}",
-            "name": c.name,
-            "version": str(getattr(c, "version", "")),
-            "exact_paths": sorted(c.exact_paths),
-            "suffixes": list(c.suffixes),
-            "patterns": list(c.patterns),
-            "max_file_size": c.max_file_size,
-            "wants_executables": c.wants_executables,
-        } for c in catalogers],
-    }
-    return hashlib.sha256(json.dumps(decl, sort_keys=True).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- file format
@@ -224,7 +201,7 @@ class CacheStats:
 
 
 class LayerCache:
-    """A directory of :class:`~vulnwatch.layers.LayerContents`, one file per (chain id,
+    """A directory of :class:`~vulnwatch.walker.contents.LayerContents`, one file per (chain id,
     cataloger key). Safe to share between threads and processes (atomic renames; a file
     vanishing under a reader is a miss). Never raises for cache trouble: problems are
     logged and the layer is read from the registry instead.
@@ -366,20 +343,17 @@ def _unlink(path: Path) -> bool:
         return False
 
 
-# ---------------------------------------------------------------- cataloging with the cache
+# ---------------------------------------------------------------- walking with the cache
 
-def catalog_layers(layers: Sequence[str], open_blob: Callable[[str], BinaryIO],
-                   catalogers: Sequence[Cataloger] | None = None, *, limits: LayerLimits | None = None,
-                   cache: LayerCache | None = None, progress: LayerProgress | None = None) -> Inventory:
-    """Catalog an image given its layer digests, bottom first, and ``open_blob(digest)``
-    (a stream, closed here after reading). With a ``cache``, layers found in it are not
-    opened at all and layers read are stored; without one this is
-    :func:`vulnwatch.layers.catalog_image` with blobs opened one at a time. Names that
-    are not digests are never cached. Raises :class:`~vulnwatch.layers.LayerError` and
-    whatever ``open_blob`` raises."""
-    plan = CatalogPlan(catalogers)
-    stack = plan.stack(limits)
-    key = cache_key(plan.catalogers, stack.limits) if cache is not None else ""
+def walk_cached(layers: Sequence[str], open_blob: Callable[[str], BinaryIO], plan: WalkPlan, *, key: str = "",
+                limits: LayerLimits | None = None, cache: LayerCache | None = None,
+                progress: LayerProgress | None = None) -> WalkResult:
+    """Walk an image given its layer digests, bottom first, and ``open_blob(digest)`` (a stream,
+    closed here after reading). With a ``cache``, layers found in it under ``key`` are not
+    opened at all and layers read are stored; without one every blob is opened once, one at a
+    time. Names that are not digests are never cached. Raises
+    :class:`~vulnwatch.walker.limits.LayerError` and whatever ``open_blob`` raises."""
+    stack = LayerStack(plan, limits=limits)
     chains = chain_ids(layers)
     total = len(layers)
     cacheable = cache is not None
@@ -399,4 +373,4 @@ def catalog_layers(layers: Sequence[str], open_blob: Callable[[str], BinaryIO],
         stack.apply(contents)
     if progress:
         progress(total, total)
-    return plan.catalog(stack.result())
+    return stack.result()

@@ -1,4 +1,4 @@
-"""The strict tar reader (vulnwatch.tarstream) against Python's tarfile, hand-made
+"""The strict tar reader (vulnwatch.walker.tarstream) against Python's tarfile, hand-made
 headers (base-256, signed checksums, sparse, PAX size), damage, and real layers; and
 the layer walker's use of it (gzip members, errors naming layer and entry)."""
 
@@ -12,8 +12,9 @@ import zlib
 import pytest
 import zstandard
 
-from vulnwatch.layers import LayerError, LayerLimits, _open_layer, walk_layers
-from vulnwatch.tarstream import BLOCK_SIZE, EntryType, TarFormatError, TarStreamReader
+from vulnwatch.walker import LayerError, LayerLimits, walk_layers
+from vulnwatch.walker.source import open_layer
+from vulnwatch.walker.tarstream import BLOCK_SIZE, EntryType, TarFormatError, TarStreamReader
 
 LONG_DIR = "usr/lib/" + "/".join(f"dir{i:02d}-with-a-long-name" for i in range(6))
 LONG_NAME = f"{LONG_DIR}/file-whose-full-path-is-over-a-hundred-characters.txt"
@@ -347,7 +348,7 @@ def test_truncated_gzip_is_corrupt():
     data = make_archive(tarfile.GNU_FORMAT)
     blob = gzip.compress(data)[:-6]
     with pytest.raises(LayerError) as e:
-        source = _open_layer("l0", io.BytesIO(blob), LayerLimits(), 0)
+        source = open_layer("l0", io.BytesIO(blob), LayerLimits(), 0)
         while source.next_chunk():
             pass
     assert e.value.code == "LayerCorrupt" and "end-of-stream" in str(e.value)
@@ -359,7 +360,7 @@ def test_layer_source_counts_and_produces_the_stream(kind):
     blob = {"tar": data, "gzip": gzip.compress(data),
             "zstd-frames": zstandard.ZstdCompressor().compress(data[:5000])
             + zstandard.ZstdCompressor().compress(data[5000:])}[kind]
-    source = _open_layer("l0", io.BytesIO(blob), LayerLimits(), 0)
+    source = open_layer("l0", io.BytesIO(blob), LayerLimits(), 0)
     out = []
     while chunk := source.next_chunk():
         assert len(chunk) <= 1 << 20
