@@ -227,12 +227,13 @@ def digest(images: int, n: int) -> None:
                     return "250 OK"
 
             handler = Discard()
-            smtp = Controller(handler, hostname="127.0.0.1", port=0)
+            from tests.support.servers import free_port
+            smtp = Controller(handler, hostname="127.0.0.1", port=free_port(), data_size_limit=None)
             smtp.start()
         for kind in sinks:
             shutil.copyfile(built, db)  # each sink gets the same 56 due deliveries
             receiver = Sink()
-            port = smtp.server.sockets[0].getsockname()[1] if smtp else 0
+            port = smtp.port if smtp else 0
             r = run_child(kind, str(db), receiver.url, str(port))
             if kind == "read":
                 print(f"  {'store.due_deliveries only':<26} {r['peak_rss_mb']:6.0f} MB peak RSS "

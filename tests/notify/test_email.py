@@ -106,6 +106,7 @@ def test_plain_smtp_multipart_message_to_every_recipient(servers):
     assert "<script>" not in markup and "&lt;script&gt;alert(1)&lt;/script&gt;" in markup
     assert '<a href="https://security-tracker.debian.org/CVE-2024-0002">CVE-2024-0002</a>' in markup
     assert "javascript:" not in markup and "javascript:" not in text
+    assert text.rstrip().endswith(f"the state store keeps every finding of event {ev.id}.")
 
 
 def test_starttls_with_the_session_ca_and_auth(servers, ca, ca_file):
@@ -309,7 +310,7 @@ def test_digest_one_message_within_the_cap_naming_every_image(servers):
     text = msg.get_body(("plain",)).get_content()
     named = sum(f"svc/{i:02d}:1.4 — new image" in text for i in range(56))
     assert named == 56 and "New findings (1850)" in text and "…and 1825 more" in text
-    assert "vulnwatch events --format json" in text
+    assert "the state store keeps every finding of each of these events (vulnwatch events lists them)" in text
     small = _plain(server, max_payload_bytes=64 * 1024)
     assert len(small.message(events).as_bytes()) <= 64 * 1024
     small_text = small.message(events).get_body(("plain",)).get_content()

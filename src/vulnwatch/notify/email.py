@@ -54,7 +54,7 @@ TlsMode = Literal["starttls", "implicit", "none"]
 SMTP_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
 SUBJECT_MAX = 200
 MIN_MESSAGE_BYTES = 16 * 1024
-FULL_LISTS_HINT = "Every finding: vulnwatch events --format json"
+FULL_LISTS_HINT = "Lists show the most severe findings; the state store keeps every finding of {}."
 
 _SEV_COLOR = {"CRITICAL": "#b60205", "HIGH": "#d93f0b", "MEDIUM": "#b08800", "LOW": "#1d76db",
               "NEGLIGIBLE": "#6a737d", "UNKNOWN": "#6a737d"}
@@ -186,7 +186,7 @@ def _image_line(event: Event) -> tuple[str, str]:
     return text + "\n", f"<li>{_e(headline(event, 100))} · {_e(_counts(event))} · {_e(change_text(event))}</li>\n"
 
 
-def _bodies(events: Sequence[Event], max_listed: int, budget: int) -> tuple[str, str]:
+def _bodies(events: Sequence[Event], max_listed: int, budget: int, ident: str) -> tuple[str, str]:
     """Text and HTML of the message, within ``budget`` bytes as sent (an estimate, checked after)."""
     doc = _Doc()
     if len(events) == 1:
@@ -221,7 +221,9 @@ def _bodies(events: Sequence[Event], max_listed: int, budget: int) -> tuple[str,
         if shown < len(events):
             more = f"…and {len(events) - shown} more images"
             doc.add(f"\n{more}\n", f"<p><em>{_e(more)}</em></p>\n")
-    doc.add(f"\n-- \n{FULL_LISTS_HINT}\n", f"<hr><p style=\"color:#6a737d\">{_e(FULL_LISTS_HINT)}</p>\n")
+    hint = FULL_LISTS_HINT.format(f"event {ident}" if len(events) == 1 else
+                                  "each of these events (vulnwatch events lists them)")
+    doc.add(f"\n-- \n{hint}\n", f"<hr><p style=\"color:#6a737d\">{_e(hint)}</p>\n")
     text = "".join(doc.text)
     markup = ("<!DOCTYPE html>\n<html><body style=\"font-family:sans-serif;font-size:14px\">\n"
               + "".join(doc.html) + "</body></html>\n")
@@ -293,13 +295,13 @@ class EmailNotifier(Notifier):
             listed, budget = max(1, listed // 2), int(budget * 0.8)  # the estimate was off: shrink
 
     def _build(self, events: Sequence[Event], listed: int, budget: int) -> EmailMessage:
-        text, markup = _bodies(events, listed, budget)
+        ident = events[0].id if len(events) == 1 else digest_id(events)
+        text, markup = _bodies(events, listed, budget, ident)
         msg = EmailMessage(policy=email.policy.SMTP)
         msg["Subject"] = subject(events).replace("\r", " ").replace("\n", " ")
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.recipients)
         msg["Date"] = email.utils.format_datetime(max(e.occurred_at for e in events))
-        ident = events[0].id if len(events) == 1 else digest_id(events)
         domain = _addr(self.sender).rpartition("@")[2] or "vulnwatch.invalid"
         msg["Message-ID"] = f"<{ident}@{domain}>"
         msg["X-Vulnwatch-Event"] = ident
