@@ -163,3 +163,36 @@ def test_config_defaults_are_the_notifiers_defaults():
     from vulnwatch.config import ConfigError, parse_config
     with pytest.raises(ConfigError, match="max_payload_bytes"):
         parse_config("notifications: [{name: w, type: webhook, url: 'https://e.invalid/x', max_payload_bytes: 10}]")
+
+
+def test_digest_messages_are_built_in_bounded_memory():
+    """A digest whose single CloudEvent would be ~6.7 MB: each sink builds its request(s) with a
+    peak far below the size of that body (the old code held every finding's dict, the text and
+    the bytes at once: several times the body)."""
+    import gc
+    import tracemalloc
+
+    from vulnwatch.notify.email import EmailNotifier
+    from vulnwatch.notify.slack import SlackNotifier
+    from vulnwatch.notify.teams import TeamsNotifier
+
+    events = [big_event(1000, repository=f"svc/{i:02d}", digest="sha256:" + f"{i:064x}") for i in range(10)]
+    whole = sum(len(encode(WebhookNotifier("x", "http://x/").envelope([e]))) for e in events)
+    assert whole > 6_500_000
+    builds = {
+        "webhook": lambda: sum(len(b) for b in WebhookNotifier("w", "http://x/").bodies(events)),
+        "slack": lambda: len(SlackNotifier("s", "http://x/").render(events)["blocks"]),
+        "teams": lambda: len(TeamsNotifier("t", "http://x/").body(events)),
+        "email": lambda: len(EmailNotifier("e", host="h", sender="a@b.c", recipients=["x@y.z"])
+                             .message(events).as_bytes()),
+    }
+    peaks = {}
+    for name, build in builds.items():
+        gc.collect()
+        tracemalloc.start()
+        try:
+            assert build()
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert all(peak < 4_000_000 for peak in peaks.values()), peaks
