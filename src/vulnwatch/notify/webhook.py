@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from ..logs import reveal
-from ..model import Event, EventKind, Finding, FindingChange, stable_id
+from ..model import Event, EventKind, FindingChange, stable_id
 from ._http import post_message
 from ._payload import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload, json_bytes, json_size
 from .interface import DeliveryError, Notifier
