@@ -20,7 +20,7 @@ from datetime import datetime
 from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState, by_finding_key,
                     stable_id, utcnow)
 
-__all__ = ["diff", "summarize", "finding_order"]
+__all__ = ["KIND_LABELS", "change_parts", "diff", "summarize", "finding_order"]
 
 
 def finding_order(finding: Finding) -> tuple:
@@ -102,20 +102,26 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
     )
 
 
-_KIND_LABELS = {
+KIND_LABELS = {
     EventKind.NEW_IMAGE: "new image",
     EventKind.FINDINGS_CHANGED: "findings changed",
     EventKind.REBUILD: "rebuild",
 }
+"""How every message names an event kind."""
+
+
+def change_parts(event: Event) -> list[tuple[str, int]]:
+    """What changed, counted: ``[("new", 2), ("fixed", 1), ("changed", 1)]``, in that order,
+    parts with a zero count left out. The one source of every summary of a change (this
+    module's :func:`summarize`, the messages of each notifier); each caller formats it."""
+    parts = [("new", len(event.added)), ("fixed", len(event.fixed)), ("changed", len(event.changed))]
+    return [(what, n) for what, n in parts if n]
+
+
+_SIGNS = {"new": "+", "fixed": "-", "changed": ""}
 
 
 def summarize(event: Event) -> str:
     """One line for humans, e.g. ``rebuild: +2 new, -10 fixed, 1 changed`` (zero parts left out)."""
-    parts = []
-    if event.added:
-        parts.append(f"+{len(event.added)} new")
-    if event.fixed:
-        parts.append(f"-{len(event.fixed)} fixed")
-    if event.changed:
-        parts.append(f"{len(event.changed)} changed")
-    return f"{_KIND_LABELS.get(event.kind, event.kind.value)}: {', '.join(parts) or 'no change'}"
+    parts = [f"{_SIGNS[what]}{n} {what}" for what, n in change_parts(event)]
+    return f"{KIND_LABELS.get(event.kind, event.kind.value)}: {', '.join(parts) or 'no change'}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,3 +99,32 @@ def late_receiver():
     lr = LateReceiver()
     yield lr
     lr.close()
+
+
+def many_findings(n: int, prefix: str = "CVE-2024-") -> list[Finding]:
+    """``n`` findings shaped like the built-in scanner's (aliases, CVSS, title, links, purl),
+    severities mixed: about 800 bytes each as JSON."""
+    sevs = [Severity.CRITICAL, Severity.HIGH, Severity.HIGH, Severity.MEDIUM, Severity.MEDIUM, Severity.LOW]
+    out = []
+    for i in range(n):
+        vid, pkg, ver = f"{prefix}{10000 + i}", f"lib{i % 40}-pkg", f"{1 + i % 4}.{i % 17}-{i % 5}+deb12u1"
+        out.append(Finding(vid, pkg, ver, sevs[i % len(sevs)], ecosystem="Debian:12",
+                           aliases=(f"DSA-{5000 + i}-1", f"GHSA-{i:04x}-abcd-efgh"),
+                           fixed_versions=(ver + "a",) if i % 3 else (), cvss_score=round(4 + (i % 60) / 10, 1),
+                           cvss_vector="CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+                           title=f"{pkg}: heap-based buffer overflow in the parser when handling crafted input #{i}",
+                           links=(f"https://nvd.nist.gov/vuln/detail/{vid}",
+                                  f"https://security-tracker.debian.org/tracker/{vid}"),
+                           scanner="builtin", purl=f"pkg:deb/debian/{pkg}@{ver}?arch=amd64&distro=debian-12"))
+    return out
+
+
+def big_event(n: int, *, kind: EventKind = EventKind.NEW_IMAGE, repository: str = "team/app",
+              digest: str = DIGEST, fixed: int = 0, changed: int = 0) -> Event:
+    """An event with ``n`` new findings (and ``fixed`` fixed, ``changed`` changed ones)."""
+    added = many_findings(n)
+    gone = many_findings(fixed, prefix="CVE-2019-")
+    moved = [FindingChange(f, dataclasses.replace(f, severity=Severity.CRITICAL, cvss_score=9.8))
+             for f in many_findings(changed, prefix="CVE-2021-")]
+    return event(kind, added=added, fixed=gone, changed=moved, repository=repository, digest=digest,
+                 previous_counts={"HIGH": fixed} if kind is not EventKind.NEW_IMAGE else {})
