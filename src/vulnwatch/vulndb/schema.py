@@ -236,7 +236,7 @@ def parse_json(data: bytes | str) -> Any:
     if len(data) > MAX_RECORD_BYTES:
         raise RecordError(f"larger than {MAX_RECORD_BYTES} bytes")
     try:
-        return pydantic_core.from_json(data, cache_strings=False)
+        return pydantic_core.from_json(data, cache_strings="keys")
     except ValueError as e:
         msg = str(e)
         if "recursion limit" in msg:

@@ -2,8 +2,10 @@
 
 - :func:`import_path`: an ``all.zip`` (or any zip of OSV ``*.json``), a folder of
   ``*.json`` (searched recursively) or one ``.json`` file. Records are read and
-  stored one at a time (never the whole export in memory); invalid ones are
-  skipped and named in the report; withdrawn ones are dropped.
+  stored one at a time (never the whole export in memory); each is checked against
+  the OSV schema's types and vulnwatch's size bounds (:mod:`.schema`), and one that
+  fails (or is not JSON, or too big to read) is skipped and named in the report
+  while the others are imported; withdrawn ones are dropped.
 - :func:`update`: downloads ``<base_url>/<Ecosystem>/all.zip`` with a conditional
   GET (``If-None-Match`` / ``If-Modified-Since`` from the previous download); a
   ``304`` means unchanged and only refreshes the source's timestamp.
