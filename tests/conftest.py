@@ -55,7 +55,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
 
 _HYPOTHESIS_DB = DirectoryBasedExampleDatabase(".pytest_cache/hypothesis")
-settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, database=None,
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=1200, deadline=None, database=_HYPOTHESIS_DB,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
