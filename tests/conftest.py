@@ -84,3 +84,19 @@ def run_syft(layout: ImageLayout) -> dict:
 @pytest.fixture(scope="session")
 def syft_of():
     return run_syft
+
+
+# ---------------------------------------------------------------- hypothesis (property tests)
+# "ci" (the default): few examples, no deadline (2 shared cores make timings meaningless),
+# derandomized so a run is reproducible and never fails on a new find by chance; the whole
+# property suite stays under ~30 s on one core. "dev": HYPOTHESIS_PROFILE=dev, 20x the
+# examples, random, for hunting. Found examples are kept under .pytest_cache (ignored by git).
+from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
+
+_HYPOTHESIS_DB = DirectoryBasedExampleDatabase(".pytest_cache/hypothesis")
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=1200, deadline=None, database=_HYPOTHESIS_DB,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
