@@ -100,6 +100,10 @@ def _parse_watch_list(source: str, raw: bytes) -> list[str]:
     except json.JSONDecodeError as e:
         raise TargetError(source, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}; "
                                   'expected an array of repository names, e.g. ["team/app", "base"]') from None
+    except RecursionError:
+        raise TargetError(source, "JSON nested too deeply; expected a flat array of repository names") from None
+    except ValueError as e:   # e.g. an integer of thousands of digits (Python's conversion limit)
+        raise TargetError(source, f"invalid JSON ({e}); expected an array of repository names") from None
     if not isinstance(data, list):
         raise TargetError(source, f"expected a JSON array of repository names, got {_json_kind(data)}")
     names: list[str] = []

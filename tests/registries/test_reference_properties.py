@@ -3,12 +3,11 @@ InvalidReferenceError quoting it; what parses prints back to a reference that pa
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vulnwatch.model import ImageRef
-from vulnwatch.registries.reference import InvalidReferenceError, is_registry_host, parse_reference
+from vulnwatch.registries.reference import InvalidReferenceError, parse_reference
 
 COMPONENT = st.from_regex(r"\A[a-z0-9]{1,4}([._-][a-z0-9]{1,3})?\Z")
 HOSTS = st.sampled_from(["", "ghcr.io/", "localhost/", "localhost:5000/", "127.0.0.1:5000/", "docker.io/",
@@ -32,17 +31,9 @@ def test_parse_reference_raises_only_its_own_error(text):
         assert repr(text) in str(e) and e.text == text
         return
     assert isinstance(ref, ImageRef) and ref.registry and ref.repository
-    if not _host_only_by_case(text):                         # known bug below
-        assert parse_reference(str(ref)) == ref              # prints back to the same reference
+    assert parse_reference(str(ref)) == ref                  # prints back to the same reference
 
 
-def _host_only_by_case(text: str) -> bool:
-    first, sep, _ = text.strip().partition("/")
-    return bool(sep) and first != first.lower() and not is_registry_host(first.lower())
-
-
-@pytest.mark.xfail(strict=True, reason="registries/reference.py lowercases a registry host recognised only by its "
-                                       "upper case, so it prints as a Docker Hub namespace (reported)")
 def test_a_host_recognised_by_upper_case_prints_back_to_itself():
     ref = parse_reference("Registry/app")                    # host 'Registry' (Docker's rule), lowercased to 'registry'
     assert parse_reference(str(ref)) == ref                  # 'registry/app' is docker.io/registry/app
