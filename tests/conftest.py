@@ -100,3 +100,71 @@ settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=1200, deadline=None, database=_HYPOTHESIS_DB,
                           print_blob=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# -- ECR on the session moto_server (helpers in tests/support/ecr.py) --------------------------
+
+@pytest.fixture
+def ecr(moto):
+    import boto3
+
+    return boto3.client("ecr", region_name="us-east-1", endpoint_url=moto.url)
+
+
+@pytest.fixture
+def pusher(ecr):
+    from tests.support.ecr import Pusher
+
+    return Pusher(ecr)
+
+
+@pytest.fixture
+def proxy(moto):
+    from tests.support.ecr_proxy import ECRProxy
+
+    p = ECRProxy(moto.url, page_size=100)
+    yield p
+    p.close()
+
+
+# -- configuration files written to a temp dir -------------------------------------------------
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write YAML (dedented) to ``vulnwatch.yaml`` in a temp dir; return its path."""
+
+    import textwrap
+
+    def write(text: str, name: str = "vulnwatch.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def load(write_config):
+    """Write YAML and load it with the given environment (default: empty)."""
+
+    def _load(text: str, environ: dict[str, str] | None = None):
+        from vulnwatch.config import load_config
+
+        return load_config(write_config(text), environ=environ or {})
+
+    return _load
+
+
+@pytest.fixture
+def config_error(write_config):
+    """Write YAML, expect ConfigError, return it."""
+
+    def _err(text: str, environ: dict[str, str] | None = None):
+        from vulnwatch.config import ConfigError, load_config
+
+        path = write_config(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ=environ or {})
+        return info.value
+
+    return _err

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 import trustme
 
-from tests.notify.conftest import OLD_DIGEST, big_event, change, enqueue, event, finding
+from tests.support.events import OLD_DIGEST, big_event, change, enqueue, event, finding
 from tests.support.servers import free_port
 from tests.support.smtp import SMTPServer
 from vulnwatch.delivery.outbox import Dispatcher

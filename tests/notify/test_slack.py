@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.notify.conftest import OLD_DIGEST, change, event, finding
+from tests.support.events import OLD_DIGEST, change, event, finding
 from vulnwatch.model import EventKind, Severity
 from vulnwatch.notify.interface import DeliveryError
 from vulnwatch.notify.slack import SlackNotifier, render
@@ -212,7 +212,7 @@ def test_a_long_repository_is_cut_in_the_header_never_the_kind():
 
 
 def test_largest_event_stays_within_slack_limits():
-    from tests.notify.conftest import big_event
+    from tests.support.events import big_event
     ev = big_event(1850, fixed=300, changed=200)
     n = SlackNotifier("alerts", "https://hooks.example/x")
     assert n.max_payload_bytes == 12_000
@@ -229,7 +229,7 @@ def test_largest_event_stays_within_slack_limits():
 
 
 def test_digest_of_56_large_images_names_each_within_the_cap():
-    from tests.notify.conftest import big_event
+    from tests.support.events import big_event
     from vulnwatch.model import Severity
     events = [big_event(200, repository=f"svc/{i:02d}", digest="sha256:" + f"{i:064x}") for i in range(56)]
     worst = event(added=[finding("CVE-2024-9", Severity.CRITICAL)], repository="svc/worst")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.notify.conftest import OLD_DIGEST, big_event, change, enqueue, event, finding
+from tests.support.events import OLD_DIGEST, big_event, change, enqueue, event, finding
 from tests.support.teams import SIG, TEAMS_LIMIT, card_problems, message_problems, start_teams_workflow
 from vulnwatch.delivery.outbox import Dispatcher
 from vulnwatch.model import EventKind, Severity, utcnow

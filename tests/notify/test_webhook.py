@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.notify.conftest import OLD_DIGEST, T0, change, event, finding
+from tests.support.events import OLD_DIGEST, T0, change, event, finding
 from vulnwatch.model import Event, EventKind, Severity
 from vulnwatch.notify.interface import DeliveryError
 from vulnwatch.notify import NOTIFIERS

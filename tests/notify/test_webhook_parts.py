@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.notify.conftest import big_event, enqueue, event, finding
+from tests.support.events import big_event, enqueue, event, finding
 from vulnwatch.delivery.outbox import Dispatcher
 from vulnwatch.model import Event, EventKind, utcnow
 from vulnwatch.notify.interface import DeliveryError

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.notify.conftest import change, event, finding
+from tests.support.events import change, event, finding
 from vulnwatch.model import EventKind, Severity
 from vulnwatch.delivery.routing import Route, route
 
