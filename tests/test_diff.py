@@ -153,8 +153,15 @@ def test_event_id_is_stable_and_content_dependent():
     a = diff(after, before, now=NOW)
     b = diff(after, before, now=NOW + timedelta(hours=5))
     assert a.id == b.id
-    other = diff(replace(after, scanned_at=T0 + timedelta(hours=2)), before)
-    assert other.id != a.id
+    # the same change seen by a later scan (an overlapping cycle, a retry after a crash) keeps
+    # its id: ids derive from the change and the snapshot it is measured from, not the scan time
+    later_scan = diff(replace(after, scanned_at=T0 + timedelta(hours=2)), before)
+    assert later_scan.id == a.id
+    from_other_snapshot = diff(after, replace(before, scanned_at=T0 - timedelta(hours=1)))
+    assert from_other_snapshot.id != a.id
+    rebuild = diff(replace(after, image=IMG2), None, before, ("latest",))
+    assert rebuild.id != a.id and rebuild.id == diff(replace(after, image=IMG2, scanned_at=NOW), None,
+                                                     before, ("latest",)).id
     different_change = diff(scan([f("CVE-2024-0003")], at=after.scanned_at), before)
     assert different_change.id != a.id
     assert diff(after, None).id != a.id  # NEW_IMAGE differs from FINDINGS_CHANGED

@@ -20,7 +20,7 @@ from datetime import datetime
 from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState, by_finding_key,
                     stable_id, utcnow)
 
-__all__ = ["KIND_LABELS", "change_parts", "diff", "summarize", "finding_order"]
+__all__ = ["KIND_LABELS", "change_parts", "diff", "event_id_of", "summarize", "finding_order"]
 
 
 def finding_order(finding: Finding) -> tuple:
@@ -82,10 +82,7 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
     change_keys = sorted([["+", *f.key] for f in added] + [["-", *f.key] for f in fixed]
                          + [["~", *c.after.key, *c.what] for c in changed])
     img = current.image
-    event_id = stable_id(img.registry, img.repository, img.digest, kind.value,
-                         base.image.digest if base is not None else None,
-                         base.scanned_at.isoformat() if base is not None else None,
-                         current.scanned_at.isoformat(), change_keys)
+    event_id = event_id_of(current, previous, base, kind, change_keys)
     return Event(
         id=event_id,
         kind=kind,
@@ -100,6 +97,25 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
         previous_digest=previous_digest,
         moved_tags=tags,
     )
+
+
+def event_id_of(current: ScanResult, previous: ScanResult | None, base: ScanResult | None, kind: EventKind,
+                change_keys: list) -> str:
+    """The id of a change: derived only from the image, the identity of the snapshot it is
+    measured from, and the change itself -- never from when the new scan ran.
+
+    The snapshot identity is the digest and ``scanned_at`` of what was compared against (the
+    tag's previous digest for a rebuild) or, for an image new to us, of the stored snapshot of
+    this digest that did not count (an unsupported scan), if any. So two writers that see the
+    same change from the same snapshot (overlapping cycles, a retry after a crash) make the same
+    id, and the outbox keeps it once; the same findings reached again later from a different
+    snapshot are a new change with a new id."""
+    img = current.image
+    origin = base if base is not None else previous
+    return stable_id(img.registry, img.repository, img.digest, kind.value,
+                     origin.image.digest if origin is not None else None,
+                     origin.scanned_at.isoformat() if origin is not None else None,
+                     change_keys)
 
 
 KIND_LABELS = {

@@ -23,12 +23,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (BigInteger, bindparam, tuple_, Column, DateTime, Integer, MetaData, String, Table, Text,
-                        and_, create_engine, event, func, or_, select, update)
+                        and_, create_engine, event, exists, func, or_, select, update)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, make_url
@@ -37,8 +37,8 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, utcnow
-from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store,
-                        StoreConflict, StoredInventory, StoreError)
+from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, Lease, LeaseHeld,
+                        LeaseLost, PackageRow, Store, StoreConflict, StoredInventory, StoreError)
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
@@ -160,7 +160,19 @@ deliveries_t = Table(
     Column("last_attempt_at", UTCDateTime),
     Column("created_at", UTCDateTime),
     Column("delivered_at", UTCDateTime),
+    Column("batch_id", String),
 )
+leases_t = Table(
+    "leases", _md,
+    Column("name", String, primary_key=True),
+    Column("holder", String),
+    Column("token", BigInteger),
+    Column("acquired_at", UTCDateTime),
+    Column("expires_at", UTCDateTime),
+    Column("done_at", UTCDateTime),
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""``expires_at`` of a lease row made before anyone held it (free)."""
 
 _PACKAGE_FIELDS = frozenset(f.name for f in fields(Package))
 _ROW_FIELDS = list(PackageRow._fields)   # Package's fields, in order (PackageRow is derived from it)
@@ -257,6 +269,7 @@ class SQLStore(Store):
                              "use sqlite:///... or postgresql+psycopg://...")
         self._sqlite = backend == "sqlite"
         self._lock: Any = nullcontext()
+        self._fences = threading.local()   # per thread: the leases its writes are fenced by
         try:
             if self._sqlite:
                 self._engine = self._sqlite_engine(u)
@@ -323,14 +336,17 @@ class SQLStore(Store):
         return engine
 
     @contextmanager
-    def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
+    def _tx(self, what: str, *, write: bool = False, fence: bool = True) -> Iterator[Connection]:
         """A connection inside a transaction, committed on success; database errors become
-        :class:`StoreError` naming the database and ``what`` was being done."""
+        :class:`StoreError` naming the database and ``what`` was being done. A write
+        transaction first checks this thread's fences (:meth:`fenced`) unless ``fence`` is off."""
         try:
             with self._lock, self._engine.connect() as conn:
                 if write:
                     conn.execution_options(vulnwatch_write=True)
                 with conn.begin():
+                    if write and fence:
+                        self._check_fences(conn, what)
                     yield conn
         except SQLAlchemyError as e:
             raise StoreError(f"state store {self._display}: {what} failed: {_reason(e)}") from None
@@ -641,13 +657,20 @@ class SQLStore(Store):
         return Delivery(id=row.id, event=ev, sink=row.sink, status=DeliveryStatus(row.status),
                         attempts=row.attempts, created_at=row.created_at,
                         next_attempt_at=row.next_attempt_at, last_error=row.last_error,
-                        delivered_at=row.delivered_at)
+                        delivered_at=row.delivered_at, batch_id=row.batch_id)
 
     def due_deliveries(self, now: datetime, limit: int | None = None) -> list[Delivery]:
-        d = deliveries_t
+        d, e = deliveries_t, events_t
+        pending = DeliveryStatus.PENDING.value
+        earlier, earlier_ev = deliveries_t.alias("earlier"), events_t.alias("earlier_event")
+        held_back = exists().where(      # an earlier delivery of the same image to the same sink waits
+            earlier.c.sink == d.c.sink, earlier.c.status == pending, earlier.c.id < d.c.id,
+            earlier.c.next_attempt_at > now, earlier_ev.c.id == earlier.c.event_id,
+            earlier_ev.c.registry == e.c.registry, earlier_ev.c.repository == e.c.repository,
+            earlier_ev.c.digest == e.c.digest)
         q = (self._delivery_query()
-             .where(d.c.status == DeliveryStatus.PENDING.value,
-                    or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now))
+             .where(d.c.status == pending,
+                    or_(d.c.next_attempt_at.is_(None), d.c.next_attempt_at <= now), ~held_back)
              .order_by(d.c.created_at, d.c.id))
         if limit is not None:
             q = q.limit(limit)
@@ -695,6 +718,135 @@ class SQLStore(Store):
             return sum(len(conn.execute(update(d).where(dead, d.c.id.in_(chunk)).values(**values)
                                         .returning(d.c.id)).all())
                        for chunk in _chunks(delivery_ids))
+
+    def assign_batch(self, delivery_ids: Sequence[int], batch_id: str) -> None:
+        d = deliveries_t
+        with self._tx(f"recording digest batch {batch_id}", write=True) as conn:
+            for chunk in _chunks(delivery_ids):
+                conn.execute(update(d).where(d.c.id.in_(chunk), d.c.batch_id.is_(None),
+                                             d.c.status == DeliveryStatus.PENDING.value).values(batch_id=batch_id))
+
+    # --- leases ------------------------------------------------------------------------
+    def _clock(self, conn: Connection) -> datetime:
+        """Now, by the database's clock on PostgreSQL (one clock for every machine sharing it),
+        by this machine's on SQLite (a file on one machine)."""
+        if self._sqlite:
+            return utcnow()
+        return conn.scalar(select(func.clock_timestamp())).astimezone(timezone.utc)
+
+    def _fence_stack(self) -> list[Lease]:
+        stack = getattr(self._fences, "stack", None)
+        if stack is None:
+            stack = self._fences.stack = []
+        return stack
+
+    @contextmanager
+    def fenced(self, *leases: Lease) -> Iterator[None]:
+        stack = self._fence_stack()
+        stack.extend(leases)
+        try:
+            yield
+        finally:
+            del stack[len(stack) - len(leases):]
+
+    def _check_fences(self, conn: Connection, what: str) -> None:
+        stack = self._fence_stack()
+        if not stack:
+            return
+        lt = leases_t
+        wanted = {lease.name: lease for lease in stack}
+        q = select(lt.c.name, lt.c.token, lt.c.holder).where(lt.c.name.in_(sorted(wanted)))
+        if not self._sqlite:   # takeovers (UPDATE) wait for this write to commit
+            q = q.order_by(lt.c.name).with_for_update(read=True)
+        current = {r.name: r for r in conn.execute(q)}
+        for name, lease in wanted.items():
+            row = current.get(name)
+            if row is None or row.token != lease.token:
+                now = f"by {row.holder} (token {row.token})" if row is not None else "(the lease is gone)"
+                raise LeaseLost(f"state store {self._display}: {what} refused: lease {name!r} held by "
+                                f"{lease.holder} with token {lease.token} was taken over {now}")
+
+    def _lease_row(self, conn: Connection, name: str):
+        lt = leases_t
+        conn.execute(self._insert(lt).values(name=name, holder="", token=0, expires_at=_EPOCH)
+                     .on_conflict_do_nothing(index_elements=[lt.c.name]))
+        return conn.execute(select(lt).where(lt.c.name == name).with_for_update()).first()
+
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> Lease:
+        lt = leases_t
+        with self._tx(f"taking lease {name!r}", write=True, fence=False) as conn:
+            now = self._clock(conn)
+            row = self._lease_row(conn, name)
+            if row.expires_at > now and row.holder != holder:
+                raise LeaseHeld(f"lease {name!r} is held by {row.holder} until "
+                                f"{row.expires_at.isoformat(timespec='seconds')} (token {row.token})",
+                                name=name, holder=row.holder, expires_at=row.expires_at)
+            same = row.expires_at > now        # held by this holder: extended, same token
+            token = row.token if same else row.token + 1
+            until = now + ttl
+            conn.execute(update(lt).where(lt.c.name == name).values(
+                holder=holder, token=token, expires_at=until, acquired_at=row.acquired_at if same else now))
+        return Lease(name, holder, token, until)
+
+    def renew_lease(self, lease: Lease, ttl: timedelta) -> Lease:
+        lt = leases_t
+        with self._tx(f"renewing lease {lease.name!r}", write=True, fence=False) as conn:
+            until = self._clock(conn) + ttl
+            kept = conn.execute(update(lt).where(lt.c.name == lease.name, lt.c.token == lease.token,
+                                                 lt.c.holder == lease.holder)
+                                .values(expires_at=until).returning(lt.c.name)).first()
+            if kept is None:
+                raise LeaseLost(f"state store {self._display}: lease {lease.name!r} of {lease.holder} "
+                                f"(token {lease.token}) was taken over; stop working under it")
+        return Lease(lease.name, lease.holder, lease.token, until)
+
+    def release_lease(self, lease: Lease, *, done: bool = False) -> None:
+        lt = leases_t
+        with self._tx(f"releasing lease {lease.name!r}", write=True, fence=False) as conn:
+            now = self._clock(conn)
+            conn.execute(update(lt).where(lt.c.name == lease.name, lt.c.token == lease.token,
+                                          lt.c.holder == lease.holder)
+                         .values(expires_at=now, **({"done_at": now} if done else {})))
+
+    def lease(self, name: str) -> Lease | None:
+        lt = leases_t
+        with self._tx(f"reading lease {name!r}") as conn:
+            row = conn.execute(select(lt).where(lt.c.name == name)).first()
+        if row is None or row.token == 0:
+            return None
+        return Lease(row.name, row.holder, row.token, row.expires_at)
+
+    def claim_leases(self, names: Sequence[str], holder: str, ttl: timedelta, *, limit: int,
+                     done_before: datetime | None = None) -> list[Lease]:
+        lt = leases_t
+        names = list(dict.fromkeys(names))
+        taken: list[Lease] = []
+        for i in range(0, len(names), _CHUNK):
+            if len(taken) >= limit:
+                break
+            chunk = names[i:i + _CHUNK]
+            with self._tx("claiming images", write=True, fence=False) as conn:
+                now = self._clock(conn)
+                have = set(conn.scalars(select(lt.c.name).where(lt.c.name.in_(chunk))))
+                missing = [n for n in chunk if n not in have]
+                if missing:
+                    conn.execute(self._insert(lt).on_conflict_do_nothing(index_elements=[lt.c.name]),
+                                 [dict(name=n, holder="", token=0, expires_at=_EPOCH) for n in missing])
+                q = select(lt.c.name, lt.c.token).where(lt.c.name.in_(chunk), lt.c.expires_at <= now)
+                if done_before is not None:
+                    q = q.where(or_(lt.c.done_at.is_(None), lt.c.done_at < done_before))
+                q = q.order_by(lt.c.name).limit(limit - len(taken))
+                if not self._sqlite:     # rows another worker is claiming right now are skipped
+                    q = q.with_for_update(skip_locked=True)
+                free = conn.execute(q).all()
+                if not free:
+                    continue
+                until = now + ttl
+                conn.execute(update(lt).where(lt.c.name == bindparam("n")).values(
+                    holder=holder, token=bindparam("t"), acquired_at=now, expires_at=until, done_at=None),
+                    [{"n": r.name, "t": r.token + 1} for r in free])
+                taken.extend(Lease(r.name, holder, r.token + 1, until) for r in free)
+        return taken
 
     def close(self) -> None:
         self._engine.dispose()
