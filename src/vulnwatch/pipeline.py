@@ -2,15 +2,30 @@
 
 This is the only place that wires stages together; the CLI, the daemon and the Lambda handlers
 all call :class:`Pipeline`. It does no formatting and no argument parsing.
+
+One cycle at a time per store: given a :class:`CycleLease`, a cycle first takes the store's
+``cycle`` lease (waiting for it, or failing with :class:`~vulnwatch.store.interface.LeaseHeld`),
+keeps it renewed from a background thread, and makes every write fenced by it, so that a holder
+whose lease was taken over (it stalled past the expiry) cannot write any more. In worker mode
+(``CycleLease(worker=True)``) several processes share one store: instead of the cycle lease each
+claims images a few at a time (``Store.claim_leases``), scans and records only those, under the
+claim's fence, and the outbox is worked by one of them at a time (the ``dispatch`` lease).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import os
+import socket
 import threading
+import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .diff import diff
@@ -20,7 +35,7 @@ from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
 from .registries.interface import Registry, RegistryError
 from .scanners.interface import ScanError, Scanner, ScanResources
-from .store.interface import Store, StoreConflict
+from .store.interface import Lease, LeaseHeld, LeaseLost, Store, StoreConflict
 from .targets import TargetError, resolve_repositories, select_images
 
 log = logging.getLogger(__name__)
@@ -57,10 +72,171 @@ class CycleReport:
     """What the dispatcher did at the end of the cycle (None if delivery was skipped)."""
     notes: tuple[str, ...] = ()
     """Remarks worth showing (quota reached, stale data, ...)."""
+    interrupted: str | None = None
+    """Why the cycle stopped early (a stop was asked for, its lease was lost), or None. What was
+    recorded before is kept; the image being scanned then was abandoned, nothing of it written."""
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and self.interrupted is None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+class Schedule:
+    """When cycles (a fleet's rounds) start: every ``interval``, on multiples of it since
+    1970-01-01 UTC so that every process computes the same starts, or at the times of a cron
+    expression (UTC, read by croniter), which is used instead when given. The daemon waits for
+    them; workers use :meth:`start_of` to agree on the round they are in."""
+
+    def __init__(self, interval: timedelta = timedelta(hours=1), cron: str | None = None) -> None:
+        if cron is None and interval <= timedelta(0):
+            raise ValueError("a schedule needs a positive interval or a cron expression")
+        if cron is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(cron):
+                raise ValueError(f"bad cron expression {cron!r}")
+        self.interval = interval
+        self.cron = cron
+
+    def __repr__(self) -> str:
+        return f"Schedule(cron={self.cron!r})" if self.cron else f"Schedule(interval={self.interval})"
+
+    @staticmethod
+    def _utc(t: datetime) -> datetime:
+        return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+    def next_after(self, t: datetime) -> datetime:
+        """The first start strictly after ``t``."""
+        t = self._utc(t)
+        if self.cron:
+            from croniter import croniter
+
+            return self._utc(croniter(self.cron, t).get_next(datetime))
+        return self.start_of(t) + self.interval
+
+    def start_of(self, t: datetime) -> datetime:
+        """The start at or before ``t``: the round ``t`` belongs to (workers agree on it)."""
+        t = self._utc(t)
+        if self.cron:
+            from croniter import croniter
+
+            if croniter.match(self.cron, t.replace(second=0, microsecond=0)) and t.second == 0 \
+                    and t.microsecond == 0:
+                return t
+            return self._utc(croniter(self.cron, t).get_prev(datetime))
+        n = (t - _EPOCH) // self.interval
+        return _EPOCH + n * self.interval
+
+    def period(self, at: datetime) -> timedelta:
+        """The time between the start at or before ``at`` and the next one."""
+        start = self.start_of(at)
+        return self.next_after(start) - start
+
+
+def new_holder() -> str:
+    """A lease holder name unique to this process: ``host:pid:nonce``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True when ``holder`` names a process of this machine that no longer runs (it crashed):
+    its lease may be taken over before it expires. False when unsure (another machine, a
+    process that runs, no permission to tell)."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def claim_name(image: Image) -> str:
+    """The lease name of a worker's claim on one image."""
+    name = f"image:{image.registry}/{image.repository}@{image.digest}"
+    if len(name) > 600:   # the column holds 700; very long names are hashed
+        name = "image:" + hashlib.sha256(name.encode()).hexdigest()
+    return name
+
+
+@dataclass(frozen=True)
+class CycleLease:
+    """How a cycle shares its store with other processes."""
+
+    holder: str = field(default_factory=new_holder)
+    """This process's name in the lease table."""
+    ttl: timedelta = timedelta(minutes=5)
+    """How long the lease (or a claim) lasts unless renewed; renewed every third of it. A
+    crashed holder's lease is taken over after this (at once on the same machine)."""
+    wait: timedelta | None = None
+    """Wait up to this long for the cycle lease (None: do not wait, raise ``LeaseHeld``)."""
+    worker: bool = False
+    """Worker mode: claim images instead of holding the store for the whole cycle."""
+    round_start: datetime | None = None
+    """Worker mode: the scheduled start of this round; images a worker finished since are not
+    scanned again in it (None: every image not claimed right now)."""
+    poll: float = 0.5
+    """Seconds between attempts while waiting for a lease."""
+
+
+class LeaseKeeper:
+    """Renews leases from a background thread every third of their ttl; remembers the ones lost."""
+
+    def __init__(self, store: Store, ttl: timedelta) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._held: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self.lost = threading.Event()
+        """Set when a renewal found a lease taken over."""
+        self.lost_names: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vulnwatch-lease", daemon=True)
+        self._thread.start()
+
+    def hold(self, *leases: Lease) -> None:
+        with self._lock:
+            for lease in leases:
+                self._held[lease.name] = lease
+
+    def drop(self, *leases: Lease) -> None:
+        with self._lock:
+            for lease in leases:
+                if self._held.get(lease.name) == lease or (
+                        lease.name in self._held and self._held[lease.name].token == lease.token):
+                    del self._held[lease.name]
+
+    def _run(self) -> None:
+        every = max(self.ttl.total_seconds() / 3, 0.05)
+        while not self._stop.wait(every):
+            with self._lock:
+                held = list(self._held.values())
+            for lease in held:
+                try:
+                    renewed = self.store.renew_lease(lease, self.ttl)
+                except LeaseLost:
+                    log.error("lease %s was taken over by another holder; stopping work under it", lease.name)
+                    with self._lock:
+                        self._held.pop(lease.name, None)
+                        self.lost_names.append(lease.name)
+                    self.lost.set()
+                    continue
+                except Exception as e:  # the store is unreachable for a moment: try again
+                    log.warning("could not renew lease %s (%s); retrying", lease.name, type(e).__name__)
+                    continue
+                with self._lock:
+                    if lease.name in self._held:
+                        self._held[lease.name] = renewed
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 @dataclass(frozen=True)
@@ -186,16 +362,98 @@ class Pipeline:
         self.store.commit_scan(result, deliveries, keep_inventory=keep_inventory, expected=previous)
         return event
 
+    # -- leases ----------------------------------------------------------------------------
+    def acquire(self, name: str, lease: CycleLease, wait: timedelta | None = None,
+                stop: threading.Event | None = None) -> Lease:
+        """Take lease ``name``, waiting up to ``wait`` for it (polling); a holder that is a dead
+        process of this machine is taken over at once. Raises ``LeaseHeld`` when it stays held."""
+        deadline = time.monotonic() + wait.total_seconds() if wait is not None else None
+        while True:
+            try:
+                return self.store.acquire_lease(name, lease.holder, lease.ttl)
+            except LeaseHeld as held:
+                if holder_is_dead(held.holder):
+                    log.warning("lease %s: its holder %s is no longer running; taking over", name, held.holder)
+                    try:
+                        return self.store.acquire_lease(name, lease.holder, lease.ttl, take_over=held.holder)
+                    except LeaseHeld:
+                        pass   # someone else took it over first
+                if deadline is None or time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                    raise
+                log.info("%s; waiting", held)
+                if stop is not None:
+                    stop.wait(lease.poll)
+                else:
+                    time.sleep(lease.poll)
+
     # -- the cycle -------------------------------------------------------------------------
-    def run_cycle(self, *, deliver: bool = True) -> CycleReport:
-        failures: list[Failure] = []
-        events: list[Event] = []
-        notes: dict[str, list[str]] = {}      # note -> the images it was said of
-        selected = 0
-        scanned = 0
+    def run_cycle(self, *, deliver: bool = True, lease: CycleLease | None = None,
+                  stop: threading.Event | None = None) -> CycleReport:
+        """One cycle. Without ``lease`` it holds nothing (the caller is the only writer). With
+        one, it takes the store's ``cycle`` lease first (raising ``LeaseHeld`` if another
+        holds it past ``lease.wait``) and writes only under its fence, or, in worker mode,
+        claims images. ``stop`` (set from a signal handler) ends the cycle after the image being
+        recorded; images being scanned then are abandoned (nothing of them is written)."""
+        if lease is None:
+            return self._cycle(deliver=deliver, stop=stop)
+        keeper = LeaseKeeper(self.store, lease.ttl)
+        halt = _Either(stop, keeper.lost)
+        try:
+            if lease.worker:
+                return self._cycle(deliver=deliver, stop=halt, claims=(lease, keeper))
+            held = self.acquire("cycle", lease, lease.wait, stop)
+            keeper.hold(held)
+            try:
+                with self.store.fenced(held):
+                    report = self._cycle(deliver=deliver, stop=halt)
+            except LeaseLost as e:
+                report = CycleReport(interrupted=f"lease lost: {e}")
+            finally:
+                keeper.drop(held)
+                with contextlib.suppress(Exception):
+                    self.store.release_lease(held)
+            if keeper.lost.is_set() and report.interrupted is None:
+                report = replace(report, interrupted="lease lost: another holder took the store over")
+            return report
+        finally:
+            keeper.close()
+
+    def _batches(self, watch: Watch, images: list[Image], stop: threading.Event | None,
+                 claims: tuple[CycleLease, LeaseKeeper] | None
+                 ) -> Iterator[tuple[list[Image], dict[tuple[str, str, str], Lease]]]:
+        """The images of one watch in the groups they are scanned in: all at once (a plain
+        cycle), a few at a time (a cycle that can be stopped: at most one group is abandoned),
+        or as claimed (worker mode: a few at a time, each group claimed before it is scanned)."""
+        if stop is None and claims is None:
+            yield images, {}
+            return
+        per = max(1, int(getattr(watch.scanner, "max_concurrency", 4) or 4))
+        size = 2 * per if watch.scanner.stores_inventories else 25 * per
+        if claims is None:
+            for i in range(0, len(images), size):
+                yield images[i:i + size], {}
+            return
+        lease, keeper = claims
+        by_name = {claim_name(img): img for img in images}
+        names = list(by_name)
+        window = 500
+        for i in range(0, len(names), window):
+            while not (stop is not None and stop.is_set()):
+                taken = self.store.claim_leases(names[i:i + window], lease.holder, lease.ttl, limit=size,
+                                                done_before=lease.round_start)
+                if not taken:
+                    break
+                keeper.hold(*taken)
+                yield [by_name[c.name] for c in taken], {by_name[c.name].key: c for c in taken}
+
+    def _cycle(self, *, deliver: bool, stop: threading.Event | None = None,
+               claims: tuple[CycleLease, LeaseKeeper] | None = None) -> CycleReport:
+        t = _CycleTally()
         for watch in self.watches:
-            images = self.targets(watch, failures)
-            selected += len(images)
+            if stop is not None and stop.is_set():
+                break
+            images = self.targets(watch, t.failures)
+            t.selected += len(images)
             statuses = self.store.images()
             failing = {st.image.key for st in statuses if st.last_error}
             if watch.scanner.stores_inventories:     # large snapshots: one at a time
@@ -205,34 +463,98 @@ class Pipeline:
                 wanted = {img.key for img in images}
                 previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
                             if s.image.key in wanted}
-            checked: list[tuple[str, str, str]] = []
             self.progress("scan", 0, len(images))
-            done = 0
-            for image, outcome in watch.scanner.scan_many(images, previous):
-                done += 1
-                self.progress("scan", done, len(images))
-                if isinstance(outcome, ScanError):
-                    failures.append(Failure(str(image), str(outcome), outcome.code))
-                    self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
-                    log.warning("scan failed", extra={"image": str(image), "code": outcome.code,
-                                                      "error": str(outcome)})
-                    continue
+            t.done, t.total = 0, len(images)
+            for batch, claimed in self._batches(watch, images, stop, claims):
+                checked: list[tuple[str, str, str]] = []
+                finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
                 try:
+                    self._scan_batch(watch, batch, previous, failing, claimed, stop, checked, finished, t)
+                finally:
+                    if claims is not None:
+                        claims[1].drop(*claimed.values())
+                        for key, c in claimed.items():     # abandoned ones are free for others at once
+                            with contextlib.suppress(Exception):
+                                self.store.release_lease(c, done=key in finished)
+                try:
+                    with self._fence(*(claimed[k] for k in checked if k in claimed)):
+                        self.store.mark_checked(checked, utcnow())
+                except LeaseLost:
+                    if not claimed:
+                        raise
+                if stop is not None and stop.is_set():
+                    break
+        interrupted = None
+        if stop is not None and stop.is_set():
+            interrupted = stop.reason() if isinstance(stop, _Either) else "stopped"
+        if deliver and interrupted is None:
+            delivery = self._deliver_as_worker(claims[0], stop) if claims is not None else self.deliver()
+        else:
+            delivery = None
+        return CycleReport(images=t.selected, scanned=t.scanned, events=tuple(t.events),
+                           failures=tuple(t.failures), delivery=delivery, notes=_grouped(t.notes),
+                           interrupted=interrupted)
+
+    def _fence(self, *leases: Lease):
+        return self.store.fenced(*leases) if leases else contextlib.nullcontext()
+
+    def _scan_batch(self, watch: Watch, batch: list[Image], previous: Mapping, failing: set,
+                    claimed: Mapping[tuple[str, str, str], Lease], stop: threading.Event | None,
+                    checked: list, finished: set, t: "_CycleTally") -> None:
+        """Scan one group of images and record each result (under its claim's fence, if any)."""
+        for image, outcome in watch.scanner.scan_many(batch, previous):
+            if stop is not None and stop.is_set():
+                break      # the rest of this group is abandoned: nothing of it written
+            t.done += 1
+            self.progress("scan", t.done, t.total)
+            claim = claimed.get(image.key)
+            try:
+                with self._fence(*([claim] if claim else [])):
+                    if isinstance(outcome, ScanError):
+                        t.failures.append(Failure(str(image), str(outcome), outcome.code))
+                        self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
+                        log.warning("scan failed", extra={"image": str(image), "code": outcome.code,
+                                                          "error": str(outcome)})
+                        finished.add(image.key)
+                        continue
                     event = self.record(outcome, previous.get(image.key), has_error=image.key in failing)
-                    checked.append(image.key)
-                except Exception as e:  # a broken record must not stop the others
-                    log.exception("recording %s failed", image)
-                    failures.append(Failure(str(image), f"recording failed: {e}", type(e).__name__))
-                    continue
-                scanned += 1
-                for n in outcome.notes:
-                    notes.setdefault(n, []).append(str(image))
-                if event is not None:
-                    events.append(event)
-            self.store.mark_checked(checked, utcnow())
-        delivery = self.deliver() if deliver else None
-        return CycleReport(images=selected, scanned=scanned, events=tuple(events),
-                           failures=tuple(failures), delivery=delivery, notes=_grouped(notes))
+                checked.append(image.key)
+                finished.add(image.key)
+            except LeaseLost:
+                if claim is None:
+                    raise          # the cycle lease is gone: stop the cycle
+                log.warning("%s: claim taken over by another worker; left to it", image)
+                continue
+            except Exception as e:  # a broken record must not stop the others
+                log.exception("recording %s failed", image)
+                t.failures.append(Failure(str(image), f"recording failed: {e}", type(e).__name__))
+                continue
+            t.scanned += 1
+            for n in outcome.notes:
+                t.notes.setdefault(n, []).append(str(image))
+            if event is not None:
+                t.events.append(event)
+
+    def _deliver_as_worker(self, lease: CycleLease, stop: threading.Event | None) -> DispatchReport | None:
+        """Worker mode: the outbox is worked by one worker at a time (the ``dispatch`` lease); a
+        worker waits for the one dispatching, so events it just recorded are not left behind."""
+        try:
+            held = self.acquire("dispatch", lease, lease.ttl, stop)
+        except LeaseHeld as e:
+            log.info("outbox left to %s", e.holder)
+            return None
+        keeper = LeaseKeeper(self.store, lease.ttl)
+        keeper.hold(held)
+        try:
+            with self.store.fenced(held):
+                return self.deliver()
+        except LeaseLost as e:
+            log.warning("%s", e)
+            return None
+        finally:
+            keeper.close()
+            with contextlib.suppress(Exception):
+                self.store.release_lease(held)
 
     # -- the advisory data and re-matching -----------------------------------------------
     def _resources(self) -> ScanResources:
@@ -311,6 +633,34 @@ class Pipeline:
             s.notifier.close()
         if self.resources is not None:
             self.resources.close()
+
+
+@dataclass
+class _CycleTally:
+    selected: int = 0
+    scanned: int = 0
+    done: int = 0
+    total: int = 0
+    events: list = field(default_factory=list)
+    failures: list = field(default_factory=list)
+    notes: dict = field(default_factory=dict)      # note -> the images it was said of
+
+
+class _Either(threading.Event):
+    """Set when a stop was asked for or a lease was lost (whichever first); says which."""
+
+    def __init__(self, stop: threading.Event | None, lost: threading.Event) -> None:
+        super().__init__()
+        self._stop = stop
+        self._lost = lost
+
+    def is_set(self) -> bool:
+        return bool((self._stop is not None and self._stop.is_set()) or self._lost.is_set())
+
+    def reason(self) -> str:
+        if self._lost.is_set():
+            return "lease lost: another holder took the store over"
+        return "stopped"
 
 
 def _grouped(notes: dict[str, list[str]]) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 Every verb module (``monitor``, ``scan``, ...) adds its commands to :data:`app`; :mod:`.main`
 imports them all and runs it. Exit codes: 0 all good; 1 some images (or deliveries) failed;
-2 bad configuration or usage.
+2 bad configuration or usage; 75 (EX_TEMPFAIL) another cycle holds the store (``run`` without
+``--wait``): nothing was done, try again later.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=False, rich_markup_mode=
                   help="Continuous vulnerability monitoring for container images: tells you when findings change.")
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG = 0, 1, 2
+EXIT_BUSY = 75
+"""Another process holds the store's cycle lease; nothing was done (sysexits' EX_TEMPFAIL)."""
 
 
 def find_config(path: Optional[Path]) -> Optional[Path]:
@@ -70,4 +73,4 @@ def load(state: State) -> Config:
     return cfg
 
 
-__all__ = ["app", "load", "EXIT_OK", "EXIT_FAILURES", "EXIT_CONFIG"]
+__all__ = ["app", "load", "EXIT_OK", "EXIT_FAILURES", "EXIT_CONFIG", "EXIT_BUSY"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
+from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,7 +14,7 @@ from .. import logs
 from ..config import ConfigError, config_summary
 from ..store.interface import DeliveryStatus
 from .common import console, counts_text, err_console
-from .app import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, app, load
+from .app import EXIT_BUSY, EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, app, load
 
 
 def _progress_bar(state):
@@ -28,12 +29,37 @@ def run(
     ctx: typer.Context,
     deliver: bool = typer.Option(True, "--deliver/--no-deliver", help="Deliver notifications at the end of the cycle."),
     output: str = typer.Option("table", "--format", "-f", help="table or json."),
+    wait: bool = typer.Option(False, "--wait/--no-wait", help="If another cycle holds the store, wait for it "
+                              "(default: exit 75 at once)."),
+    wait_timeout: Optional[str] = typer.Option(None, "--wait-timeout", help="With --wait: give up after this "
+                                               "long (e.g. 10m; default: no limit)."),
+    worker: bool = typer.Option(None, "--worker/--no-worker", help="Run as one of several workers sharing the "
+                                "store (claims images); default: service.workers."),
 ) -> None:
-    """One cycle: list -> scan -> collect -> diff -> outbox -> deliver."""
+    """One cycle: list -> scan -> collect -> diff -> outbox -> deliver.
+
+    One cycle at a time per store: a second run exits 75 (or waits, with --wait)."""
+    from datetime import timedelta
+
     from ..build import build_pipeline
+    from ..config import parse_duration
+    from ..pipeline import CycleLease, Schedule
+    from ..store.interface import LeaseHeld
 
     state = ctx.obj
     cfg = load(state)
+    sv = cfg.service
+    limit: timedelta | None = timedelta(days=36500) if wait else None
+    if wait and wait_timeout:
+        try:
+            limit = parse_duration(wait_timeout)
+        except ValueError as e:
+            err_console.print(f"--wait-timeout: {e}", highlight=False)
+            raise typer.Exit(EXIT_CONFIG)
+    workers = sv.workers if worker is None else worker
+    from ..model import utcnow
+    lease = CycleLease(ttl=sv.lease_ttl, wait=limit, worker=workers,
+                       round_start=Schedule(sv.interval, sv.cron).start_of(utcnow()) if workers else None)
     try:
         with _progress_bar(state) as bar:
             task = bar.add_task("scanning", total=None) if bar else None
@@ -44,19 +70,24 @@ def run(
 
             pipeline = build_pipeline(cfg, progress=progress)
             try:
-                report = pipeline.run_cycle(deliver=deliver)
+                report = pipeline.run_cycle(deliver=deliver, lease=lease)
             finally:
                 pipeline.close()
     except ConfigError as e:
         err_console.print(f"[bold red]config error[/]\n{logs.redact(str(e))}", highlight=False)
         raise typer.Exit(EXIT_CONFIG)
+    except LeaseHeld as e:
+        err_console.print(f"another vulnwatch cycle is running on this store ({e.holder}, lease until "
+                          f"{e.expires_at.strftime('%Y-%m-%d %H:%M:%S')} UTC); nothing done. Run again later, "
+                          "or pass --wait to wait for it.", highlight=False)
+        raise typer.Exit(EXIT_BUSY)
     d = report.delivery
     if output == "json":
         console.print_json(json.dumps({
             "images": report.images, "scanned": report.scanned,
             "events": [e.to_dict() for e in report.events],
             "failures": [f.__dict__ for f in report.failures],
-            "notes": list(report.notes),
+            "notes": list(report.notes), "interrupted": report.interrupted,
             "delivery": d.to_dict() if d is not None and hasattr(d, "to_dict") else (d.__dict__ if d else None),
         }, default=str))
     else:
@@ -71,8 +102,11 @@ def run(
             err_console.print(f"  [red]failed[/] {f.target}: {f.error}", highlight=False)
         if d is not None:
             console.print(f"delivery: {d.delivered} delivered, {d.failed} to retry, {d.dead} dead-lettered")
+        if report.interrupted:
+            err_console.print(f"cycle interrupted: {report.interrupted}", highlight=False)
     failed_delivery = d is not None and (d.failed or d.dead)
-    raise typer.Exit(EXIT_FAILURES if report.failures or failed_delivery else EXIT_OK)
+    raise typer.Exit(EXIT_FAILURES if report.failures or failed_delivery or report.interrupted else EXIT_OK)
+
 
 
 @app.command()

@@ -11,6 +11,7 @@ from .delivery import DeliverySettings
 from .notifications import SinkConfig, SlackSinkConfig, WebhookSinkConfig
 from .problems import problems_error
 from .registries import ArchiveRegistryConfig, EcrRegistryConfig, OciRegistryConfig, RegistryConfig
+from .service import ServiceSettings
 from .state import StateConfig
 from .types import Model
 from .vulndb import LayerCacheConfig, VulnDBConfig
@@ -33,6 +34,8 @@ class Config(Model):
     """Vulnerability data for the built-in scanner."""
     layer_cache: LayerCacheConfig = Field(default_factory=LayerCacheConfig)
     """Per-layer cache of the built-in scanner."""
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    """The daemon (``vulnwatch watch``): schedule, leases on the store, health endpoint."""
 
     _source: Path | None = PrivateAttr(default=None)
 

@@ -79,6 +79,11 @@ def config_summary(cfg: Config) -> list[str]:
         if getattr(s, "verify_tls", True) is False:
             text += ", TLS NOT VERIFIED"
         lines.append(text)
+    sv = cfg.service
+    when = f"cron '{sv.cron}' (UTC)" if sv.cron else f"every {format_duration(sv.interval)}"
+    health = f"health on {sv.health_host}:{sv.health_port}" if sv.health_port is not None else "no health endpoint"
+    lines.append(f"service: cycles {when}, lease {format_duration(sv.lease_ttl)}, "
+                 f"{'workers share the store (claims)' if sv.workers else 'one cycle at a time per store'}, {health}")
     d = cfg.delivery
     lines.append(f"delivery: up to {d.max_attempts} attempts, backoff {format_duration(d.backoff_base)} "
                  f"doubling to {format_duration(d.backoff_max)}")

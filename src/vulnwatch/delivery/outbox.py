@@ -10,6 +10,14 @@ Per sink, per run:
 
 * ``per_image`` sinks get one :meth:`Notifier.send` per delivery, ``digest`` sinks one
   send with all their due events.
+* In order per image per sink: the store holds a later delivery back while an earlier one of
+  the same image to the same sink waits for a retry (``Store.due_deliveries``), and the due
+  ones are sent oldest first.
+* A digest is a **batch** fixed before its first send: the due deliveries not yet in one are
+  recorded as batch ``batch_id_of(them)`` (``Store.assign_batch``) and only then sent. A batch
+  is retried (after a failure, or after a crash between the sink accepting it and
+  ``mark_delivered``) with exactly the same events, hence the same digest id; new events go into
+  a new batch. A batch succeeds, retries or dies as one.
 * Success -> ``mark_delivered``.
 * Failure -> one more attempt recorded. Not retryable (e.g. HTTP 404), or attempts reached
   ``max_attempts`` -> dead letter (``mark_failed(next_attempt_at=None)``). Otherwise the
@@ -26,16 +34,22 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from ..model import utcnow
-from ..store.interface import Delivery, Store
+from ..model import stable_id, utcnow
+from ..store.interface import Delivery, LeaseLost, Store
 from ..logs import redact
 from ..notify.interface import DeliveryError, Notifier
 from .routing import MODES
 
 log = logging.getLogger(__name__)
+
+
+def batch_id_of(deliveries: Sequence[Delivery]) -> str:
+    """The id of a digest batch: derived from the ids of the events it carries (the same events,
+    the same batch id)."""
+    return stable_id("batch", sorted(d.event.id for d in deliveries))
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,8 @@ class Dispatcher:
         for sink, deliveries in per_sink.items():
             try:
                 self._dispatch_sink(sink, deliveries, now, tally)
+            except LeaseLost:
+                raise      # another process works this store now: stop, it will deliver
             except Exception as e:  # a store failure for one sink must not stop the others
                 msg = f"sink {sink!r}: could not record the outcome ({type(e).__name__})"
                 log.error("%s", msg)
@@ -131,7 +147,7 @@ class Dispatcher:
             tally.errors[sink] = msg
             return
         if self.modes.get(sink, "per_image") == "digest":
-            batches = [deliveries]
+            batches = self._digest_batches(deliveries)
         else:
             batches = [[d] for d in deliveries]
         for i, batch in enumerate(batches):
@@ -145,6 +161,26 @@ class Dispatcher:
             if error.retryable:
                 tally.skipped += sum(len(b) for b in batches[i + 1:])
                 return
+
+    def _digest_batches(self, deliveries: list[Delivery]) -> list[list[Delivery]]:
+        """The batches already recorded (re-sent as they are), then one new batch of the rest,
+        recorded before it is sent."""
+        recorded: dict[str, list[Delivery]] = {}
+        fresh: list[Delivery] = []
+        for d in deliveries:
+            if d.batch_id:
+                recorded.setdefault(d.batch_id, []).append(d)
+            else:
+                fresh.append(d)
+        batches = list(recorded.values())
+        if fresh:
+            bid = batch_id_of(fresh)
+            try:
+                self.store.assign_batch([d.id for d in fresh], bid)
+            except NotImplementedError:   # a store without batches: sent as before, not pinned
+                log.debug("store %s keeps no digest batches", type(self.store).__name__)
+            batches.append([replace(d, batch_id=bid) for d in fresh])
+        return batches
 
     def _send(self, notifier: Notifier, batch: Sequence[Delivery]) -> DeliveryError | None:
         try:
@@ -160,7 +196,11 @@ class Dispatcher:
 
     def _record_failure(self, batch: Sequence[Delivery], error: DeliveryError, now: datetime,
                         tally: _Tally) -> None:
-        dead = [d.id for d in batch if not error.retryable or d.attempts + 1 >= self.max_attempts]
+        if len(batch) > 1:   # a digest batch lives or dies whole, so it is re-sent unchanged
+            gone = not error.retryable or max(d.attempts for d in batch) + 1 >= self.max_attempts
+            dead = [d.id for d in batch] if gone else []
+        else:
+            dead = [d.id for d in batch if not error.retryable or d.attempts + 1 >= self.max_attempts]
         retry = [d.id for d in batch if d.id not in dead]
         if retry:
             # one time for the whole batch, so a digest's events stay together

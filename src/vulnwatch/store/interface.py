@@ -234,11 +234,12 @@ class Store(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} does not support digest batches")
 
     # --- leases: one cycle at a time, claims, fencing ----------------------------------------
-    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> Lease:
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta, *, take_over: str | None = None) -> Lease:
         """Take lease ``name`` for ``holder`` until now + ``ttl`` (the store's clock).
 
-        Granted when nobody holds it (never taken, released, or expired) or ``holder`` itself
-        holds it (then only extended). Every grant to a new holder, and every grant after an
+        Granted when nobody holds it (never taken, released, or expired), when ``holder`` itself
+        holds it (then only extended), or when it is held by exactly ``take_over`` (a holder the
+        caller knows is gone: a crashed process of its own machine). Every grant to a new holder, and every grant after an
         expiry, gives a fencing token greater than any given before for that name. Atomic: of
         two callers racing, one wins. Raises :class:`LeaseHeld` (naming the holder and the
         expiry) when another holder has it."""

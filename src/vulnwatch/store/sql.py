@@ -772,16 +772,17 @@ class SQLStore(Store):
                      .on_conflict_do_nothing(index_elements=[lt.c.name]))
         return conn.execute(select(lt).where(lt.c.name == name).with_for_update()).first()
 
-    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> Lease:
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta, *, take_over: str | None = None) -> Lease:
         lt = leases_t
         with self._tx(f"taking lease {name!r}", write=True, fence=False) as conn:
             now = self._clock(conn)
             row = self._lease_row(conn, name)
-            if row.expires_at > now and row.holder != holder:
+            held = row.expires_at > now and not (take_over not in (None, holder) and row.holder == take_over)
+            if held and row.holder != holder:
                 raise LeaseHeld(f"lease {name!r} is held by {row.holder} until "
                                 f"{row.expires_at.isoformat(timespec='seconds')} (token {row.token})",
                                 name=name, holder=row.holder, expires_at=row.expires_at)
-            same = row.expires_at > now        # held by this holder: extended, same token
+            same = held                        # held by this holder: extended, same token
             token = row.token if same else row.token + 1
             until = now + ttl
             conn.execute(update(lt).where(lt.c.name == name).values(
