@@ -453,3 +453,28 @@ def test_stream_helper_refuses_what_is_not_a_snapshot(streamed_store, moto):
     keys_only = {"eventName": "MODIFY", "dynamodb": {"Keys": snap_keys}}     # a KEYS_ONLY stream
     with pytest.raises(StoreError, match="NEW_AND_OLD_IMAGES"):
         snapshot_change(keys_only)
+
+
+# --- with the pipeline -------------------------------------------------------------------------------
+
+def test_overlapping_pipelines_record_one_change_once(store):
+    """tests/test_pipeline.py's overlapping writers, on DynamoDB: the second cycle's commit is
+    refused by the table's condition, it diffs again against the first's snapshot and records
+    no second new_image."""
+    import io
+
+    from vulnwatch.model import EventKind
+    from vulnwatch.notify.console import ConsoleNotifier
+    from vulnwatch.pipeline import Pipeline, Sink
+
+    img = image(tags=("1.0",))
+    found = (finding("CVE-2024-1"),)
+    first = ScanResult(img, "builtin", T0, findings=found)
+    second = ScanResult(img, "builtin", T0 + timedelta(seconds=5), findings=found)
+    sinks = [Sink(ConsoleNotifier("c", stream=io.StringIO()))]
+    a, b = Pipeline(store, [], sinks), Pipeline(store, [], sinks)
+    assert a.record(first, None).kind is EventKind.NEW_IMAGE
+    assert b.record(second, None) is None
+    assert [d.event.kind for d in store.deliveries()] == [EventKind.NEW_IMAGE]
+    assert len(store.history("prod", "team/app")) == 2
+    assert store.snapshot(*img.key) == second

@@ -92,8 +92,9 @@ within :data:`_ITEM_BUDGET` (estimated with binary counted as base64, as DynamoD
 count it, so it holds everywhere); otherwise it is put to S3 under a content-addressed key
 (``prefix/<kind>/<sha256>.zst``, never overwritten) and the item holds a pointer
 ``{bucket, key, sha256, size}`` instead (``findings_ref``, ``packages_ref``...). Readers fetch and
-verify it. Old pointers in stream records therefore stay valid; blobs no longer referenced
-are left for a bucket lifecycle rule or a sweep (not done by the store).
+verify it. Old pointers in stream records therefore stay valid. Blobs no longer referenced are
+not deleted (no sweep yet); an age-based expiry of the prefix would break current snapshots that
+refer to old objects.
 
 Conditional writes and transactions
 -----------------------------------
