@@ -80,9 +80,14 @@ Reads are GetItem, Query and BatchGetItem only; nothing Scans the table.
 * ``due_deliveries``: a Query of ``gsi1`` ``DUE`` up to now (only due deliveries are read),
   sorted oldest first (created, id), then a consistent BatchGetItem of the chosen ones.
   ``deliveries``: a Query of ``gsi2`` per status (newest first), then a consistent BatchGetItem.
-  Index reads are eventually consistent; the items are re-read consistently and re-checked, and
-  every write that depends on state is conditional, so a stale index entry cannot cause a wrong
-  write (at worst a just-written delivery shows up one poll later).
+  Index reads are eventually consistent: the items are then read consistently and re-checked,
+  and every write that depends on state is conditional, so a stale index entry cannot cause a
+  wrong write. At worst a just-written image or delivery is missing from one listing (an image
+  missed that way is diffed as new, and its commit's condition then refuses the write).
+
+Writes to many independent items (``mark_checked``, ``mark_delivered``, ``mark_failed``,
+``retry_dead``) are single conditional UpdateItems, a few in parallel: DynamoDB has no multi-item
+update, and these need no atomicity (transactional writes would cost twice the capacity).
 
 The 400 KB item limit
 ---------------------
@@ -106,14 +111,17 @@ the interface says); when it fails, nothing was written and :class:`StoreConflic
 Tag pointers are conditional on what was read, new events on not being there yet; when one of
 those loses a race the commit is read and made again (a few times).
 
-A transaction holds at most 100 items and 4 MB. A commit that needs more (many moved tags, many
-events or sinks) writes in three steps: (1) the new event items, each marked ``staging`` (an
-event being staged counts as absent); (2) one transaction with the snapshot, status and history
-items (same condition) and a **journal** (``JOURNAL`` items) listing the remaining writes: the
-deliveries and the tag moves; (3) those writes, each idempotent, then the journal is deleted.
-The journal is the commit point: if (2) fails nothing is visible (staged events are
-overwritten by the next attempt), and if the writer dies during (3) the next
-:meth:`~DynamoDBStore.due_deliveries` (or :meth:`~DynamoDBStore.recover`) finishes it.
+A transaction holds at most 100 items and 4 MB. A pipeline's commit (one event to a few sinks,
+a few moved tags) is 4 to 10 items. A commit that needs more (dozens of moved tags, many events
+or sinks) writes in three steps: (1) the new event items, each marked ``staging`` (a staged
+event counts as absent); (2) one transaction with the snapshot, status and history items (same
+condition) and a **journal** (``JOURNAL`` items, split in parts of under 300 KB) listing the
+remaining writes: the deliveries and the tag moves; (3) those writes, each idempotent (events
+unstaged, deliveries put if absent, each tag's period and old image before its conditional
+pointer), then the journal is deleted. The journal is the commit point: if (2) fails nothing is
+visible (staged events are overwritten by the next attempt), and if the writer dies during (3),
+:meth:`~DynamoDBStore.recover` finishes it once the journal is a minute old;
+:meth:`~DynamoDBStore.due_deliveries` calls it at most every 30 seconds.
 
 Streams
 -------
@@ -1174,8 +1182,9 @@ class DynamoDBStore(Store):
                     "last_seen": _S(_ts(now))}}}))
                 moved_from.setdefault(old, []).append(tag)
         for old, tags in sorted(moved_from.items()):
+            # unconditional: were the old image's item gone, this leaves its keys only, which no
+            # read returns (no snapshot, not in gsi1), rather than failing every commit of the tag
             u = _Update().delete("tags", _SS(tags))
-            u.condition = f"attribute_exists({u.n('pk')})"   # an image item is never deleted
             out.append(("old-image", {"Update": u.request(self.table, self._status_key(img.registry, img.repository,
                                                                                       old))}))
         return out
