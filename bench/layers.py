@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.images import load_layout  # noqa: E402
-from vulnwatch.layers import catalog_image  # noqa: E402
+from vulnwatch.catalogers.plan import catalog_image  # noqa: E402
 
 
 def main() -> None:

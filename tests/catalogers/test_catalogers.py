@@ -23,7 +23,7 @@ from vulnwatch.catalogers.npm import NpmCataloger
 from vulnwatch.catalogers.os_release import distro_from_os_release
 from vulnwatch.catalogers.python import PythonCataloger
 from vulnwatch.catalogers.rpm import RpmCataloger, parse_header, source_name
-from vulnwatch.layers import catalog_image
+from vulnwatch.catalogers.plan import catalog_image
 
 DEBIAN12 = CatalogContext(distro=Distro("debian", "12", "Debian:12"))
 

@@ -16,7 +16,7 @@ import pytest
 from tests.catalogers.test_catalogers import go_blob
 from vulnwatch.catalogers.golang import OLD_FORMAT, WINDOW, GoBinaryCataloger, extract_buildinfo, parse_buildinfo
 from vulnwatch.catalogers.interface import CatalogContext
-from vulnwatch.layers import catalog_image
+from vulnwatch.catalogers.plan import catalog_image
 
 MB = 1024 * 1024
 PF_R, PF_W, PF_X = 4, 2, 1

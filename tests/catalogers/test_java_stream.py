@@ -17,7 +17,7 @@ import pytest
 from tests.support.images import layer_bytes
 from vulnwatch.catalogers.interface import CatalogContext
 from vulnwatch.catalogers.java import WHOLE_LIMIT, JavaArchiveCataloger, reduce_bytes, reduce_stream
-from vulnwatch.layers import catalog_image
+from vulnwatch.catalogers.plan import catalog_image
 
 CAT = JavaArchiveCataloger()
 

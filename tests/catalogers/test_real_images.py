@@ -8,7 +8,8 @@ import pytest
 
 from tests.support import images
 from tests.support.images import load_layout, to_docker_archive, write_oci_layout
-from vulnwatch.layers import catalog_image, walk_layers
+from vulnwatch.catalogers.plan import catalog_image
+from vulnwatch.walker import walk_layers
 
 pytestmark = pytest.mark.slow
 

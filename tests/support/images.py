@@ -85,7 +85,7 @@ class ImageLayout:
 
     @contextlib.contextmanager
     def open_layers(self) -> Iterator[list[tuple[str, BinaryIO]]]:
-        """``(diff id, open blob)`` pairs for :func:`vulnwatch.layers.walk_layers`."""
+        """``(diff id, open blob)`` pairs for :func:`vulnwatch.walker.walk_layers`."""
         with contextlib.ExitStack() as stack:
             yield [(d, stack.enter_context(open(p, "rb"))) for d, p in zip(self.diff_ids, self.layer_paths)]
 

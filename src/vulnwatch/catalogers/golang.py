@@ -28,10 +28,13 @@ Mach-O and PE executables are not read (Linux images hold ELF).
 
 from __future__ import annotations
 
+import ast
 import io
-
+import re
+import shlex
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import IO
 
 from ..model import Package
@@ -272,9 +275,104 @@ def parse_buildinfo(blob: bytes) -> tuple[str, str]:
     return version, mod.decode("utf-8", "replace")
 
 
+DEVEL = "(devel)"
+"""The version Go records for a main module built from a work tree (not a module download)."""
+
+_SEMVER_VALUE = re.compile(r"v?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?", re.ASCII)
+# Variable names syft (1.18) takes a main module's version from, as (prefix, suffix) rules on
+# the name: it ends in "version"/"Version"/"ver"/"Ver" (version, Version, gitVersion,
+# buildVersion, releaseVersion, appVer, ...) or, failing any such flag, in "tag"/"Tag"
+# (tag, Tag, gitTag, ...). Only the first letter of the suffix may be upper case
+# (VERSION does not count, as in syft).
+_VERSION_NAMES = (re.compile(r"[A-Za-z0-9]*[vV]er(?:sion)?"), re.compile(r"[A-Za-z0-9]*[tT]ag"))
+
+
+def _unquote(value: str) -> str:
+    """A build setting value as Go wrote it: quoted (Go syntax) when it holds spaces,
+    quotes, ``=`` or control characters, else verbatim."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            out = ast.literal_eval(value)  # Go's escapes are a subset of Python's here
+        except (ValueError, SyntaxError):
+            return value[1:-1]
+        if isinstance(out, str):
+            return out
+    return value
+
+
+def _linker_definitions(ldflags: str) -> list[tuple[str, str]]:
+    """``(symbol, value)`` of every ``-X symbol=value`` in an ``-ldflags`` string, in order.
+    The string is split into fields the way the go command splits it (spaces separate,
+    single or double quotes group, no escapes)."""
+    lexer = shlex.shlex(ldflags, posix=True)
+    lexer.whitespace_split = True
+    lexer.escape = ""
+    lexer.commenters = ""
+    try:
+        fields = list(lexer)
+    except ValueError:  # unbalanced quote: take the fields as they are
+        fields = ldflags.split()
+    out = []
+    for i, f in enumerate(fields):
+        if f in ("-X", "--X") and i + 1 < len(fields):
+            definition = fields[i + 1]
+        elif f.startswith(("-X=", "--X=")):
+            definition = f.split("=", 1)[1]
+        else:
+            continue
+        symbol, eq, value = definition.partition("=")
+        if eq:
+            out.append((symbol, value))
+    return out
+
+
+def version_from_ldflags(ldflags: str, main_module: str) -> str | None:
+    """The main module's version set by the linker, as syft reads it, ``v``-prefixed; None
+    when there is none.
+
+    Taken from a ``-X <package>.<name>=<value>`` flag where ``<package>`` is ``main`` or a
+    package of the main module (``<module>`` or ``<module>/...``, e.g.
+    ``github.com/org/app/internal/version``) and ``<name>`` is a version name: one that ends
+    in ``version``, ``Version``, ``ver`` or ``Ver`` (``-X main.version=1.2.3``,
+    ``-X main.Version=v1.2.3``, ``-X <module>/pkg/version.gitVersion=...``,
+    ``-X main.buildVersion=...``, ``-X main.releaseVersion=...``); failing any such flag, one
+    that ends in ``tag`` or ``Tag`` (``-X main.gitTag=v1.2.3``). The value must start with
+    ``MAJOR.MINOR.PATCH`` after any ``.../`` prefix (``refs/tags/v1.2.3`` gives ``v1.2.3``);
+    pre-release and build parts are kept (syft cuts the value at the first ``.`` or ``+``
+    after the patch number; ``1.2.3-rc.1`` stays whole here).
+    """
+    definitions = _linker_definitions(ldflags)
+    for names in _VERSION_NAMES:
+        for symbol, value in definitions:
+            package, dot, name = symbol.rpartition(".")
+            if not dot or not names.fullmatch(name):
+                continue
+            if package != "main" and package != main_module and not package.startswith(main_module + "/"):
+                continue
+            m = _SEMVER_VALUE.match(value.rpartition("/")[2])
+            if m:
+                v = m.group(0)
+                return v if v.startswith("v") else "v" + v
+    return None
+
+
 class GoBinaryCataloger(Cataloger):
     """Main module, dependencies (``=>`` replacements applied) and ``stdlib`` of Go
-    binaries. Versions are as recorded (``v1.2.3``; stdlib ``go1.21.3``)."""
+    binaries, as syft reports them.
+
+    - Module versions are as recorded (``v1.2.3``).
+    - ``stdlib`` (ecosystem ``Go``, what the Go vulnerability database calls the standard
+      library) has the toolchain version of the build info (``go1.21.3``; a
+      ``GOEXPERIMENT`` suffix such as `` X:boringcrypto`` is left out), which the ``Go``
+      version scheme orders against the database's ``1.21.3`` spelling. A binary built by
+      a development toolchain (``devel ...``) gets no ``stdlib`` and a warning.
+    - A binary built outside module mode (e.g. Debian's Go packages, GOPATH builds) has no
+      main module line; its main package path stands in for it, version ``(devel)``, as in
+      syft.
+    - A main module recorded as ``(devel)`` takes its version from ``-ldflags -X``
+      (:func:`version_from_ldflags`); without one it keeps ``(devel)`` (its purl has no
+      version, it cannot be matched) and a warning says so.
+    """
 
     name = "go"
     wants_executables = True
@@ -312,25 +410,82 @@ class GoBinaryCataloger(Cataloger):
                 warnings.append(f"go: {path}: damaged build info ({e}); skipped")
                 continue
             layer = context.layer_of.get(path)
-            mods: list[tuple[str, str]] = []
-            for line in modinfo.splitlines():
-                parts = line.split("\t")
-                if parts[0] in ("mod", "dep") and len(parts) >= 3:
-                    mods.append((parts[1], parts[2]))
-                elif parts[0] == "=>" and len(parts) >= 3 and mods:
-                    mods[-1] = (parts[1], parts[2])  # replacement of the line before
-            for mod_path, version in mods:
+            info = _parse_modinfo(modinfo)
+            main, deps = info.main, list(info.deps)
+            if main is None or main[0] == "command-line-arguments":
+                # no main module line (built outside module mode) or `go build file.go`:
+                # a single (devel) dependency is the main module, else the package path stands in
+                devel = [d for d in deps if d[1] == DEVEL]
+                if len(devel) == 1:
+                    main = devel[0]
+                    deps.remove(main)
+                elif info.path:
+                    main = (info.path, DEVEL)
+            if main is not None and main[1] == DEVEL:
+                version = version_from_ldflags(info.settings.get("-ldflags", ""), main[0])
+                if version:
+                    main = (main[0], version)
+                else:
+                    warnings.append(f"go: {path}: main module {main[0]} is recorded as {DEVEL} and -ldflags sets no "
+                                    f"version (-X main.version=...); it is listed without a version and cannot "
+                                    f"be matched")
+            for mod_path, version in ([main] if main else []) + deps:
                 packages.append(self._package(mod_path, version, path, layer))
-            if go_version.startswith("go"):
-                packages.append(Package(name="stdlib", version=go_version, ecosystem="Go",
-                                        purl=purl("golang", "stdlib", go_version.removeprefix("go")),
+            toolchain = go_version.split()[0] if go_version.split() else ""
+            if toolchain.startswith("go"):
+                packages.append(Package(name="stdlib", version=toolchain, ecosystem="Go",
+                                        purl=purl("golang", "stdlib", toolchain.removeprefix("go")),
                                         path=path, layer=layer))
+            else:
+                warnings.append(f"go: {path}: Go toolchain version {go_version!r} is not a release "
+                                f"(a development build?); the standard library (stdlib) is not listed")
         return CatalogResult(tuple(packages), tuple(warnings))
 
     @staticmethod
     def _package(mod_path: str, version: str, path: str, layer: str | None) -> Package:
         namespace, _, name = mod_path.rpartition("/")
         return Package(name=mod_path, version=version, ecosystem="Go",
-                       purl=purl("golang", name, version if version != "(devel)" else None,
+                       purl=purl("golang", name, version if version != DEVEL else None,
                                  namespace=namespace or None),
                        path=path, layer=layer)
+
+
+@dataclass(frozen=True)
+class _ModInfo:
+    """The module text of a build info (what ``go version -m`` prints after the first line)."""
+
+    path: str | None
+    """``path`` line: the main package's import path."""
+    main: tuple[str, str] | None
+    """``mod`` line (path, version), replacement applied; None when absent."""
+    deps: tuple[tuple[str, str], ...]
+    """``dep`` lines (path, version), replacements applied, in order."""
+    settings: Mapping[str, str]
+    """``build`` lines, key -> value (unquoted): ``-ldflags``, ``vcs.revision``, ``GOOS``..."""
+
+
+def _parse_modinfo(modinfo: str) -> _ModInfo:
+    path = None
+    mods: list[tuple[str, str]] = []
+    has_main = False
+    settings: dict[str, str] = {}
+    for line in modinfo.splitlines():
+        parts = line.split("\t")
+        if parts[0] == "path" and len(parts) >= 2:
+            path = parts[1]
+        elif parts[0] in ("mod", "dep") and len(parts) >= 3:
+            if parts[0] == "mod" and not mods:
+                has_main = True
+            mods.append((parts[1], parts[2]))
+        elif parts[0] == "=>" and len(parts) >= 3 and mods:
+            mods[-1] = (parts[1], parts[2])  # replacement of the line before
+        elif parts[0] == "build" and len(parts) >= 2:
+            kv = "\t".join(parts[1:])
+            if kv.startswith('"'):  # a quoted key (Go >= 1.20 quotes keys holding = or spaces)
+                end = kv.find('"=', 1)
+                key, value = (_unquote(kv[:end + 1]), kv[end + 2:]) if end > 0 else (kv, "")
+            else:
+                key, _, value = kv.partition("=")
+            settings[key] = _unquote(value)
+    main = mods[0] if has_main else None
+    return _ModInfo(path, main, tuple(mods[1:] if has_main else mods), settings)

@@ -2,7 +2,7 @@
 
 Modelled on Trivy's analyzers: each cataloger DECLARES which files it wants
 (exact paths, path suffixes, fnmatch patterns, and optionally executables) and a
-maximum file size. The layer walker (:mod:`vulnwatch.layers`) reads every layer
+maximum file size. The layer walker (:mod:`vulnwatch.walker`) reads every layer
 once as a stream and keeps only the files some cataloger wants; each cataloger is
 then handed only its own files.
 

@@ -16,6 +16,8 @@ from .interface import Distro
 
 OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
 """Where os-release lives, in order of precedence (systemd's rule)."""
+OS_RELEASE_MAX_SIZE = 64 * 1024
+"""Size limit for os-release files (wanted whatever the catalogers are)."""
 
 
 def parse_os_release(text: str) -> dict[str, str]:

@@ -3,17 +3,13 @@ and ``*.egg-info`` files), in any site-packages or dist-packages directory."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
+
+from packaging.utils import canonicalize_name
 
 from ..model import Package
 from .interface import CatalogContext, Cataloger, CatalogResult
 from .purl import purl
-
-
-def normalize_name(name: str) -> str:
-    """PEP 503 normalised name (``Jinja2`` -> ``jinja2``, ``zope_interface`` -> ``zope-interface``)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def read_headers(text: str) -> dict[str, str]:
@@ -49,6 +45,6 @@ class PythonCataloger(Cataloger):
                 continue
             packages.append(Package(
                 name=name, version=version, ecosystem="PyPI",
-                purl=purl("pypi", normalize_name(name), version),
+                purl=purl("pypi", canonicalize_name(name), version),
                 path=path, layer=context.layer_of.get(path)))
         return CatalogResult(tuple(packages), tuple(warnings))

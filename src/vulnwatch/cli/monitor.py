@@ -13,7 +13,7 @@ from .. import logs
 from ..config import ConfigError, config_summary
 from ..store.interface import DeliveryStatus
 from .common import console, counts_text, err_console
-from .main import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, app, load
+from .app import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, app, load
 
 
 def _progress_bar(state):

@@ -10,20 +10,29 @@ raises :class:`~vulnwatch.vulndb.interface.VersionError`.
 
 from __future__ import annotations
 
+import re
+
 from ..interface import UnsupportedEcosystem, VersionError, VersionScheme, ecosystem_base
-from .apk import ApkVersions
+from .apk import Apk3Versions, ApkVersions
 from .dpkg import DpkgVersions
+from .golang import GoVersions
 from .maven import MavenVersions
 from .pep440 import Pep440Versions
 from .rpm import RpmVersions
-from .semver import SemverVersions
+from ._semver import SemverVersions
 
 DPKG = DpkgVersions()
-APK = ApkVersions()
+APK = ApkVersions("apk", zero_fix=True)
+"""apk-tools 2.12.12 to 2.14: Alpine 3.18 to 3.22, an ``Alpine`` without release, Wolfi, Chainguard."""
+APK_2_12 = ApkVersions("apk-2.12", zero_fix=False)
+"""apk-tools before 2.12.12: Alpine up to 3.17 (``1.0_rc1`` after ``1.0``)."""
+APK3 = Apk3Versions()
+"""apk-tools 3: Alpine 3.23 and later."""
 RPM = RpmVersions()
 PEP440 = Pep440Versions()
 MAVEN = MavenVersions()
 SEMVER = SemverVersions()
+GO = GoVersions()
 
 _BY_BASE: dict[str, VersionScheme] = {
     "Debian": DPKG,
@@ -42,7 +51,7 @@ _BY_BASE: dict[str, VersionScheme] = {
     "Azure Linux": RPM,
     "PyPI": PEP440,
     "npm": SemverVersions("npm"),
-    "Go": SemverVersions("Go"),
+    "Go": GO,
     "crates.io": SemverVersions("crates.io"),
     "Maven": MAVEN,
 }
@@ -57,12 +66,36 @@ def comparator_for(ecosystem: str) -> VersionScheme:
     Raises :class:`UnsupportedEcosystem` (a :class:`VersionError`) for an ecosystem
     without one; for those, only exact ``versions`` lists can be matched.
     """
-    scheme = _BY_BASE.get(ecosystem_base(ecosystem))
+    base = ecosystem_base(ecosystem)
+    scheme = _BY_BASE.get(base)
     if scheme is None:
         raise UnsupportedEcosystem(ecosystem, ECOSYSTEMS)
+    if base == "Alpine":
+        return _alpine(ecosystem)
     return scheme
 
 
-__all__ = ["comparator_for", "ECOSYSTEMS", "VersionScheme", "VersionError", "UnsupportedEcosystem", "DpkgVersions",
-           "ApkVersions", "RpmVersions", "Pep440Versions", "SemverVersions", "MavenVersions",
-           "SEMVER", "DPKG", "APK", "RPM", "PEP440", "MAVEN"]
+def _alpine(ecosystem: str) -> VersionScheme:
+    """The apk-tools generation of an Alpine release: ``Alpine:v3.11`` -> :data:`APK_2_12`,
+    ``Alpine:v3.19`` -> :data:`APK`, ``Alpine:v3.23`` -> :data:`APK3`."""
+    m = re.fullmatch(r"Alpine:v?(\d+)\.(\d+)", ecosystem.strip())
+    if not m:
+        return APK
+    release = (int(m[1]), int(m[2]))
+    if release <= (3, 17):
+        return APK_2_12
+    return APK3 if release >= (3, 23) else APK
+
+
+def semver_for(ecosystem: str) -> VersionScheme:
+    """The comparator for the ``SEMVER`` ranges of an ecosystem's records: plain semver
+    (:data:`SEMVER`), except for ``Go``, whose installed versions may be spelled the Go
+    toolchain's way (``go1.21rc2`` for the range bound ``1.21.0-rc.2``, see :mod:`.golang`).
+    Versions that are semver compare the same either way."""
+    return GO if ecosystem_base(ecosystem) == "Go" else SEMVER
+
+
+__all__ = ["comparator_for", "semver_for", "ECOSYSTEMS", "VersionScheme", "VersionError", "UnsupportedEcosystem",
+           "DpkgVersions", "ApkVersions", "RpmVersions", "Pep440Versions", "SemverVersions", "GoVersions",
+           "Apk3Versions", "MavenVersions", "SEMVER", "GO", "DPKG", "APK", "APK_2_12", "APK3", "RPM", "PEP440",
+           "MAVEN"]

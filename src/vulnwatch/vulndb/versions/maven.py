@@ -1,13 +1,22 @@
-"""Maven versions, ordered like Maven's ``ComparableVersion``.
+"""Maven versions, ordered like Maven's ``ComparableVersion`` (maven-artifact 3.8.7 and 3.9).
 
 The version is lower-cased and cut into items at ``.`` and ``-`` and wherever
-digits and letters meet; ``-`` (and a digit/letter transition) opens a sub-list.
+digits and letters meet; ``-`` (and a digit/letter transition) opens a sub-list, and so
+does a qualifier after ``.`` (``1.0.0.X1`` orders like ``1.0.0-X1``).
 Numbers compare as numbers; qualifiers in the order
 ``alpha < beta < milestone < rc = cr < snapshot < "" = ga = final = release < sp``,
 unknown qualifiers after all of these, alphabetically; ``a1``/``b1``/``m1`` mean
 ``alpha-1``/``beta-1``/``milestone-1``. Trailing "null" items (``0``, ``ga``,
 ``final``, ``release``, empty lists) are dropped, so ``1 = 1.0 = 1.0.0 = 1-ga``.
-When items of different kinds meet: number > list > qualifier.
+When items of different kinds meet: number > list > qualifier; a list that runs out
+compares every remaining item of the other against "nothing".
+
+Hand-written (no Python library implements ComparableVersion); the tests check it
+against the real class of the installed Maven (``java -cp maven-artifact.jar
+org.apache.maven.artifact.versioning.ComparableVersion``, 3.8.7 in Debian 12, whose
+ComparableVersion is the one of Maven 3.9). Maven up to 3.8.6 did not open a sub-list for
+a qualifier after ``.`` (MNG-7644) and so ordered ``2-1 < 2.0.a``; every Maven since
+orders ``2.0.a < 2-1``, as here.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..interface import VersionError, VersionScheme
+from ._shared import guarded
 
 _QUALIFIERS = ("alpha", "beta", "milestone", "rc", "snapshot", "", "sp")
 _ALIASES = {"ga": "", "final": "", "release": "", "cr": "rc"}
@@ -61,36 +71,37 @@ def parse_maven(version: str) -> list:
     stack = [items]
     is_digit = False
     start = 0
+
+    def open_list() -> list:
+        sub: list = []
+        current.append(sub)
+        stack.append(sub)
+        return sub
+
     for i, c in enumerate(v):
-        if c == ".":
+        if c in ".-":
             current.append(0 if i == start else _parse_item(is_digit, v[start:i]))
             start = i + 1
-        elif c == "-":
-            current.append(0 if i == start else _parse_item(is_digit, v[start:i]))
-            start = i + 1
-            sub: list = []
-            current.append(sub)
-            current = sub
-            stack.append(sub)
+            if c == "-":
+                current = open_list()
         elif c.isdigit():
             if not is_digit and i > start:
+                # a qualifier followed by digits; ".X" counts as "-X" (1.0.0.X1 < 1.0.0-X2)
+                if current:
+                    current = open_list()
                 current.append(_qualifier(v[start:i], True))
                 start = i
-                sub = []
-                current.append(sub)
-                current = sub
-                stack.append(sub)
+                current = open_list()
             is_digit = True
         else:
             if is_digit and i > start:
                 current.append(_parse_item(True, v[start:i]))
                 start = i
-                sub = []
-                current.append(sub)
-                current = sub
-                stack.append(sub)
+                current = open_list()
             is_digit = False
     if len(v) > start:
+        if not is_digit and current:  # a trailing ".X" counts as "-X" too
+            current = open_list()
         current.append(_parse_item(is_digit, v[start:]))
     while stack:
         _normalize(stack.pop())
@@ -112,8 +123,12 @@ def _cmp(a, b) -> int:
             return (a > b) - (a < b)
         return -1
     # list
-    if b is None:
-        return 0 if not a else _cmp(a[0], None)
+    if b is None:  # every item against "nothing", not just the first (MNG-6964)
+        for item in a:
+            result = _cmp(item, None)
+            if result:
+                return result
+        return 0
     if isinstance(b, int):
         return -1
     if isinstance(b, str):
@@ -172,5 +187,6 @@ class MavenVersions(VersionScheme):
 
     name = "maven"
 
+    @guarded
     def key(self, version: str) -> _MavenKey:
         return maven_key(version)

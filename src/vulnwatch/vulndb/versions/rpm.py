@@ -7,8 +7,15 @@ anything else; a numeric segment is newer than an alphabetic one; numbers
 compare numerically (leading zeros ignored), letters as strings; when one
 string runs out, the longer one is newer.
 
-Full EVR comparison: epoch (missing = 0) as a number, then version, then release
-(missing = empty, so ``1.0-1`` is newer than ``1.0``), as ``rpm.vercmp`` does.
+Full EVR comparison: epoch (missing = 0) as a number, then version, then release, as
+``rpm.vercmp`` (rpm 4.18's ``rpmverCmp``) does: a version with a release is newer than
+the same version without one (``1.0-1`` > ``1.0``), whatever the release holds.
+
+Refused (:class:`VersionError`), though ``rpm.vercmp`` would still order them: EVRs no
+rpm package can carry, because rpmbuild rejects them: an empty string or an empty
+version or release (``-1``, ``1.0-``), an epoch that is not a number (``x:1.0``: rpm
+would read the whole as a version containing ``:``, a character rpmbuild forbids in
+Version and Release), and whitespace.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import functools
 from functools import lru_cache
 
 from ..interface import VersionError, VersionScheme
-
+from ._shared import guarded
 
 
 def _isalnum(c: str) -> bool:
@@ -121,8 +128,9 @@ def rpm_compare(a: str, b: str) -> int:
     if ea != eb:
         return 1 if ea > eb else -1
     rc = rpmvercmp(va, vb)
-    if rc == 0:
-        rc = rpmvercmp(ra or "", rb or "")
+    if rc == 0 and (ra is not None or rb is not None):
+        # a release, whatever it holds, is newer than none (rpm's compare_values)
+        rc = rpmvercmp(ra, rb) if ra is not None and rb is not None else (1 if ra is not None else -1)
     return rc
 
 
@@ -141,6 +149,7 @@ class RpmVersions(VersionScheme):
 
     name = "rpm"
 
+    @guarded
     def key(self, version: str):
         return rpm_key(version)
 
