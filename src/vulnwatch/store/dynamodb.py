@@ -639,10 +639,8 @@ class DynamoDBStore(Store):
         self.bucket = bucket or None
         self.prefix = prefix if prefix is not None else f"vulnwatch/{table}/"
         self._display = f"dynamodb://{table}" + (f" ({region})" if region else "")
-        from botocore.exceptions import BotoCoreError, ClientError  # lazily: boto3 only when opened
-
-        from .. import aws
-        self._aws_errors = (ClientError, BotoCoreError)
+        from .. import aws   # boto3 is loaded here, when a store is opened, not on import
+        self._aws_errors = (aws.exceptions.ClientError, aws.exceptions.BotoCoreError)
         self._ddb = client or aws.client("dynamodb", region=region, endpoint_url=endpoint_url,
                                          max_pool_connections=_WORKERS + 2)
         s3_endpoint = s3_endpoint_url or endpoint_url
