@@ -363,6 +363,10 @@ class Pipeline:
         return event
 
     # -- leases ----------------------------------------------------------------------------
+    def supports_leases(self) -> bool:
+        """Whether the store implements leases (``Store.acquire_lease`` and the rest)."""
+        return type(self.store).acquire_lease is not Store.acquire_lease
+
     def acquire(self, name: str, lease: CycleLease, wait: timedelta | None = None,
                 stop: threading.Event | None = None) -> Lease:
         """Take lease ``name``, waiting up to ``wait`` for it (polling); a holder that is a dead
@@ -394,7 +398,10 @@ class Pipeline:
         holds it past ``lease.wait``) and writes only under its fence, or, in worker mode,
         claims images. ``stop`` (set from a signal handler) ends the cycle after the image being
         recorded; images being scanned then are abandoned (nothing of them is written)."""
-        if lease is None:
+        if lease is None or not self.supports_leases():
+            if lease is not None:
+                log.warning("state store %s keeps no leases: cycles on it are not kept from overlapping "
+                            "(each change is still recorded once)", type(self.store).__name__)
             return self._cycle(deliver=deliver, stop=stop)
         keeper = LeaseKeeper(self.store, lease.ttl)
         halt = _Either(stop, keeper.lost)
