@@ -17,3 +17,7 @@ def main() -> None:
 
 
 __all__ = ["app", "main"]
+
+
+if __name__ == "__main__":   # python -m vulnwatch.cli.main
+    main()
