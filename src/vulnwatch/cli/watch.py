@@ -58,7 +58,7 @@ def watch(
         for s in previous:
             signal.signal(s, on_signal)
     try:
-        if sv.health_port is not None:
+        if sv.health_port:
             health = HealthServer(sv.health_host, sv.health_port, live=daemon.live, ready=daemon.ready).start()
             err_console.print(f"health: http://{sv.health_host}:{health.port}/healthz and /readyz",
                               highlight=False)

@@ -36,9 +36,8 @@ class ServiceSettings(Model):
     other workers are taking). Off: one cycle at a time per store, the others wait or skip."""
     health_host: str = "0.0.0.0"
     """Address the health endpoint listens on."""
-    health_port: int | None = Field(default=8080, ge=0, le=65535)
-    """Port of ``/healthz`` (liveness) and ``/readyz`` (readiness); ``null`` turns the endpoint
-    off, 0 picks a free port (logged)."""
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of ``/healthz`` (liveness) and ``/readyz`` (readiness); 0 turns the endpoint off."""
     overdue_after: Duration | None = None
     """Readiness fails when no cycle finished for this long. Default: twice the interval (or
     the cron expression's period) plus ``lease_ttl``."""

@@ -81,7 +81,7 @@ def config_summary(cfg: Config) -> list[str]:
         lines.append(text)
     sv = cfg.service
     when = f"cron '{sv.cron}' (UTC)" if sv.cron else f"every {format_duration(sv.interval)}"
-    health = f"health on {sv.health_host}:{sv.health_port}" if sv.health_port is not None else "no health endpoint"
+    health = f"health on {sv.health_host}:{sv.health_port}" if sv.health_port else "no health endpoint"
     lines.append(f"service: cycles {when}, lease {format_duration(sv.lease_ttl)}, "
                  f"{'workers share the store (claims)' if sv.workers else 'one cycle at a time per store'}, {health}")
     d = cfg.delivery
