@@ -67,4 +67,7 @@ def config_summary(cfg: Config) -> list[str]:
     d = cfg.delivery
     lines.append(f"delivery: up to {d.max_attempts} attempts, backoff {format_duration(d.backoff_base)} "
                  f"doubling to {format_duration(d.backoff_max)}")
+    w = cfg.web
+    lines.append(f"web: {w.host}:{w.port}, {'auth required' if w.auth_required else 'no auth'}, "
+                 f"{'writes enabled' if w.write_token else 'read-only'}")
     return lines
