@@ -25,7 +25,7 @@
   function fmtTime(ms, span) {
     var d = new Date(ms);
     var iso = d.toISOString();
-    return span < 2 * 86400e3 ? iso.slice(11, 19) : iso.slice(0, 10);
+    return span < 120e3 ? iso.slice(11, 23) : span < 2 * 86400e3 ? iso.slice(11, 19) : iso.slice(0, 10);
   }
 
   function draw(fig) {
