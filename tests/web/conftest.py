@@ -115,6 +115,7 @@ def page(browser, request):
         print(f"screenshot: {path}")
         return path
     pg.shot = shot
+    pg.console_errors = errors
     yield pg
     ctx.close()
     assert not errors, f"browser console errors: {errors}"
