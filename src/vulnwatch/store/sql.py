@@ -120,6 +120,18 @@ snapshots_t = Table(
     Column("notes", Text),
     Column("counts", Text),
 )
+snapshot_summary_t = Table(   # a view (migration 4): the small columns of snapshots, cheap to scan
+    "snapshot_summary", _md,
+    Column("registry", String, primary_key=True),
+    Column("repository", String, primary_key=True),
+    Column("digest", String, primary_key=True),
+    Column("scanner", String),
+    Column("scanned_at", UTCDateTime),
+    Column("recorded_at", UTCDateTime),
+    Column("state", String),
+    Column("counts", Text),
+    Column("notes", Text),
+)
 scan_history_t = Table(
     "scan_history", _md,
     Column("id", Integer, primary_key=True),
@@ -758,7 +770,7 @@ class SQLStore(Store):
             conn.execute(select(literal(1)))
 
     def data_version(self) -> str | None:
-        i, s, h = images_t, snapshots_t, scan_history_t
+        i, s, h = images_t, snapshot_summary_t, scan_history_t
         with self._tx("reading the data version") as conn:
             a = conn.execute(select(func.max(s.c.recorded_at), func.count())).first()
             b = conn.execute(select(func.max(i.c.updated_at), func.count())).first()
@@ -768,7 +780,7 @@ class SQLStore(Store):
     def fleet(self, query: FleetQuery = FleetQuery()) -> FleetPage:
         if query.sort not in FLEET_SORTS:
             raise ValueError(f"unknown sort {query.sort!r}: use one of {', '.join(FLEET_SORTS)}")
-        i, s = images_t, snapshots_t
+        i, s = images_t, snapshot_summary_t
         joined = i.outerjoin(s, and_(s.c.registry == i.c.registry, s.c.repository == i.c.repository,
                                      s.c.digest == i.c.digest))
         counts = {sev: self._count(s.c.counts, sev) for sev in self._SEVERITIES}
@@ -809,12 +821,13 @@ class SQLStore(Store):
         q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
                     i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
                     i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts, s.c.notes,
-                    superseded.label("superseded"))
+                    superseded.label("superseded"), func.count().over().label("matching"))
              .select_from(joined).where(*conds).order_by(*order)
              .offset(max(0, query.offset)).limit(max(0, query.limit)))
         with self._tx("listing the fleet") as conn:
-            total = conn.scalar(select(func.count()).select_from(joined).where(*conds))
-            rows = conn.execute(q).all()
+            rows = conn.execute(q).all()      # the total rides along (one pass, not a second query)
+            total = rows[0].matching if rows else (
+                conn.scalar(select(func.count()).select_from(joined).where(*conds)) if query.offset > 0 else 0)
         return FleetPage(total=total or 0, images=[FleetImage(
             status=ImageStatus(image=self._image(r), scanner=r.scanner or r.last_error_scanner,
                                last_scanned_at=r.scanned_at, counts=json.loads(r.counts) if r.counts else {},
@@ -826,13 +839,15 @@ class SQLStore(Store):
         h, i = scan_history_t, images_t
         keys = list(dict.fromkeys(tuple(k) for k in keys))
         out: dict[tuple[str, str, str], list[HistoryEntry]] = {k: [] for k in keys}
-        for n in range(0, len(keys), 300):
-            chunk = keys[n:n + 300]
+        for n in range(0, len(keys), 100):
+            chunk = keys[n:n + 100]
+            # OR of equalities, not a tuple IN list: SQLite searches the index for each of them
             ranked = (select(h.c.registry, h.c.repository, h.c.digest, h.c.tags, h.c.scanner, h.c.scanned_at,
                              h.c.recorded_at, h.c.counts,
                              func.row_number().over(partition_by=(h.c.registry, h.c.repository, h.c.digest),
                                                     order_by=(h.c.scanned_at.desc(), h.c.id.desc())).label("rn"))
-                      .where(tuple_(h.c.registry, h.c.repository, h.c.digest).in_(chunk)).subquery())
+                      .where(or_(*[and_(h.c.registry == r, h.c.repository == p, h.c.digest == d)
+                                   for r, p, d in chunk])).subquery())
             q = (select(ranked, i.c.pushed_at, i.c.media_type, i.c.size_bytes)
                  .select_from(ranked.outerjoin(i, and_(i.c.registry == ranked.c.registry,
                                                        i.c.repository == ranked.c.repository,
@@ -1027,7 +1042,7 @@ SELECT ad.* FROM ad JOIN keys k ON k.registry = ad.registry AND k.repository = a
         return sweep_fixes(marks, since_utc)
 
     def stats(self) -> StoreStats:
-        i, s, d = images_t, snapshots_t, deliveries_t
+        i, s, d = images_t, snapshot_summary_t, deliveries_t
         joined = i.outerjoin(s, and_(s.c.registry == i.c.registry, s.c.repository == i.c.repository,
                                      s.c.digest == i.c.digest))
         current = not_(self._superseded())

@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, Form, Header, HTTPException, Path as PathP
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
 
 from .. import __version__
 from ..config import Config
@@ -149,6 +150,10 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
     Registry = Annotated[str, PathParam(pattern=_NAME)]
     Days = Annotated[int, Query(ge=1, le=3650)]
 
+    def _json(doc: BaseModel) -> Response:
+        """The document as built (already a valid response model: no second validation pass)."""
+        return Response(doc.model_dump_json(), media_type="application/json")
+
     def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE)
         new = cookie is None
@@ -171,8 +176,8 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
     # -- JSON API ----------------------------------------------------------------------------
     @app.get("/api/v1/images", response_model=S.FleetPageOut, tags=["fleet"], responses={503: _ERRORS[503]},
              summary="Watched images: counts, last scan, coverage warnings, trend (paged)")
-    def api_images(p: Fleet) -> S.FleetPageOut:
-        return dash.overview(p.query, p.page)
+    def api_images(p: Fleet) -> Response:
+        return _json(dash.overview(p.query, p.page))
 
     @app.get("/api/v1/fleet/trend", response_model=S.TrendOut, tags=["fleet"], responses={503: _ERRORS[503]},
              summary="Fleet totals over time")
@@ -258,9 +263,8 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page_overview(request: Request, p: Fleet) -> Response:
         data = dash.overview(p.query, p.page)
-        trend = dash.trend(90)
-        registries = sorted(store.stats().images)
-        return _page(request, "overview.html", {"data": data, "trend": trend, "q": p.query,
+        totals, registries = dash.fleet_totals()          # the trend chart loads itself (charts.js)
+        return _page(request, "overview.html", {"data": data, "totals": totals, "q": p.query,
                                                 "registries": registries, "params": request.query_params})
 
     @app.get("/images/{registry}/{repository:path}@{digest}", response_class=HTMLResponse, include_in_schema=False)

@@ -58,8 +58,8 @@ def counts_of(counts: dict[str, int] | None) -> S.Counts:
 
 
 def trend_value(at: datetime, counts: dict[str, int]) -> S.TrendValue:
-    c = counts_of(counts)
-    return S.TrendValue(at=at, total=sum(c.model_dump().values()), counts=c)
+    values = {k: int(counts.get(k, 0)) for k in SEVERITIES}       # built without validation: many per page
+    return S.TrendValue.model_construct(at=at, total=sum(values.values()), counts=S.Counts.model_construct(**values))
 
 
 def finding_out(f: Finding) -> S.FindingOut:
@@ -153,6 +153,13 @@ class Dashboard:
         return S.FleetPageOut(total=result.total, page=page, per_page=per, pages=max(1, math.ceil(result.total / per)),
                               sort=query.sort, order="desc" if query.descending else "asc", items=items,
                               totals=counts_of(totals))
+
+    def fleet_totals(self) -> tuple[dict[str, int], list[str]]:
+        """Findings per severity over the current images, and the registries (cached like the trend)."""
+        def compute():
+            st = self.store.stats()
+            return st.findings, sorted(set(st.images) | set(st.failing))
+        return self._cached("totals", compute)
 
     def trend(self, days: int = 90) -> S.TrendOut:
         def compute() -> list[TrendPoint]:

@@ -1,6 +1,7 @@
 // vulnwatch line charts: own small SVG code, no library. Each <figure data-chart="ID"> is drawn
 // from the JSON in <script type="application/json" id="ID">: {"series": [{"name", "points":
-// [[iso time, value], ...]}]}. Every point becomes a <circle> carrying data-series, data-at and
+// [[iso time, value], ...]}]}, or, with data-chart-src="URL", from a trend document fetched
+// from the API (so a page does not wait for a fleet-wide aggregate). Every point becomes a <circle> carrying data-series, data-at and
 // data-value, so what is drawn can be checked against the API.
 (function () {
   "use strict";
@@ -28,11 +29,37 @@
     return span < 120e3 ? iso.slice(11, 23) : span < 2 * 86400e3 ? iso.slice(11, 19) : iso.slice(0, 10);
   }
 
-  function draw(fig) {
-    var holder = document.getElementById(fig.getAttribute("data-chart"));
-    if (!holder) return;
-    var data;
-    try { data = JSON.parse(holder.textContent); } catch (e) { return; }
+  // A /api/v1 trend document ({"points": [{"at", "total", "counts": {...}}]}) as chart series:
+  // the total, and each severity that is ever non-zero (what the server embeds for other charts).
+  function trendSeries(doc) {
+    var points = doc.points || [];
+    var series = [{name: "total", points: points.map(function (p) { return [p.at, p.total]; })}];
+    ["CRITICAL", "HIGH", "MEDIUM", "LOW", "NEGLIGIBLE", "UNKNOWN"].forEach(function (sev) {
+      if (points.some(function (p) { return p.counts[sev]; })) {
+        series.push({name: sev, points: points.map(function (p) { return [p.at, p.counts[sev]]; })});
+      }
+    });
+    return {series: series};
+  }
+
+  function load(fig) {
+    var src = fig.getAttribute("data-chart-src");
+    if (!src) {
+      var holder = document.getElementById(fig.getAttribute("data-chart"));
+      if (!holder) return;
+      try { draw(fig, JSON.parse(holder.textContent)); } catch (e) { /* leave the figure empty */ }
+      return;
+    }
+    fetch(src, {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (doc) { draw(fig, trendSeries(doc)); })
+      .catch(function (e) {
+        var p = document.createElement("p"); p.className = "error-text"; p.textContent = "Chart unavailable: " + e.message;
+        fig.appendChild(p);
+      });
+  }
+
+  function draw(fig, data) {
     var series = (data.series || []).filter(function (s) { return s.points && s.points.length; });
     if (!series.length) {
       var p = document.createElement("p"); p.className = "muted"; p.textContent = "No scans recorded yet.";
@@ -84,6 +111,6 @@
     fig.setAttribute("data-drawn", String(series.reduce(function (n, s) { return n + s.points.length; }, 0)));
   }
 
-  function init() { Array.prototype.forEach.call(document.querySelectorAll("figure[data-chart]"), draw); }
+  function init() { Array.prototype.forEach.call(document.querySelectorAll("figure[data-chart]"), load); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
 })();
