@@ -818,16 +818,26 @@ class SQLStore(Store):
         else:
             keys = [func.coalesce(i.c.last_checked_at, s.c.scanned_at)]
         order = [(k.desc() if query.descending else k.asc()).nulls_last() for k in keys] + [n.asc() for n in names]
-        q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
-                    i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
-                    i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts, s.c.notes,
-                    superseded.label("superseded"), func.count().over().label("matching"))
-             .select_from(joined).where(*conds).order_by(*order)
-             .offset(max(0, query.offset)).limit(max(0, query.limit)))
+        # Two steps: the page's keys from a narrow sort (deep pages stay cheap), then their rows.
+        keyq = (select(i.c.registry, i.c.repository, i.c.digest, func.count().over().label("matching"))
+                .select_from(joined).where(*conds).order_by(*order)
+                .offset(max(0, query.offset)).limit(max(0, query.limit)))
         with self._tx("listing the fleet") as conn:
-            rows = conn.execute(q).all()      # the total rides along (one pass, not a second query)
-            total = rows[0].matching if rows else (
+            keys = conn.execute(keyq).all()      # the total rides along (one pass, not a second query)
+            total = keys[0].matching if keys else (
                 conn.scalar(select(func.count()).select_from(joined).where(*conds)) if query.offset > 0 else 0)
+            found = {}
+            if keys:
+                q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
+                            i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
+                            i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts, s.c.notes,
+                            superseded.label("superseded"))
+                     .select_from(joined)
+                     .where(or_(*[and_(i.c.registry == k.registry, i.c.repository == k.repository,
+                                       i.c.digest == k.digest) for k in keys])))
+                found = {(r.registry, r.repository, r.digest): r for r in conn.execute(q)}
+        rows = [found[(k.registry, k.repository, k.digest)] for k in keys
+                if (k.registry, k.repository, k.digest) in found]
         return FleetPage(total=total or 0, images=[FleetImage(
             status=ImageStatus(image=self._image(r), scanner=r.scanner or r.last_error_scanner,
                                last_scanned_at=r.scanned_at, counts=json.loads(r.counts) if r.counts else {},
