@@ -79,7 +79,7 @@ from vulnwatch.model import utcnow  # noqa: E402
 from vulnwatch.pipeline import CycleReport, Pipeline, Watch  # noqa: E402
 from vulnwatch.registries.ecr import ECRRegistry  # noqa: E402
 from vulnwatch.scanners.ecr import ECRScanner  # noqa: E402
-from vulnwatch.build import build_sinks, open_store, register_config_secrets  # noqa: E402
+from vulnwatch.build import build_sinks, open_store, register_config_secrets, selectors_of  # noqa: E402
 
 START = "StartImageScan"
 FINDINGS = "DescribeImageScanFindings"
@@ -298,7 +298,7 @@ registries:
 
 def our_cycle(cfg: Config, clock: Callable[[], datetime], profile: cProfile.Profile | None = None) -> OursResult:
     """One ``vulnwatch run``: the pipeline built as :func:`vulnwatch.build.build_pipeline` does
-    (registry and scanner as ``wiring._ecr`` makes them), except that the scanner gets ``clock``."""
+    (registry and scanner as their ``from_config`` make them), except that the scanner gets ``clock``."""
     meter = Meter()
     started = time.perf_counter()
     if profile:
@@ -316,7 +316,7 @@ def our_cycle(cfg: Config, clock: Callable[[], datetime], profile: cProfile.Prof
     for client in {id(c): c for c in (registry.client, scanner.client, scanner.start_client)}.values():
         meter.attach(client)
     d = cfg.delivery
-    pipeline = Pipeline(store, [Watch(registry=registry, scanner=scanner, selectors=tuple(reg.selectors()))],
+    pipeline = Pipeline(store, [Watch(registry=registry, scanner=scanner, selectors=selectors_of(reg))],
                         build_sinks(cfg), max_attempts=d.max_attempts,
                         backoff_base=d.backoff_base.total_seconds(), backoff_max=d.backoff_max.total_seconds())
     try:

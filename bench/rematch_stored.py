@@ -33,6 +33,7 @@ import rematch as inventories_bench  # noqa: E402  (the same realistic inventori
 
 from vulnwatch.model import Image, ScanResult, utcnow  # noqa: E402
 from vulnwatch.pipeline import Pipeline  # noqa: E402
+from vulnwatch.scanners import ScanResources  # noqa: E402
 from vulnwatch.store.sql import SQLStore  # noqa: E402
 from vulnwatch.vulndb.index import VulnIndex  # noqa: E402
 from vulnwatch.vulndb.match import Matcher  # noqa: E402
@@ -75,21 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     stored = time.perf_counter() - t
     packages = sum(len(inv.packages) for inv in invs)
     del invs
-    pipeline = Pipeline(store, [])
+    pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
 
     t = time.perf_counter()
-    events = pipeline.rematch(index)
+    events = pipeline.rematch()
     before_update = time.perf_counter() - t
     assert not events, f"nothing changed, yet {len(events)} events"
 
     import_path(index, args.data / "Debian" / "all.zip", source="Debian")    # the update: full data now
     t = time.perf_counter()
-    events = pipeline.rematch(index)
+    events = pipeline.rematch()
     updated = time.perf_counter() - t
     added = sum(len(e.added) for e in events)
 
     t = time.perf_counter()                                                 # the target: full data, 10,000
-    again = pipeline.rematch(index)
+    again = pipeline.rematch()
     full = time.perf_counter() - t
     assert not again
 

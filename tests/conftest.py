@@ -84,3 +84,87 @@ def run_syft(layout: ImageLayout) -> dict:
 @pytest.fixture(scope="session")
 def syft_of():
     return run_syft
+
+
+# ---------------------------------------------------------------- hypothesis (property tests)
+# "ci" (the default): few examples, no deadline (2 shared cores make timings meaningless),
+# derandomized so a run is reproducible and never fails on a new find by chance; the whole
+# property suite stays under ~30 s on one core. "dev": HYPOTHESIS_PROFILE=dev, 20x the
+# examples, random, for hunting. Found examples are kept under .pytest_cache (ignored by git).
+from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
+
+_HYPOTHESIS_DB = DirectoryBasedExampleDatabase(".pytest_cache/hypothesis")
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=1200, deadline=None, database=_HYPOTHESIS_DB,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# -- ECR on the session moto_server (helpers in tests/support/ecr.py) --------------------------
+
+@pytest.fixture
+def ecr(moto):
+    import boto3
+
+    return boto3.client("ecr", region_name="us-east-1", endpoint_url=moto.url)
+
+
+@pytest.fixture
+def pusher(ecr):
+    from tests.support.ecr import Pusher
+
+    return Pusher(ecr)
+
+
+@pytest.fixture
+def proxy(moto):
+    from tests.support.ecr_proxy import ECRProxy
+
+    p = ECRProxy(moto.url, page_size=100)
+    yield p
+    p.close()
+
+
+# -- configuration files written to a temp dir -------------------------------------------------
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write YAML (dedented) to ``vulnwatch.yaml`` in a temp dir; return its path."""
+
+    import textwrap
+
+    def write(text: str, name: str = "vulnwatch.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def load(write_config):
+    """Write YAML and load it with the given environment (default: empty)."""
+
+    def _load(text: str, environ: dict[str, str] | None = None):
+        from vulnwatch.config import load_config
+
+        return load_config(write_config(text), environ=environ or {})
+
+    return _load
+
+
+@pytest.fixture
+def config_error(write_config):
+    """Write YAML, expect ConfigError, return it."""
+
+    def _err(text: str, environ: dict[str, str] | None = None):
+        from vulnwatch.config import ConfigError, load_config
+
+        path = write_config(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ=environ or {})
+        return info.value
+
+    return _err

@@ -166,3 +166,19 @@ def test_event_round_trips_through_dict():
     ev = diff(after, before, now=NOW)
     from vulnwatch.model import Event
     assert Event.from_dict(ev.to_dict()) == ev
+
+
+def test_change_parts_is_the_one_count_behind_every_summary():
+    from vulnwatch.diff import change_parts
+    from vulnwatch.notify.slack import fallback_text
+
+    before = scan([f("CVE-1"), f("CVE-2"), f("CVE-3", Severity.LOW)])
+    after = scan([f("CVE-3", Severity.CRITICAL), f("CVE-4"), f("CVE-5")], at=T0 + timedelta(hours=1))
+    ev = diff(after, before, now=NOW)
+    assert change_parts(ev) == [("new", 2), ("fixed", 2), ("changed", 1)]
+    assert summarize(ev) == "findings changed: +2 new, -2 fixed, 1 changed"
+    assert fallback_text([ev]).endswith(": 2 new, 2 fixed, 1 changed")
+    only_fixed = diff(scan([f("CVE-1")], at=T0 + timedelta(hours=1)), before, now=NOW)
+    assert change_parts(only_fixed) == [("fixed", 2)]
+    assert summarize(only_fixed) == "findings changed: -2 fixed"
+    assert fallback_text([only_fixed]).endswith(": 2 fixed")

@@ -21,10 +21,16 @@ import collections
 import threading
 from typing import Any
 
-import boto3
-import botocore.config
-
 __all__ = ["client", "without_retries", "CallCounter", "error_code"]
+
+
+def __getattr__(name: str) -> Any:
+    """``aws.exceptions`` is ``botocore.exceptions``, imported on first use: vulnwatch loads no AWS
+    library until an AWS part is used (a ``scan`` of a local archive starts faster)."""
+    if name == "exceptions":
+        import botocore.exceptions
+        return botocore.exceptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def client(service: str, *, region: str | None = None, endpoint_url: str | None = None,
@@ -35,6 +41,9 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
     ``max_attempts`` counts the first attempt too, so ``1`` means no retries.
     ``max_pool_connections`` should be at least the number of threads sharing the client.
     """
+    import boto3
+    import botocore.config
+
     config = botocore.config.Config(
         retries={"mode": retries, "total_max_attempts": max_attempts},
         max_pool_connections=max_pool_connections,
@@ -46,6 +55,9 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
 def without_retries(existing: Any) -> Any:
     """A client for the same service, region, endpoint and credentials as ``existing``,
     making exactly one attempt per call (see the module docstring)."""
+    import boto3
+    import botocore.config
+
     meta = existing.meta
     creds = existing._get_credentials()  # botocore's own accessor; never logged
     kwargs: dict[str, Any] = {}

@@ -17,26 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState,
+from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState, by_finding_key,
                     stable_id, utcnow)
 
-__all__ = ["diff", "summarize", "finding_order"]
+__all__ = ["KIND_LABELS", "change_parts", "diff", "summarize", "finding_order"]
 
 
 def finding_order(finding: Finding) -> tuple:
     """Sort key: most severe first, then by vulnerability id, package and version."""
     return (-int(finding.severity), finding.vulnerability_id, finding.ecosystem,
             finding.package_name, finding.package_version)
-
-
-def _by_key(findings: Iterable[Finding]) -> dict[tuple[str, str, str, str], Finding]:
-    """Findings indexed by key; when a scanner repeats a key the most severe one is kept."""
-    out: dict[tuple[str, str, str, str], Finding] = {}
-    for f in findings:
-        kept = out.get(f.key)
-        if kept is None or f.severity > kept.severity:
-            out[f.key] = f
-    return out
 
 
 def _meaningful(result: ScanResult | None) -> ScanResult | None:
@@ -78,8 +68,8 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
         else:
             kind = EventKind.NEW_IMAGE
 
-    now_by_key = _by_key(current.findings)
-    before_by_key = _by_key(base.findings) if base is not None else {}
+    now_by_key = by_finding_key(current.findings)
+    before_by_key = by_finding_key(base.findings) if base is not None else {}
 
     added = sorted((f for k, f in now_by_key.items() if k not in before_by_key), key=finding_order)
     fixed = sorted((f for k, f in before_by_key.items() if k not in now_by_key), key=finding_order)
@@ -112,20 +102,26 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
     )
 
 
-_KIND_LABELS = {
+KIND_LABELS = {
     EventKind.NEW_IMAGE: "new image",
     EventKind.FINDINGS_CHANGED: "findings changed",
     EventKind.REBUILD: "rebuild",
 }
+"""How every message names an event kind."""
+
+
+def change_parts(event: Event) -> list[tuple[str, int]]:
+    """What changed, counted: ``[("new", 2), ("fixed", 1), ("changed", 1)]``, in that order,
+    parts with a zero count left out. The one source of every summary of a change (this
+    module's :func:`summarize`, the messages of each notifier); each caller formats it."""
+    parts = [("new", len(event.added)), ("fixed", len(event.fixed)), ("changed", len(event.changed))]
+    return [(what, n) for what, n in parts if n]
+
+
+_SIGNS = {"new": "+", "fixed": "-", "changed": ""}
 
 
 def summarize(event: Event) -> str:
     """One line for humans, e.g. ``rebuild: +2 new, -10 fixed, 1 changed`` (zero parts left out)."""
-    parts = []
-    if event.added:
-        parts.append(f"+{len(event.added)} new")
-    if event.fixed:
-        parts.append(f"-{len(event.fixed)} fixed")
-    if event.changed:
-        parts.append(f"{len(event.changed)} changed")
-    return f"{_KIND_LABELS.get(event.kind, event.kind.value)}: {', '.join(parts) or 'no change'}"
+    parts = [f"{_SIGNS[what]}{n} {what}" for what, n in change_parts(event)]
+    return f"{KIND_LABELS.get(event.kind, event.kind.value)}: {', '.join(parts) or 'no change'}"

@@ -13,7 +13,9 @@ import enum
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+from collections import namedtuple
+from collections.abc import Iterable, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -49,12 +51,25 @@ class Severity(enum.IntEnum):
         v = aliases.get(v, v)
         return cls.__members__.get(v, cls.UNKNOWN)
 
+    @classmethod
+    def from_name(cls, value: "str | Severity") -> "Severity":
+        """The rating called ``value`` (a name, case-insensitive); ``ValueError`` listing the
+        names otherwise. Strict, for what users type (config, command line); :meth:`parse` is
+        the lenient reading of what scanners report."""
+        if isinstance(value, Severity):
+            return value
+        name = str(value).strip().upper()
+        if name not in cls.__members__:
+            names = ", ".join(s.name for s in sorted(cls))
+            raise ValueError(f"unknown severity {value!r}: use one of {names}")
+        return cls[name]
+
 
 @dataclass(frozen=True)
 class ImageRef:
     """A reference a user types: ``host[:port]/repository[:tag][@digest]``.
 
-    Parsing lives in :mod:`vulnwatch.registries.interface`; this is only the value.
+    Parsing lives in :mod:`vulnwatch.registries.reference`; this is only the value.
     """
 
     registry: str
@@ -132,6 +147,34 @@ class Package:
     """File inside the image that the package was read from."""
     layer: str | None = None
     """Digest (diff id) of the layer that introduced the package."""
+
+
+PackageRow = namedtuple(  # type: ignore[misc]
+    "PackageRow", [f.name for f in fields(Package)],
+    defaults=[f.default for f in fields(Package) if f.default is not MISSING])
+PackageRow.__doc__ = """A stored package, light enough to re-match millions of them: the fields of
+:class:`Package`, in its order, so the matcher takes either."""
+
+
+@dataclass(frozen=True)
+class StoredInventory:
+    """What re-matching needs of one snapshot: its packages and the fingerprint of its findings."""
+
+    key: tuple[str, str, str]
+    """(registry, repository, digest)."""
+    scanner: str
+    """The scanner that made the inventory (``builtin``)."""
+    distro: str | None
+    """OS ecosystem of the image (``Debian:12``), None when unknown."""
+    rows: Sequence[Sequence]
+    """The packages as plain rows in :class:`PackageRow` field order (cheap to decode in bulk)."""
+    findings_signature: str | None
+    """:func:`vulnwatch.model.findings_signature` of the stored findings (None if unknown)."""
+
+    @property
+    def packages(self) -> list[PackageRow]:
+        """The rows as :class:`PackageRow` values."""
+        return [PackageRow._make(r) for r in self.rows]
 
 
 @dataclass(frozen=True)
@@ -233,6 +276,48 @@ class Finding:
             scanner=d.get("scanner") or "",
             exploit_available=d.get("exploit_available"),
         )
+
+
+@dataclass(frozen=True)
+class FindingFilter:
+    """Which findings to show or send: the one filter every output and every sink applies
+    (``scan --severity/--min-severity/--ignore-unfixed``, a sink's ``min_severity`` and
+    ``fixable_only``). The defaults let everything through."""
+
+    severities: frozenset[Severity] | None = None
+    """Only these ratings (``--severity HIGH,CRITICAL``); None for any."""
+    min_severity: Severity = Severity.UNKNOWN
+    """Only findings rated at least this."""
+    fixable_only: bool = False
+    """Only findings with a known fix."""
+
+    @property
+    def narrows(self) -> bool:
+        """True when the filter can leave findings out."""
+        return self.severities is not None or self.min_severity > Severity.UNKNOWN or self.fixable_only
+
+    def wants(self, finding: "Finding") -> bool:
+        """Whether ``finding`` passes."""
+        if self.severities is not None and finding.severity not in self.severities:
+            return False
+        if finding.severity < self.min_severity:
+            return False
+        return finding.fixable or not self.fixable_only
+
+    def apply(self, findings: "Sequence[Finding]") -> tuple["Finding", ...]:
+        """The findings that pass, in their order."""
+        return tuple(f for f in findings if self.wants(f)) if self.narrows else tuple(findings)
+
+
+def by_finding_key(findings: "Iterable[Finding]") -> dict[tuple[str, str, str, str], Finding]:
+    """Findings indexed by :attr:`Finding.key`; when a scanner repeats a key the most severe one
+    is kept (the one de-duplication every stage uses)."""
+    out: dict[tuple[str, str, str, str], Finding] = {}
+    for f in findings:
+        kept = out.get(f.key)
+        if kept is None or f.severity > kept.severity:
+            out[f.key] = f
+    return out
 
 
 def severity_counts(findings: tuple[Finding, ...] | list[Finding]) -> dict[str, int]:

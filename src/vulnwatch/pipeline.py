@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .diff import diff
 from .model import Event, Image, ScanResult, utcnow
@@ -18,7 +19,7 @@ from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
 from .registries.interface import Registry, RegistryError
-from .scanners.interface import ScanError, Scanner
+from .scanners.interface import ScanError, Scanner, ScanResources
 from .store.interface import Store, StoreConflict
 from .targets import TargetError, resolve_repositories, select_images
 
@@ -107,10 +108,15 @@ class Pipeline:
 
     def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, resources: ScanResources | None = None,
+                 advisory_base_url: str | None = None) -> None:
         self.store = store
         self.watches = list(watches)
         self.sinks = list(sinks)
+        self.resources = resources
+        """The vulnerability data (and layer cache) the scanners share; needed for re-matching
+        and the advisory-data operations."""
+        self.advisory_base_url = advisory_base_url
         self.progress = progress or (lambda stage, done, total: None)
         self.dispatcher = Dispatcher(
             store, {s.notifier.name: RoutedNotifier(s) for s in self.sinks},
@@ -228,55 +234,70 @@ class Pipeline:
         return CycleReport(images=selected, scanned=scanned, events=tuple(events),
                            failures=tuple(failures), delivery=delivery, notes=_grouped(notes))
 
-    def rematch(self, index) -> list[Event]:
+    # -- the advisory data and re-matching -----------------------------------------------
+    def _resources(self) -> ScanResources:
+        if self.resources is None:
+            raise RuntimeError("this pipeline was built without vulnerability data")
+        return self.resources
+
+    def rematch(self) -> list[Event]:
         """Continuous re-matching: every stored inventory matched again against the current OSV
         data, without touching any registry; what moved is diffed and written to the outbox like
         any scan. Returns the events.
 
-        Fast path: inventories stream from the store as light rows and the new findings'
-        fingerprint is compared with the stored one; only images whose findings moved are read
-        back whole, diffed and written. The others are stamped as checked, in one statement."""
-        from .model import finding_hash, signature_of
-        from .store.interface import PackageRow
-        from .vulndb.match import Matcher
+        Fast path: inventories stream from the store as light rows and the built-in scanner's
+        fingerprint of their new findings is compared with the stored one; only images whose
+        findings moved are read back whole, re-matched, diffed and written. The others are
+        stamped as checked, in one statement."""
+        from .scanners.builtin import BuiltinScanner
 
-        matcher = Matcher(index)
-        sources = index.sources()
-        fresh = min((s.imported_at for s in sources), default=None)
-        per_package: dict[str | None, dict[tuple, tuple[int, int]]] = {}  # distro -> row -> (n, hash sum)
+        scanner = BuiltinScanner.for_rematch(self._resources())
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
         for inv in self.store.inventories():
-            distro = inv.distro
-            cache = per_package.setdefault(distro, {})
-            get = cache.get
-            count = total = 0
-            for r in inv.rows:
-                k = (r[0], r[1], r[2], r[3], r[4], r[5])         # the fields matching depends on
-                hit = get(k)
-                if hit is None:
-                    found = matcher.match([PackageRow._make(r)], distro)
-                    hit = cache[k] = (len(found), sum(finding_hash(f) for f in found))
-                count += hit[0]
-                total += hit[1]
-            if inv.findings_signature is not None and signature_of(count, total) == inv.findings_signature:
-                unchanged.append(inv.key)
-            else:
-                moved.append(inv.key)
+            same = (inv.findings_signature is not None
+                    and scanner.fingerprint(inv.rows, inv.distro) == inv.findings_signature)
+            (unchanged if same else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
         events = []
-        now = utcnow()
         for inv in self.store.inventories(keys=moved):
             old = self.store.snapshot(*inv.key, with_inventory=False)
             if old is None:
                 continue
-            found = matcher.match(inv.packages, inv.distro)
-            new = ScanResult(image=old.image, scanner=old.scanner, scanned_at=now, findings=tuple(found),
-                             vulnerability_source_updated_at=fresh, distro=old.distro)
+            new = scanner.rematch(old, inv.packages, inv.distro)
             ev = self.record(new, old, has_error=True, keep_inventory=True)
             if ev is not None:
                 events.append(ev)
         return events
+
+    def needed_ecosystems(self) -> list[str]:
+        """OSV export names the stored inventories need (``Debian`` for ``Debian:12``, ``PyPI``)."""
+        from .vulndb.interface import ecosystem_base
+
+        return sorted({ecosystem_base(e) for e in self.store.inventory_ecosystems()})
+
+    def update_advisories(self, ecosystems: Sequence[str]) -> list:
+        """Download the OSV exports of ``ecosystems`` where they changed (conditional GET) into
+        the local index; returns a :class:`~vulnwatch.vulndb.interface.UpdateResult` each.
+        Raises :class:`~vulnwatch.vulndb.interface.VulnDBError`."""
+        from .vulndb.sync import update
+
+        kwargs = {"base_url": self.advisory_base_url} if self.advisory_base_url else {}
+        return update(self._resources().vulndb, list(ecosystems), **kwargs)
+
+    def import_advisories(self, path: Path):
+        """Import one local OSV export (an ``all.zip`` or a folder of records); returns its
+        :class:`~vulnwatch.vulndb.interface.ImportReport`. Raises ``VulnDBError``."""
+        from .vulndb.sync import import_path, local_source
+
+        path = path.resolve()
+        return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path))
+
+    def advisory_sources(self) -> tuple[list, int, Path]:
+        """The sources in the local index (:class:`~vulnwatch.vulndb.interface.SourceStatus`), its
+        record count and its file."""
+        index = self._resources().vulndb
+        return index.sources(), index.count(), index.path
 
     def deliver(self) -> DispatchReport:
         """Deliver whatever is due in the outbox (this cycle's events and earlier retries)."""
@@ -288,6 +309,8 @@ class Pipeline:
             w.registry.close()
         for s in self.sinks:
             s.notifier.close()
+        if self.resources is not None:
+            self.resources.close()
 
 
 def _grouped(notes: dict[str, list[str]]) -> tuple[str, ...]:

@@ -37,8 +37,8 @@ from fnmatch import fnmatchcase
 
 from .model import Image
 
-__all__ = ["RepositorySelection", "Selector", "TargetError", "is_glob", "load_watch_list", "missing_repositories",
-           "resolve_repositories", "select_images", "select_repositories"]
+__all__ = ["RepositorySelection", "Selector", "TargetError", "is_glob", "load_watch_list", "resolve_repositories",
+           "select_images"]
 
 
 def is_glob(pattern: str) -> bool:
@@ -100,6 +100,10 @@ def _parse_watch_list(source: str, raw: bytes) -> list[str]:
     except json.JSONDecodeError as e:
         raise TargetError(source, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}; "
                                   'expected an array of repository names, e.g. ["team/app", "base"]') from None
+    except RecursionError:
+        raise TargetError(source, "JSON nested too deeply; expected a flat array of repository names") from None
+    except ValueError as e:   # e.g. an integer of thousands of digits (Python's conversion limit)
+        raise TargetError(source, f"invalid JSON ({e}); expected an array of repository names") from None
     if not isinstance(data, list):
         raise TargetError(source, f"expected a JSON array of repository names, got {_json_kind(data)}")
     names: list[str] = []
@@ -219,20 +223,6 @@ def resolve_repositories(all_names: Iterable[str], selectors: Sequence[Selector]
 
     missing = (set(exact) | (wanted or set())) - present
     return RepositorySelection(tuple(selected), tuple(sorted(missing)))
-
-
-def select_repositories(all_names: Iterable[str], selectors: Sequence[Selector],
-                        watch_list: Iterable[str] | None = None) -> list[tuple[str, Selector]]:
-    """The repositories to watch, each with the selector that applies to it, sorted by name.
-    Names given exactly but absent are left out silently: use :func:`resolve_repositories`
-    (``.missing``) or :func:`missing_repositories` to report them."""
-    return list(resolve_repositories(all_names, selectors, watch_list).selected)
-
-
-def missing_repositories(all_names: Iterable[str], selectors: Sequence[Selector],
-                         watch_list: Iterable[str] | None = None) -> list[str]:
-    """Repository names given exactly (selector or watch list) that ``all_names`` lacks, sorted."""
-    return list(resolve_repositories(all_names, selectors, watch_list).missing)
 
 
 # --------------------------------------------------------------------------------------------

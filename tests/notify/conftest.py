@@ -1,50 +1,11 @@
-"""Fixtures for the notification tests: sample events, a store with an outbox, a late receiver."""
+"""Fixtures: a store with an outbox and a receiver that comes up late (helpers in tests/support/events.py)."""
 
 from __future__ import annotations
 
-import threading
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
-from tests.support.servers import ReceivedRequest, Receiver, free_port
+from tests.support.events import LateReceiver
 from vulnwatch.store.sql import SQLStore
-from vulnwatch.model import (Event, EventKind, Finding, FindingChange, Image, ScanResult, Severity,
-                             severity_counts, stable_id)
-
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
-DIGEST = "sha256:" + "ab" * 32
-OLD_DIGEST = "sha256:" + "cd" * 32
-
-
-def finding(vid: str, sev: Severity = Severity.HIGH, pkg: str = "openssl", ver: str = "3.0.11-1",
-            fixed: tuple[str, ...] = ("3.0.13-1",), cvss: float | None = None, **kw) -> Finding:
-    return Finding(vid, pkg, ver, sev, ecosystem="Debian:12", fixed_versions=fixed, cvss_score=cvss, **kw)
-
-
-def event(kind: EventKind = EventKind.FINDINGS_CHANGED, *, added=(), fixed=(), changed=(),
-          repository: str = "team/app", registry: str = "prod", tags=("1.4",), digest: str = DIGEST,
-          counts=None, previous_counts=None, previous_digest=None, moved_tags=(), at=T0) -> Event:
-    added, fixed, changed = tuple(added), tuple(fixed), tuple(changed)
-    now = list(added) + [c.after for c in changed]
-    return Event(
-        id=stable_id(kind.value, registry, repository, digest, [f.key for f in added], [f.key for f in fixed]),
-        kind=kind, image=Image(registry, repository, digest, tuple(tags)), scanner="ecr-basic",
-        occurred_at=at, added=added, fixed=fixed, changed=changed,
-        counts=counts if counts is not None else severity_counts(now),
-        previous_counts=previous_counts if previous_counts is not None else {},
-        previous_digest=previous_digest, moved_tags=tuple(moved_tags))
-
-
-def change(vid: str, before: Severity, after: Severity, **kw) -> FindingChange:
-    return FindingChange(finding(vid, before, **kw), finding(vid, after, **kw))
-
-
-def enqueue(store, ev: Event, sinks) -> None:
-    """Put ``ev`` in the outbox for ``sinks`` through the Store API."""
-    result = ScanResult(image=ev.image, scanner=ev.scanner, scanned_at=ev.occurred_at, findings=ev.added)
-    store.commit_scan(result, [(ev, list(sinks))])
 
 
 @pytest.fixture
@@ -53,44 +14,6 @@ def store(tmp_path):
     s = SQLStore.from_path(tmp_path / "state.db")
     yield s
     s.close()
-
-
-class LateReceiver:
-    """A port that refuses connections until :meth:`start` puts a recording server on it."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.receiver: Receiver | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> Receiver:
-        holder: dict[str, Receiver] = {}
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                rec = holder["r"]
-                with rec.lock:
-                    rec.requests.append(ReceivedRequest("POST", self.path, dict(self.headers.items()), body))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.receiver = holder["r"] = Receiver(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return self.receiver
-
-    def close(self) -> None:
-        if self.receiver:
-            self.receiver.close()
 
 
 @pytest.fixture

@@ -24,3 +24,67 @@ def test_cloudevent_example_and_signature_match_the_code():
     shown = re.search(r"the header is `(sha256=[0-9a-f]{64})`", text).group(1)
     assert sign(encode(ce), "my-shared-secret") == shown
 
+
+
+def _example_event(text: str) -> Event:
+    return Event.from_dict(_json_after(text, "Example (a `new_image` event")["data"])
+
+
+def test_teams_example_is_what_the_code_posts():
+    from tests.support.teams import message_problems
+    from vulnwatch.notify.teams import render
+    text = DOC.read_text()
+    shown = _json_after(text, "## Microsoft Teams")
+    assert shown == render([_example_event(text)])
+    assert message_problems(encode(shown)) == []
+
+
+def test_email_example_is_what_the_code_sends():
+    from vulnwatch.notify.email import EmailNotifier
+    text = DOC.read_text()
+    section = text[text.index("## Email (SMTP)"):]
+    block = re.search(r"```text\n(.*?)\n```", section, re.S).group(1)
+    heads, body = block.split("\n\n", 1)
+    n = EmailNotifier("mail", host="smtp.example.com", sender="vulnwatch <vulnwatch@example.com>",
+                      recipients=["security@example.com", "Ops <ops@example.com>"])
+    msg = n.message([_example_event(text)])
+    for line in heads.splitlines():
+        name, value = line.split(": ", 1)
+        assert msg[name] == value, name
+    sent = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert [x.rstrip() for x in sent.rstrip("\n").splitlines()] == [x.rstrip() for x in body.splitlines()]
+
+
+def test_parts_and_size_limits_are_documented_as_coded():
+    from vulnwatch.notify._payload import DEFAULT_MAX_PAYLOAD_BYTES
+    from vulnwatch.notify.webhook import PART_ATTRIBUTES, part_id
+    text = DOC.read_text()
+    section = text[text.index("### Parts: messages larger"):text.index("### Signature")]
+    documented = re.findall(r"^\| `([a-z0-9]+)` \| (?:String|Integer) \|", section, re.M)
+    assert tuple(documented) == PART_ATTRIBUTES
+    assert all(re.fullmatch(r"[a-z0-9]{1,20}", a) for a in PART_ATTRIBUTES)  # CloudEvents naming rules
+    example = _json_after(section, "Example (the shape")
+    assert example["id"] == part_id(example["groupid"], example["part"], example["parts"])
+    assert set(PART_ATTRIBUTES) <= set(example)
+    table = text[:text.index("## Size limits")]
+    for kind, limit in DEFAULT_MAX_PAYLOAD_BYTES.items():
+        assert re.search(rf"^\| `{kind}` \|.*\| {limit:,}(?: \(.*\))? \|$", table, re.M), kind
+
+
+def test_configuration_example_of_the_sinks_loads():
+    from vulnwatch.config import parse_config
+    from vulnwatch.config.notifications import EmailSinkConfig, TeamsSinkConfig, WebhookSinkConfig
+    doc = DOC.parent / "configuration.md"
+    text = doc.read_text()
+    section = text[text.index("## `notifications[]`"):text.index("## `vulndb`")]
+    yaml_text = re.search(r"```yaml\n(.*?)\n```", section, re.S).group(1)
+    env = {"TEAMS_WORKFLOW_URL": "https://prod-1.westus.logic.azure.com/workflows/x?sig=s3cr3tsig",
+           "SMTP_PASSWORD": "pw-pw-pw", "WEBHOOK_HMAC_SECRET": "k-k-k"}
+    teams, mail, siem = parse_config(yaml_text, environ=env).notifications
+    assert isinstance(teams, TeamsSinkConfig) and teams.mode == "digest"
+    assert isinstance(mail, EmailSinkConfig) and mail.smtp_port == 587 and len(mail.to) == 2
+    assert isinstance(siem, WebhookSinkConfig) and siem.max_payload_bytes == 1024 * 1024
+    for key in ("host", "port", "tls", "insecure", "from", "to", "ca_file", "verify_tls", "max_listed",
+                "max_payload_bytes"):
+        assert f"| `{key}` |" in section or f"`{key}` /" in section, key
+    assert set(EmailSinkConfig.model_fields) - {"from_"} <= set(re.findall(r"`([a-z_]+)`", section)) | {"type"}

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.notify.conftest import OLD_DIGEST, change, event, finding
+from tests.support.events import OLD_DIGEST, change, event, finding
 from vulnwatch.model import EventKind, Severity
 from vulnwatch.notify.interface import DeliveryError
 from vulnwatch.notify.slack import SlackNotifier, render
@@ -105,9 +105,14 @@ def test_digest_mode_one_message_summarizing_each_image():
     crowded = render([event(added=[finding(f"CVE-N{i}") for i in range(3)],
                             fixed=[finding(f"CVE-F{i}") for i in range(4)]), events[0]], max_listed=5)
     assert _texts(crowded)[2].splitlines()[-1] == "_…and 2 more_"
-    big = render([event(added=[finding("CVE-X")], repository=f"r/{i}") for i in range(40)])
-    assert len(big["blocks"]) <= 50
-    assert _texts(big)[-1].startswith("_…and ") and _texts(big)[-1].endswith("more images_")
+    forty = render([event(added=[finding("CVE-X")], repository=f"r/{i}") for i in range(40)])
+    assert len(forty["blocks"]) <= 50
+    text = _all_text(forty)
+    assert all(f"r/{i}:1.4 — findings changed" in text for i in range(40)) and "more images" not in text
+    big = render([event(added=[finding("CVE-X")], repository=f"r/{i}") for i in range(400)])
+    assert len(big["blocks"]) <= 50 and _size(big) <= 12_000
+    shown = sum(t.count(":1.4 — findings changed") for t in _texts(big))
+    assert _texts(big)[-1] == f"_…and {400 - shown} more images_" and shown > 40
 
 
 def test_send_posts_json_to_receiver_and_repr_hides_url(receiver):
@@ -189,3 +194,54 @@ def test_pacing_applies_after_a_failed_post_too(receiver):
         n.send([event(added=[finding("CVE-1")])])
     n.send([event(added=[finding("CVE-1")])])
     assert t.slept == [pytest.approx(1.0)]
+
+
+def _size(payload) -> int:
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def test_a_long_repository_is_cut_in_the_header_never_the_kind():
+    repo = "org/" + "very-long-component/" * 20 + "app"
+    ev = event(EventKind.REBUILD, added=[finding("CVE-1")], repository=repo, previous_digest=OLD_DIGEST)
+    p = render([ev])
+    header = p["blocks"][0]["text"]["text"]
+    assert len(header) == 150 and header.endswith("… — rebuild") and header.startswith("org/very-long")
+    assert p["text"].startswith("vulnwatch: org/very-long") and "— rebuild: 1 new" in p["text"]
+    d = render([ev, event(added=[finding("CVE-2")])])
+    assert any("… — rebuild*" in t for t in _texts(d))
+
+
+def test_largest_event_stays_within_slack_limits():
+    from tests.support.events import big_event
+    ev = big_event(1850, fixed=300, changed=200)
+    n = SlackNotifier("alerts", "https://hooks.example/x")
+    assert n.max_payload_bytes == 12_000
+    p = n.render([ev])
+    assert _size(p) <= 12_000 and len(p["blocks"]) <= 50
+    texts = _texts(p)
+    assert texts[3].startswith("*New findings (1850)*") and texts[3].splitlines()[-1] == "_…and 1840 more_"
+    assert texts[4].startswith("*Fixed (300)*") and texts[5].startswith("*Changed (200)*")
+    # the listed ones are the most severe: CRITICAL, highest CVSS first
+    first = texts[3].splitlines()[1]
+    assert "*CRITICAL*" in first
+    small = SlackNotifier("alerts", "https://hooks.example/x", max_payload_bytes=5000).render([ev])
+    assert _size(small) <= 5000 and _texts(small)[3].startswith("*New findings (1850)*")
+
+
+def test_digest_of_56_large_images_names_each_within_the_cap():
+    from tests.support.events import big_event
+    from vulnwatch.model import Severity
+    events = [big_event(200, repository=f"svc/{i:02d}", digest="sha256:" + f"{i:064x}") for i in range(56)]
+    worst = event(added=[finding("CVE-2024-9", Severity.CRITICAL)], repository="svc/worst")
+    events.append(worst)
+    p = render(events)
+    assert _size(p) <= 12_000 and len(p["blocks"]) <= 50
+    texts = _texts(p)
+    assert texts[0] == "vulnwatch digest: 57 images changed"
+    assert texts[2].startswith("*svc/") and "· registry `prod`" in texts[2]  # the first image in detail
+    text = "\n".join(texts)
+    named = [i for i in range(56) if f"svc/{i:02d}:1.4" in text]
+    more = texts[-1]
+    left = int(more.split()[1]) if more.startswith("_…and") else 0
+    assert len(named) + ("svc/worst" in text) + left == 57
+    assert len(named) == 56 and left == 0  # one line each is 57 x ~110 bytes: they all fit

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.notify.conftest import OLD_DIGEST, T0, change, event, finding
+from tests.support.events import OLD_DIGEST, T0, change, event, finding
 from vulnwatch.model import Event, EventKind, Severity
 from vulnwatch.notify.interface import DeliveryError
 from vulnwatch.notify import NOTIFIERS
@@ -108,8 +108,8 @@ def test_registry_by_name():
     from vulnwatch.logs import redact
     assert NOTIFIERS["slack"] is SlackNotifier
     assert NOTIFIERS["webhook"] is WebhookNotifier
-    with pytest.raises(ConfigError, match="unknown type 'teams'"):
-        parse_config("notifications: [{name: t, type: teams, url: 'https://example.invalid/x'}]")
+    with pytest.raises(ConfigError, match="unknown type 'pagerduty'"):
+        parse_config("notifications: [{name: t, type: pagerduty, url: 'https://example.invalid/x'}]")
     sink = Config.model_validate({"notifications": [
         {"name": "w", "type": "webhook", "url": "https://example.invalid/x", "secret": "abcdef"}]}).notifications[0]
     n = NOTIFIERS[sink.type].from_config(sink)
@@ -119,3 +119,37 @@ def test_registry_by_name():
         parse_config("notifications: [{name: w, type: webhook, url: 'https://example.invalid/x', colour: red}]")
     with pytest.raises(ValueError, match="http:// or https://"):
         WebhookNotifier("w", "ftp://example.invalid/x")
+
+
+@pytest.fixture
+def https_receiver(tmp_path):
+    """The recording receiver behind TLS, with a certificate from a CA nobody trusts."""
+    import ssl
+    import trustme
+    from tests.support.servers import start_receiver
+    rec = start_receiver()
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    rec.server.socket = ctx.wrap_socket(rec.server.socket, server_side=True)
+    yield rec
+    rec.close()
+
+
+def test_tls_is_verified_unless_turned_off_per_sink(https_receiver):
+    from vulnwatch.config import Config
+    url = f"https://127.0.0.1:{https_receiver.server.server_address[1]}/in?token=abc"
+    ev = event(added=[finding("CVE-1")])
+    for kind, n in (("webhook", WebhookNotifier("hooks", url, timeout=5)),
+                    ("slack", SlackNotifier("alerts", url, timeout=5, min_interval=0))):
+        with pytest.raises(DeliveryError) as ei:
+            n.send([ev])
+        assert not ei.value.retryable and "TLS certificate verification failed" in str(ei.value)
+        assert "token=abc" not in str(ei.value) and "verify_tls" in str(ei.value)
+    assert https_receiver.requests == []
+    cfg = Config.model_validate({"notifications": [
+        {"name": "w", "type": "webhook", "url": url, "verify_tls": False},
+        {"name": "s", "type": "slack", "url": url, "verify_tls": False}]})
+    for sink in cfg.notifications:
+        NOTIFIERS[sink.type].from_config(sink).send([ev])
+    assert len(https_receiver.requests) == 2

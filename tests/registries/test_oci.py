@@ -8,7 +8,8 @@ import pytest
 
 from tests.registries.conftest import EXTRA_TAGS, MANY_REPOS
 from vulnwatch.registries.interface import RegistryError
-from vulnwatch.registries.oci import DOCKER_MANIFEST, OCI_MANIFEST, OCIRegistry
+from vulnwatch.registries._manifest import DOCKER_MANIFEST, OCI_MANIFEST
+from vulnwatch.registries.oci import OCIRegistry
 
 
 @pytest.fixture

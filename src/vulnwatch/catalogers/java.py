@@ -42,6 +42,11 @@ def _kept(name: str) -> bool:
             or (name.startswith("META-INF/maven/") and name.endswith("/pom.properties")))
 
 
+_ENTRY_ERRORS = (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, zlib.error, RuntimeError, EOFError)
+"""What ``ZipFile.read`` of one entry can raise on a damaged archive: a bad CRC or header,
+corrupt deflate data (``zlib.error``), truncated data (``EOFError``), an unsupported
+method (``NotImplementedError``), an encrypted entry (``RuntimeError``)."""
+
 _UNREADABLE = b"vulnwatch-unreadable:"
 """What :meth:`JavaArchiveCataloger.reduce` keeps of an archive it cannot read (with the reason)."""
 
@@ -77,7 +82,7 @@ def reduce_bytes(data: bytes, depth: int = 0) -> bytes:
                     entries.append((name, reduce_bytes(zf.read(info), depth + 1)))
                 except _Unreadable:
                     continue  # not an archive after all: catalog() would skip it too
-        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, zlib.error):
+        except _ENTRY_ERRORS:
             continue
     return _write_reduced(entries)
 
@@ -328,7 +333,7 @@ class JavaArchiveCataloger(Cataloger):
             if entry.startswith("META-INF/maven/") and entry.endswith("/pom.properties"):
                 try:
                     props = _properties(zf.read(entry).decode("utf-8", "replace"))
-                except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
+                except _ENTRY_ERRORS as e:
                     warnings.append(f"java: {label}!{entry}: unreadable ({e})")
                     continue
                 g, a, v = props.get("groupId"), props.get("artifactId"), props.get("version")
@@ -345,7 +350,7 @@ class JavaArchiveCataloger(Cataloger):
             if info.filename.endswith(ARCHIVE_SUFFIXES) and 0 < info.file_size <= MAX_NESTED_SIZE:
                 try:
                     nested = zf.read(info)
-                except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
+                except _ENTRY_ERRORS as e:
                     warnings.append(f"java: {label}!{info.filename}: unreadable ({e})")
                     continue
                 self._archive(f"{label}!{info.filename}", nested, path, layer, depth + 1, packages, warnings)
@@ -355,7 +360,7 @@ class JavaArchiveCataloger(Cataloger):
             mf = _manifest(zf.read("META-INF/MANIFEST.MF").decode("utf-8", "replace"))
         except KeyError:
             mf = {}
-        except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+        except _ENTRY_ERRORS:
             mf = {}
         stem = label.rpartition("/")[2].rpartition("!")[2].rsplit(".", 1)[0]
         m = _FILENAME_RE.match(stem)

@@ -14,6 +14,16 @@ from .interface import CatalogContext, Cataloger, CatalogResult
 from .purl import purl
 
 
+def _is_unicode(text: str) -> bool:
+    """False for a string JSON escapes made invalid (a lone UTF-16 surrogate such as ``\\ud800``):
+    it cannot be encoded, so neither put in a purl nor stored."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class NpmCataloger(Cataloger):
     """Node packages: ``name`` and ``version`` of each ``package.json``."""
 
@@ -28,6 +38,9 @@ class NpmCataloger(Cataloger):
         for path in sorted(files):
             try:
                 doc = json.loads(files[path].decode("utf-8-sig", "replace"))
+            except RecursionError:  # json.loads has no depth limit of its own
+                warnings.append(f"npm: {path}: not valid JSON (nested too deeply); skipped")
+                continue
             except ValueError as e:
                 warnings.append(f"npm: {path}: not valid JSON ({e}); skipped")
                 continue
@@ -36,6 +49,9 @@ class NpmCataloger(Cataloger):
             name, version = doc.get("name"), doc.get("version")
             if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
                 continue  # a package.json that is not a package (test fixtures, workspaces)
+            if not (_is_unicode(name) and _is_unicode(version)):
+                warnings.append(f"npm: {path}: name or version holds a lone surrogate escape (\\ud800...); skipped")
+                continue
             namespace, _, bare = name.rpartition("/") if name.startswith("@") else ("", "", name)
             packages.append(Package(
                 name=name, version=version, ecosystem="npm",

@@ -86,6 +86,10 @@ class RpmCataloger(Cataloger):
                 warnings.append(f"rpm: {path}: cannot open as SQLite rpmdb ({err}); RPM packages not listed")
                 continue
             for hnum, blob in rows:
+                if not isinstance(blob, bytes):  # the column's type is not enforced by SQLite
+                    warnings.append(f"rpm: {path}: record {hnum}: header is {type(blob).__name__}, not a blob; "
+                                    "skipped")
+                    continue
                 try:
                     tags = parse_header(bytes(blob))
                 except RpmHeaderError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -24,12 +25,11 @@ app.add_typer(db_app, name="db")
 def _severity(value: Optional[str], option: str) -> Optional[Severity]:
     if value is None:
         return None
-    name = value.strip().upper()
-    if name not in Severity.__members__:
-        err_console.print(f"{option}: unknown severity {value!r}; use one of "
-                          f"{', '.join(s.name for s in sorted(Severity))}", highlight=False)
+    try:
+        return Severity.from_name(value)
+    except ValueError as e:
+        err_console.print(f"{option}: {e}", highlight=False)
         raise typer.Exit(EXIT_CONFIG)
-    return Severity[name]
 
 
 @app.command()
@@ -51,10 +51,11 @@ def scan(
                                      help="Reuse what earlier scans read from shared layers."),
 ) -> None:
     """Scan one image with the built-in scanner and print a report (nothing is stored)."""
-    from ..formats import FORMATS
-    from ..scanners.builtin import BuiltinScanner
+    from ..build import image_scan
+    from ..formats import FORMATS, get_formatter
+    from ..formats.interface import FormatError
+    from ..model import FindingFilter
     from ..scanners.interface import ScanError
-    from ..build import open_layer_cache, open_vulndb, resolve_image
 
     if output not in FORMATS:
         err_console.print(f"--format: unknown format {output!r}; use one of {', '.join(sorted(FORMATS))}")
@@ -63,41 +64,33 @@ def scan(
     fail_sev = _severity(fail_on, "--fail-on")
     state = ctx.obj
     cfg = load(state)
-    try:
-        registry, img = resolve_image(image, platform=platform, insecure=insecure)
-    except Exception as e:  # RegistryError, InvalidReferenceError, OSError: name the input
-        err_console.print(f"[red]cannot open {image}[/]: {logs.redact(str(e))}", highlight=False)
-        raise typer.Exit(EXIT_FAILURES)
-    index = None if sbom else open_vulndb(cfg)     # an inventory needs no vulnerability data
     show = state.interactive
     bar_cm = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=err_console, transient=True) if show else nullcontext(None)
     with bar_cm as bar:
-        task = bar.add_task(f"layers of {img.repository}", total=None) if bar else None
+        task = None
 
         def layer_progress(_img, done: int, total: int) -> None:
-            if bar is not None:
+            if bar is not None and task is not None:
                 bar.update(task, completed=done, total=total)
 
-        scanner = BuiltinScanner(registry, index, max_age=cfg.vulndb.max_age, layer_progress=layer_progress,
-                                 layer_cache=open_layer_cache(cfg) if layer_cache else None)
+        try:     # an inventory needs no vulnerability data
+            job = image_scan(cfg, image, platform=platform, insecure=insecure, layer_cache=layer_cache,
+                             inventory_only=sbom, layer_progress=layer_progress)
+        except Exception as e:  # RegistryError, InvalidReferenceError, OSError: name the input
+            err_console.print(f"[red]cannot open {image}[/]: {logs.redact(str(e))}", highlight=False)
+            raise typer.Exit(EXIT_FAILURES)
+        img = job.image
+        task = bar.add_task(f"layers of {img.repository}", total=None) if bar else None
         try:
-            result = scanner.sbom(img) if sbom else scanner.scan(img)
+            result = job.scanner.sbom(img) if sbom else job.scanner.scan(img)
         except ScanError as e:
             err_console.print(f"[red]scan failed[/]: {logs.redact(str(e))}", highlight=False)
             raise typer.Exit(EXIT_FAILURES)
         finally:
-            scanner.close()
-            if index is not None:
-                index.close()
-    from dataclasses import replace
-
-    findings = [f for f in result.findings
-                if (min_sev is None or f.severity >= min_sev) and (not ignore_unfixed or f.fixable)]
-    result = replace(result, findings=() if sbom else tuple(findings))
-    from ..formats import get_formatter
-    from ..formats.interface import FormatError
-
+            job.close()
+    shown = FindingFilter(min_severity=min_sev or Severity.UNKNOWN, fixable_only=ignore_unfixed)
+    result = replace(result, findings=() if sbom else shown.apply(result.findings))
     try:
         formatter = get_formatter(output, width=max(console.width, 100), color=False) if output == "table" \
             else FORMATS[output]
@@ -116,26 +109,19 @@ def scan(
     raise typer.Exit(EXIT_OK)
 
 
-def _rematch_and_report(cfg, deliver: bool) -> int:
+def _rematch_and_report(pipeline, deliver: bool) -> int:
     """Re-match every stored inventory against the new data; record and deliver what moved."""
     from ..diff import summarize
-    from ..build import build_pipeline, open_vulndb
 
-    pipeline = build_pipeline(cfg, with_watches=False)
-    index = open_vulndb(cfg)
-    try:
-        events = pipeline.rematch(index)
-        for e in events:
-            console.print(f"  [bold]{e.subject}[/] ({e.image.registry}) {summarize(e)}", highlight=False)
-        console.print(f"re-matched stored inventories: {len(events)} change events")
-        if deliver:
-            d = pipeline.deliver()
-            console.print(f"delivery: {d.delivered} delivered, {d.failed} to retry, {d.dead} dead-lettered")
-            return EXIT_FAILURES if (d.failed or d.dead) else EXIT_OK
-        return EXIT_OK
-    finally:
-        index.close()
-        pipeline.close()
+    events = pipeline.rematch()
+    for e in events:
+        console.print(f"  [bold]{e.subject}[/] ({e.image.registry}) {summarize(e)}", highlight=False)
+    console.print(f"re-matched stored inventories: {len(events)} change events")
+    if deliver:
+        d = pipeline.deliver()
+        console.print(f"delivery: {d.delivered} delivered, {d.failed} to retry, {d.dead} dead-lettered")
+        return EXIT_FAILURES if (d.failed or d.dead) else EXIT_OK
+    return EXIT_OK
 
 
 @db_app.command("update")
@@ -147,33 +133,33 @@ def db_update(
     deliver: bool = typer.Option(True, "--deliver/--no-deliver", help="Deliver the resulting notifications."),
 ) -> None:
     """Download OSV exports (<base_url>/<Ecosystem>/all.zip), only when changed."""
+    from ..build import build_pipeline
     from ..vulndb.interface import VulnDBError
-    from ..vulndb.sync import update
-    from ..build import needed_ecosystems, open_vulndb
 
     cfg = load(ctx.obj)
-    wanted = list(ecosystems or cfg.vulndb.ecosystems or needed_ecosystems(cfg))
-    if not wanted:
-        err_console.print("nothing to update: name ecosystems (e.g. `vulnwatch db update Debian PyPI`) or set "
-                          "vulndb.ecosystems")
-        raise typer.Exit(EXIT_CONFIG)
-    index = open_vulndb(cfg)
+    pipeline = build_pipeline(cfg, with_watches=False)
     try:
-        results = update(index, wanted, base_url=cfg.vulndb.base_url)
-    except VulnDBError as e:
-        err_console.print(f"[red]update failed[/]: {e}", highlight=False)
-        raise typer.Exit(EXIT_FAILURES)
+        wanted = list(ecosystems or cfg.vulndb.ecosystems or pipeline.needed_ecosystems())
+        if not wanted:
+            err_console.print("nothing to update: name ecosystems (e.g. `vulnwatch db update Debian PyPI`) or set "
+                              "vulndb.ecosystems")
+            raise typer.Exit(EXIT_CONFIG)
+        try:
+            results = pipeline.update_advisories(wanted)
+        except VulnDBError as e:
+            err_console.print(f"[red]update failed[/]: {e}", highlight=False)
+            raise typer.Exit(EXIT_FAILURES)
+        changed = False
+        for r in results:
+            if r.changed and r.report:
+                changed = True
+                console.print(f"{r.ecosystem}: {r.report.imported} records imported, {r.report.removed} removed, "
+                              f"{r.report.withdrawn} withdrawn", highlight=False)
+            else:
+                console.print(f"{r.ecosystem}: unchanged", highlight=False)
+        raise typer.Exit(_rematch_and_report(pipeline, deliver) if (changed and rematch) else EXIT_OK)
     finally:
-        index.close()
-    changed = False
-    for r in results:
-        if r.changed and r.report:
-            changed = True
-            console.print(f"{r.ecosystem}: {r.report.imported} records imported, {r.report.removed} removed, "
-                          f"{r.report.withdrawn} withdrawn", highlight=False)
-        else:
-            console.print(f"{r.ecosystem}: unchanged", highlight=False)
-    raise typer.Exit(_rematch_and_report(cfg, deliver) if (changed and rematch) else EXIT_OK)
+        pipeline.close()
 
 
 @db_app.command("import")
@@ -184,19 +170,19 @@ def db_import(
     deliver: bool = typer.Option(True, "--deliver/--no-deliver", help="Deliver the resulting notifications."),
 ) -> None:
     """Import OSV data from local files (air-gapped sites)."""
+    from ..build import build_pipeline
     from ..vulndb.interface import VulnDBError
-    from ..vulndb.sync import import_path
-    from ..build import _source_name, open_vulndb
 
     cfg = load(ctx.obj)
-    index = open_vulndb(cfg)
+    for p in paths:
+        if not p.exists():
+            err_console.print(f"[red]{p}[/]: no such file or folder", highlight=False)
+            raise typer.Exit(EXIT_CONFIG)
+    pipeline = build_pipeline(cfg, with_watches=False)
     try:
         for p in paths:
-            if not p.exists():
-                err_console.print(f"[red]{p}[/]: no such file or folder", highlight=False)
-                raise typer.Exit(EXIT_CONFIG)
             try:
-                rep = import_path(index, p, source=_source_name(p.resolve()), location=str(p.resolve()))
+                rep = pipeline.import_advisories(p)
             except VulnDBError as e:
                 err_console.print(f"[red]import failed[/]: {e}", highlight=False)
                 raise typer.Exit(EXIT_FAILURES)
@@ -204,24 +190,23 @@ def db_import(
                           f"{len(rep.skipped)} invalid skipped", highlight=False)
             for what, why in rep.skipped[:10]:
                 err_console.print(f"  skipped {what}: {why}", highlight=False)
+        raise typer.Exit(_rematch_and_report(pipeline, deliver) if rematch else EXIT_OK)
     finally:
-        index.close()
-    raise typer.Exit(_rematch_and_report(cfg, deliver) if rematch else EXIT_OK)
+        pipeline.close()
 
 
 @db_app.command("status")
 def db_status(ctx: typer.Context) -> None:
     """Sources in the local OSV index: records, when imported, age."""
-    from ..build import open_vulndb
+    from ..build import build_pipeline
 
     cfg = load(ctx.obj)
-    index = open_vulndb(cfg)
+    pipeline = build_pipeline(cfg, with_watches=False)
     try:
-        sources = index.sources()
-        total = index.count()
+        sources, total, path = pipeline.advisory_sources()
     finally:
-        index.close()
-    table = Table(title=f"OSV data: {total} records in {index.path}")
+        pipeline.close()
+    table = Table(title=f"OSV data: {total} records in {path}")
     for col in ("source", "records", "imported", "age", "from"):
         table.add_column(col)
     for s in sources:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .registries import EcrRegistryConfig, OciRegistryConfig, RepositorySelector
-from .notifications import WebhookSinkConfig
+from .notifications import EmailSinkConfig, SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig
 from .root import Config
 from .types import format_duration
 
@@ -63,11 +63,26 @@ def config_summary(cfg: Config) -> list[str]:
             text += f", {'signed' if s.secret else 'unsigned'}"
             if s.headers:
                 text += f", headers {', '.join(sorted(s.headers))}"
+        if isinstance(s, EmailSinkConfig):
+            text += (f", smtp {s.host}:{s.smtp_port} {s.tls}" + (f", user {s.username}" if s.username else "")
+                     + f", from {s.from_} to {', '.join(s.to)}")
+            if s.ca_file:
+                text += f", CA {s.ca_file}"
+            if s.tls == "none":
+                text += ", TLS NOT USED"
+        if isinstance(s, (SlackSinkConfig, TeamsSinkConfig, EmailSinkConfig)):
+            text += f", up to {s.max_listed} findings per list"
+        if hasattr(s, "max_payload_bytes"):
+            text += f", messages up to {s.max_payload_bytes:,} bytes"
+            if isinstance(s, WebhookSinkConfig):
+                text += " (larger ones in parts)"
+        if getattr(s, "verify_tls", True) is False:
+            text += ", TLS NOT VERIFIED"
         lines.append(text)
-    d = cfg.delivery
-    lines.append(f"delivery: up to {d.max_attempts} attempts, backoff {format_duration(d.backoff_base)} "
-                 f"doubling to {format_duration(d.backoff_max)}")
     w = cfg.web
     lines.append(f"web: {w.host}:{w.port}, {'auth required' if w.auth_required else 'no auth'}, "
                  f"{'writes enabled' if w.write_token else 'read-only'}")
+    d = cfg.delivery
+    lines.append(f"delivery: up to {d.max_attempts} attempts, backoff {format_duration(d.backoff_base)} "
+                 f"doubling to {format_duration(d.backoff_max)}")
     return lines

@@ -172,14 +172,5 @@ class Model(BaseModel):
 
 
 
-def _severity(value: Any) -> Severity:
-    if isinstance(value, Severity):
-        return value
-    if isinstance(value, str) and value.strip().upper() in Severity.__members__:
-        return Severity[value.strip().upper()]
-    names = ", ".join(s.name for s in sorted(Severity))
-    raise ValueError(f"unknown severity {value!r}: use one of {names}")
-
-
-SeverityName = Annotated[Severity, BeforeValidator(_severity), PlainSerializer(lambda s: s.name, return_type=str)]
+SeverityName = Annotated[Severity, BeforeValidator(Severity.from_name), PlainSerializer(lambda s: s.name, return_type=str)]
 """A severity written by name (``HIGH``, case-insensitive)."""

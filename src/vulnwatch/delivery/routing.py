@@ -5,20 +5,18 @@ event. Filtering keeps the event's identity (image, kind, counts) and narrows it
 ``added`` / ``fixed`` / ``changed`` lists; ``counts`` and ``previous_counts`` stay those
 of the whole image so that a message can still say "CRITICAL 2 (+1)".
 
-:func:`plan_deliveries` routes one event to many sinks and groups the sinks that get the
-same (possibly narrowed) event, the shape :meth:`vulnwatch.store.interface.Store.commit_scan`
-takes.
+The outbox keeps whole events; each sink's route is applied when it is sent.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import functools
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from ..model import Event, EventKind, Finding, FindingChange, Severity, stable_id
+from ..model import Event, EventKind, Finding, FindingChange, FindingFilter, Severity, stable_id
 
 MODES = ("per_image", "digest")
 """Delivery modes: one message per event, or one message for all events due at once."""
@@ -58,7 +56,7 @@ class Route:
     @property
     def filters_findings(self) -> bool:
         """True when the route narrows findings (a severity floor or fixable only)."""
-        return self.min_severity > Severity.UNKNOWN or self.fixable_only
+        return self.findings.narrows
 
     def matches_repository(self, registry: str, repository: str) -> bool:
         """Whether ``repository`` (or ``registry/repository``) matches one of the globs."""
@@ -67,20 +65,23 @@ class Route:
         full = f"{registry}/{repository}"
         return any(fnmatchcase(full, p) for p in self.repositories)
 
+    @functools.cached_property
+    def findings(self) -> FindingFilter:
+        """The route's finding filter (the one every output and sink applies)."""
+        return FindingFilter(min_severity=self.min_severity, fixable_only=self.fixable_only)
+
     def wants(self, finding: Finding) -> bool:
         """Whether one finding passes the severity floor and the fixable filter."""
-        if finding.severity < self.min_severity:
-            return False
-        return finding.fixable or not self.fixable_only
+        return self.findings.wants(finding)
 
 
 def _severity(value: object) -> Severity:
     if isinstance(value, int):
         return Severity(value)
-    name = str(value).strip().upper()
-    if name not in Severity.__members__:
-        raise ValueError(f"min_severity {value!r} is not one of {', '.join(Severity.__members__)}")
-    return Severity[name]
+    try:
+        return Severity.from_name(str(value))
+    except ValueError:
+        raise ValueError(f"min_severity {value!r} is not one of {', '.join(Severity.__members__)}") from None
 
 
 def _kind(value: object) -> EventKind:
@@ -121,26 +122,3 @@ def route(event: Event, r: Route) -> Event | None:
         return event
     new_id = stable_id("routed", event.id, r.min_severity.name, r.fixable_only)
     return dataclasses.replace(event, id=new_id, added=added, fixed=fixed, changed=changed)
-
-
-def plan_deliveries(event: Event, routes: Mapping[str, Route]) -> list[tuple[Event, list[str]]]:
-    """Route ``event`` to every sink (name -> route) and group sinks that get the same event.
-
-    The result is what ``Store.commit_scan`` takes as ``deliveries`` for this event; sinks
-    that want nothing of it are absent.
-    """
-    grouped: dict[str, tuple[Event, list[str]]] = {}
-    for sink, r in routes.items():
-        routed = route(event, r)
-        if routed is None:
-            continue
-        grouped.setdefault(routed.id, (routed, []))[1].append(sink)
-    return list(grouped.values())
-
-
-def plan_all(events: Iterable[Event], routes: Mapping[str, Route]) -> list[tuple[Event, list[str]]]:
-    """:func:`plan_deliveries` for several events, concatenated."""
-    out: list[tuple[Event, list[str]]] = []
-    for e in events:
-        out.extend(plan_deliveries(e, routes))
-    return out

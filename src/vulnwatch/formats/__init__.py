@@ -1,58 +1,60 @@
-"""Output formats for ``vulnwatch scan``: name -> :class:`Formatter`.
+"""Scan results -> text, one module per output format.  [add a format here]
 
-``table`` (people), ``json`` (``vulnwatch.scan/v1``), ``sarif`` (SARIF 2.1.0) and
-``cyclonedx`` (CycloneDX 1.6 JSON). Use :func:`get_formatter` to build one by name.
+``table`` (people), ``json`` (``vulnwatch.scan/v1``), ``sarif`` (SARIF 2.1.0) and ``cyclonedx``
+(CycloneDX 1.6 JSON). :data:`FORMATS` maps each name to a ready formatter; :func:`get_formatter`
+builds one with options. Adding a format: a module here implementing
+:class:`~vulnwatch.formats.interface.Formatter`, and its entry in :data:`FORMATTERS`.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from .interface import FormatError, Formatter
+from .json import JsonFormatter
+from .sarif import SarifFormatter
+from .table import TableFormatter
 
-_CLASSES = {"table": ("table", "TableFormatter"), "json": ("json", "JsonFormatter"),
-            "sarif": ("sarif", "SarifFormatter"), "cyclonedx": ("cyclonedx", "CycloneDxFormatter")}
+
+def _cyclonedx() -> type[Formatter]:
+    # cyclonedx-python-lib takes about 0.3 s to import: paid by `--format cyclonedx` only
+    from .cyclonedx import CycloneDxFormatter
+
+    return CycloneDxFormatter
 
 
-def _class(name: str) -> type[Formatter]:
-    module, cls = _CLASSES[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+FORMATTERS: dict[str, Callable[[], type[Formatter]]] = {
+    "table": lambda: TableFormatter,
+    "json": lambda: JsonFormatter,
+    "sarif": lambda: SarifFormatter,
+    "cyclonedx": _cyclonedx,
+}
+"""Format name (as typed after ``--format``) -> its class (each entry returns the class, so a
+format with a heavy library loads it only when chosen)."""
 
 
 class _Formats(Mapping[str, Formatter]):
-    """Name -> formatter, each module imported on first use (cyclonedx-python-lib is slow to
-    import, and ``vulnwatch scan --format json`` should not pay for it)."""
+    """Name -> formatter with default options, each made on first use (formatters hold no state
+    between calls, so the instances are shared)."""
 
     def __init__(self) -> None:
         self._made: dict[str, Formatter] = {}
 
     def __getitem__(self, name: str) -> Formatter:
-        if name not in _CLASSES:
-            raise KeyError(name)
         if name not in self._made:
-            self._made[name] = _class(name)()
+            self._made[name] = FORMATTERS[name]()()
         return self._made[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(_CLASSES)
+        return iter(FORMATTERS)
 
     def __len__(self) -> int:
-        return len(_CLASSES)
+        return len(FORMATTERS)
 
 
 FORMATS: Mapping[str, Formatter] = _Formats()
-"""Format name (as typed after ``--format``) -> formatter with default options (formatters hold
-no state between calls, so these instances can be shared). ``table`` here is 120 columns
-without colour; use :func:`get_formatter` for another width or colour."""
-
-
-def __getattr__(name: str):
-    """``from vulnwatch.formats import CycloneDxFormatter`` etc. still work (imported lazily)."""
-    for key, (_module, cls) in _CLASSES.items():
-        if cls == name:
-            return _class(key)
-    raise AttributeError(name)
+"""Format name -> formatter with default options. ``table`` here is 120 columns without colour;
+use :func:`get_formatter` for another width or colour."""
 
 
 def get_formatter(name: str, *, width: int = 120, color: bool = False) -> Formatter:
@@ -60,12 +62,12 @@ def get_formatter(name: str, *, width: int = 120, color: bool = False) -> Format
 
     Raises :class:`FormatError` naming the known formats when ``name`` is not one of them.
     """
-    if name not in FORMATS:
-        raise FormatError(name, f"unknown output format; use one of: {', '.join(FORMATS)}")
+    if name not in FORMATTERS:
+        raise FormatError(name, f"unknown output format; use one of: {', '.join(FORMATTERS)}")
     if name == "table":
-        return _class("table")(width=width, color=color)
+        return TableFormatter(width=width, color=color)
     return FORMATS[name]
 
 
-__all__ = ["FORMATS", "CycloneDxFormatter", "FormatError", "Formatter", "JsonFormatter", "SarifFormatter",
+__all__ = ["FORMATS", "FORMATTERS", "FormatError", "Formatter", "JsonFormatter", "SarifFormatter",
            "TableFormatter", "get_formatter"]

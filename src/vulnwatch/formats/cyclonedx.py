@@ -40,7 +40,8 @@ from packageurl import PackageURL
 
 from .. import __version__
 from ..model import Finding, Package, ScanResult, Severity, stable_id
-from .interface import FormatError, Formatter, PackageLookup, package_order, severity_order
+from ._shared import PackageLookup, package_order, severity_order
+from .interface import FormatError, Formatter
 
 CDX_SEVERITY = {Severity.CRITICAL: VulnerabilitySeverity.CRITICAL, Severity.HIGH: VulnerabilitySeverity.HIGH,
                 Severity.MEDIUM: VulnerabilitySeverity.MEDIUM, Severity.LOW: VulnerabilitySeverity.LOW,

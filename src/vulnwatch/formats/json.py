@@ -40,7 +40,8 @@ from datetime import datetime
 from typing import Any
 
 from ..model import Package, ScanResult, Severity, severity_counts
-from .interface import Formatter, package_order, severity_order
+from ._shared import package_order, severity_order
+from .interface import Formatter
 
 SCHEMA_ID = "vulnwatch.scan/v1"
 """Value of the ``schema`` key."""

@@ -21,7 +21,8 @@ from typing import Any
 
 from .. import __version__
 from ..model import Finding, ScanResult, ScanState, Severity, stable_id
-from .interface import FormatError, Formatter, PackageLookup, preferred_id, severity_order
+from ._shared import PackageLookup, preferred_id, severity_order
+from .interface import FormatError, Formatter
 
 SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 """``$schema`` of the document."""

@@ -16,7 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..model import ScanResult, ScanState, Severity, severity_counts
-from .interface import FormatError, Formatter, image_label, package_order, preferred_id, severity_order
+from ._shared import image_label, package_order, preferred_id, severity_order
+from .interface import FormatError, Formatter
 
 SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow",
                   Severity.LOW: "cyan", Severity.NEGLIGIBLE: "dim", Severity.UNKNOWN: "dim"}

@@ -7,6 +7,7 @@ name the sink, never the URL (it carries a token) or any header.
 from __future__ import annotations
 
 import email.utils
+import ssl
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
@@ -47,12 +48,25 @@ def _short_body(response: httpx.Response, url: str) -> str:
     return redact(text, url, urls=True)
 
 
+def tls_verify_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind ``exc`` (its cause or context), if any."""
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def post_message(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str],
                  *, sink: str, kind: str) -> httpx.Response:
     """POST ``body`` and classify the outcome; returns the 2xx response.
 
     Raises :class:`DeliveryError`: 429 -> retryable with ``retry_after``; 408/425, 5xx,
-    timeouts and connection failures -> retryable; other 4xx and 3xx -> not retryable.
+    timeouts and connection failures -> retryable; other 4xx and 3xx, and a TLS certificate
+    that does not verify -> not retryable.
     Messages name the sink (``kind`` ``sink``), never the URL or headers.
     """
     who = f"{kind} sink {sink!r}"
@@ -61,6 +75,12 @@ def post_message(client: httpx.Client, url: str, body: bytes, headers: Mapping[s
     except httpx.TimeoutException as e:
         raise DeliveryError(f"{who}: timed out ({type(e).__name__})") from None
     except httpx.TransportError as e:
+        bad_cert = tls_verify_error(e)
+        if bad_cert is not None:
+            reason = redact(str(bad_cert.verify_message or bad_cert.reason or "failed"), url, urls=True)
+            raise DeliveryError(f"{who}: TLS certificate verification failed ({reason}); give the receiver a "
+                                "certificate this machine trusts, or set verify_tls: false for a test receiver",
+                                retryable=False) from None
         raise DeliveryError(f"{who}: could not connect ({type(e).__name__}: {redact(str(e), url, urls=True)})") from None
     status = response.status_code
     if 200 <= status < 300:

@@ -1,8 +1,9 @@
 """Events -> messages: the ``Notifier`` interface.
 
 Implementations, one module each, by ``notifications[].type`` in :data:`vulnwatch.notify.NOTIFIERS`:
-``slack`` (incoming webhook, Block Kit), ``webhook`` (CloudEvents 1.0), ``console`` (text on
-standard error). What HTTP notifiers share is in ``_http``. Routing (which events a sink wants)
+``slack`` (incoming webhook, Block Kit), ``teams`` (Workflows webhook, Adaptive Card),
+``webhook`` (CloudEvents 1.0), ``email`` (SMTP), ``console`` (text on standard error). What
+HTTP notifiers share is in ``_http``; keeping messages within ``max_payload_bytes`` is ``_payload``. Routing (which events a sink wants)
 is :mod:`vulnwatch.delivery.routing`; delivery with retries from the outbox is
 :mod:`vulnwatch.delivery.outbox`.
 """
@@ -19,8 +20,9 @@ from ..model import Event
 class DeliveryError(Exception):
     """A message was not accepted.
 
-    ``retryable`` False means retrying cannot help (e.g. 400/404: the URL or payload is
-    wrong) and the delivery is dead-lettered at once. ``retry_after`` (seconds) is the
+    ``retryable`` False means retrying cannot help (e.g. HTTP 400/404: the URL or payload is
+    wrong; SMTP 5xx; a TLS certificate that does not verify) and the delivery is dead-lettered
+    at once. ``retry_after`` (seconds) is the
     receiver's own request (HTTP 429 ``Retry-After``). Messages never contain the URL or
     any other secret.
     """

@@ -4,11 +4,17 @@ One event -> a message with a header (``repository:tag``, what happened), the im
 registry / digest / scanner, counts per severity with deltas against the previous
 snapshot, then the new findings most severe first (each linked), the fixed ones and the
 changed ones, each list cut at ``max_listed`` with "and N more". Several events (digest
-mode) -> one message with a short section per image.
+mode) -> one message: the most severe images each in a section of their own, as long as
+every other image still fits as one line after them; then one line per image; then
+"…and N more images" if even the lines do not all fit.
 
-Slack limits respected: a header's text <= 150 characters, a section's text <= 3000,
-<= 50 blocks per message; a plain ``text`` fallback is always included (notifications and
-clients without Block Kit show it).
+Slack limits respected: a header's text <= 150 characters (a long repository name is cut,
+the kind never), a section's text <= 3000, <= 50 blocks per message, and the whole message
+within ``max_payload_bytes`` (default 12,000: Slack refuses messages whose blocks add up to
+more than about 13,000 characters); a plain ``text`` fallback is always included
+(notifications and clients without Block Kit show it). Only the listed findings are
+formatted (the ``max_listed`` most severe of each list), so a digest over thousands of
+findings costs the memory of its message.
 
 The webhook URL is a secret: it is never logged, never in an error and not in ``repr``.
 Messages are paced to one per ``min_interval`` seconds per notifier (Slack's rate limit
@@ -18,7 +24,6 @@ passed on as :attr:`DeliveryError.retry_after`.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,9 +31,12 @@ from typing import Any
 
 import httpx
 
+from ..diff import KIND_LABELS
 from ..logs import reveal
 from ..model import Event, EventKind, Finding, FindingChange, Severity
 from ._http import post_message
+from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, JsonBudget, change_text, check_max_payload, count_parts,
+                       cut_subject, digest_order, first_listed, json_bytes, json_size, severity_order)
 from .interface import DeliveryError, Notifier
 
 log = logging.getLogger(__name__)
@@ -37,11 +45,7 @@ HEADER_MAX = 150
 SECTION_MAX = 3000
 BLOCKS_MAX = 50
 
-KIND_LABEL = {
-    EventKind.NEW_IMAGE: "new image",
-    EventKind.FINDINGS_CHANGED: "findings changed",
-    EventKind.REBUILD: "rebuild",
-}
+KIND_LABEL = KIND_LABELS
 
 SEVERITY_EMOJI = {
     Severity.CRITICAL: ":red_circle:",
@@ -72,8 +76,7 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _order(f: Finding) -> tuple:
-    return (-int(f.severity), -(f.cvss_score or 0.0), f.vulnerability_id, f.package_name)
+_order = severity_order
 
 
 def _fixed_text(f: Finding) -> str:
@@ -109,40 +112,38 @@ def changed_line(c: FindingChange) -> str:
             f"{escape(b.package_version)}: " + ", ".join(parts))
 
 
-def bullet_list(title: str, lines: Sequence[str], max_listed: int, limit: int = SECTION_MAX) -> str:
-    """``title`` then up to ``max_listed`` lines, "and N more" for the rest, within ``limit`` chars."""
+def bullet_list(title: str, lines: Sequence[str], max_listed: int, limit: int = SECTION_MAX,
+                total: int | None = None) -> str:
+    """``title`` then up to ``max_listed`` lines, "and N more" for the rest, within ``limit`` chars.
+    ``lines`` may be only the first of ``total`` lines (default: all of them)."""
+    total = len(lines) if total is None else total
     out = [title]
     size = len(title)
     shown = 0
     for line in lines[:max_listed]:
-        rest = len(lines) - shown - 1
+        rest = total - shown - 1
         reserve = len(f"\n_…and {rest} more_") if rest else 0
         if size + 1 + len(line) + reserve > limit:
             break
         out.append(line)
         size += 1 + len(line)
         shown += 1
-    if shown < len(lines):
-        out.append(f"_…and {len(lines) - shown} more_")
+    if shown < total:
+        out.append(f"_…and {total - shown} more_")
     return _truncate("\n".join(out), limit)
 
 
 def counts_text(event: Event) -> str:
     """``CRITICAL 2 (+1) · HIGH 0 (-3) · …``: non-zero severities now or before, with deltas."""
-    now, before = event.counts, event.previous_counts
-    parts = []
-    for sev in sorted(Severity, reverse=True):
-        n, p = now.get(sev.name, 0), before.get(sev.name, 0)
-        if not n and not p:
-            continue
-        delta = f" ({n - p:+d})" if before and n != p else ""
-        parts.append(f"*{sev.name}* {n}{delta}")
+    parts = [f"*{name}* {n}" + (f" ({delta:+d})" if delta is not None else "")
+             for name, n, delta in count_parts(event)]
     return " · ".join(parts) if parts else "no findings"
 
 
-def headline(event: Event) -> str:
-    """``repository:tag — new image``."""
-    return f"{event.subject} — {KIND_LABEL[EventKind(event.kind)]}"
+def headline(event: Event, limit: int = HEADER_MAX) -> str:
+    """``repository:tag — new image`` within ``limit`` characters: a long subject is cut, the
+    kind always stays."""
+    return cut_subject(event.subject, f" — {KIND_LABEL[EventKind(event.kind)]}", limit)
 
 
 def _about(event: Event) -> str:
@@ -160,63 +161,110 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(text, SECTION_MAX)}}
 
 
-def _summary(event: Event) -> str:
-    bits = []
-    if event.added:
-        bits.append(f"{len(event.added)} new")
-    if event.fixed:
-        bits.append(f"{len(event.fixed)} fixed")
-    if event.changed:
-        bits.append(f"{len(event.changed)} changed")
-    return ", ".join(bits) or "no finding changes"
+_summary = change_text
 
 
-def event_blocks(event: Event, max_listed: int) -> list[dict[str, Any]]:
-    """The blocks of a one-event message."""
+def event_blocks(event: Event, max_listed: int, section_max: int = SECTION_MAX) -> list[dict[str, Any]]:
+    """The blocks of a one-event message (list sections within ``section_max`` characters)."""
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _truncate(headline(event), HEADER_MAX),
-                                    "emoji": True}},
+        {"type": "header", "text": {"type": "plain_text", "text": headline(event), "emoji": True}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": _truncate(_about(event), SECTION_MAX)}]},
         _section(counts_text(event)),
     ]
-    if event.added:
-        lines = [added_line(f) for f in sorted(event.added, key=_order)]
-        blocks.append(_section(bullet_list(f"*New findings ({len(lines)})*", lines, max_listed)))
-    if event.fixed:
-        lines = [fixed_line(f) for f in sorted(event.fixed, key=_order)]
-        blocks.append(_section(bullet_list(f"*Fixed ({len(lines)})*", lines, max_listed)))
-    if event.changed:
-        ordered = sorted(event.changed, key=lambda c: _order(c.after))
-        lines = [changed_line(c) for c in ordered]
-        blocks.append(_section(bullet_list(f"*Changed ({len(lines)})*", lines, max_listed)))
+    for name, title, line in (("added", "New findings", added_line), ("fixed", "Fixed", fixed_line),
+                              ("changed", "Changed", changed_line)):
+        total = len(getattr(event, name))
+        if total:
+            lines = [line(x) for x in first_listed(event, name, max_listed)]
+            blocks.append(_section(bullet_list(f"*{title} ({total})*", lines, max_listed, section_max, total)))
     return blocks
 
 
-def digest_blocks(events: Sequence[Event], max_listed: int) -> list[dict[str, Any]]:
-    """The blocks of a digest message: a summary, then one section (and divider) per image."""
+def _image_lines(event: Event, max_listed: int) -> tuple[list[str], int]:
+    """A digest image's listed lines (new ones first, then fixed) and how many there are in all."""
+    lines = [added_line(f) for f in first_listed(event, "added", max_listed)]
+    lines += [fixed_line(f) for f in first_listed(event, "fixed", max_listed - len(lines))]
+    return lines, len(event.added) + len(event.fixed)
+
+
+def image_section(event: Event, max_listed: int) -> dict[str, Any]:
+    """A digest image in detail: headline, about, counts, change, its most severe findings."""
+    title = f"*{escape(headline(event))}* · {_about(event)}\n{counts_text(event)} · {_summary(event)}"
+    lines, total = _image_lines(event, max_listed)
+    return _section(bullet_list(title, lines, max_listed, SECTION_MAX, total) if total else title)
+
+
+def image_line(event: Event) -> str:
+    """A digest image in one line: headline, counts, change."""
+    return f"• *{escape(headline(event, 100))}* · {counts_text(event)} · {_summary(event)}"
+
+
+def _more_images(n: int) -> dict[str, Any]:
+    return _section(f"_…and {n} more images_")
+
+
+def digest_blocks(events: Sequence[Event], max_listed: int,
+                  max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES["slack"], used: int = 0) -> list[dict[str, Any]]:
+    """The blocks of a digest message within ``max_bytes`` (``used``: what the rest of the
+    message takes): a summary, the most severe images in detail while every other image still
+    fits as a line after them, the others one line each, then "…and N more images"."""
     added = sum(len(e.added) for e in events)
     fixed = sum(len(e.fixed) for e in events)
+    budget = JsonBudget(max_bytes, used + 2)
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": True,
                                     "text": f"vulnwatch digest: {len(events)} images changed"}},
         _section(f"{added} new findings, {fixed} fixed across {len(events)} images"),
     ]
-    ordered = sorted(events, key=lambda e: (-max((int(f.severity) for f in e.added), default=-1),
-                                            e.image.repository, e.image.digest))
-    room = BLOCKS_MAX - len(blocks) - 1  # keep one for "and N more images"
-    shown = 0
-    for e in ordered:
-        if room < 2:
+    for b in blocks:
+        budget.take(b)
+    ordered = digest_order(events)
+    lines = [image_line(e) for e in ordered]
+    more_cost = json_size(_more_images(len(events))) + 1
+    # what the lines of images i.. take once packed in sections: bytes, characters
+    tail_bytes = [0] * (len(lines) + 1)
+    tail_chars = [0] * (len(lines) + 1)
+    for i in range(len(lines) - 1, -1, -1):
+        tail_bytes[i] = tail_bytes[i + 1] + json_size(lines[i])
+        tail_chars[i] = tail_chars[i + 1] + len(lines[i]) + 1
+    detailed = 0
+    for i, e in enumerate(ordered):
+        pair = [{"type": "divider"}, image_section(e, max_listed)]
+        cost = budget.cost(pair[0]) + json_size(pair[1]) + 1
+        sections = -(-tail_chars[i + 1] // (SECTION_MAX - 300))  # the rest's line sections, with room
+        rest = tail_bytes[i + 1] + 80 * (sections + 1) if sections else 0
+        if len(blocks) + 2 + sections + 2 > BLOCKS_MAX or not budget.fits(cost, rest):
             break
-        title = (f"*{escape(headline(e))}* · {_about(e)}\n{counts_text(e)} · {_summary(e)}")
-        lines = [added_line(f) for f in sorted(e.added, key=_order)]
-        lines += [fixed_line(f) for f in sorted(e.fixed, key=_order)]
-        text = bullet_list(title, lines, max_listed) if lines else title
-        blocks += [{"type": "divider"}, _section(text)]
-        room -= 2
-        shown += 1
+        for b in pair:
+            budget.take(b)
+            blocks.append(b)
+        detailed += 1
+    shown = detailed
+    if detailed < len(ordered):
+        blocks.append({"type": "divider"})
+        budget.take(blocks[-1])
+        text = ""
+        for line in lines[detailed:]:
+            candidate = f"{text}\n{line}" if text else line
+            reserve = more_cost if shown + 1 < len(ordered) else 0
+            if len(candidate) <= SECTION_MAX and budget.fits(budget.cost(_section(candidate)), reserve):
+                text = candidate
+                shown += 1
+                continue
+            if not text:
+                break
+            budget.take(_section(text))
+            blocks.append(_section(text))
+            text = ""
+            if len(blocks) + 2 > BLOCKS_MAX or not budget.fits(budget.cost(_section(line)), reserve):
+                break
+            text = line
+            shown += 1
+        if text:
+            budget.take(_section(text))
+            blocks.append(_section(text))
     if shown < len(events):
-        blocks.append(_section(f"_…and {len(events) - shown} more images_"))
+        blocks.append(_more_images(len(events) - shown))
     return blocks
 
 
@@ -230,17 +278,28 @@ def fallback_text(events: Sequence[Event]) -> str:
     return f"vulnwatch digest: {len(events)} images changed, {added} new findings, {fixed} fixed"
 
 
-def render(events: Sequence[Event], max_listed: int = 10) -> dict[str, Any]:
-    """The JSON payload for ``events``: one-event message or digest."""
-    blocks = event_blocks(events[0], max_listed) if len(events) == 1 else digest_blocks(events, max_listed)
-    return {"text": fallback_text(events), "blocks": blocks[:BLOCKS_MAX]}
+def render(events: Sequence[Event], max_listed: int = 10,
+           max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES["slack"]) -> dict[str, Any]:
+    """The JSON payload for ``events`` (one-event message or digest), within ``max_bytes``
+    of compact JSON."""
+    text = fallback_text(events)
+    if len(events) > 1:
+        return {"text": text, "blocks": digest_blocks(events, max_listed, max_bytes,
+                                                      used=json_size({"text": text, "blocks": []}) - 2)}
+    payload: dict[str, Any] = {}
+    for section_max in (SECTION_MAX, 2000, 1200, 600, 300):  # shorter lists until it fits
+        payload = {"text": text, "blocks": event_blocks(events[0], max_listed, section_max)}
+        if json_size(payload) <= max_bytes:
+            break
+    return payload
 
 
 class SlackNotifier(Notifier):
     """Posts Block Kit messages to a Slack incoming webhook. ``repr`` shows only the name."""
 
     def __init__(self, name: str, url: str, *, timeout: float = 10.0, min_interval: float = 1.0,
-                 max_listed: int = 10, client: httpx.Client | None = None,
+                 max_listed: int = 10, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES["slack"],
+                 verify_tls: bool = True, client: httpx.Client | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not url.startswith(("http://", "https://")):
@@ -251,22 +310,24 @@ class SlackNotifier(Notifier):
         self._url = url
         self.min_interval = min_interval
         self.max_listed = max_listed
+        self.max_payload_bytes = check_max_payload("slack", name, max_payload_bytes)
         self._sleep = sleep
         self._clock = clock
         self._last_post: float | None = None
         self._own_client = client is None
-        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._client = client or httpx.Client(timeout=timeout, verify=verify_tls, follow_redirects=False)
 
     @classmethod
     def from_config(cls, sink: Any) -> "SlackNotifier":
-        return cls(sink.name, reveal(sink.url), timeout=sink.timeout.total_seconds())
+        return cls(sink.name, reveal(sink.url), timeout=sink.timeout.total_seconds(), max_listed=sink.max_listed,
+                   max_payload_bytes=sink.max_payload_bytes, verify_tls=sink.verify_tls)
 
     def __repr__(self) -> str:
         return f"SlackNotifier(name={self.name!r})"
 
     def render(self, events: Sequence[Event]) -> dict[str, Any]:
         """The payload :meth:`send` would post."""
-        return render(events, self.max_listed)
+        return render(events, self.max_listed, self.max_payload_bytes)
 
     def _pace(self) -> None:
         if self._last_post is None:
@@ -278,7 +339,7 @@ class SlackNotifier(Notifier):
     def send(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        body = json.dumps(self.render(events), ensure_ascii=False).encode("utf-8")
+        body = json_bytes(self.render(events))
         self._pace()
         try:
             post_message(self._client, self._url, body, {"Content-Type": "application/json; charset=utf-8"},

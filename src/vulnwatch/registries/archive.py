@@ -25,11 +25,11 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..model import Image
 from .interface import Manifest, Registry, RegistryError
-from .oci import DOCKER_MANIFEST, INDEX_TYPES, VerifyingReader, choose_platform, manifest_from_doc, parse_manifest
+from ._manifest import DOCKER_MANIFEST, VerifyingReader, resolve_manifests
 from .reference import DOCKER_HUB, InvalidReferenceError, parse_reference
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -213,8 +213,12 @@ class _Entry:
 class ArchiveRegistry(Registry):
     """Images from a local archive or layout at ``path`` (detected from its contents).
 
-    ``platform`` picks from a multi-platform index as :class:`~.oci.OCIRegistry` does.
+    ``platform`` picks from a multi-platform index as the OCI registry does.
     """
+
+    @classmethod
+    def from_config(cls, registry: Any) -> "ArchiveRegistry":
+        return cls(registry.name, registry.path)
 
     def __init__(self, name: str, path: str | os.PathLike, *, platform: str = "linux/amd64",
                  max_blob_size: int | None = None) -> None:
@@ -394,16 +398,8 @@ class ArchiveRegistry(Registry):
         else:
             digest = candidates[0].digest
         where = {"registry": self.name, **where}
-        raw = self._raw_manifest(repository, digest)
-        doc = parse_manifest(raw, None, digest, where)
-        if doc["mediaType"] in INDEX_TYPES or "manifests" in doc:
-            desc = choose_platform(doc, self.platform, where)
-            sub_raw = self._raw_manifest(repository, desc.digest)
-            sub_where = {**where, "reference": desc.digest}
-            sub = parse_manifest(sub_raw, desc.media_type, desc.digest, sub_where)
-            return manifest_from_doc(sub, sub_raw, desc.digest, sub_where, index_digest=digest,
-                                     platform=desc.platform)
-        return manifest_from_doc(doc, raw, digest, where)
+        return resolve_manifests(lambda ref: (self._raw_manifest(repository, ref), None, ref), digest, self.platform,
+                                 where)[0]
 
     def blob(self, repository: str, digest: str, *, size: int | None = None) -> BinaryIO:
         self._load()

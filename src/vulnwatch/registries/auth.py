@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..logs import register_secret
 from .interface import RegistryError
 from .reference import DOCKER_HUB, normalize_registry
 
@@ -166,6 +167,24 @@ def docker_config_credentials(host: str, config_path: str | os.PathLike | None =
 # ---------------------------------------------------------------------------- ECR
 
 _ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+
+
+ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+"""A private ECR registry's host name (``<account>.dkr.ecr.<region>.amazonaws.com``)."""
+
+
+def credentials_for(host: str, username: str | None = None, password: str | None = None) -> Credentials | None:
+    """What to authenticate to ``host`` with: the configured user and password when given, else
+    the docker ``config.json`` entry for the host, else (for an ECR host) an ECR token; None for
+    anonymous access. Secrets found are registered for redaction."""
+    if username:
+        return Credentials(username=username, password=password)
+    creds = docker_config_credentials(host)
+    if creds is None and ECR_HOST.match(host.split(":", 1)[0]):
+        creds = ecr_credentials(host)     # an ECR registry read with our own scanner
+    if creds is not None:
+        register_secret(creds.password)
+    return creds
 
 
 def ecr_credentials(host: str, *, region: str | None = None, registry_id: str | None = None,

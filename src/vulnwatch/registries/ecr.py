@@ -15,17 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import botocore.exceptions
 
 from .. import aws
 from ..model import Image
-from .interface import Descriptor, Manifest, Registry, RegistryError
+from ._manifest import INDEX_TYPES, MANIFEST_TYPES, resolve_manifests
+from .interface import Manifest, Registry, RegistryError
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-ACCEPTED_MEDIA_TYPES = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]
+ACCEPTED_MEDIA_TYPES = [*MANIFEST_TYPES, *INDEX_TYPES]
+"""Manifest media types asked for with ``BatchGetImage`` (single-platform and index)."""
 
 #: Error codes after which the same call may succeed later.
 RETRYABLE_CODES = frozenset({
@@ -55,14 +52,14 @@ def registry_error(exc: Exception, *, registry: str, repository: str | None = No
         text = f"{code}: {advice}" if advice else f"{code}: {message}".rstrip(": ")
         return RegistryError(text, registry=registry, repository=repository, reference=reference,
                              retryable=code in RETRYABLE_CODES or status >= 500)
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+    if isinstance(exc, aws.exceptions.NoCredentialsError):
         return RegistryError("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
                              "AWS_SECRET_ACCESS_KEY, or run with an instance role)",
                              registry=registry, repository=repository, reference=reference)
-    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
-                        botocore.exceptions.ConnectionClosedError,
-                        botocore.exceptions.ReadTimeoutError,
-                        botocore.exceptions.ConnectTimeoutError)):
+    if isinstance(exc, (aws.exceptions.EndpointConnectionError,
+                        aws.exceptions.ConnectionClosedError,
+                        aws.exceptions.ReadTimeoutError,
+                        aws.exceptions.ConnectTimeoutError)):
         return RegistryError(f"cannot reach the ECR endpoint ({type(exc).__name__}); check the region, "
                              f"endpoint_url and network", registry=registry, repository=repository,
                              reference=reference, retryable=True)
@@ -91,6 +88,14 @@ class ECRRegistry(Registry):
     operation.
     """
 
+    default_scanner = "ecr"
+
+    @classmethod
+    def from_config(cls, registry: Any) -> "ECRRegistry":
+        endpoint = str(registry.endpoint_url).rstrip("/") if registry.endpoint_url else None
+        return cls(registry.name, region=registry.region, registry_id=registry.registry_id, endpoint_url=endpoint,
+                   max_concurrency=registry.max_concurrency)
+
     def __init__(self, name: str, *, region: str | None = None, registry_id: str | None = None,
                  endpoint_url: str | None = None, max_concurrency: int = 4, client: Any = None,
                  platform: str = "linux/amd64") -> None:
@@ -117,7 +122,7 @@ class ECRRegistry(Registry):
             for page in self.client.get_paginator("describe_repositories").paginate(**self._ids()):
                 for repo in page.get("repositories", []):
                     yield repo["repositoryName"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except (aws.exceptions.BotoCoreError, aws.exceptions.ClientError) as e:
             raise registry_error(e, registry=self.name) from None
 
     def images(self, repository: str) -> Iterator[Image]:
@@ -138,7 +143,7 @@ class ECRRegistry(Registry):
                         pushed = detail.get("imagePushedAt")
                         if pushed and (not seen.get("imagePushedAt") or pushed > seen["imagePushedAt"]):
                             seen["imagePushedAt"] = pushed
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except (aws.exceptions.BotoCoreError, aws.exceptions.ClientError) as e:
             raise registry_error(e, registry=self.name, repository=repository) from None
         with self._scan_lock:
             for digest, detail in by_digest.items():
@@ -169,7 +174,7 @@ class ECRRegistry(Registry):
         try:
             resp = self.client.batch_get_image(repositoryName=repository, imageIds=[image_id],
                                                acceptedMediaTypes=ACCEPTED_MEDIA_TYPES, **self._ids())
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        except (aws.exceptions.BotoCoreError, aws.exceptions.ClientError) as e:
             raise registry_error(e, registry=self.name, repository=repository, reference=reference) from None
         if not resp.get("images"):
             failure = (resp.get("failures") or [{}])[0]
@@ -185,31 +190,13 @@ class ECRRegistry(Registry):
     def manifest(self, repository: str, reference: str) -> Manifest:
         """The manifest of a tag or digest via ``BatchGetImage``; an index is resolved to
         :attr:`platform`."""
-        digest, media_type, raw = self._get_manifest(repository, reference)
-        doc = json.loads(raw)
-        index_digest = chosen_platform = None
-        if media_type in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
-            want = self.platform.split("/")
-            for entry in doc.get("manifests", []):
-                p = entry.get("platform") or {}
-                have = [p.get("os", ""), p.get("architecture", "")] + ([p["variant"]] if p.get("variant") else [])
-                if have[:len(want)] == want:
-                    index_digest, chosen_platform = digest, "/".join(have)
-                    digest, media_type, raw = self._get_manifest(repository, entry["digest"])
-                    doc = json.loads(raw)
-                    break
-            else:
-                raise RegistryError(f"no manifest for platform {self.platform} in the index",
-                                    registry=self.name, repository=repository, reference=reference)
-        try:
-            config = Descriptor(doc["config"]["mediaType"], doc["config"]["digest"], int(doc["config"]["size"]))
-            layers = tuple(Descriptor(layer["mediaType"], layer["digest"], int(layer["size"]))
-                           for layer in doc.get("layers", []))
-        except (KeyError, TypeError, ValueError) as e:
-            raise RegistryError(f"malformed manifest (missing {e})", registry=self.name,
-                                repository=repository, reference=reference) from None
-        return Manifest(digest=digest, media_type=media_type, config=config, layers=layers, raw=raw,
-                        index_digest=index_digest, platform=chosen_platform)
+        where = {"registry": self.name, "repository": repository, "reference": reference}
+
+        def fetch(ref: str) -> tuple[bytes, str | None, str]:
+            digest, media_type, raw = self._get_manifest(repository, ref)
+            return raw, media_type or None, digest
+
+        return resolve_manifests(fetch, reference, self.platform, where)[0]
 
     def close(self) -> None:
         self.client.close()

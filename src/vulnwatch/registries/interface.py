@@ -2,8 +2,10 @@
 
 A registry lists repositories and the images in them (one :class:`~vulnwatch.model.Image`
 per digest, tags grouped), and serves manifests and blobs for scanners that read
-layers themselves. Implementations: ``ecr`` (AWS API), ``oci`` (Registry HTTP API v2),
-``archive`` (``docker save`` tarballs and OCI layouts).
+layers themselves. Implementations, by ``registries[].type`` in
+:data:`vulnwatch.registries.REGISTRIES`: ``ecr`` (AWS API), ``oci`` (Registry HTTP API v2),
+``archive`` (``docker save`` tarballs and OCI layouts). What they share about manifests is in
+``_manifest``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ..model import Image
 
@@ -73,6 +75,14 @@ class Registry(abc.ABC):
 
     name: str
     """The configured name (``registries[].name``); stored in every :class:`Image`."""
+    default_scanner: str = "builtin"
+    """The scanner (a name in :data:`vulnwatch.scanners.SCANNERS`) that scans this registry's images."""
+
+    @classmethod
+    def from_config(cls, registry: Any) -> "Registry":
+        """The registry of one ``registries[]`` entry of its type. Secrets are revealed with
+        :func:`vulnwatch.logs.reveal` (registered for redaction)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from the configuration")
 
     @abc.abstractmethod
     def repositories(self) -> Iterator[str]:

@@ -45,9 +45,14 @@ def is_registry_host(component: str) -> bool:
 
 
 def normalize_registry(host: str) -> str:
-    """Canonical registry name: Docker Hub aliases become ``docker.io``, others are lowercased."""
-    host = host.strip().lower()
-    return DOCKER_HUB if host in _DOCKER_HUB_ALIASES else host
+    """Canonical registry name: Docker Hub aliases become ``docker.io``; a host recognisable in
+    lower case (a dot, a port, ``localhost``) is lowercased; one recognised only by its upper case
+    (Docker's rule) keeps it, so that it prints back as a host and not as a Docker Hub namespace."""
+    host = host.strip()
+    lower = host.lower()
+    if lower in _DOCKER_HUB_ALIASES:
+        return DOCKER_HUB
+    return lower if is_registry_host(lower) else host
 
 
 def api_host(registry: str) -> str:
@@ -97,6 +102,12 @@ def parse_reference(text: str, *, default_registry: str = DOCKER_HUB) -> ImageRe
     if registry == DOCKER_HUB and "/" not in repository:
         repository = f"library/{repository}"
     if not REPOSITORY_RE.match(repository):
+        if repository != repository.lower() or (registry != registry.lower() and not is_registry_host(registry.lower())):
+            whole = "/".join(p.lower() for p in parts[:-1] + [last]) + (f":{tag}" if tag else "")
+            raise InvalidReferenceError(
+                original, f"bad repository {repository!r}: repository names must be lowercase, write {whole!r}"
+                          + (f" (an upper-case first component such as {parts[0]!r} is read as a registry host, "
+                             "as Docker does)" if parts[0] != parts[0].lower() and len(parts) > 1 else ""))
         raise InvalidReferenceError(
             original, f"bad repository {repository!r} (lowercase letters, digits and . _ - / only)")
     return ImageRef(registry=registry, repository=repository, tag=tag, digest=digest)

@@ -1,28 +1,31 @@
-"""Our own offline scanner: registry layers -> catalogers -> OSV data.
+"""Our own offline scanner: registry layers -> walker -> catalogers -> OSV data.
 
 Images are immutable, so the inventory of a digest is computed once: a digest already
 seen (``previous`` carries its packages) is not pulled again, only re-matched against
 the current vulnerability data. That is what makes continuous re-matching cheap: after
-a data update every stored inventory is matched again without touching any registry.
+a data update every stored inventory is matched again without touching any registry
+(:meth:`BuiltinScanner.fingerprint` tells which moved, :meth:`BuiltinScanner.rematch` gives
+their new result).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..catalogers.interface import Cataloger
 from ..catalogers.plan import Inventory, catalog_layers
 from ..walker import LayerCache, LayerError, LayerLimits
-from ..model import Image, ScanResult, utcnow
+from ..model import Image, PackageRow, ScanResult, finding_hash, signature_of, utcnow
 from ..registries.interface import Registry, RegistryError
 from ..vulndb.index import VulnIndex
 from ..vulndb.interface import VulnDBError
 from ..vulndb.match import Matcher
-from .interface import ScanError, Scanner
+from .interface import ScanError, ScanResources, Scanner
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,17 @@ class BuiltinScanner(Scanner):
     name = SCANNER
     stores_inventories = True
 
-    def __init__(self, registry: Registry, index: VulnIndex | None, *, catalogers: Sequence[Cataloger] | None = None,
+    @classmethod
+    def from_config(cls, registry_config: Any, registry: Registry, resources: ScanResources) -> "BuiltinScanner":
+        return cls(registry, resources.vulndb, max_age=resources.max_age,
+                   max_concurrency=min(registry_config.max_concurrency, 4), layer_cache=resources.layer_cache)
+
+    @classmethod
+    def for_rematch(cls, resources: ScanResources) -> "BuiltinScanner":
+        """A scanner that only re-matches stored inventories (it reads no registry)."""
+        return cls(None, resources.vulndb, max_age=resources.max_age)
+
+    def __init__(self, registry: Registry | None, index: VulnIndex | None, *, catalogers: Sequence[Cataloger] | None = None,
                  limits: LayerLimits | None = None, max_age: timedelta = timedelta(days=7),
                  max_concurrency: int = 2, matcher: Matcher | None = None,
                  layer_progress: LayerProgress | None = None, clock: Callable[[], datetime] = utcnow,
@@ -59,6 +72,7 @@ class BuiltinScanner(Scanner):
         self.layer_progress = layer_progress
         self.clock = clock
         self.layer_cache = layer_cache
+        self._fingerprints: dict[str | None, dict[tuple, tuple[int, int]]] = {}
 
     @property
     def matcher(self) -> Matcher:
@@ -130,6 +144,36 @@ class BuiltinScanner(Scanner):
         inv = self.inventory(image)
         return self.match(image, inv.packages, inv.ecosystem, inv.warnings)
 
+    # -- re-matching stored inventories ---------------------------------------------------
+    def fingerprint(self, rows: Iterable[Sequence], distro: str | None) -> str:
+        """The findings signature (:func:`vulnwatch.model.findings_signature`) the current data
+        gives an inventory of package rows (in :class:`~vulnwatch.model.PackageRow` field order),
+        without building its findings: each distinct package is matched once per scanner and its
+        (count, hash sum) kept, so a fleet sharing packages costs a lookup per package."""
+        cache = self._fingerprints.setdefault(distro, {})
+        get = cache.get
+        count = total = 0
+        for r in rows:
+            k = (r[0], r[1], r[2], r[3], r[4], r[5])         # the fields matching depends on
+            hit = get(k)
+            if hit is None:
+                found = self.matcher.match([PackageRow._make(r)], distro)
+                hit = cache[k] = (len(found), sum(finding_hash(f) for f in found))
+            count += hit[0]
+            total += hit[1]
+        return signature_of(count, total)
+
+    def rematch(self, snapshot: ScanResult, packages: Sequence, distro: str | None) -> ScanResult:
+        """``snapshot`` (stored without its inventory) matched again: its ``packages`` against the
+        current data, as of now."""
+        try:
+            found = self.matcher.match(list(packages), distro)
+        except VulnDBError as e:
+            raise ScanError(snapshot.image, str(e), code=e.code) from e
+        _notes, fresh = self.data_notes()
+        return ScanResult(image=snapshot.image, scanner=snapshot.scanner, scanned_at=self.clock(),
+                          findings=tuple(found), vulnerability_source_updated_at=fresh, distro=snapshot.distro)
+
     def scan_many(self, images, previous):
         images = list(images)
         if self.max_concurrency <= 1 or len(images) <= 1:
@@ -151,5 +195,6 @@ class BuiltinScanner(Scanner):
                     yield img, ScanError(img, f"{type(e).__name__}: {e}", code=type(e).__name__)
 
     def close(self) -> None:
-        self.registry.close()
+        if self.registry is not None:
+            self.registry.close()
 

@@ -27,10 +27,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-import botocore.exceptions
 
 from .. import aws
-from ..model import Finding, Image, ScanResult, Severity, utcnow
+from ..model import Finding, Image, ScanResult, Severity, by_finding_key, utcnow
 from ..registries.ecr import ECRRegistry
 from .interface import Scanner, ScanError
 
@@ -92,11 +91,7 @@ def _first_line(text: str | None) -> str:
 
 def _dedupe(findings: Iterable[Finding]) -> tuple[Finding, ...]:
     """One finding per :attr:`Finding.key` (the most severe wins), sorted by key."""
-    out: dict[tuple[str, str, str, str], Finding] = {}
-    for f in findings:
-        seen = out.get(f.key)
-        if seen is None or f.severity > seen.severity:
-            out[f.key] = f
+    out = by_finding_key(findings)
     return tuple(out[k] for k in sorted(out))
 
 
@@ -225,6 +220,14 @@ class ECRScanner(Scanner):
     ``calls`` counts API calls per operation.
     """
 
+    @classmethod
+    def from_config(cls, registry_config: Any, registry: Any, resources: Any) -> "ECRScanner":
+        reg = registry_config
+        endpoint = str(reg.endpoint_url).rstrip("/") if reg.endpoint_url else None
+        return cls(region=reg.region, registry_id=reg.registry_id, endpoint_url=endpoint, mode=reg.scan.mode,
+                   scan_interval=reg.scan.interval, wait_timeout=reg.scan.wait_timeout,
+                   max_concurrency=reg.max_concurrency, listing=registry)
+
     def __init__(self, *, client: Any = None, region: str | None = None, registry_id: str | None = None,
                  endpoint_url: str | None = None, mode: Mode = "auto",
                  scan_interval: timedelta = timedelta(hours=24), wait_timeout: timedelta = timedelta(minutes=10),
@@ -273,7 +276,7 @@ class ECRScanner(Scanner):
     def _detect_mode(self) -> str:
         try:
             resp = self.client.get_registry_scanning_configuration()
-        except botocore.exceptions.ClientError:
+        except aws.exceptions.ClientError:
             return "basic"  # unsupported or denied: basic scanning is what every registry has
         scan_type = ((resp.get("scanningConfiguration") or {}).get("scanType") or "").upper()
         return "enhanced" if scan_type == "ENHANCED" else "basic"
@@ -329,7 +332,7 @@ class ECRScanner(Scanner):
             try:
                 resp = self.client.describe_images(repositoryName=repository,
                                                    imageIds=[{"imageDigest": d} for d in digests], **self._ids())
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            except (aws.exceptions.ClientError, aws.exceptions.BotoCoreError):
                 return
             found = {}
             status = {}
@@ -434,13 +437,13 @@ class ECRScanner(Scanner):
         try:
             self.start_client.start_image_scan(repositoryName=image.repository,
                                                imageId={"imageDigest": image.digest}, **self._ids())
-        except botocore.exceptions.ClientError as e:
+        except aws.exceptions.ClientError as e:
             if aws.error_code(e) != "LimitExceededException":
                 raise self._error(image, e) from None
             job.limit_exceeded = True
             job.notes.append(LIMIT_NOTE)
             return None
-        except botocore.exceptions.BotoCoreError as e:
+        except aws.exceptions.BotoCoreError as e:
             raise self._error(image, e) from None
         job.started = True
         job.first_page = None
@@ -451,7 +454,7 @@ class ECRScanner(Scanner):
         try:
             yield from self.client.get_paginator("describe_image_scan_findings").paginate(
                 repositoryName=image.repository, imageId={"imageDigest": image.digest}, **self._ids())
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
+        except (aws.exceptions.ClientError, aws.exceptions.BotoCoreError) as e:
             raise self._error(image, e) from None
 
     def _findings_page(self, image: Image) -> dict[str, Any]:
@@ -536,10 +539,10 @@ class ECRScanner(Scanner):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)  # type: ignore[attr-defined]
             return ScanError(image, f"{code}: {message}", code=code,
                              retryable=code in RETRYABLE_CODES or status >= 500)
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        if isinstance(exc, aws.exceptions.NoCredentialsError):
             return ScanError(image, "no AWS credentials found (set AWS_PROFILE or access keys, or use a role)",
                              code="NoCredentials")
-        if isinstance(exc, botocore.exceptions.BotoCoreError):
+        if isinstance(exc, aws.exceptions.BotoCoreError):
             return ScanError(image, f"cannot reach ECR ({type(exc).__name__}); check region, endpoint and network",
                              code=type(exc).__name__, retryable=True)
         return ScanError(image, f"{type(exc).__name__}: {exc}", code=type(exc).__name__)

@@ -1,13 +1,17 @@
 """Image -> findings: the ``Scanner`` interface.
 
-Implementations: ``ecr`` (ECR basic scanning and Inspector enhanced findings) and
-``builtin`` (our own: layers -> catalogers -> OSV data).
+Implementations, by name in :data:`vulnwatch.scanners.SCANNERS` (a registry names the one that
+scans its images, :attr:`vulnwatch.registries.interface.Registry.default_scanner`): ``ecr``
+(ECR basic scanning and Inspector enhanced findings) and ``builtin`` (our own: walker ->
+catalogers -> OSV data, and re-matching of stored inventories).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import timedelta
+from typing import Any
 
 from ..model import Image, ScanResult
 
@@ -27,6 +31,40 @@ class ScanError(Exception):
         self.retryable = retryable
 
 
+class ScanResources:
+    """What the scanners of one pipeline share, each opened on first use and at most once: the
+    vulnerability data (so configured local exports are imported once) and the layer cache."""
+
+    def __init__(self, open_vulndb: Callable[[], Any], open_layer_cache: Callable[[], Any] = lambda: None, *,
+                 max_age: timedelta = timedelta(days=7)) -> None:
+        self._open_vulndb = open_vulndb
+        self._open_layer_cache = open_layer_cache
+        self._vulndb: Any = None
+        self._layer_cache: Any = False
+        self.max_age = max_age
+        """Scans warn when the vulnerability data is older than this."""
+
+    @property
+    def vulndb(self) -> Any:
+        """The OSV index (:class:`vulnwatch.vulndb.index.VulnIndex`)."""
+        if self._vulndb is None:
+            self._vulndb = self._open_vulndb()
+        return self._vulndb
+
+    @property
+    def layer_cache(self) -> Any:
+        """The per-layer cache (:class:`vulnwatch.walker.LayerCache`), or None when off."""
+        if self._layer_cache is False:
+            self._layer_cache = self._open_layer_cache()
+        return self._layer_cache
+
+    def close(self) -> None:
+        """Close the vulnerability data if it was opened."""
+        if self._vulndb is not None:
+            self._vulndb.close()
+            self._vulndb = None
+
+
 class Scanner(abc.ABC):
     """Produces a :class:`ScanResult` for an image."""
 
@@ -35,6 +73,12 @@ class Scanner(abc.ABC):
     stores_inventories: bool = False
     """True when results carry the image's whole inventory (large snapshots): the pipeline then
     hands ``previous`` snapshots over one at a time instead of reading them all at once."""
+
+    @classmethod
+    def from_config(cls, registry_config: Any, registry: Any, resources: ScanResources) -> "Scanner":
+        """The scanner of one configured registry (``registries[]`` entry), reading from
+        ``registry``, sharing ``resources`` with the pipeline's other scanners."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from the configuration")
 
     @abc.abstractmethod
     def scan(self, image: Image, previous: ScanResult | None = None) -> ScanResult:

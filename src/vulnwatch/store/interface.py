@@ -12,14 +12,14 @@ from __future__ import annotations
 import abc
 import enum
 from collections.abc import Sequence
-from collections import namedtuple
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from collections.abc import Iterator
 
-from ..model import Event, EventKind, Finding, Image, Package, ScanResult, Severity
+from ..model import (Event, EventKind, Finding, Image, PackageRow, ScanResult, Severity,  # noqa: F401
+                     StoredInventory)  # PackageRow, StoredInventory: re-exported
 
 
 class StoreError(Exception):
@@ -90,31 +90,6 @@ class HistoryEntry:
     scanned_at: datetime
     recorded_at: datetime
     counts: dict[str, int]
-
-
-PackageRow = namedtuple(  # type: ignore[misc]
-    "PackageRow", [f.name for f in fields(Package)],
-    defaults=[f.default for f in fields(Package) if f.default is not MISSING])
-PackageRow.__doc__ = """A stored package, light enough to re-match millions of them: the fields of
-:class:`vulnwatch.model.Package`, in its order, so the matcher takes either."""
-
-
-@dataclass(frozen=True)
-class StoredInventory:
-    """What re-matching needs of one snapshot: its packages and the fingerprint of its findings."""
-
-    key: tuple[str, str, str]
-    """(registry, repository, digest)."""
-    scanner: str
-    distro: str | None
-    rows: Sequence[Sequence]
-    """The packages as plain rows in :class:`PackageRow` field order (cheap to decode in bulk)."""
-    findings_signature: str | None
-    """:func:`vulnwatch.model.findings_signature` of the stored findings (None if unknown)."""
-
-    @property
-    def packages(self) -> list[PackageRow]:
-        return [PackageRow._make(r) for r in self.rows]
 
 
 # --- read models of the dashboard (see the read methods at the end of Store) -----------------
@@ -290,6 +265,11 @@ class Store(abc.ABC):
     def inventories(self, registry: str | None = None,
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         """Every snapshot that carries an inventory (or those of ``keys``), streamed."""
+
+    def inventory_ecosystems(self) -> set[str]:
+        """The ecosystems (as stored, with release: ``Debian:12``) of every stored inventory's
+        packages: what advisory data the fleet needs."""
+        return {r[2] for inv in self.inventories() for r in inv.rows if r[2]}
 
     @abc.abstractmethod
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..model import utcnow
 from .interface import SourceStatus, VulnDBError, ecosystem_base
+from .schema import RecordError, parse_json
 
 SCHEMA_VERSION = 1
 
@@ -87,8 +88,24 @@ def pack(record: Mapping[str, Any]) -> bytes:
 
 
 def unpack(blob: bytes) -> dict[str, Any]:
-    """Inverse of :func:`pack`."""
-    return json.loads(zlib.decompress(blob))
+    """Inverse of :func:`pack`; raises :class:`~.schema.RecordError` when ``blob`` is not a
+    packed JSON object (a damaged file, or a record no JSON parser should accept)."""
+    try:
+        data = zlib.decompress(blob)
+    except (zlib.error, TypeError) as e:
+        raise RecordError(f"stored data is not zlib-compressed JSON ({e})") from None
+    record = parse_json(data)
+    if not isinstance(record, dict):
+        raise RecordError("stored data is not a JSON object")
+    return record
+
+
+def _unpack(record_id: str, blob: bytes) -> dict[str, Any]:
+    try:
+        return unpack(blob)
+    except RecordError as e:
+        raise VulnDBError(f"OSV record {record_id!r} in the index cannot be read: {e.reason}; "
+                          f"import its source again", code="BadRecord") from None
 
 
 class VulnIndex:
@@ -136,27 +153,37 @@ class VulnIndex:
 
     # ------------------------------------------------------------------ reads
 
+    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Run a read query; a damaged or vanished file becomes a :class:`VulnDBError`."""
+        try:
+            with self.lock:
+                return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise VulnDBError(f"{self.path}: cannot read the OSV index ({e}); delete the file and import "
+                              f"again", code="IndexUnreadable") from e
+
     def record(self, record_id: str) -> dict[str, Any] | None:
-        """One record by id, or None."""
-        with self.lock:
-            row = self._conn.execute("SELECT data FROM records WHERE id = ?", (record_id,)).fetchone()
-        return unpack(row[0]) if row else None
+        """One record by id, or None. Raises :class:`VulnDBError` (code ``BadRecord``) when its
+        stored data cannot be decoded; the record's content is not checked here
+        (:func:`.schema.check_record` does that)."""
+        rows = self._rows("SELECT data FROM records WHERE id = ?", (record_id,))
+        return _unpack(record_id, rows[0][0]) if rows else None
 
     def records_for(self, ecosystem: str, name: str) -> list[dict[str, Any]]:
-        """Records with an ``affected[].package`` of exactly ``ecosystem`` and (normalised) ``name``."""
-        with self.lock:
-            rows = self._conn.execute(
-                "SELECT r.data FROM affected a JOIN records r ON r.id = a.record_id "
-                "WHERE a.ecosystem = ? AND a.name = ? ORDER BY r.id",
-                (ecosystem, normalize_name(ecosystem, name))).fetchall()
-        return [unpack(r[0]) for r in rows]
+        """Records with an ``affected[].package`` of exactly ``ecosystem`` and (normalised) ``name``.
+
+        Raises :class:`VulnDBError` (code ``BadRecord``) when one cannot be decoded."""
+        rows = self._rows(
+            "SELECT r.id, r.data FROM affected a JOIN records r ON r.id = a.record_id "
+            "WHERE a.ecosystem = ? AND a.name = ? ORDER BY r.id",
+            (ecosystem, normalize_name(ecosystem, name)))
+        return [_unpack(rid, blob) for rid, blob in rows]
 
     def record_ids_for(self, ecosystem: str, name: str) -> list[str]:
         """Ids of the records :meth:`records_for` would return."""
-        with self.lock:
-            rows = self._conn.execute(
-                "SELECT record_id FROM affected WHERE ecosystem = ? AND name = ? ORDER BY record_id",
-                (ecosystem, normalize_name(ecosystem, name))).fetchall()
+        rows = self._rows(
+            "SELECT record_id FROM affected WHERE ecosystem = ? AND name = ? ORDER BY record_id",
+            (ecosystem, normalize_name(ecosystem, name)))
         return [r[0] for r in rows]
 
     def ecosystems(self) -> list[str]:
@@ -178,12 +205,11 @@ class VulnIndex:
             return self._conn.execute("SELECT COUNT(*) FROM records WHERE source = ?", (source,)).fetchone()[0]
 
     def iter_records(self, source: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every record (of one source), one at a time."""
-        sql = "SELECT data FROM records" + (" WHERE source = ?" if source else "") + " ORDER BY id"
-        with self.lock:
-            rows = self._conn.execute(sql, (source,) if source else ()).fetchall()
-        for (blob,) in rows:
-            yield unpack(blob)
+        """Every record (of one source), one at a time; raises :class:`VulnDBError` (code
+        ``BadRecord``) at one that cannot be decoded."""
+        sql = "SELECT id, data FROM records" + (" WHERE source = ?" if source else "") + " ORDER BY id"
+        for rid, blob in self._rows(sql, (source,) if source else ()):
+            yield _unpack(rid, blob)
 
     def sources(self, now: datetime | None = None) -> list[SourceStatus]:
         """Freshness of every imported source, by ecosystem."""

@@ -4,6 +4,8 @@ Layout of this package:
 
 - ``versions/``: one version comparator per ecosystem family (``comparator_for``).
 - ``index.py``: the local indexed store, one SQLite file (:class:`~.index.VulnIndex`).
+- ``schema.py``: what a record may be (the OSV schema's types, size bounds), checked on
+  import and again when the matcher loads a record.
 - ``sync.py``: importing OSV exports (``all.zip`` or a folder of ``*.json``) and
   downloading them with conditional GET.
 - ``match.py``: OSV range evaluation, packages -> findings (:class:`~.match.Matcher`).

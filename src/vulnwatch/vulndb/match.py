@@ -41,9 +41,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Finding, Package, ScanResult, Severity
+from ..model import Finding, Package, ScanResult
 from .index import VulnIndex, normalize_name
-from .interface import Inventory, MatchStats, VersionError, VersionScheme, ecosystem_base
+from .interface import Inventory, MatchStats, VersionError, VersionScheme, VulnDBError, ecosystem_base
+from .schema import MAX_VERSION_LENGTH, check_record
 from .severity import Rating, rate
 from .versions import comparator_for, semver_for
 
@@ -136,6 +137,23 @@ def _advisory(record: Mapping[str, Any]) -> _Advisory:
     return _Advisory(rid, primary, others, title, tuple(links))
 
 
+def _key(scheme: VersionScheme, version: str) -> Any:
+    """``scheme.key(version)``, any failure reported as :class:`VersionError`.
+
+    Comparators are meant to raise only :class:`VersionError`; this keeps a comparator's
+    bug on an odd string (an ``int()`` of a huge digit run, a recursion) from stopping a
+    scan: the record or package concerned is skipped and named instead.
+    """
+    if len(version) > MAX_VERSION_LENGTH:
+        raise VersionError(version[:40] + "...", scheme.name, f"longer than {MAX_VERSION_LENGTH} characters")
+    try:
+        return scheme.key(version)
+    except VersionError:
+        raise
+    except Exception as e:
+        raise VersionError(version, scheme.name, f"comparator failed ({type(e).__name__}: {e})") from e
+
+
 def _compile_range(scheme: VersionScheme, rng: Mapping[str, Any]) -> _Range:
     events = []
     limits: list[Any] | None = []
@@ -145,12 +163,12 @@ def _compile_range(scheme: VersionScheme, rng: Mapping[str, Any]) -> _Range:
                 if "*" in value:
                     limits = None
                 elif limits is not None:
-                    limits.append(scheme.key(value))
+                    limits.append(_key(scheme, value))
             elif kind in _KIND:
                 if kind == "introduced" and value == "0":
                     events.append((None, _INTRODUCED, value))
                 else:
-                    events.append((scheme.key(value), _KIND[kind], value))
+                    events.append((_key(scheme, value), _KIND[kind], value))
     events.sort(key=lambda e: (e[0] is not None, _Order(e[0]), e[1]))
     return _Range(tuple(events), tuple(limits) if limits else None)
 
@@ -216,6 +234,7 @@ class Matcher:
         self._hits: dict[tuple[str, str, str], tuple[_Hit, ...]] = {}
         self._findings: dict[tuple, tuple[Finding, ...]] = {}
         self._skipped_records: dict[str, str] = {}
+        self._refused: set[str] = set()
         self._skipped_packages: dict[str, str] = {}
         self._packages = 0
         self._found = 0
@@ -235,6 +254,7 @@ class Matcher:
         self._advisories.clear()
         self._hits.clear()
         self._findings.clear()
+        self._refused.clear()
 
     def match(self, packages: Sequence[Package], distro: str | None = None) -> list[Finding]:
         """Findings for the packages of one image (``distro``: the image's OS ecosystem, e.g. ``Debian:12``)."""
@@ -311,36 +331,33 @@ class Matcher:
         if not entries:
             return ()
         keys: dict[str, Any] = {}
-        key_failed = False
 
         def key_of(scheme: VersionScheme) -> Any:
-            nonlocal key_failed
             if scheme.name not in keys:
                 try:
-                    keys[scheme.name] = scheme.key(version)
+                    keys[scheme.name] = _key(scheme, version)
                 except VersionError as e:
                     keys[scheme.name] = None
-                    key_failed = True
-                    self._skipped_packages[f"{eco}/{name}@{version}"] = str(e)
+                    shown = version if len(version) <= 80 else version[:77] + "..."
+                    self._skipped_packages[f"{eco}/{name}@{shown}"] = str(e)
             return keys[scheme.name]
 
         merged: dict[str, dict[str, Any]] = {}
         for entry in entries:
-            affected = version in entry.versions
-            fixes: list[str] = []
-            for scheme, rng in entry.ranges:
-                vk = key_of(scheme)
-                if vk is None:
-                    continue
-                hit, fix = _evaluate(vk, rng)
-                if hit:
-                    affected = True
-                    if fix:
-                        fixes.append(fix)
+            try:
+                affected, fixes = self._evaluate_entry(entry, version, key_of)
+            except Exception as e:
+                # a comparator that fails comparing this version with a bound (cmp_to_key keys
+                # compare lazily): the pair is at fault, so only this record is left out for
+                # this version; other records, and this record for other versions, still count
+                shown = version if len(version) <= 80 else version[:77] + "..."
+                reason = (f"record {entry.advisory.record_id} cannot be evaluated for this version "
+                          f"({type(e).__name__}: {e})")
+                log.warning("%s/%s@%s: %s", eco, name, shown, reason)
+                self._skipped_packages[f"{eco}/{name}@{shown}"] = reason
+                continue
             if not affected:
                 continue
-            if not fixes and entry.fixed:
-                fixes = self._fixes_above(entry, version, key_of)
             adv = entry.advisory
             for vid in adv.primary_ids:
                 m = merged.get(vid)
@@ -358,6 +375,31 @@ class Matcher:
         return tuple(_Hit(vid, frozenset(m["aliases"]), tuple(m["fixed"]), m["rating"], m["title"],
                           tuple(m["links"][:MAX_LINKS]))
                      for vid, m in sorted(merged.items()))
+
+    def _evaluate_entry(self, entry: _Affected, version: str, key_of) -> tuple[bool, list[str]]:
+        """(affected, fixed versions) of one compiled entry for one version."""
+        affected = version in entry.versions
+        fixes: list[str] = []
+        for scheme, rng in entry.ranges:
+            vk = key_of(scheme)
+            if vk is None:
+                continue
+            hit, fix = _evaluate(vk, rng)
+            if hit:
+                affected = True
+                if fix:
+                    fixes.append(fix)
+        if affected and not fixes and entry.fixed:
+            fixes = self._fixes_above(entry, version, key_of)
+        return affected, fixes
+
+    def _skip_record(self, rid: str, reason: str) -> None:
+        """Leave record ``rid`` out until :meth:`clear_cache`, with the reason
+        (:attr:`MatchStats.skipped_records`)."""
+        if rid not in self._refused:
+            log.warning("skipping OSV record %s: %s", rid, reason)
+        self._refused.add(rid)
+        self._skipped_records[rid] = reason
 
     @staticmethod
     def _fixes_above(entry: _Affected, version: str, key_of) -> list[str]:
@@ -382,19 +424,31 @@ class Matcher:
         except VersionError:
             scheme = None
         for rid in self.index.record_ids_for(eco, name):
-            if rid in self._skipped_records:
+            if rid in self._refused:
                 continue
-            record = self.index.record(rid)
+            try:
+                record = self.index.record(rid)
+            except VulnDBError as e:
+                self._skip_record(rid, str(e))
+                continue
             if record is None:
                 continue
             adv = self._advisories.get(rid)
-            if adv is None:
-                adv = self._advisories[rid] = _advisory(record)
             try:
+                if adv is None:
+                    # the index may have been written by an older vulnwatch that stored anything
+                    why = check_record(record)
+                    if why:
+                        self._skip_record(rid, f"not a valid OSV record: {why}")
+                        continue
+                    adv = self._advisories[rid] = _advisory(record)
                 compiled += self._compile(record, adv, eco, norm, scheme)
             except VersionError as e:
-                self._skipped_records[rid] = f"{e} (in {eco} {name})"
-                log.debug("skipping OSV record %s for %s/%s: %s", rid, eco, name, e)
+                self._skip_record(rid, f"{e} (in {eco} {name})")
+            except Exception as e:
+                # a valid record should never get here: a bug, reported, and the scan goes on
+                log.exception("OSV record %s cannot be compiled", rid)
+                self._skip_record(rid, f"cannot be compiled for {eco} {name} ({type(e).__name__}: {e})")
         out = self._entries[k] = tuple(compiled)
         return out
 
@@ -422,8 +476,3 @@ class Matcher:
             out.append(_Affected(adv, frozenset(aff.get("versions") or ()), tuple(ranges),
                                  rate(record, aff), tuple(fixed)))
         return out
-
-
-def max_severity(findings: Iterable[Finding]) -> Severity:
-    """Highest severity among findings (UNKNOWN when none)."""
-    return max((f.severity for f in findings), default=Severity.UNKNOWN)

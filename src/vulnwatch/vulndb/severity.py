@@ -11,6 +11,7 @@ Otherwise :attr:`Severity.UNKNOWN`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -19,7 +20,13 @@ from cvss.exceptions import CVSSError
 
 from ..model import Severity
 
+log = logging.getLogger(__name__)
+
 VECTOR_PREFERENCE = ("CVSS_V3", "CVSS_V4", "CVSS_V2")
+
+_MAX_VECTOR_LENGTH = 1024
+"""Longer strings are not scored (the longest valid CVSS v4 vector with every optional
+metric is about 250 characters)."""
 
 
 @dataclass(frozen=True)
@@ -53,22 +60,36 @@ def rating_from_score(score: float, version: int = 3) -> Severity:
 
 
 def score_vector(kind: str, vector: str) -> Rating | None:
-    """Score one ``severity[]`` entry; None when its type is not CVSS or the vector does not parse."""
+    """Score one ``severity[]`` entry; None when its type is not CVSS or the vector does not parse.
+
+    Never raises: a vector the ``cvss`` package refuses (``CVSSError``) or fails on in
+    any other way (its parsing is not specified for arbitrary strings; a bug there must
+    not stop a scan) is simply not usable, and the next source of a rating is tried.
+    """
+    if not isinstance(vector, str) or len(vector) > _MAX_VECTOR_LENGTH:
+        return None
     try:
         if kind == "CVSS_V3":
             c3 = cvss.CVSS3(vector)
             score = float(c3.scores()[0])
-            return Rating(Severity.parse(c3.severities()[0]), score, vector)
-        if kind == "CVSS_V4":
+            severity = Severity.parse(c3.severities()[0])
+        elif kind == "CVSS_V4":
             c4 = cvss.CVSS4(vector)
             score = float(c4.base_score)
-            return Rating(Severity.parse(c4.severity), score, vector)
-        if kind == "CVSS_V2":
+            severity = Severity.parse(c4.severity)
+        elif kind == "CVSS_V2":
             score = float(cvss.CVSS2(vector).scores()[0])
-            return Rating(rating_from_score(score, 2), score, vector)
-    except (CVSSError, ValueError, TypeError, KeyError, IndexError):
+            severity = rating_from_score(score, 2)
+        else:
+            return None
+    except CVSSError:
         return None
-    return None
+    except Exception:  # see above; RecursionError included
+        log.debug("cvss failed on %s vector %r", kind, vector, exc_info=True)
+        return None
+    if not 0.0 <= score <= 10.0:  # NaN or out of range: not a CVSS base score
+        return None
+    return Rating(severity, score, vector)
 
 
 def _from_vectors(entries: Any) -> Rating | None:
@@ -98,8 +119,14 @@ def _from_specific(*blocks: Any) -> Rating | None:
 
 
 def rate(record: Mapping[str, Any], affected: Mapping[str, Any] | None = None) -> Rating:
-    """Severity of ``record`` for one of its ``affected`` entries (see module doc for the order)."""
-    affected = affected or {}
+    """Severity of ``record`` for one of its ``affected`` entries (see module doc for the order).
+
+    Never raises: parts of the wrong type count as absent (:data:`UNKNOWN` at worst).
+    """
+    if not isinstance(record, Mapping):
+        record = {}
+    if not isinstance(affected, Mapping):
+        affected = {}
     return (_from_vectors(affected.get("severity"))
             or _from_vectors(record.get("severity"))
             or _from_specific(affected.get("ecosystem_specific"), affected.get("database_specific"),

@@ -2,8 +2,10 @@
 
 - :func:`import_path`: an ``all.zip`` (or any zip of OSV ``*.json``), a folder of
   ``*.json`` (searched recursively) or one ``.json`` file. Records are read and
-  stored one at a time (never the whole export in memory); invalid ones are
-  skipped and named in the report; withdrawn ones are dropped.
+  stored one at a time (never the whole export in memory); each is checked against
+  the OSV schema's types and vulnwatch's size bounds (:mod:`.schema`), and one that
+  fails (or is not JSON, or too big to read) is skipped and named in the report
+  while the others are imported; withdrawn ones are dropped.
 - :func:`update`: downloads ``<base_url>/<Ecosystem>/all.zip`` with a conditional
   GET (``If-None-Match`` / ``If-Modified-Since`` from the previous download); a
   ``304`` means unchanged and only refreshes the source's timestamp.
@@ -12,11 +14,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,11 +29,12 @@ import httpx
 
 from .index import VulnIndex
 from .interface import DEFAULT_BASE_URL, ImportReport, SourceStatus, UpdateResult, VulnDBError, ecosystem_base
+from .schema import MAX_ID_LENGTH, MAX_RECORD_BYTES, RecordError, check_record, parse_json
 
 log = logging.getLogger(__name__)
 
-_EVENT_KINDS = {"introduced", "fixed", "last_affected", "limit"}
 _MAX_SKIPPED_KEPT = 1000
+"""Invalid records named one by one in an :class:`ImportReport`; the rest are counted."""
 
 
 def _as_index(db: VulnIndex | str | os.PathLike[str]) -> tuple[VulnIndex, bool]:
@@ -41,42 +44,16 @@ def _as_index(db: VulnIndex | str | os.PathLike[str]) -> tuple[VulnIndex, bool]:
 
 
 def validate_record(record: Any) -> str | None:
-    """Why ``record`` is not a usable OSV record, or None when it is."""
-    if not isinstance(record, Mapping):
-        return "not a JSON object"
-    rid = record.get("id")
-    if not isinstance(rid, str) or not rid:
-        return "no 'id'"
-    if record.get("withdrawn"):
-        return None
-    affected = record.get("affected", [])
-    if not isinstance(affected, list):
-        return "'affected' is not a list"
-    for n, aff in enumerate(affected):
-        if not isinstance(aff, Mapping):
-            return f"affected[{n}] is not an object"
-        pkg = aff.get("package")
-        if pkg is not None and not (isinstance(pkg, Mapping) and isinstance(pkg.get("ecosystem"), str)
-                                    and isinstance(pkg.get("name"), str)):
-            return f"affected[{n}].package needs string 'ecosystem' and 'name'"
-        versions = aff.get("versions", [])
-        if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
-            return f"affected[{n}].versions is not a list of strings"
-        ranges = aff.get("ranges", [])
-        if not isinstance(ranges, list):
-            return f"affected[{n}].ranges is not a list"
-        for m, rng in enumerate(ranges):
-            if not isinstance(rng, Mapping) or not isinstance(rng.get("type"), str):
-                return f"affected[{n}].ranges[{m}] has no 'type'"
-            events = rng.get("events")
-            if not isinstance(events, list) or not events:
-                return f"affected[{n}].ranges[{m}].events is missing or empty"
-            for ev in events:
-                if not (isinstance(ev, Mapping) and len(ev) == 1 and set(ev) <= _EVENT_KINDS
-                        and isinstance(next(iter(ev.values())), str)):
-                    return (f"affected[{n}].ranges[{m}].events has {json.dumps(ev)[:80]}; each event "
-                            f"must be one of introduced/fixed/last_affected/limit")
-    return None
+    """Why ``record`` (parsed JSON) is not a usable OSV record, or None when it is.
+
+    The OSV schema's types and vulnwatch's size bounds: see :mod:`.schema`.
+    """
+    return check_record(record)
+
+
+_READ_ERRORS = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile, NotImplementedError, RuntimeError)
+"""What reading one zip member can raise: a bad CRC or truncated data, an unsupported
+compression method (``NotImplementedError``), an encrypted member (``RuntimeError``)."""
 
 
 def _read_zip(path: Path) -> Iterator[tuple[str, Any]]:
@@ -90,23 +67,53 @@ def _read_zip(path: Path) -> Iterator[tuple[str, Any]]:
             if info.is_dir() or not info.filename.endswith(".json"):
                 continue
             label = f"{path.name}:{info.filename}"
+            if info.file_size > MAX_RECORD_BYTES:
+                yield label, RecordError(f"{info.file_size} bytes, larger than {MAX_RECORD_BYTES} bytes")
+                continue
             try:
-                yield label, json.loads(z.read(info))
-            except (ValueError, zipfile.BadZipFile, OSError) as e:
-                yield label, e
+                with z.open(info) as member:
+                    data = member.read(MAX_RECORD_BYTES + 1)  # the header's size may lie
+            except _READ_ERRORS as e:
+                yield label, RecordError(f"cannot be read from the zip ({type(e).__name__}: {e})")
+                continue
+            yield label, _parse(data)
 
 
 def _read_dir(path: Path) -> Iterator[tuple[str, Any]]:
     files = [path] if path.is_file() else sorted(path.rglob("*.json"))
     for f in files:
         try:
-            yield str(f), json.loads(f.read_bytes())
-        except (ValueError, OSError) as e:
-            yield str(f), e
+            if f.stat().st_size > MAX_RECORD_BYTES:
+                yield str(f), RecordError(f"{f.stat().st_size} bytes, larger than {MAX_RECORD_BYTES} bytes")
+                continue
+            data = f.read_bytes()
+        except OSError as e:
+            yield str(f), RecordError(f"cannot be read ({e})")
+            continue
+        yield str(f), _parse(data)
+
+
+def _parse(data: bytes) -> Any:
+    try:
+        return parse_json(data)
+    except RecordError as e:
+        return e
+
+
+def _record_id(rec: Any) -> str | None:
+    """The id of a refused record when it has a usable one (a string, shortened), else None."""
+    rid = rec.get("id") if isinstance(rec, Mapping) else None
+    if not isinstance(rid, str) or not rid:
+        return None
+    return rid if len(rid) <= MAX_ID_LENGTH else rid[:MAX_ID_LENGTH] + "..."
 
 
 def read_export(path: str | os.PathLike[str]) -> Iterator[tuple[str, Any]]:
-    """``(file label, parsed JSON or the exception)`` for every ``*.json`` in a zip, folder or file."""
+    """``(file label, parsed JSON or a RecordError)`` for every ``*.json`` in a zip, folder or file.
+
+    Each file is read and parsed on its own (:func:`.schema.parse_json`): one that is too
+    large, unreadable or not JSON yields a :class:`~.schema.RecordError` in its place.
+    """
     p = Path(path)
     if not p.exists():
         raise VulnDBError(f"{p}: no such file or folder; give an OSV all.zip or a folder of OSV *.json",
@@ -144,13 +151,13 @@ def import_path(db: VulnIndex | str | os.PathLike[str], path: str | os.PathLike[
         writer = None
         try:
             for label, rec in items:
-                if isinstance(rec, Exception):
-                    reason = f"not valid JSON ({rec})"
+                if isinstance(rec, RecordError):
+                    reason = rec.reason
                 else:
                     reason = validate_record(rec)
                 if reason:
                     skipped_total += 1
-                    rid = rec.get("id") if isinstance(rec, Mapping) else None
+                    rid = _record_id(rec)
                     if len(skipped) < _MAX_SKIPPED_KEPT:
                         skipped.append((f"{label} ({rid})" if rid else label, reason))
                     log.warning("skipping OSV record %s: %s", rid or label, reason)
@@ -272,3 +279,29 @@ def stale(db: VulnIndex | str | os.PathLike[str], max_age: timedelta,
         if eco not in sources:
             out.add(eco)
     return sorted(out)
+
+
+def local_source(path: Path) -> str:
+    """The source key a local export is imported under: ``Debian`` for ``.../Debian/all.zip``,
+    ``local:<path>`` for a folder of records."""
+    return export_source(path) or f"local:{path}"
+
+
+def _newest_mtime(path: Path) -> float:
+    if path.is_dir():
+        return max((p.stat().st_mtime for p in path.rglob("*.json")), default=path.stat().st_mtime)
+    return path.stat().st_mtime
+
+
+def import_changed(db: VulnIndex, paths: Iterable[Path]) -> list[ImportReport]:
+    """Import each local export (``vulndb.imports``: the air-gapped way to feed the data) that
+    changed since it was last imported (by modification time); returns the reports of those
+    imported. Raises :class:`VulnDBError` naming a file that cannot be read."""
+    known = {s.location: s for s in db.sources()}
+    reports = []
+    for path in paths:
+        seen = known.get(str(path))
+        if seen is None or seen.imported_at.timestamp() < _newest_mtime(path):
+            reports.append(import_path(db, path, source=local_source(path), location=str(path)))
+    return reports
+

@@ -18,8 +18,8 @@ from __future__ import annotations
 from .cache import LayerCache, walk_cached
 from .contents import ExecutableReader, LayerContents, ReducerFor, WalkedFile, WalkPlan, WalkResult, Wants
 from .limits import LayerError, LayerLimits
-from .overlay import LayerStack, merge_layers, walk_layers
+from .overlay import LayerStack, walk_layers
 
 __all__ = ["ExecutableReader", "LayerCache", "LayerContents", "LayerError", "LayerLimits", "LayerStack",
-           "ReducerFor", "WalkPlan", "WalkResult", "WalkedFile", "Wants", "merge_layers", "walk_cached",
+           "ReducerFor", "WalkPlan", "WalkResult", "WalkedFile", "Wants", "walk_cached",
            "walk_layers"]

@@ -19,7 +19,7 @@ from .paths import resolve_path, under
 from .read import LayerReader
 from .source import open_layer
 
-__all__ = ["LayerStack", "MergedView", "merge_layers", "walk_layers"]
+__all__ = ["LayerStack", "MergedView", "walk_layers"]
 
 
 class MergedView:
@@ -126,16 +126,6 @@ def walk_layers(layers: Iterable[tuple[str, BinaryIO]], wants: Wants, *,
     stack = LayerStack(WalkPlan(wants, executable_reader), limits=limits)
     for layer, stream in layers:
         stack.add(layer, stream)
-    return stack.result()
-
-
-def merge_layers(contents: Iterable[LayerContents], wants: Wants, *,
-                 limits: LayerLimits | None = None) -> WalkResult:
-    """Apply layer contents (from :meth:`LayerStack.read` or a cache), bottom first, and
-    return the merged view. ``wants`` and ``limits`` must be those they were read with."""
-    stack = LayerStack(WalkPlan(wants), limits=limits)
-    for c in contents:
-        stack.apply(c)
     return stack.result()
 
 

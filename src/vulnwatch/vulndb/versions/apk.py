@@ -37,6 +37,7 @@ import re
 from functools import lru_cache
 
 from ..interface import VersionError, VersionScheme
+from ._shared import guarded
 
 # Token kinds, in apk-tools' order.
 INVALID, DIGIT_OR_ZERO, DIGIT, LETTER, SUFFIX, SUFFIX_NO, REVISION_NO, END = -1, 0, 1, 2, 3, 4, 5, 6
@@ -210,6 +211,7 @@ class ApkVersions(VersionScheme):
         self.zero_fix = zero_fix
         """True for apk-tools 2.12.12 and later (see :func:`apk_compare`)."""
 
+    @guarded
     def key(self, version: str):
         return apk_key(version, self.zero_fix)
 
@@ -338,6 +340,7 @@ class Apk3Versions(VersionScheme):
 
     name = "apk3"
 
+    @guarded
     def key(self, version: str):
         return apk3_key(version)
 

@@ -19,6 +19,7 @@ import re
 from functools import lru_cache
 
 from ..interface import VersionError, VersionScheme
+from ._shared import guarded
 
 _RUNS = re.compile(r"(\D*)(\d*)")
 _END = ((0,), 0)
@@ -76,5 +77,6 @@ class DpkgVersions(VersionScheme):
 
     name = "dpkg"
 
+    @guarded
     def key(self, version: str) -> tuple:
         return dpkg_key(version)

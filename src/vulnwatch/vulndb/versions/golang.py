@@ -35,6 +35,7 @@ import re
 from functools import lru_cache
 
 from ..interface import VersionError
+from ._shared import guarded
 from .semver import SemverVersions, semver_key
 
 _TOOLCHAIN = re.compile(r"(?P<major>\d+)(?:\.(?P<minor>\d+)(?:\.(?P<patch>\d+)|(?P<kind>alpha|beta|rc)(?P<n>\d+))?)?")
@@ -84,5 +85,6 @@ class GoVersions(SemverVersions):
     def __init__(self) -> None:
         super().__init__("Go")
 
+    @guarded
     def key(self, version: str) -> tuple:
         return go_key(version)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..interface import VersionError, VersionScheme
+from ._shared import guarded
 
 _QUALIFIERS = ("alpha", "beta", "milestone", "rc", "snapshot", "", "sp")
 _ALIASES = {"ga": "", "final": "", "release": "", "cr": "rc"}
@@ -186,5 +187,6 @@ class MavenVersions(VersionScheme):
 
     name = "maven"
 
+    @guarded
     def key(self, version: str) -> _MavenKey:
         return maven_key(version)

@@ -31,6 +31,7 @@ from functools import lru_cache
 from packaging.version import InvalidVersion, Version
 
 from ..interface import VersionError, VersionScheme
+from ._shared import guarded
 
 # runs of digits | runs of ASCII letters | "." | "-" | runs of anything else
 _LEGACY_PART = re.compile(r"\d+|[a-z]+|\.|-|[^a-z\d.-]+")
@@ -88,5 +89,6 @@ class Pep440Versions(VersionScheme):
 
     name = "pep440"
 
+    @guarded
     def key(self, version: str) -> tuple:
         return pep440_key(version)

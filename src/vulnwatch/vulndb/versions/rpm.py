@@ -24,6 +24,7 @@ import functools
 from functools import lru_cache
 
 from ..interface import VersionError, VersionScheme
+from ._shared import guarded
 
 
 def _isalnum(c: str) -> bool:
@@ -148,6 +149,7 @@ class RpmVersions(VersionScheme):
 
     name = "rpm"
 
+    @guarded
     def key(self, version: str):
         return rpm_key(version)
 

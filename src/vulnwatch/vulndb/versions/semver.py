@@ -17,6 +17,7 @@ import re
 from functools import lru_cache
 
 from ..interface import VersionError, VersionScheme
+from ._shared import guarded
 
 _SEMVER = re.compile(
     r"^v?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?"
@@ -58,5 +59,6 @@ class SemverVersions(VersionScheme):
         self.ecosystem = ecosystem
         """Ecosystem named in the :class:`VersionError` of a version that does not parse."""
 
+    @guarded
     def key(self, version: str) -> tuple:
         return semver_key(version, self.ecosystem)

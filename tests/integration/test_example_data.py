@@ -26,7 +26,7 @@ from packaging.version import InvalidVersion, Version as PyPIVersion
 
 from vulnwatch import examples
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_OSV = Path("/work/shared/data/osv")
 STATUS = "var/lib/dpkg/status"
 SITE = "usr/local/lib/python3.9/site-packages/"

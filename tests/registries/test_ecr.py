@@ -10,7 +10,7 @@ import pytest
 from vulnwatch.registries.ecr import ECRRegistry
 from vulnwatch.registries.interface import RegistryError
 
-from .conftest import OCI
+from tests.support.ecr import OCI
 
 
 def test_250_images_listed_across_real_pages(moto, pusher, proxy):

@@ -1,5 +1,4 @@
-"""Fixtures for the ECR tests: a boto3 client on the session moto_server, a paging proxy,
-and helpers to push images and inject findings."""
+"""ECR test helpers: manifests, pushing images to moto, scan-finding responses, a fake clock."""
 
 from __future__ import annotations
 
@@ -7,10 +6,6 @@ import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 
-import boto3
-import pytest
-
-from tests.support.ecr_proxy import ECRProxy
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
 
@@ -44,23 +39,6 @@ class Pusher:
         resp = self.client.put_image(repositoryName=repo, imageManifest=manifest(seed or f"{repo}:{tag}"),
                                      imageTag=tag, imageManifestMediaType=OCI)
         return resp["image"]["imageId"]["imageDigest"]
-
-
-@pytest.fixture
-def ecr(moto):
-    return boto3.client("ecr", region_name="us-east-1", endpoint_url=moto.url)
-
-
-@pytest.fixture
-def pusher(ecr):
-    return Pusher(ecr)
-
-
-@pytest.fixture
-def proxy(moto):
-    p = ECRProxy(moto.url, page_size=100)
-    yield p
-    p.close()
 
 
 def ts(dt: datetime) -> str:

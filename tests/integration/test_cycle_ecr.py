@@ -14,7 +14,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from tests.ecr.conftest import Pusher, basic_result
+from tests.support.ecr import Pusher, basic_result
 from tests.support.ecr_proxy import ECRProxy
 from tests.support.servers import free_port, start_receiver
 

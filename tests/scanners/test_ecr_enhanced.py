@@ -10,7 +10,7 @@ from vulnwatch.model import Image, Severity
 from vulnwatch.scanners.ecr import ECRScanner, map_enhanced_finding, platform_ecosystem
 from vulnwatch.scanners.interface import ScanError
 
-from .conftest import ts
+from tests.support.ecr import ts
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from vulnwatch.model import Image
-from vulnwatch.targets import (Selector, missing_repositories, resolve_repositories, select_images,
-                               select_repositories)
+from vulnwatch.targets import Selector, resolve_repositories, select_images
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 REPOS = ["base", "payments/api", "team/app", "team/web", "team/sub/deep", "tools/ci"]
@@ -19,6 +18,14 @@ def sel(name="*", include=("*",), exclude=(), newest=None, untagged=False) -> Se
 def img(digest_char: str, *tags: str, hours: float | None = 0, repo="team/app") -> Image:
     return Image(registry="prod", repository=repo, digest="sha256:" + digest_char * 64, tags=tuple(sorted(tags)),
                  pushed_at=None if hours is None else T0 + timedelta(hours=hours))
+
+
+def select_repositories(names, selectors, watch_list=None):
+    return list(resolve_repositories(names, selectors, watch_list).selected)
+
+
+def missing_repositories(names, selectors, watch_list=None):
+    return list(resolve_repositories(names, selectors, watch_list).missing)
 
 
 def names(selected):

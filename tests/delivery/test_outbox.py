@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.notify.conftest import enqueue, event, finding
+from tests.support.events import enqueue, event, finding
 from tests.support.servers import free_port
 from vulnwatch.model import Severity, utcnow
 from vulnwatch.notify.interface import Notifier

@@ -11,7 +11,7 @@ from vulnwatch.model import Finding, Image, ScanResult, Severity
 from vulnwatch.scanners.ecr import LIMIT_NOTE, ECRScanner
 from vulnwatch.scanners.interface import ScanError
 
-from .conftest import FakeClock, basic_result, ts
+from tests.support.ecr import FakeClock, basic_result, ts
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 

@@ -1,8 +1,8 @@
 import pytest
 
-from tests.notify.conftest import change, event, finding
+from tests.support.events import change, event, finding
 from vulnwatch.model import EventKind, Severity
-from vulnwatch.delivery.routing import Route, plan_deliveries, route
+from vulnwatch.delivery.routing import Route, route
 
 
 def test_default_route_passes_event_unchanged_even_without_findings():
@@ -59,10 +59,3 @@ def test_kinds_filter_and_validation():
     with pytest.raises(ValueError, match="event kind 'deleted'"):
         Route(kinds=frozenset({"deleted"}))
     assert Route(min_severity="high").min_severity is Severity.HIGH
-
-
-def test_plan_deliveries_groups_sinks_by_routed_event():
-    ev = event(added=[finding("CVE-C", Severity.CRITICAL), finding("CVE-L", Severity.LOW)])
-    plan = plan_deliveries(ev, {"all": Route(), "all2": Route(), "crit": Route(min_severity=Severity.CRITICAL),
-                                "elsewhere": Route(repositories=("nope/*",))})
-    assert [(e.id == ev.id, sinks) for e, sinks in plan] == [(True, ["all", "all2"]), (False, ["crit"])]
