@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ..diff import change_parts
-from ..model import Event, Finding, Severity
+from ..model import Event, Finding, Severity, stable_id
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "MIN_PAYLOAD_BYTES", "JsonBudget", "change_text", "check_max_payload",
            "count_parts", "cut_subject", "digest_order", "first_listed", "json_bytes", "json_size",
@@ -142,3 +142,9 @@ def cut_subject(subject: str, suffix: str, limit: int) -> str:
     if len(subject) > room:
         subject = subject[: max(0, room - 1)] + "…"
     return subject + suffix
+
+
+def digest_id(events: Sequence[Event]) -> str:
+    """The id of a digest: derived from the set of its event ids (the same events, the same id)."""
+    return stable_id("digest", sorted(e.id for e in events))
+

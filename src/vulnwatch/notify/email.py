@@ -46,7 +46,7 @@ from ._http import tls_verify_error
 from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, change_text, count_parts, cut_subject, digest_order,
                        first_listed)
 from .interface import DeliveryError, Notifier
-from .webhook import digest_id
+from ._payload import digest_id
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ import httpx
 from ..logs import reveal
 from ..model import Event, EventKind, FindingChange, stable_id
 from ._http import post_message
+from ._payload import digest_id
 from ._payload import DEFAULT_MAX_PAYLOAD_BYTES, check_max_payload, json_bytes, json_size
 from .interface import DeliveryError, Notifier
 
@@ -67,11 +68,6 @@ def cloudevent_attributes(event: Event) -> dict[str, Any]:
 def cloudevent(event: Event) -> dict[str, Any]:
     """The CloudEvents 1.0 structured-mode envelope of one event."""
     return {**cloudevent_attributes(event), "data": event.to_dict()}
-
-
-def digest_id(events: Sequence[Event]) -> str:
-    """The id of a digest: derived from the set of its event ids."""
-    return stable_id("digest", sorted(e.id for e in events))
 
 
 def digest_envelope(events: Sequence[Event], data: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from .golang import GoVersions
 from .maven import MavenVersions
 from .pep440 import Pep440Versions
 from .rpm import RpmVersions
-from .semver import SemverVersions
+from ._semver import SemverVersions
 
 DPKG = DpkgVersions()
 APK = ApkVersions("apk", zero_fix=True)

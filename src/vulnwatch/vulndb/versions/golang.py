@@ -36,7 +36,7 @@ from functools import lru_cache
 
 from ..interface import VersionError
 from ._shared import guarded
-from .semver import SemverVersions, semver_key
+from ._semver import SemverVersions, semver_key
 
 _TOOLCHAIN = re.compile(r"(?P<major>\d+)(?:\.(?P<minor>\d+)(?:\.(?P<patch>\d+)|(?P<kind>alpha|beta|rc)(?P<n>\d+))?)?")
 
@@ -58,7 +58,7 @@ def toolchain_semver(version: str) -> str | None:
 
 @lru_cache(maxsize=100_000)
 def go_key(version: str) -> tuple:
-    """Sort key, comparable with :func:`.semver.semver_key` keys; raises :class:`VersionError`."""
+    """Sort key, comparable with :func:`._semver.semver_key` keys; raises :class:`VersionError`."""
     v = version.strip()
     if v.startswith("devel"):
         raise VersionError(version, "Go", "a development toolchain (devel) has no release to compare with")

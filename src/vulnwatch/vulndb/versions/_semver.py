@@ -1,4 +1,5 @@
-"""Semantic versions (semver.org 2.0.0, section 11 precedence): npm, crates.io, Go, SEMVER ranges.
+"""Semantic versions (semver.org 2.0.0, section 11 precedence): npm, crates.io, SEMVER ranges, and the
+base of Go's scheme (``golang``) — shared, hence a ``_`` module.
 
 ``MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD]``: the three numbers compare as numbers; a
 version with a pre-release sorts before the same version without one;
