@@ -1,4 +1,5 @@
-"""``vulnwatch serve``: the dashboard and HTTP API (:mod:`vulnwatch.web`) under uvicorn."""
+"""``vulnwatch serve``: the dashboard and HTTP API (:mod:`vulnwatch.web`) under uvicorn, reached
+through :mod:`vulnwatch.web.interface` (entry points use one another only by their interface)."""
 
 from __future__ import annotations
 
@@ -20,20 +21,17 @@ def serve(
     port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="TCP port (default: web.port, 8080)."),
 ) -> None:
     """Dashboard and HTTP API over the state store (read-only; see docs/dashboard.md)."""
-    cfg = load(ctx.obj)
-    try:
-        import uvicorn
-
-        from ..web.app import create_app
-    except ImportError as e:
-        err_console.print(f"vulnwatch serve needs the web extra: pip install 'vulnwatch[web]' ({e.name} is missing)")
-        raise typer.Exit(EXIT_CONFIG)
     from ..store.interface import StoreError
+    from ..web.interface import WebUnavailable, create_app, run
 
+    cfg = load(ctx.obj)
     host = host or cfg.web.host
     port = port or cfg.web.port
     try:
         web_app = create_app(cfg)
+    except WebUnavailable as e:
+        err_console.print(str(e), highlight=False)
+        raise typer.Exit(EXIT_CONFIG)
     except StoreError as e:
         err_console.print(f"[bold red]state store error[/]\n{logs.redact(str(e))}", highlight=False)
         raise typer.Exit(EXIT_CONFIG)
@@ -42,4 +40,4 @@ def serve(
                           "the findings; set web.token or web.username/web.password", highlight=False)
     err_console.print(f"vulnwatch dashboard on http://{host}:{port}/ (state {cfg.state.display_url()}, "
                       f"{'writes enabled' if cfg.web.write_token else 'read-only'})", highlight=False)
-    uvicorn.run(web_app, host=host, port=port, log_level="warning", proxy_headers=False, server_header=False)
+    run(web_app, host, port)

@@ -4,7 +4,8 @@
 * :mod:`.service` — what the pages show, from the store's read methods;
 * :mod:`.security` — auth, CSRF, write token, response headers;
 * :mod:`.metrics` — the Prometheus text format;
-* :mod:`.charts` — sparklines; ``static/charts.js`` draws the larger charts.
+* :mod:`.charts` — sparklines; ``static/charts.js`` draws the larger charts;
+* :mod:`.interface` — what the CLI uses: make the app, run it (loads FastAPI only then).
 
 See ``docs/dashboard.md``.
 """
