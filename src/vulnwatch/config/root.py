@@ -14,6 +14,7 @@ from .registries import ArchiveRegistryConfig, EcrRegistryConfig, OciRegistryCon
 from .state import StateConfig
 from .types import Model
 from .vulndb import LayerCacheConfig, VulnDBConfig
+from .web import WebConfig
 
 __all__ = ["Config"]
 
@@ -33,6 +34,8 @@ class Config(Model):
     """Vulnerability data for the built-in scanner."""
     layer_cache: LayerCacheConfig = Field(default_factory=LayerCacheConfig)
     """Per-layer cache of the built-in scanner."""
+    web: WebConfig = Field(default_factory=WebConfig)
+    """The dashboard and HTTP API of ``vulnwatch serve``."""
 
     _source: Path | None = PrivateAttr(default=None)
 
