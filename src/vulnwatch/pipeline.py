@@ -206,10 +206,11 @@ class LeaseKeeper:
                 self._held[lease.name] = lease
 
     def drop(self, *leases: Lease) -> None:
+        """Stop renewing these (a renewed copy has the same name and token)."""
         with self._lock:
             for lease in leases:
-                if self._held.get(lease.name) == lease or (
-                        lease.name in self._held and self._held[lease.name].token == lease.token):
+                held = self._held.get(lease.name)
+                if held is not None and held.token == lease.token:
                     del self._held[lease.name]
 
     def _run(self) -> None:

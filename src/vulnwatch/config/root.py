@@ -15,6 +15,7 @@ from .service import ServiceSettings
 from .state import StateConfig
 from .types import Model
 from .vulndb import LayerCacheConfig, VulnDBConfig
+from .web import WebConfig
 
 __all__ = ["Config"]
 
@@ -34,6 +35,8 @@ class Config(Model):
     """Vulnerability data for the built-in scanner."""
     layer_cache: LayerCacheConfig = Field(default_factory=LayerCacheConfig)
     """Per-layer cache of the built-in scanner."""
+    web: WebConfig = Field(default_factory=WebConfig)
+    """The dashboard and HTTP API of ``vulnwatch serve``."""
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     """The daemon (``vulnwatch watch``): schedule, leases on the store, health endpoint."""
 

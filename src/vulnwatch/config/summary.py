@@ -79,6 +79,9 @@ def config_summary(cfg: Config) -> list[str]:
         if getattr(s, "verify_tls", True) is False:
             text += ", TLS NOT VERIFIED"
         lines.append(text)
+    w = cfg.web
+    lines.append(f"web: {w.host}:{w.port}, {'auth required' if w.auth_required else 'no auth'}, "
+                 f"{'writes enabled' if w.write_token else 'read-only'}")
     sv = cfg.service
     when = f"cron '{sv.cron}' (UTC)" if sv.cron else f"every {format_duration(sv.interval)}"
     health = f"health on {sv.health_host}:{sv.health_port}" if sv.health_port else "no health endpoint"
