@@ -135,21 +135,34 @@ class Schedule:
         return self.next_after(start) - start
 
 
+def _process_space() -> str:
+    """A short name for the space this process's pid lives in: the kernel boot and the pid
+    namespace (two containers of one host, or two hosts of one name, differ). Empty when unknown."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return hashlib.sha256(f"{boot}/{pidns}".encode()).hexdigest()[:8]
+
+
 def new_holder() -> str:
-    """A lease holder name unique to this process: ``host:pid:nonce``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A lease holder name unique to this process: ``host:pid:nonce:space``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_process_space()}"
 
 
 def holder_is_dead(holder: str) -> bool:
-    """True when ``holder`` names a process of this machine that no longer runs (it crashed):
-    its lease may be taken over before it expires. False when unsure (another machine, a
-    process that runs, no permission to tell)."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+    """True when ``holder`` names a process of this machine's pid space that no longer runs (it
+    crashed): its lease may be taken over before it expires. False when unsure (another machine
+    or container, a process that runs, no permission to tell)."""
+    parts = holder.split(":")
+    if len(parts) != 4 or not parts[3] or not parts[1].isdigit():
+        return False
+    host, pid, _nonce, space = parts
+    if host != socket.gethostname() or space != _process_space() or int(pid) == os.getpid():
         return False
     try:
-        os.kill(int(pid_text), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
     except OSError:

@@ -104,17 +104,22 @@ def test_the_lease_is_renewed_while_a_long_cycle_runs(store):
 
 
 def test_a_dead_holder_on_this_machine_is_taken_over_at_once(store):
-    import socket
     import subprocess
+
+    from vulnwatch.pipeline import new_holder
 
     dead = subprocess.Popen(["true"])
     dead.wait()
-    store.acquire_lease("cycle", f"{socket.gethostname()}:{dead.pid}:gone", timedelta(hours=1))
+    host, _pid, nonce, space = new_holder().split(":")
+    store.acquire_lease("cycle", f"{host}:{dead.pid}:{nonce}:{space}", timedelta(hours=1))
     pipeline = Pipeline(store, [Watch(Listed(images(1)), Scripted())])
     assert pipeline.run_cycle(lease=CycleLease(ttl=TTL)).scanned == 1
-    store.acquire_lease("cycle", "elsewhere:1:alive", timedelta(hours=1))       # another machine: waits
-    with pytest.raises(LeaseHeld):
-        pipeline.run_cycle(lease=CycleLease(ttl=TTL))
+    for other in (f"elsewhere:{dead.pid}:{nonce}:{space}",             # another machine
+                  f"{host}:{dead.pid}:{nonce}:0000beef"):              # another container: pids differ
+        store.acquire_lease("cycle", other, timedelta(hours=1))
+        with pytest.raises(LeaseHeld):
+            pipeline.run_cycle(lease=CycleLease(ttl=TTL))
+        store.release_lease(store.lease("cycle"))
 
 
 # -- through the CLI -----------------------------------------------------------------------------

@@ -191,3 +191,13 @@ def test_the_interface_says_what_a_store_without_leases_lacks():
         kwargs = {"limit": 1} if name == "claim_leases" else {}
         with pytest.raises(NotImplementedError, match="does not support"):
             method(object(), *args, **kwargs)
+
+
+def test_take_over_frees_only_the_named_holder(store):
+    held = store.acquire_lease("cycle", "host:1:a:s", TTL)
+    with pytest.raises(LeaseHeld):
+        store.acquire_lease("cycle", "host:2:b:s", TTL, take_over="host:9:someone-else:s")
+    taken = store.acquire_lease("cycle", "host:2:b:s", TTL, take_over="host:1:a:s")
+    assert taken.token == held.token + 1 and store.lease("cycle").holder == "host:2:b:s"
+    with store.fenced(held), pytest.raises(LeaseLost):
+        store.mark_checked([result().image.key], T0)
