@@ -49,7 +49,8 @@ class Recorder:
         self.accepted: list[tuple[str, dict]] = []
         self.refused = 0
         self.victim: int | None = None
-        self.victim_path = ""
+        self.victim_path: str | None = None
+        """Kill on accepting a body at this path (None: at any)."""
         self.killed_on_accept = 0
         self.fail_rate = fail_rate
         self.rng = random.Random(seed)
@@ -71,7 +72,7 @@ class Recorder:
                         rec.refused += 1
                     else:
                         rec.accepted.append((self.path, json.loads(body)))
-                        if rec.victim is not None and self.path == rec.victim_path:
+                        if rec.victim is not None and rec.victim_path in (None, self.path):
                             os.kill(rec.victim, signal.SIGKILL)
                             rec.victim = None
                             rec.killed_on_accept += 1
@@ -142,6 +143,7 @@ service: {{lease_ttl: 5s}}
         return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 
     nxt = start()
+    typical = 1.5      # seconds a run takes once it is the current one (learnt from finished runs)
     try:
         # Two processes at a time, as overlapping cron runs: the next one starts (and waits for
         # the store's lease) while the current one works; when that is killed, the next takes
@@ -151,17 +153,15 @@ service: {{lease_ttl: 5s}}
             write_variant(osv, seed)
             proc, nxt = nxt, None
             nxt = start()
+            became_current = time.monotonic()
             how = rng.random()
-            if how < 0.1:                     # now and then a run is left to finish
-                _, err = proc.communicate(timeout=60)
-                assert proc.returncode in (0, 1), err.decode()[-2000:]
-                finished += 1
-                continue
-            if how < 0.55:                    # killed as a sink accepts its message
-                rec.victim, rec.victim_path = proc.pid, rng.choice(["/each", "/digest"])
-                timeout = 30.0
-            else:                             # killed at a random point
-                timeout = rng.uniform(0.6, 1.9)
+            if how < 0.06:                    # now and then a run is left to finish
+                timeout = 60.0
+            elif how < 0.5:                   # killed as a sink accepts a message
+                rec.victim, rec.victim_path = proc.pid, rng.choice(["/each", "/digest", None])
+                timeout = 60.0
+            else:                             # killed at a random point of its run
+                timeout = rng.uniform(0.1, 1.0) * typical
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -173,6 +173,7 @@ service: {{lease_ttl: 5s}}
             else:
                 assert proc.returncode in (0, 1), proc.stderr.read().decode()[-2000:]
                 finished += 1
+                typical = 0.7 * typical + 0.3 * (time.monotonic() - became_current)
             proc.stderr.close()
         nxt.send_signal(signal.SIGKILL)
         nxt.wait()
