@@ -18,10 +18,10 @@ from .model import Event, Image, ScanResult, utcnow
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
-from .registries.interface import Registry, RegistryError
+from .registries.interface import CatalogUnavailableError, Registry, RegistryError, RepositoryNotFoundError
 from .scanners.interface import ScanError, Scanner, ScanResources
 from .store.interface import Store, StoreConflict
-from .targets import TargetError, resolve_repositories, select_images
+from .targets import TargetError, plan_repositories, select_images  # TargetError: for callers of build_watches
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ class CycleReport:
     """What the dispatcher did at the end of the cycle (None if delivery was skipped)."""
     notes: tuple[str, ...] = ()
     """Remarks worth showing (quota reached, stale data, ...)."""
+    warnings: tuple[Failure, ...] = ()
+    """Things to fix that did not fail the cycle: a configured repository the registry does not
+    have (deleted, or a typo), named by ``target``."""
 
     @property
     def ok(self) -> bool:
@@ -84,16 +87,21 @@ class Sink:
 
 
 class RoutedNotifier(Notifier):
-    """Applies a sink's :class:`Route` to each event before sending (the outbox keeps whole events)."""
+    """Applies a sink's :class:`Route` to each event before sending (the outbox keeps whole events).
+    ``on_sent(n)`` is told of every send attempt of ``n`` events (for progress: Slack is paced)."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, on_sent: Callable[[int], None] | None = None) -> None:
         self.sink = sink
         self.name = sink.notifier.name
+        self._on_sent = on_sent or (lambda n: None)
 
     def send(self, events: Sequence[Event]) -> None:
         routed = [e for e in (route(ev, self.sink.route) for ev in events) if e is not None]
-        if routed:
-            self.sink.notifier.send(routed)
+        try:
+            if routed:
+                self.sink.notifier.send(routed)
+        finally:
+            self._on_sent(len(events))
 
     def close(self) -> None:
         self.sink.notifier.close()
@@ -118,29 +126,47 @@ class Pipeline:
         and the advisory-data operations."""
         self.advisory_base_url = advisory_base_url
         self.progress = progress or (lambda stage, done, total: None)
+        self._sent = 0
         self.dispatcher = Dispatcher(
-            store, {s.notifier.name: RoutedNotifier(s) for s in self.sinks},
+            store, {s.notifier.name: RoutedNotifier(s, self._delivered) for s in self.sinks},
             max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
             modes={s.notifier.name: s.route.mode for s in self.sinks})
 
     # -- selection -------------------------------------------------------------------------
-    def targets(self, watch: Watch, failures: list[Failure]) -> list[Image]:
-        """The images of one watch, after repository and tag selection."""
+    def targets(self, watch: Watch, failures: list[Failure], warnings: list[Failure] | None = None) -> list[Image]:
+        """The images of one watch, after repository and tag selection. Repositories named exactly
+        (selectors without globs, watch-list entries) are asked for their images directly; only
+        globs need the registry to list its repositories. A named repository the registry does
+        not have is a warning (in ``warnings``), not a failure."""
         reg = watch.registry
-        try:
-            selection = resolve_repositories(reg.repositories(), watch.selectors, watch.watch_list)
-        except (RegistryError, TargetError) as e:
-            failures.append(Failure(reg.name, str(e), type(e).__name__))
-            return []
-        for repo in selection.missing:
-            failures.append(Failure(f"{reg.name}/{repo}", "repository not found in the registry "
-                                    "(named in the config or watch list)", "RepositoryNotFound"))
+        plan = plan_repositories(watch.selectors, watch.watch_list)
+        listed: list[str] = []
+        if plan.needs_listing:
+            try:
+                listed = list(reg.repositories())
+            except CatalogUnavailableError as e:
+                globs = ", ".join(repr(s.name) for s in plan.globs)
+                failures.append(_failure(reg.name, f"{e.reason}; the glob selector(s) {globs} need that list: "
+                                         "name the repositories exactly (repositories: [{name: team/app}]) or "
+                                         "give a watch_list", "CatalogUnavailable"))
+            except RegistryError as e:
+                failures.append(_failure(reg.name, _reason(e, reg.name), type(e).__name__))
+                return []
         images: list[Image] = []
-        for repo, selector in selection.selected:
+        for repo, selector in plan.select(listed):
+            target = f"{reg.name}/{repo}"
             try:
                 images.extend(select_images(reg.images(repo), selector))
+            except RepositoryNotFoundError as e:
+                where = "watch list" if watch.watch_list is not None else "configuration"
+                if warnings is None:
+                    failures.append(_failure(target, _reason(e, target), "RepositoryNotFound"))
+                else:
+                    warnings.append(_failure(target, f"{_reason(e, target)}; named in the {where}: "
+                                             "remove it there or fix the name", "RepositoryNotFound",
+                                             kind="warning"))
             except RegistryError as e:
-                failures.append(Failure(f"{reg.name}/{repo}", str(e), "RegistryError"))
+                failures.append(_failure(target, _reason(e, target), "RegistryError"))
         return images
 
     # -- recording -------------------------------------------------------------------------
@@ -189,12 +215,13 @@ class Pipeline:
     # -- the cycle -------------------------------------------------------------------------
     def run_cycle(self, *, deliver: bool = True) -> CycleReport:
         failures: list[Failure] = []
+        warnings: list[Failure] = []
         events: list[Event] = []
         notes: dict[str, list[str]] = {}      # note -> the images it was said of
         selected = 0
         scanned = 0
         for watch in self.watches:
-            images = self.targets(watch, failures)
+            images = self.targets(watch, failures, warnings)
             selected += len(images)
             statuses = self.store.images()
             failing = {st.image.key for st in statuses if st.last_error}
@@ -212,10 +239,8 @@ class Pipeline:
                 done += 1
                 self.progress("scan", done, len(images))
                 if isinstance(outcome, ScanError):
-                    failures.append(Failure(str(image), str(outcome), outcome.code))
+                    failures.append(_failure(str(image), _reason(outcome, str(image)), outcome.code))
                     self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
-                    log.warning("scan failed", extra={"image": str(image), "code": outcome.code,
-                                                      "error": str(outcome)})
                     continue
                 try:
                     event = self.record(outcome, previous.get(image.key), has_error=image.key in failing)
@@ -232,7 +257,8 @@ class Pipeline:
             self.store.mark_checked(checked, utcnow())
         delivery = self.deliver() if deliver else None
         return CycleReport(images=selected, scanned=scanned, events=tuple(events),
-                           failures=tuple(failures), delivery=delivery, notes=_grouped(notes))
+                           failures=tuple(failures), delivery=delivery, notes=_grouped(notes),
+                           warnings=tuple(warnings))
 
     # -- the advisory data and re-matching -----------------------------------------------
     def _resources(self) -> ScanResources:
@@ -299,8 +325,14 @@ class Pipeline:
         index = self._resources().vulndb
         return index.sources(), index.count(), index.path
 
+    def _delivered(self, n: int) -> None:
+        self._sent += n
+        self.progress("deliver", self._sent, 0)
+
     def deliver(self) -> DispatchReport:
-        """Deliver whatever is due in the outbox (this cycle's events and earlier retries)."""
+        """Deliver whatever is due in the outbox (this cycle's events and earlier retries);
+        ``progress("deliver", events sent so far, 0)`` after each message."""
+        self._sent = 0
         return self.dispatcher.dispatch()
 
     def close(self) -> None:
@@ -311,6 +343,23 @@ class Pipeline:
             s.notifier.close()
         if self.resources is not None:
             self.resources.close()
+
+
+def _reason(error: Exception, target: str) -> str:
+    """The error's message without the target it starts with (the failure names it already)."""
+    reason = getattr(error, "reason", None)
+    text = reason if isinstance(reason, str) and reason else str(error)
+    while text.startswith(f"{target}: "):
+        text = text[len(target) + 2:]
+    return text
+
+
+def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Failure:
+    """A :class:`Failure` (or warning), logged with its fields (``event``, ``target``, ``code``,
+    ``error``) at INFO only: the caller presents the report's failures and warnings (the CLI
+    prints them, as JSON objects with ``--log-format json``)."""
+    log.info("%s %s: %s", kind, target, error, extra={"event": kind, "target": target, "code": code, "error": error})
+    return Failure(target, error, code)
 
 
 def _grouped(notes: dict[str, list[str]]) -> tuple[str, ...]:

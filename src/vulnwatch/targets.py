@@ -1,6 +1,13 @@
 """Which repositories and images to watch: pure selection, plus loading watch lists.
 
 Repositories (per registry)
+    :func:`plan_repositories` says which repositories are known without asking the registry:
+    names given exactly (a selector without glob characters, or every watch-list entry) go
+    straight to the registry's image listing (``tags/list``), so that registries that do not list
+    their repositories (GHCR, Docker Hub, GitLab, Harbor robot accounts answer 404 or 401 to
+    ``/v2/_catalog``) work; only glob selectors without a watch list need the registry's list
+    (:attr:`RepositoryPlan.globs`), and :meth:`RepositoryPlan.select` adds what they take from it.
+
     :func:`resolve_repositories` applies the registry's selectors and optional watch list to the
     names the registry lists:
 
@@ -37,8 +44,8 @@ from fnmatch import fnmatchcase
 
 from .model import Image
 
-__all__ = ["RepositorySelection", "Selector", "TargetError", "is_glob", "load_watch_list", "resolve_repositories",
-           "select_images"]
+__all__ = ["RepositoryPlan", "RepositorySelection", "Selector", "TargetError", "is_glob", "load_watch_list",
+           "plan_repositories", "resolve_repositories", "select_images"]
 
 
 def is_glob(pattern: str) -> bool:
@@ -223,6 +230,58 @@ def resolve_repositories(all_names: Iterable[str], selectors: Sequence[Selector]
 
     missing = (set(exact) | (wanted or set())) - present
     return RepositorySelection(tuple(selected), tuple(sorted(missing)))
+
+
+@dataclass(frozen=True)
+class RepositoryPlan:
+    """How to find one registry's repositories: the names known exactly, and the globs that
+    need the registry to list its repositories."""
+
+    direct: tuple[tuple[str, Selector], ...]
+    """(repository name, its selector) for every name known without listing: exact selectors,
+    or, with a watch list, every entry a selector takes. Sorted by name."""
+    globs: tuple[Selector, ...]
+    """Glob selectors that need the registry's list of repositories (file order); empty when
+    every name is known (only exact selectors, or a watch list)."""
+
+    @property
+    def needs_listing(self) -> bool:
+        """True when the registry must list its repositories (``/v2/_catalog``)."""
+        return bool(self.globs)
+
+    def select(self, listed: Iterable[str] = ()) -> tuple[tuple[str, Selector], ...]:
+        """The direct names, plus the ``listed`` names the globs take (a name known exactly keeps
+        its own selector; otherwise the first matching glob applies). Sorted by name."""
+        chosen = dict(self.direct)
+        for name in sorted(set(listed)):
+            if name in chosen:
+                continue
+            sel = next((s for s in self.globs if s.matches(name)), None)
+            if sel is not None:
+                chosen[name] = sel
+        return tuple(sorted(chosen.items()))
+
+
+def plan_repositories(selectors: Sequence[Selector], watch_list: Iterable[str] | None = None) -> RepositoryPlan:
+    """Which repositories ``selectors`` (``[]`` = every repository) and ``watch_list`` (None = no
+    watch list) name exactly, and which globs need the registry's list. With a watch list every
+    name is known: each entry takes the selector with its exact name, else the first matching
+    glob, else it is not watched. A name that turns out not to exist is the registry's to say
+    (its image listing answers "not found")."""
+    sels = list(selectors) or [Selector()]
+    exact: dict[str, Selector] = {}
+    for s in sels:
+        if s.is_exact:
+            exact.setdefault(s.name, s)
+    globs = tuple(s for s in sels if not s.is_exact)
+    if watch_list is None:
+        return RepositoryPlan(tuple(sorted(exact.items())), globs)
+    direct = {}
+    for name in watch_list:
+        sel = exact.get(name) or next((s for s in globs if s.matches(name)), None)
+        if sel is not None:
+            direct.setdefault(name, sel)
+    return RepositoryPlan(tuple(sorted(direct.items())), ())
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 
 from . import monitor, scan  # noqa: F401  (register run, status, events, check-config; scan, db)
-from .app import app
+from .app import EXIT_INTERRUPTED, app
 
 
 def main() -> None:
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 __all__ = ["app", "main"]
