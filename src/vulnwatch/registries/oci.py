@@ -266,8 +266,10 @@ class OCIRegistry(Registry):
         challenge = parse_challenge(resp.headers.get("www-authenticate", ""))
         status = resp.status_code
         if status in (403, 404, 405) or (status == 401 and challenge is not None and challenge.scheme == "bearer"):
+            why = (f": the token server did not grant {scope} to {self.auth._creds_desc()}" if status == 401
+                   else "")
             return CatalogUnavailableError(
-                f"the registry does not list its repositories (GET /v2/_catalog answered {status}); "
+                f"the registry does not list its repositories (GET /v2/_catalog answered {status}{why}); "
                 "GHCR, Docker Hub, GitLab and Harbor robot accounts never do", **where)
         return err
 
