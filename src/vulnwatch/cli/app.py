@@ -24,14 +24,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from .. import __version__, logs
-from ..config import Config, ConfigError, load_config
 from .common import State, report
+
+if TYPE_CHECKING:  # the config (pydantic) loads when a verb reads it, not for --help
+    from ..config import Config, ConfigError
 
 log = logging.getLogger("vulnwatch.cli")
 
@@ -177,6 +179,8 @@ def load(state: State, sections: Collection[str] | None = None) -> Config:
     ``sections`` are the top-level sections the verb uses (None: all, as ``run`` and
     ``check-config``): problems elsewhere, such as a ``${SLACK_URL}`` that is not set, do not stop
     a verb that only reads the state."""
+    from ..config import ConfigError
+
     try:
         return load_or_raise(state, sections)
     except ConfigError as e:
@@ -188,6 +192,8 @@ def load_or_raise(state: State, sections: Collection[str] | None = None) -> Conf
     if state.config is not None and (state.sections is None or (sections is not None
                                                                 and set(sections) <= set(state.sections))):
         return state.config
+    from ..config import Config, load_config
+
     path = find_config(state.config_path)
     cfg = load_config(path, sections=sections) if path else Config.default()
     from ..build import register_config_secrets

@@ -70,6 +70,7 @@ class State:
     """The loaded :class:`~vulnwatch.config.Config`, once :func:`~.app.load` ran."""
     sections: Any = None
     """The sections that configuration was loaded with (None: all)."""
+    _first_line: float | None = field(default=None, repr=False)
     _last_line: float = field(default=0.0, repr=False)
 
     @property
@@ -82,12 +83,15 @@ class State:
         return self.log_format == "text" and not self.quiet and consoles.err.is_terminal
 
     def progress_line(self, text: str, every: float = 5.0) -> None:
-        """A progress line on standard error for a log that is no terminal (a CI job): at most one
-        per ``every`` seconds; none with ``-q`` or JSON logs (see :func:`report`)."""
+        """A progress line on standard error for a log that is no terminal (a CI job): once the
+        stage has taken ``every`` seconds, then at most one per ``every`` seconds; none with ``-q``.
+        (With JSON logs it is an ``info`` object, ``event: progress``.)"""
         if self.quiet or self.interactive:
             return
         now = time.monotonic()
-        if now - self._last_line < every:
+        if self._first_line is None:
+            self._first_line = now              # a short stage prints nothing
+        if now - self._first_line < every or now - self._last_line < every:
             return
         self._last_line = now
         report(self, "info", "progress", text)

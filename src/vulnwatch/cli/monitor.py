@@ -9,7 +9,6 @@ from typing import Optional
 
 import typer
 
-from ..config import ConfigError
 from .app import (EXIT_CONFIG, EXIT_ERROR, EXIT_FAILURES, EXIT_OK, app, config_error, config_option, exit_codes,
                   fail, find_config, load, load_or_raise, option, quiet_option, verb_state, TableOrJson)
 from .common import consoles, counts_text, report, stdout_is_terminal
@@ -72,6 +71,7 @@ def run(
 ) -> None:
     """One cycle: list -> scan -> collect -> diff -> outbox -> deliver."""
     from ..build import build_pipeline
+    from ..config import ConfigError
     from ..diff import summarize
     from ..pipeline import TargetError
 
@@ -254,7 +254,7 @@ def check_config(
 ) -> None:
     """Validate the config (every section, every problem at once, paths that must exist) and show
     what it watches (secrets hidden)."""
-    from ..config import check_config as file_checks, config_summary
+    from ..config import ConfigError, check_config as file_checks, config_summary
 
     state = verb_state(ctx, config, quiet)
     source = find_config(state.config_path)
