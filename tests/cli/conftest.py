@@ -23,13 +23,13 @@ class Home:
     archive: Path
 
     def config(self, body: str = "", *, registries: str | None = None, notifications: str | None = None,
-               name: str = "vulnwatch.yaml") -> Path:
+               state: str | None = None, name: str = "vulnwatch.yaml") -> Path:
         """Write a config (``body`` appended; registries default to the example archive)."""
         if registries is None:
             registries = f"  - {{name: local, type: archive, path: {self.archive}}}"
         if notifications is None:
             notifications = "  - {name: out, type: console}"
-        text = (f"state: {{path: {self.path / 'state.db'}}}\n"
+        text = (f"state: {{path: {state or self.path / 'state.db'}}}\n"
                 f"vulndb:\n  path: {self.path / 'osv.db'}\n  imports: [{OSV_DIR / 'Debian'}, {OSV_DIR / 'PyPI'}]\n"
                 f"registries:\n{registries}\nnotifications:\n{notifications}\n" + textwrap.dedent(body))
         cfg = self.path / name

@@ -60,7 +60,7 @@ def _oci(url: str, repositories: str, extra: str = "") -> str:
 def test_exact_names_go_straight_to_tags_list(home, no_catalog):
     # Before: "failed lab: listing repositories (/v2/_catalog) failed: HTTP 404", 0 images.
     cfg = home.config(registries=_oci(no_catalog.url, "[{name: team/webapp}]"))
-    r = vw("run", "--format", "json", "-c", cfg)
+    r = vw("-c", cfg, "run", "--format", "json")
     out = json.loads(r.stdout)
     assert r.exit_code == 0, r.output
     assert (out["images"], out["scanned"], out["failures"]) == (1, 1, [])
@@ -72,7 +72,7 @@ def test_exact_names_go_straight_to_tags_list(home, no_catalog):
 
 def test_a_glob_without_a_catalog_is_a_clear_error_and_exact_names_still_run(home, no_catalog):
     cfg = home.config(registries=_oci(no_catalog.url, '[{name: "team/*"}, {name: team/webapp}]'))
-    r = vw("run", "-c", cfg)
+    r = vw("-c", cfg, "run")
     assert r.exit_code == 1
     assert "1 images selected, 1 scanned" in r.stdout                       # the exact name was scanned
     [line] = [ln for ln in r.stderr.splitlines() if "failed lab" in ln]
@@ -84,20 +84,20 @@ def test_a_glob_without_a_catalog_is_a_clear_error_and_exact_names_still_run(hom
 def test_a_watch_list_needs_no_catalog(home, no_catalog):
     (home.path / "watch.json").write_text('["team/webapp"]')
     cfg = home.config(registries=_oci(no_catalog.url, '[{name: "team/*"}]', "    watch_list: watch.json\n"))
-    r = vw("run", "--format", "json", "-c", cfg)
+    r = vw("-c", cfg, "run", "--format", "json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["scanned"] == 1
 
 
 def test_a_configured_repository_that_does_not_exist_is_a_warning(home, no_catalog):
     cfg = home.config(registries=_oci(no_catalog.url, "[{name: team/webapp}, {name: team/gone}]"))
-    r = vw("run", "-c", cfg)
+    r = vw("-c", cfg, "run")
     assert r.exit_code == 0, r.output                                       # not a failed run
     assert "1 scanned, 1 change events, 0 failures, 1 warnings" in r.stdout
     [line] = [ln for ln in r.stderr.splitlines() if "team/gone" in ln]
     assert line.strip().startswith("warning lab/team/gone: repository not found")
     assert "named in the configuration" in line
-    r = vw("run", "--format", "json", "-c", cfg)
+    r = vw("-c", cfg, "run", "--format", "json")
     out = json.loads(r.stdout)
     assert out["failures"] == [] and [w["target"] for w in out["warnings"]] == ["lab/team/gone"]
 
@@ -108,7 +108,7 @@ def test_docker_hub_like_anonymous_pulls_without_catalog(home, hub):
     try:
         cfg = home.config(registries=_oci(proxy.url, "[{name: library/webapp}]"))
         server.clear()
-        r = vw("run", "--format", "json", "-c", cfg)
+        r = vw("-c", cfg, "run", "--format", "json")
         assert r.exit_code == 0, r.output
         out = json.loads(r.stdout)
         assert out["scanned"] == 1 and out["events"][0]["repository"] == "library/webapp"
@@ -117,7 +117,7 @@ def test_docker_hub_like_anonymous_pulls_without_catalog(home, hub):
 
         # the glob: Docker Hub's 401 to the catalog is "does not list", not "wrong password"
         cfg = home.config(registries=_oci(proxy.url, '[{name: "library/*"}]'))
-        r = vw("run", "-c", cfg)
+        r = vw("-c", cfg, "run")
         assert r.exit_code == 1
         assert "does not list its repositories (GET /v2/_catalog answered 401" in r.stderr
     finally:
@@ -133,7 +133,7 @@ def test_ghcr_like_token_flow_with_a_bot_token(home, hub, monkeypatch):
         cfg = home.config(registries=_oci(proxy.url, "[{name: acme/private}, {name: library/webapp}]",
                                           "    username: bot\n    password: ${GHCR_TOKEN}\n"))
         server.clear()
-        r = vw("run", "--format", "json", "-c", cfg)
+        r = vw("-c", cfg, "run", "--format", "json")
         assert r.exit_code == 0, r.output
         out = json.loads(r.stdout)
         assert sorted(e["repository"] for e in out["events"]) == ["acme/private", "library/webapp"]
@@ -147,12 +147,12 @@ def test_ghcr_like_token_flow_with_a_bot_token(home, hub, monkeypatch):
 def test_known_catalog_less_hosts_need_exact_names_and_docker_hub_conventions(home):
     cfg = home.config(registries="""  - {name: gh, type: oci, url: https://ghcr.io, repositories: [{name: "acme/*"}]}
   - {name: hub, type: oci, url: https://docker.io, repositories: [{name: debian}, {name: bitnami/redis}]}""")
-    r = vw("check-config", "-c", cfg)
+    r = vw("-c", cfg, "check-config")
     assert r.exit_code == 2
     assert f"{cfg}:6: registries[0].repositories[0].name: glob 'acme/*': GHCR does not list its repositories" \
         in r.stderr
     cfg = home.config(registries="""  - {name: hub, type: oci, url: https://docker.io, repositories: [{name: debian}, {name: bitnami/redis}]}""")
-    r = vw("check-config", "--format", "json", "-c", cfg)
+    r = vw("-c", cfg, "check-config", "--format", "json")
     assert r.exit_code == 0, r.output
     summary = "\n".join(json.loads(r.stdout)["summary"])
     assert "registry hub (oci): https://docker.io" in summary
