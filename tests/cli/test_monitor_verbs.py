@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.cli.conftest import vw
+from vulnwatch.examples import OSV_DIR
 
 
 def test_config_is_accepted_after_the_verb(home):
@@ -32,6 +33,10 @@ def test_every_printing_verb_speaks_json_and_refuses_unknown_formats(home):
     assert any(line.startswith("registry local (archive)") for line in out["summary"])
     r = vw("-c", cfg, "db", "status", "--format", "json")
     assert r.exit_code == 0 and isinstance(json.loads(r.stdout)["sources"], list)
+    r = vw("-c", cfg, "db", "import", OSV_DIR / "PyPI", "--no-rematch", "--format", "json")
+    assert r.exit_code == 0, r.output
+    [imported] = json.loads(r.stdout)["results"]
+    assert imported["path"] == str(OSV_DIR / "PyPI") and imported["imported"] > 0
     for verb in (["status"], ["events"], ["check-config"], ["db", "status"], ["run"]):
         r = vw("-c", cfg, *verb, "-f", "yaml")                    # a table and exit 0 before
         assert r.exit_code == 2, (verb, r.output)
