@@ -23,10 +23,10 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 from vulnwatch.model import Package
 from vulnwatch.vulndb.index import VulnIndex
-from vulnwatch.vulndb.interface import Inventory
 from vulnwatch.vulndb.match import Matcher
 from vulnwatch.vulndb.sync import import_path
 
@@ -73,6 +73,13 @@ def pypi_pool(data: Path, rnd: random.Random, size: int = 400) -> list[tuple[str
     names = sorted(n for n, vs in by_name.items() if vs)
     rnd.shuffle(names)
     return [(n, sorted(by_name[n])[:6] + ["999.0"]) for n in names[:size]]
+
+
+class Inventory(NamedTuple):
+    """One synthetic image: its packages and its OS ecosystem."""
+
+    packages: tuple[Package, ...]
+    distro: str | None = None
 
 
 def build_inventories(count: int, data: Path, seed: int) -> list[Inventory]:
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
         matcher = Matcher(db)
         t0 = time.perf_counter()
-        results = matcher.match_many(inventories)
+        results = [matcher.match(inv.packages, inv.distro) for inv in inventories]
         t_match = time.perf_counter() - t0
         findings = sum(len(r) for r in results)
         db.close()

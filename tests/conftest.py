@@ -168,3 +168,24 @@ def config_error(write_config):
         return info.value
 
     return _err
+
+
+# -- a store with an outbox, and a receiver that comes up late (notify and delivery tests) --------
+
+@pytest.fixture
+def store(tmp_path):
+    """The real SQLStore on a fresh SQLite file."""
+    from vulnwatch.store.sql import SQLStore
+
+    s = SQLStore.from_path(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def late_receiver():
+    from tests.support.events import LateReceiver
+
+    lr = LateReceiver()
+    yield lr
+    lr.close()

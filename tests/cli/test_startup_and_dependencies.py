@@ -30,11 +30,14 @@ def _declared(group: str | None = None) -> set[str]:
     return {_norm(re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0]) for r in reqs}
 
 
-def _imported_distributions(folder: Path, ours: set[str]) -> set[str]:
-    """Distributions of the third-party modules imported anywhere under ``folder`` (lazy imports too)."""
+def _imported_distributions(folder: Path, ours: set[str], skip: set[str] = frozenset()) -> set[str]:
+    """Distributions of the third-party modules imported anywhere under ``folder`` (lazy imports
+    too), leaving out its subfolders named in ``skip``."""
     dists = packages_distributions()
     found: set[str] = set()
     for path in folder.rglob("*.py"):
+        if path.relative_to(folder).parts[0] in skip:
+            continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -51,12 +54,20 @@ def _imported_distributions(folder: Path, ours: set[str]) -> set[str]:
     return found
 
 
+OPTIONAL = {"web": "web"}
+"""Packages of src/vulnwatch whose imports an extra provides (``pip install 'vulnwatch[web]'``)."""
+
+
 def test_runtime_dependencies_are_what_the_code_imports():
-    imported = _imported_distributions(ROOT / "src" / "vulnwatch", {"vulnwatch"})
+    package = ROOT / "src" / "vulnwatch"
+    imported = _imported_distributions(package, {"vulnwatch"}, skip=set(OPTIONAL))
     declared = _declared()
     assert imported - declared == set(), "imported but not declared"          # packageurl-python was
     assert declared - imported == set(), "declared but never imported"        # python-debian was
     assert "python-debian" in _declared("test")                               # the tests read .deb metadata
+    for folder, extra in OPTIONAL.items():
+        needs = _imported_distributions(package / folder, {"vulnwatch"})
+        assert needs - declared - _declared(extra) == set(), f"{folder}/ imports more than [{extra}] declares"
 
 
 def _importtime(*args: str, cwd: Path) -> set[str]:

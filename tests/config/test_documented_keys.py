@@ -31,6 +31,7 @@ def documented_tables() -> list[tuple[str, list[type[BaseModel]], str]]:
     out = []
     section: list[type[BaseModel]] = []
     lead = ""
+    keys_table = False          # a table whose first column is "key" (not, say, URL parameters)
     lines = DOC.read_text().splitlines()
     for i, line in enumerate(lines):
         heading = re.match(r"^#{2,3} `([^`]+)`", line)
@@ -39,10 +40,16 @@ def documented_tables() -> list[tuple[str, list[type[BaseModel]], str]]:
             lead = heading.group(1)
             continue
         if not line.startswith("|"):
+            keys_table = False
             if line.strip():
                 lead = line
             continue
-        if re.match(r"^\|\s*(key|-)", line):
+        if re.match(r"^\|\s*-", line):
+            continue
+        if not keys_table and i > 0 and not lines[i - 1].startswith("|"):
+            keys_table = bool(re.match(r"^\|\s*key\s*\|", line))
+            continue
+        if not keys_table:
             continue
         models = next((m for k, m in LEADS.items() if k in lead), section)
         first = line.split("|")[1]

@@ -8,7 +8,6 @@ import pytest
 
 from vulnwatch.model import Package, Severity
 from vulnwatch.vulndb.index import VulnIndex
-from vulnwatch.vulndb.interface import Inventory
 from vulnwatch.vulndb.match import Matcher
 from vulnwatch.vulndb.sync import import_path
 
@@ -227,13 +226,6 @@ def test_distro_packages_use_source_name_and_version(make_matcher):
     # language ecosystems ignore source names
     m2 = make_matcher(rec("P-1", [eco_range(("introduced", "0"))], name="other"))
     assert ids(m2, "1.0", name="demo", source_name="other") == []
-
-
-def test_match_many_accepts_inventories_and_sequences(make_matcher):
-    m = make_matcher(rec("X-1", [eco_range(("introduced", "0"), ("fixed", "2.0"))]))
-    out = m.match_many([[Package("demo", "1.0", "PyPI")], Inventory((Package("demo", "3.0", "PyPI"),)), []])
-    assert [[f.vulnerability_id for f in fs] for fs in out] == [["X-1"], [], []]
-    assert m.stats.packages == 2 and m.stats.findings == 1
 
 
 # ---------------------------------------------------------------- the real exports

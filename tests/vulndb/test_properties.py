@@ -14,7 +14,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from vulnwatch.model import Package
-from vulnwatch.vulndb.index import VulnIndex, normalize_name, pack
+from vulnwatch.vulndb.index import VulnIndex, index_name, pack
 from vulnwatch.vulndb.interface import VulnDBError
 from vulnwatch.vulndb.match import Matcher
 from vulnwatch.vulndb.schema import RecordError, check_record, parse_json
@@ -146,7 +146,7 @@ def test_matcher_never_raises_on_what_an_older_index_stored(stored, packages):
                 if isinstance(pkg, dict) and isinstance(pkg.get("ecosystem"), str) and isinstance(pkg.get("name"), str):
                     versions = aff.get("versions") if isinstance(aff.get("versions"), list) else ["1.0"]
                     packages += [(pkg["ecosystem"], pkg["name"], v) for v in versions[:2] if isinstance(v, str)]
-    rows = {(eco, normalize_name(eco, name)) for eco, name, _ in packages}   # every package asks for every record
+    rows = {(eco, index_name(eco, name)) for eco, name, _ in packages}   # every package asks for every record
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "osv.db"
         VulnIndex(db_path).close()
@@ -181,7 +181,7 @@ def test_matcher_never_raises_on_what_an_older_index_stored(stored, packages):
                     continue
                 for eco, name, version in packages:
                     if eco and any((aff.get("package") or {}).get("ecosystem") == eco
-                           and normalize_name(eco, (aff.get("package") or {}).get("name", "")) == normalize_name(eco, name)
+                           and index_name(eco, (aff.get("package") or {}).get("name", "")) == index_name(eco, name)
                            and version in (aff.get("versions") or ())
                            for aff in rec.get("affected") or ()):
                         if not any(f"record {rid} cannot be evaluated" in why

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vulnwatch.vulndb.index import VulnIndex, normalize_name
+from vulnwatch.vulndb.index import VulnIndex, index_name
 from vulnwatch.vulndb.interface import VulnDBError
 from vulnwatch.vulndb.sync import export_url, import_path, stale, status, update
 
@@ -123,9 +123,9 @@ def test_failed_import_leaves_the_index_unchanged(db, tmp_path):
 
 
 def test_name_normalisation():
-    assert normalize_name("PyPI", "Zope.Interface__X") == "zope-interface-x"
-    assert normalize_name("Debian:11", "Foo") == "Foo"
-    assert normalize_name("NuGet", "Newtonsoft.Json") == "newtonsoft.json"
+    assert index_name("PyPI", "Zope.Interface__X") == "zope-interface-x"
+    assert index_name("Debian:11", "Foo") == "Foo"
+    assert index_name("NuGet", "Newtonsoft.Json") == "newtonsoft.json"
 
 
 # ---------------------------------------------------------------- update over HTTP

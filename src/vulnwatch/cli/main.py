@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from . import monitor, scan  # noqa: F401  (register run, status, events, check-config; scan, db)
+from . import serve  # noqa: F401  (register serve)
 from .app import EXIT_INTERRUPTED, app
 
 

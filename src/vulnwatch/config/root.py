@@ -14,10 +14,11 @@ from .registries import ArchiveRegistryConfig, EcrRegistryConfig, OciRegistryCon
 from .state import StateConfig
 from .types import Model
 from .vulndb import LayerCacheConfig, VulnDBConfig
+from .web import WebConfig
 
 __all__ = ["Config", "SECTIONS"]
 
-SECTIONS = ("state", "registries", "notifications", "delivery", "vulndb", "layer_cache")
+SECTIONS = ("state", "registries", "notifications", "delivery", "vulndb", "layer_cache", "web")
 """The top-level sections of the file (a command may load only those it uses)."""
 
 
@@ -36,6 +37,8 @@ class Config(Model):
     """Vulnerability data for the built-in scanner."""
     layer_cache: LayerCacheConfig = Field(default_factory=LayerCacheConfig)
     """Per-layer cache of the built-in scanner."""
+    web: WebConfig = Field(default_factory=WebConfig)
+    """The dashboard and HTTP API of ``vulnwatch serve``."""
 
     _source: Path | None = PrivateAttr(default=None)
     _file: str = PrivateAttr(default="<defaults>")

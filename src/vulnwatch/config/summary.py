@@ -79,6 +79,9 @@ def config_summary(cfg: Config) -> list[str]:
         if getattr(s, "verify_tls", True) is False:
             text += ", TLS NOT VERIFIED"
         lines.append(text)
+    w = cfg.web
+    lines.append(f"web: {w.host}:{w.port}, {'auth required' if w.auth_required else 'no auth'}, "
+                 f"{'writes enabled' if w.write_token else 'read-only'}")
     d = cfg.delivery
     lines.append(f"delivery: up to {d.max_attempts} attempts, backoff {format_duration(d.backoff_base)} "
                  f"doubling to {format_duration(d.backoff_max)}")

@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+from .dynamodb import DynamoDBStore
 from .interface import Store, StoreError
 from .sql import SQLStore
 
 STORES: dict[str, type[Store]] = {
     "sqlite": SQLStore,
     "postgresql": SQLStore,
+    "dynamodb": DynamoDBStore,   # dynamodb://TABLE?region=...&bucket=... (see store/dynamodb.py)
 }
 """URL scheme (the part before ``://``, without a ``+driver``) -> store class."""
 

@@ -13,12 +13,13 @@ import abc
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from collections.abc import Iterator
 
-from ..model import Event, Image, PackageRow, ScanResult, StoredInventory  # noqa: F401  (re-exported)
+from ..model import (Event, EventKind, Finding, Image, PackageRow, ScanResult, Severity,  # noqa: F401
+                     StoredInventory)  # PackageRow, StoredInventory: re-exported
 
 
 class StoreError(Exception):
@@ -89,6 +90,156 @@ class HistoryEntry:
     scanned_at: datetime
     recorded_at: datetime
     counts: dict[str, int]
+
+
+# --- read models of the dashboard (see the read methods at the end of Store) -----------------
+
+FLEET_SORTS: tuple[str, ...] = ("severity", "total", "critical", "high", "medium", "low", "repository",
+                                "registry", "last_scanned", "last_checked")
+"""Orders :meth:`Store.fleet` knows: ``severity`` (most critical first, then high, ...), a count
+(``total`` or one severity), a name (``repository``: registry, repository, then tags), or a time."""
+
+
+@dataclass(frozen=True)
+class FleetQuery:
+    """Which images :meth:`Store.fleet` returns, in what order, which page."""
+
+    text: str = ""
+    """Case-insensitive substring of the registry name, the repository or a tag ("" for all)."""
+    registry: str | None = None
+    """Only images of this registry (configured name)."""
+    min_severity: Severity | None = None
+    """Only images with at least one finding of this severity or worse."""
+    with_notes: bool = False
+    """Only images whose snapshot carries notes (coverage warnings: unread files, stale data)."""
+    with_errors: bool = False
+    """Only images whose last scan attempt failed."""
+    include_superseded: bool = False
+    """Also digests that every tag of theirs has moved away from (older builds; left out by default)."""
+    sort: str = "severity"
+    """One of :data:`FLEET_SORTS`."""
+    descending: bool = True
+    offset: int = 0
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class FleetImage:
+    """One row of the fleet overview."""
+
+    status: ImageStatus
+    notes: tuple[str, ...] = ()
+    """The snapshot's notes (coverage warnings)."""
+    superseded: bool = False
+    """Every tag that pointed at this digest has moved to another one."""
+
+
+@dataclass(frozen=True)
+class FleetPage:
+    total: int
+    """Images matching the query (all pages)."""
+    images: list[FleetImage]
+    """This page, in the requested order."""
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """Findings per severity over the current images of the fleet at ``at``."""
+
+    at: datetime
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Affected:
+    """One image holding a finding of a vulnerability."""
+
+    image: Image
+    finding: Finding
+    since: datetime | None
+    """Since when this digest has had the finding without a break (first scan showing it)."""
+
+
+@dataclass(frozen=True)
+class FixableGroup:
+    """Fixable findings of the current images that share vulnerability, package, version and fix."""
+
+    ecosystem: str
+    package: str
+    version: str
+    """Installed version."""
+    fixed_versions: tuple[str, ...]
+    severity: str
+    vulnerability_id: str
+    findings: int
+    """How many findings (one per image holding it)."""
+
+
+@dataclass(frozen=True)
+class FixableSummary:
+    groups: list[FixableGroup]
+    images_by_package: dict[tuple[str, str], int]
+    """(ecosystem, package) -> current images with at least one fixable finding in it."""
+
+
+@dataclass(frozen=True)
+class FixRecord:
+    """One finding fixed in a repository (a ``findings_changed`` or ``rebuild`` event's ``fixed``),
+    with the first time it was seen there since it was last fixed."""
+
+    registry: str
+    repository: str
+    vulnerability_id: str
+    ecosystem: str
+    package: str
+    first_seen: datetime | None
+    fixed_at: datetime
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Totals for ``/metrics``, over current images (superseded digests left out)."""
+
+    images: dict[str, int]
+    """Registry -> images."""
+    findings: dict[str, int]
+    """Severity name -> findings."""
+    failing: dict[str, int]
+    """Registry -> images whose last scan attempt failed."""
+    last_checked: dict[str, datetime]
+    """Registry -> the last time a cycle recorded or confirmed one of its images."""
+    deliveries: dict[str, int]
+    """Delivery status -> outbox rows."""
+    retrying: int
+    """Pending deliveries that failed at least once."""
+
+
+_SEVERITIES = [s.name for s in sorted(Severity, reverse=True)]
+
+
+def _fleet_sort_key(sort: str):
+    def key(row: FleetImage):
+        st = row.status
+        c = st.counts
+        if sort == "severity":
+            return tuple(c.get(s, 0) for s in _SEVERITIES)
+        if sort == "total":
+            return sum(c.values())
+        if sort in ("critical", "high", "medium", "low"):
+            return c.get(sort.upper(), 0)
+        if sort == "registry":
+            return (st.image.registry, st.image.repository)
+        if sort == "last_scanned":
+            return st.last_scanned_at or datetime.min.replace(tzinfo=timezone.utc)
+        if sort == "last_checked":
+            return st.last_checked_at or datetime.min.replace(tzinfo=timezone.utc)
+        return (st.image.repository, st.image.registry)
+    return key
+
+
+def bucket_width(start: datetime, end: datetime, buckets: int) -> float:
+    """Seconds per bucket so that ``start..end`` fits in ``buckets`` buckets (at least 1 ms)."""
+    return max(0.001, (end - start).total_seconds() / max(1, buckets) * 1.0001)
 
 
 class Store(abc.ABC):
@@ -182,3 +333,216 @@ class Store(abc.ABC):
 
     def close(self) -> None:
         """Release connections."""
+
+    # --- reads for the dashboard ------------------------------------------------------
+    # Not abstract: each has a default built on the methods above (correct, not fast), which a
+    # store overrides with a query of its own (SQLStore does).
+
+    @classmethod
+    def open_read_only(cls, url: str) -> "Store":
+        """Open the store at ``url`` for reading only, where the database can enforce it (the
+        default opens it as :meth:`from_url` does)."""
+        return cls.from_url(url)
+
+    def ping(self) -> None:
+        """Raise :class:`StoreError` unless the store answers (for readiness probes)."""
+        self.deliveries(limit=1)
+
+    def data_version(self) -> str | None:
+        """A value that changes whenever a scan or failure is recorded (deliveries aside), for
+        caching what is computed from snapshots, history and events; None: cannot tell."""
+        return None
+
+    def fleet(self, query: FleetQuery = FleetQuery()) -> FleetPage:
+        """One page of the watched images, filtered and sorted (the fleet overview)."""
+        if query.sort not in FLEET_SORTS:
+            raise ValueError(f"unknown sort {query.sort!r}: use one of {', '.join(FLEET_SORTS)}")
+        rows = []
+        text = query.text.lower()
+        for st in self.images():
+            img = st.image
+            superseded = not img.tags
+            if superseded and not query.include_superseded:
+                continue
+            if query.registry is not None and img.registry != query.registry:
+                continue
+            if text and text not in img.registry.lower() and text not in img.repository.lower() and not any(
+                    text in t.lower() for t in img.tags):
+                continue
+            if query.min_severity is not None and not any(
+                    n for s, n in st.counts.items() if Severity.parse(s) >= query.min_severity):
+                continue
+            if query.with_errors and not st.last_error:
+                continue
+            notes: tuple[str, ...] = ()
+            if query.with_notes:
+                snap = self.snapshot(*img.key, with_inventory=False)
+                notes = snap.notes if snap else ()
+                if not notes:
+                    continue
+            rows.append(FleetImage(st, notes, superseded))
+        rows.sort(key=lambda r: (r.status.image.repository, r.status.image.registry, r.status.image.digest))
+        rows.sort(key=_fleet_sort_key(query.sort), reverse=query.descending)   # stable: ties stay in name order
+        page = rows[query.offset:query.offset + query.limit]
+        if not query.with_notes:
+            page = [FleetImage(r.status, (s.notes if (s := self.snapshot(*r.status.image.key, with_inventory=False))
+                                          else ()), r.superseded) for r in page]
+        return FleetPage(total=len(rows), images=page)
+
+    def histories(self, keys: Sequence[tuple[str, str, str]], limit: int = 30) -> dict[tuple[str, str, str], list[HistoryEntry]]:
+        """The last ``limit`` scans of each image (``Image.key``), newest first (sparklines)."""
+        return {tuple(k): self.history(k[0], k[1], k[2], limit=limit) for k in keys}
+
+    def fleet_trend(self, since: datetime | None = None, buckets: int = 120) -> list[TrendPoint]:
+        """Findings per severity summed over the fleet's current images (by ``recorded_at``), cut
+        into ``buckets`` equal time buckets from ``since`` (or the first record) to the last one:
+        one point per bucket in which something changed, at its last change, with the totals after
+        it; what came before ``since`` is folded into a first point at ``since``. The last point is
+        what the current images hold now. (The default counts the images tagged now over their
+        whole history; SQLStore also counts a digest until its last tag moved away from it.)"""
+        changes: list[tuple[datetime, tuple[str, str, str], dict[str, int]]] = []
+        for st in self.images():
+            if not st.image.tags:
+                continue
+            for h in self.history(*st.image.key, limit=1_000_000):
+                changes.append((h.recorded_at, st.image.key, h.counts))
+        if not changes:
+            return []
+        changes.sort(key=lambda c: c[0])
+        start, end = changes[0][0], changes[-1][0]
+        if since is not None and since > start:
+            start = since
+        width = bucket_width(start, end, buckets)
+        latest: dict[tuple[str, str, str], dict[str, int]] = {}
+        total = {s: 0 for s in _SEVERITIES}
+        points: dict[int, tuple[datetime, dict[str, int]]] = {}
+        for at, key, counts in changes:
+            for s, n in latest.get(key, {}).items():
+                total[s] = total.get(s, 0) - n
+            latest[key] = counts
+            for s, n in counts.items():
+                total[s] = total.get(s, 0) + n
+            b = -1 if at < start else int((at - start).total_seconds() / width)
+            points[b] = (at if b >= 0 else start, dict(total))
+        return [TrendPoint(at, c) for _, (at, c) in sorted(points.items())]
+
+    def recent_events(self, registry: str | None = None, repository: str | None = None,
+                      digest: str | None = None, limit: int = 100) -> list[Event]:
+        """Change events, newest first; with ``digest``, also the rebuilds that moved a tag away
+        from it. The default reads them from the outbox (events without a sink are missed)."""
+        seen: dict[str, Event] = {}
+        for d in self.deliveries(limit=1_000_000):
+            ev = d.event
+            if ev.id in seen:
+                continue
+            if registry is not None and ev.image.registry != registry:
+                continue
+            if repository is not None and ev.image.repository != repository:
+                continue
+            if digest is not None and ev.image.digest != digest and ev.previous_digest != digest:
+                continue
+            seen[ev.id] = ev
+        return sorted(seen.values(), key=lambda e: e.occurred_at, reverse=True)[:limit]
+
+    def affected(self, vulnerability_id: str) -> list[Affected]:
+        """Every current image with a finding of ``vulnerability_id`` (its id or an alias)."""
+        out = []
+        for st in self.images():
+            if not st.image.tags or st.last_scanned_at is None:
+                continue
+            snap = self.snapshot(*st.image.key, with_inventory=False)
+            hits = [f for f in (snap.findings if snap else ()) if vulnerability_id in (f.vulnerability_id, *f.aliases)]
+            if hits:
+                history = self.history(*st.image.key, limit=1_000_000)
+                since = history[-1].scanned_at if history else snap.scanned_at
+                out.extend(Affected(snap.image, f, since) for f in hits)
+        return out
+
+    def fixable_summary(self) -> FixableSummary:
+        """The fixable findings of the current images, grouped for remediation planning."""
+        groups: dict[tuple, int] = {}
+        images: dict[tuple[str, str], set] = {}
+        for st in self.images():
+            if not st.image.tags or st.last_scanned_at is None:
+                continue
+            snap = self.snapshot(*st.image.key, with_inventory=False)
+            for f in snap.findings if snap else ():
+                if not f.fixable:
+                    continue
+                k = (f.ecosystem, f.package_name, f.package_version, f.fixed_versions, f.severity.name,
+                     f.vulnerability_id)
+                groups[k] = groups.get(k, 0) + 1
+                images.setdefault((f.ecosystem, f.package_name), set()).add(st.image.key)
+        return FixableSummary([FixableGroup(*k, findings=n) for k, n in groups.items()],
+                              {k: len(v) for k, v in images.items()})
+
+    def fixes(self, since: datetime) -> list[FixRecord]:
+        """Findings fixed since ``since`` in each repository, with when each was first seen there
+        (after its previous fix, if any): what mean time to remediate is computed from."""
+        events = [e for e in self.recent_events(limit=1_000_000)]
+        return fix_records(events, since)
+
+    def stats(self) -> StoreStats:
+        """Totals for metrics."""
+        images: dict[str, int] = {}
+        findings = {s: 0 for s in _SEVERITIES}
+        failing: dict[str, int] = {}
+        checked: dict[str, datetime] = {}
+        for st in self.images():
+            reg = st.image.registry
+            if st.last_error:
+                failing[reg] = failing.get(reg, 0) + 1
+            at = st.last_checked_at or st.last_scanned_at
+            if at is not None and (reg not in checked or at > checked[reg]):
+                checked[reg] = at
+            if not st.image.tags:
+                continue
+            images[reg] = images.get(reg, 0) + 1
+            for s, n in st.counts.items():
+                findings[s] = findings.get(s, 0) + n
+        deliveries = {s.value: 0 for s in DeliveryStatus}
+        retrying = 0
+        for d in self.deliveries(limit=1_000_000):
+            deliveries[d.status.value] += 1
+            retrying += d.status is DeliveryStatus.PENDING and d.attempts > 0
+        return StoreStats(images, findings, failing, checked, deliveries, retrying)
+
+    def delivery(self, delivery_id: int) -> Delivery | None:
+        """One outbox row by id, or None."""
+        return next((d for d in self.deliveries(limit=1_000_000) if d.id == delivery_id), None)
+
+
+def fix_records(events: Sequence[Event], since: datetime) -> list[FixRecord]:
+    """:class:`FixRecord` of the findings fixed at or after ``since``, from change events (any
+    order): per repository and (vulnerability, ecosystem, package), the first addition after
+    the previous fix is when it was first seen."""
+    marks: list[tuple[datetime, int, str, str, tuple[str, str, str]]] = []
+    for ev in events:
+        img = ev.image
+        for f in ev.added:
+            marks.append((ev.occurred_at, 0, img.registry, img.repository,
+                          (f.vulnerability_id, f.ecosystem, f.package_name)))
+        if ev.kind in (EventKind.FINDINGS_CHANGED, EventKind.REBUILD):
+            for f in ev.fixed:
+                marks.append((ev.occurred_at, 1, img.registry, img.repository,
+                              (f.vulnerability_id, f.ecosystem, f.package_name)))
+    return sweep_fixes(marks, since)
+
+
+def sweep_fixes(marks, since: datetime) -> list[FixRecord]:
+    """``marks``: (time, 0 added / 1 fixed, registry, repository, (vulnerability, ecosystem,
+    package)). Returns the fixes at or after ``since`` with their first-seen time."""
+    open_since: dict[tuple, datetime | None] = {}
+    out = []
+    for at, what, registry, repository, key in sorted(marks, key=lambda m: (m[0], m[1])):
+        k = (registry, repository, key)
+        if what == 0:
+            if open_since.get(k) is None:
+                open_since[k] = at
+            continue
+        if k not in open_since and at < since:
+            continue
+        first = open_since.pop(k, None)
+        if at >= since:
+            out.append(FixRecord(registry, repository, key[0], key[1], key[2], first, at))
+    return out

@@ -28,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (BigInteger, bindparam, tuple_, Column, DateTime, Integer, MetaData, String, Table, Text,
-                        and_, create_engine, event, func, or_, select, update)
+                        and_, case, cast, create_engine, event, exists, func, literal, not_, or_, select, text,
+                        type_coerce, update)
+from sqlalchemy.dialects.postgresql import JSON as PG_JSON
+from sqlalchemy.types import JSON
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, make_url
@@ -36,9 +39,12 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, utcnow
-from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store,
-                        StoreConflict, StoredInventory, StoreError)
+from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity, findings_signature,
+                     utcnow)
+from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
+                        FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, PackageRow, Store,
+                        StoreConflict, StoredInventory, StoreError, StoreStats, TrendPoint, bucket_width,
+                        sweep_fixes)
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
@@ -113,6 +119,18 @@ snapshots_t = Table(
     Column("distro", String),
     Column("notes", Text),
     Column("counts", Text),
+)
+snapshot_summary_t = Table(   # a view (migration 4): the small columns of snapshots, cheap to scan
+    "snapshot_summary", _md,
+    Column("registry", String, primary_key=True),
+    Column("repository", String, primary_key=True),
+    Column("digest", String, primary_key=True),
+    Column("scanner", String),
+    Column("scanned_at", UTCDateTime),
+    Column("recorded_at", UTCDateTime),
+    Column("state", String),
+    Column("counts", Text),
+    Column("notes", Text),
 )
 scan_history_t = Table(
     "scan_history", _md,
@@ -244,7 +262,8 @@ class SQLStore(Store):
     ``postgresql+psycopg://user:password@host:5432/db`` (``sqlite://`` is an in-memory
     database, for tests)."""
 
-    def __init__(self, url: str | URL) -> None:
+    def __init__(self, url: str | URL, *, read_only: bool = False) -> None:
+        self._read_only = read_only
         try:
             u = make_url(url)
         except ArgumentError:
@@ -263,13 +282,17 @@ class SQLStore(Store):
             else:
                 if u.drivername == "postgresql":  # psycopg 3 is the driver we ship with
                     u = u.set(drivername="postgresql+psycopg")
+                if read_only:   # every transaction of every connection is READ ONLY
+                    options = " ".join(filter(None, [u.query.get("options"),
+                                                     "-c default_transaction_read_only=on"]))
+                    u = u.update_query_dict({"options": options})
                 self._engine = create_engine(u, pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError, ImportError) as e:
             raise StoreError(f"state store {self._display}: cannot load the database driver ({e}); "
                              "for PostgreSQL install vulnwatch[postgres]") from None
         self._insert = sqlite_insert if self._sqlite else pg_insert
         try:
-            self._migrate()
+            self._check_schema() if read_only else self._migrate()
         except BaseException:
             self._engine.dispose()
             raise
@@ -277,6 +300,12 @@ class SQLStore(Store):
     @classmethod
     def from_url(cls, url: str) -> "SQLStore":
         return cls(url)
+
+    @classmethod
+    def open_read_only(cls, url: str) -> "SQLStore":
+        """SQLite: the file opened with ``mode=ro`` (it must exist); PostgreSQL: sessions with
+        ``default_transaction_read_only``. Migrations are not applied: the schema must be current."""
+        return cls(url, read_only=True)
 
     @classmethod
     def from_path(cls, path: str | Path) -> "SQLStore":
@@ -290,7 +319,15 @@ class SQLStore(Store):
     def _sqlite_engine(self, u: URL):
         database = u.database or ""
         memory = database in ("", ":memory:") or "mode=memory" in database
-        if not memory and not database.startswith("file:"):
+        read_only = self._read_only and not memory
+        if read_only:
+            if not database.startswith("file:"):
+                path = Path(database).expanduser()
+                if not path.exists():
+                    raise StoreError(f"state store {self._display}: no database file there yet; run "
+                                     "`vulnwatch run` once (or point state at the right file)")
+                u = u.set(database=f"file:{path}?mode=ro").update_query_dict({"uri": "true"})
+        elif not memory and not database.startswith("file:"):
             try:
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -308,7 +345,9 @@ class SQLStore(Store):
             cur = dbapi_conn.cursor()
             try:
                 cur.execute("PRAGMA busy_timeout = 30000")
-                if not memory:
+                if read_only:
+                    cur.execute("PRAGMA query_only = ON")
+                elif not memory:
                     cur.execute("PRAGMA journal_mode = WAL")
                     cur.execute("PRAGMA synchronous = NORMAL")
                 cur.execute("PRAGMA foreign_keys = ON")
@@ -362,6 +401,18 @@ class SQLStore(Store):
                 migration.apply(conn)
                 conn.execute(schema_migrations.insert().values(
                     version=migration.version, description=migration.description, applied_at=utcnow()))
+
+    def _check_schema(self) -> None:
+        """For a read-only store: the schema must be the one this code reads."""
+        try:
+            current = self.schema_version()
+        except StoreError as e:
+            raise StoreError(f"{e} (opened read-only: is this a vulnwatch state store?)") from None
+        if current != LATEST_VERSION:
+            raise StoreError(
+                f"state store {self._display} has schema version {current}, this vulnwatch reads version "
+                f"{LATEST_VERSION}; it is opened read-only, so it cannot be migrated here: run any other "
+                "vulnwatch command on it once (or upgrade vulnwatch if it is newer)")
 
     def schema_version(self) -> int:
         """The highest migration applied to the database."""
@@ -695,6 +746,347 @@ class SQLStore(Store):
             return sum(len(conn.execute(update(d).where(dead, d.c.id.in_(chunk)).values(**values)
                                         .returning(d.c.id)).all())
                        for chunk in _chunks(delivery_ids))
+
+    # --- reads for the dashboard ------------------------------------------------------
+    _SEVERITIES = tuple(s.name for s in sorted(Severity, reverse=True))
+
+    def _count(self, column, severity: str):
+        """The integer ``severity`` of a JSON counts column (0 when absent)."""
+        if self._sqlite:
+            return func.coalesce(func.json_extract(column, f"$.{severity}"), 0)
+        return func.coalesce(cast(cast(column, PG_JSON)[severity].astext, Integer), 0)
+
+    def _superseded(self):
+        """Every tag this image had has moved away (its tags are empty and it had some)."""
+        i, th = images_t, tag_history_t
+        return and_(i.c.tags == "[]", exists().where(
+            th.c.registry == i.c.registry, th.c.repository == i.c.repository, th.c.digest == i.c.digest))
+
+    _CURRENT_SQL = ("NOT (i.tags = '[]' AND EXISTS (SELECT 1 FROM tag_history th WHERE th.registry = i.registry "
+                    "AND th.repository = i.repository AND th.digest = i.digest))")
+
+    def ping(self) -> None:
+        with self._tx("answering a ping") as conn:
+            conn.execute(select(literal(1)))
+
+    def data_version(self) -> str | None:
+        i, s, h = images_t, snapshot_summary_t, scan_history_t
+        with self._tx("reading the data version") as conn:
+            a = conn.execute(select(func.max(s.c.recorded_at), func.count())).first()
+            b = conn.execute(select(func.max(i.c.updated_at), func.count())).first()
+            c = conn.scalar(select(func.max(h.c.id)))
+        return f"{a[0]}|{a[1]}|{b[0]}|{b[1]}|{c}"
+
+    def fleet(self, query: FleetQuery = FleetQuery()) -> FleetPage:
+        if query.sort not in FLEET_SORTS:
+            raise ValueError(f"unknown sort {query.sort!r}: use one of {', '.join(FLEET_SORTS)}")
+        i, s = images_t, snapshot_summary_t
+        joined = i.outerjoin(s, and_(s.c.registry == i.c.registry, s.c.repository == i.c.repository,
+                                     s.c.digest == i.c.digest))
+        counts = {sev: self._count(s.c.counts, sev) for sev in self._SEVERITIES}
+        conds = [or_(s.c.digest.is_not(None), i.c.last_error.is_not(None))]
+        superseded = self._superseded()
+        if not query.include_superseded:
+            conds.append(not_(superseded))
+        if query.registry is not None:
+            conds.append(i.c.registry == query.registry)
+        if query.text:
+            t = query.text.lower()
+            conds.append(or_(func.lower(i.c.registry).contains(t, autoescape=True),
+                             func.lower(i.c.repository).contains(t, autoescape=True),
+                             func.lower(i.c.tags).contains(t, autoescape=True)))
+        if query.min_severity is not None:
+            worse = [counts[sev.name] for sev in Severity if sev >= query.min_severity]
+            conds.append(sum(worse[1:], worse[0]) > 0)
+        if query.with_notes:
+            conds.append(and_(s.c.notes.is_not(None), s.c.notes != "[]"))
+        if query.with_errors:
+            conds.append(i.c.last_error.is_not(None))
+        names = [i.c.repository, i.c.registry, i.c.digest]
+        if query.sort == "severity":
+            keys = [counts[sev] for sev in self._SEVERITIES]
+        elif query.sort == "total":
+            keys = [sum(list(counts.values())[1:], counts["CRITICAL"])]
+        elif query.sort in ("critical", "high", "medium", "low"):
+            keys = [counts[query.sort.upper()]]
+        elif query.sort == "registry":
+            keys, names = [i.c.registry, i.c.repository], [i.c.digest]
+        elif query.sort == "repository":
+            keys, names = [i.c.repository, i.c.registry], [i.c.digest]
+        elif query.sort == "last_scanned":
+            keys = [s.c.scanned_at]
+        else:
+            keys = [func.coalesce(i.c.last_checked_at, s.c.scanned_at)]
+        order = [(k.desc() if query.descending else k.asc()).nulls_last() for k in keys] + [n.asc() for n in names]
+        # Two steps: the page's keys from a narrow sort (deep pages stay cheap), then their rows.
+        keyq = (select(i.c.registry, i.c.repository, i.c.digest, func.count().over().label("matching"))
+                .select_from(joined).where(*conds).order_by(*order)
+                .offset(max(0, query.offset)).limit(max(0, query.limit)))
+        with self._tx("listing the fleet") as conn:
+            keys = conn.execute(keyq).all()      # the total rides along (one pass, not a second query)
+            total = keys[0].matching if keys else (
+                conn.scalar(select(func.count()).select_from(joined).where(*conds)) if query.offset > 0 else 0)
+            found = {}
+            if keys:
+                q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
+                            i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
+                            i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts, s.c.notes,
+                            superseded.label("superseded"))
+                     .select_from(joined)
+                     .where(or_(*[and_(i.c.registry == k.registry, i.c.repository == k.repository,
+                                       i.c.digest == k.digest) for k in keys])))
+                found = {(r.registry, r.repository, r.digest): r for r in conn.execute(q)}
+        rows = [found[(k.registry, k.repository, k.digest)] for k in keys
+                if (k.registry, k.repository, k.digest) in found]
+        return FleetPage(total=total or 0, images=[FleetImage(
+            status=ImageStatus(image=self._image(r), scanner=r.scanner or r.last_error_scanner,
+                               last_scanned_at=r.scanned_at, counts=json.loads(r.counts) if r.counts else {},
+                               last_error=r.last_error, last_error_at=r.last_error_at,
+                               last_checked_at=r.last_checked_at or r.scanned_at),
+            notes=tuple(json.loads(r.notes)) if r.notes else (), superseded=bool(r.superseded)) for r in rows])
+
+    def histories(self, keys: Sequence[tuple[str, str, str]], limit: int = 30) -> dict[tuple[str, str, str], list[HistoryEntry]]:
+        h, i = scan_history_t, images_t
+        keys = list(dict.fromkeys(tuple(k) for k in keys))
+        out: dict[tuple[str, str, str], list[HistoryEntry]] = {k: [] for k in keys}
+        for n in range(0, len(keys), 100):
+            chunk = keys[n:n + 100]
+            # OR of equalities, not a tuple IN list: SQLite searches the index for each of them
+            ranked = (select(h.c.registry, h.c.repository, h.c.digest, h.c.tags, h.c.scanner, h.c.scanned_at,
+                             h.c.recorded_at, h.c.counts,
+                             func.row_number().over(partition_by=(h.c.registry, h.c.repository, h.c.digest),
+                                                    order_by=(h.c.scanned_at.desc(), h.c.id.desc())).label("rn"))
+                      .where(or_(*[and_(h.c.registry == r, h.c.repository == p, h.c.digest == d)
+                                   for r, p, d in chunk])).subquery())
+            q = (select(ranked, i.c.pushed_at, i.c.media_type, i.c.size_bytes)
+                 .select_from(ranked.outerjoin(i, and_(i.c.registry == ranked.c.registry,
+                                                       i.c.repository == ranked.c.repository,
+                                                       i.c.digest == ranked.c.digest)))
+                 .where(ranked.c.rn <= limit).order_by(ranked.c.rn))
+            with self._tx("reading histories") as conn:
+                for r in conn.execute(q):
+                    out[(r.registry, r.repository, r.digest)].append(HistoryEntry(
+                        image=self._image(r), scanner=r.scanner, scanned_at=r.scanned_at,
+                        recorded_at=r.recorded_at, counts=json.loads(r.counts)))
+        return out
+
+    def _epoch_offset(self, column: str) -> str:
+        """SQL: seconds from :start to the timestamp ``column``."""
+        if self._sqlite:
+            return f"((julianday({column}) - julianday(:start)) * 86400.0)"
+        return f"EXTRACT(EPOCH FROM ({column} - CAST(:start AS TIMESTAMP WITH TIME ZONE)))"
+
+    def _json_int(self, column: str, key: str) -> str:
+        if self._sqlite:
+            return f"COALESCE(json_extract({column}, '$.{key}'), 0)"
+        return f"COALESCE((CAST({column} AS json) ->> '{key}')::int, 0)"
+
+    def fleet_trend(self, since: datetime | None = None, buckets: int = 120) -> list[TrendPoint]:
+        sevs = self._SEVERITIES
+        with self._tx("reading the fleet trend") as conn:
+            lo, hi = conn.execute(select(func.min(scan_history_t.c.recorded_at),
+                                         func.max(scan_history_t.c.recorded_at))).first()
+            if lo is None:
+                return []
+            t_hi = conn.scalar(select(func.max(tag_history_t.c.first_seen)))
+            end = max(hi, t_hi) if t_hi is not None else hi
+            start = max(lo, since) if since is not None else lo
+            width = bucket_width(start, end, buckets)
+            cols = ", ".join(f"{self._json_int('sh.counts', sev)} AS c{n}" for n, sev in enumerate(sevs))
+            lags = ", ".join(f"c{n} - LAG(c{n}, 1, 0) OVER (PARTITION BY registry, repository, digest "
+                             f"ORDER BY at, id) AS d{n}" for n in range(len(sevs)))
+            negs = ", ".join(f"-c{n} AS d{n}" for n in range(len(sevs)))
+            sums = ", ".join(f"SUM(d{n})" for n in range(len(sevs)))
+            bucket = (f"CASE WHEN at < :start THEN -1 ELSE CAST(FLOOR({self._epoch_offset('at')} / :width) "
+                      f"AS INTEGER) END")
+            if self._sqlite:
+                bucket = (f"CASE WHEN at < :start THEN -1 ELSE CAST({self._epoch_offset('at')} / :width "
+                          f"AS INTEGER) END")
+            sql = f"""
+WITH th AS (
+  SELECT registry, repository, digest,
+         LEAD(first_seen) OVER (PARTITION BY registry, repository, tag ORDER BY first_seen, id) AS ended
+  FROM tag_history),
+ret AS (
+  SELECT registry, repository, digest, MAX(ended) AS retired_at FROM th
+  GROUP BY registry, repository, digest HAVING COUNT(ended) = COUNT(*)),
+h AS (
+  SELECT sh.registry, sh.repository, sh.digest, sh.id, sh.recorded_at AS at, ret.retired_at, {cols}
+  FROM scan_history sh LEFT JOIN ret ON ret.registry = sh.registry AND ret.repository = sh.repository
+                                    AND ret.digest = sh.digest
+  WHERE ret.retired_at IS NULL OR sh.recorded_at < ret.retired_at),
+d AS (
+  SELECT at, {lags} FROM h
+  UNION ALL
+  SELECT retired_at AS at, {negs} FROM (
+    SELECT h.*, ROW_NUMBER() OVER (PARTITION BY registry, repository, digest ORDER BY at DESC, id DESC) AS rn
+    FROM h WHERE retired_at IS NOT NULL) last_rows WHERE rn = 1)
+SELECT {bucket} AS b, MAX(at) AS at, {sums} FROM d GROUP BY 1 ORDER BY 1"""
+            rows = conn.execute(text(sql).bindparams(bindparam("start", type_=UTCDateTime),
+                                                     bindparam("width")),
+                                {"start": start, "width": width}).all()
+        out, running = [], [0] * len(sevs)
+        for r in rows:
+            running = [a + int(b or 0) for a, b in zip(running, r[2:])]
+            at = r.at
+            if isinstance(at, str):   # SQLite hands the MAX of a text column back as text
+                at = UTCDateTime().process_result_value(datetime.fromisoformat(at), self._engine.dialect)
+            out.append(TrendPoint(start if r.b == -1 else at, dict(zip(sevs, running))))
+        return out
+
+    def recent_events(self, registry: str | None = None, repository: str | None = None,
+                      digest: str | None = None, limit: int = 100) -> list[Event]:
+        e = events_t
+        q = select(e.c.id, e.c.body).order_by(e.c.created_at.desc(), e.c.id).limit(limit)
+        if registry is not None:
+            q = q.where(e.c.registry == registry)
+        if repository is not None:
+            q = q.where(e.c.repository == repository)
+        if digest is not None:
+            q = q.where(or_(e.c.digest == digest, and_(
+                e.c.kind == "rebuild", e.c.body.contains(f'"previous_digest":{_dumps(digest)}', autoescape=True))))
+        with self._tx("reading events") as conn:
+            rows = conn.execute(q).all()
+        out = []
+        for r in rows:
+            try:
+                out.append(Event.from_dict(json.loads(r.body)))
+            except (ValueError, KeyError, TypeError) as ex:
+                raise StoreError(f"state store {self._display}: cannot read event {r.id} ({ex})") from None
+        return sorted(out, key=lambda ev: ev.occurred_at, reverse=True)
+
+    def affected(self, vulnerability_id: str) -> list[Affected]:
+        s, h, i = snapshots_t, scan_history_t, images_t
+        needle = _dumps(vulnerability_id)
+        has = (func.instr if self._sqlite else func.strpos)
+        q = (select(*[c for c in self._SNAPSHOT_COLUMNS if c.name != "packages"])
+             .select_from(s.join(i, and_(i.c.registry == s.c.registry, i.c.repository == s.c.repository,
+                                         i.c.digest == s.c.digest)))
+             .where(has(s.c.findings, needle) > 0, not_(self._superseded()))
+             .order_by(s.c.registry, s.c.repository, s.c.digest))
+        out = []
+        with self._tx(f"finding the images affected by {vulnerability_id}") as conn:
+            for row in conn.execute(q).all():
+                snap = self._result(row, with_inventory=False)
+                hits = [f for f in snap.findings if vulnerability_id in (f.vulnerability_id, *f.aliases)]
+                if not hits:
+                    continue
+                flags = [has(h.c.finding_keys, _dumps(list(f.key))) > 0 for f in hits]
+                history = conn.execute(
+                    select(h.c.scanned_at, *[f.label(f"k{n}") for n, f in enumerate(flags)])
+                    .where(h.c.registry == row.registry, h.c.repository == row.repository,
+                           h.c.digest == row.digest)
+                    .order_by(h.c.scanned_at.desc(), h.c.id.desc())).all()
+                for n, f in enumerate(hits):
+                    since = None
+                    for entry in history:          # newest first: back to the first scan without it
+                        if not entry[n + 1]:
+                            break
+                        since = entry.scanned_at
+                    out.append(Affected(snap.image, f, since))
+        return out
+
+    def _findings_table(self, alias: str = "j") -> tuple[str, str]:
+        """(FROM item expanding ``s.findings``, SQL template for one field of an element)."""
+        if self._sqlite:
+            return f"json_each(s.findings) AS {alias}", f"json_extract({alias}.value, '$.%s')"
+        return f"json_array_elements(CAST(s.findings AS json)) AS {alias}(value)", f"({alias}.value ->> '%s')"
+
+    def fixable_summary(self) -> FixableSummary:
+        each, field = self._findings_table()
+        fixv = ("json_extract(j.value, '$.fixed_versions')" if self._sqlite
+                else "CAST(j.value -> 'fixed_versions' AS text)")
+        fixable = (f"{field % 'fixable'} = 1" if self._sqlite else f"CAST({field % 'fixable'} AS boolean)")
+        sql = f"""
+WITH f AS MATERIALIZED (
+  SELECT s.registry || '|' || s.repository || '|' || s.digest AS image,
+         {field % 'ecosystem'} AS eco, {field % 'package_name'} AS pkg, {field % 'package_version'} AS ver,
+         {fixv} AS fixv, {field % 'severity'} AS sev, {field % 'vulnerability_id'} AS vid
+  FROM snapshots s JOIN images i ON i.registry = s.registry AND i.repository = s.repository
+                                AND i.digest = s.digest, {each}
+  WHERE {fixable} AND {self._CURRENT_SQL})
+SELECT 'g' AS kind, eco, pkg, ver, fixv, sev, vid, COUNT(*) AS n FROM f GROUP BY eco, pkg, ver, fixv, sev, vid
+UNION ALL
+SELECT 'i', eco, pkg, NULL, NULL, NULL, NULL, COUNT(DISTINCT image) FROM f GROUP BY eco, pkg"""
+        with self._tx("summarising fixable findings") as conn:
+            rows = conn.execute(text(sql)).all()
+        groups, images = [], {}
+        for r in rows:
+            if r.kind == "i":
+                images[(r.eco or "", r.pkg)] = int(r.n)
+            else:
+                groups.append(FixableGroup(r.eco or "", r.pkg, r.ver, tuple(json.loads(r.fixv or "[]")),
+                                           r.sev, r.vid, int(r.n)))
+        return FixableSummary(groups, images)
+
+    def fixes(self, since: datetime) -> list[FixRecord]:
+        def part(path: str) -> tuple[str, str]:
+            if self._sqlite:
+                return (f"json_each(e.body, '$.{path}') AS j", "json_extract(j.value, '$.%s')")
+            return (f"json_array_elements(CAST(e.body AS json) -> '{path}') AS j(value)", "(j.value ->> '%s')")
+
+        def rows(path: str, what: int, where: str) -> str:
+            each, field = part(path)
+            at = ("json_extract(e.body, '$.occurred_at')" if self._sqlite
+                  else "(CAST(e.body AS json) ->> 'occurred_at')")
+            return (f"SELECT {what} AS what, e.registry, e.repository, {at} AS at, "
+                    f"{field % 'vulnerability_id'} AS vid, {field % 'ecosystem'} AS eco, "
+                    f"{field % 'package_name'} AS pkg FROM events e, {each} WHERE {where}")
+
+        changed = "e.kind IN ('findings_changed', 'rebuild')"
+        sql = f"""
+WITH fx AS ({rows('fixed', 1, changed)}),
+keys AS (SELECT DISTINCT registry, repository, vid, eco, pkg FROM fx WHERE at >= :since_text),
+ad AS ({rows('added', 0, "EXISTS (SELECT 1 FROM keys k WHERE k.registry = e.registry AND k.repository = e.repository)")})
+SELECT fx.* FROM fx JOIN keys k ON k.registry = fx.registry AND k.repository = fx.repository AND k.vid = fx.vid
+                               AND k.eco = fx.eco AND k.pkg = fx.pkg
+UNION ALL
+SELECT ad.* FROM ad JOIN keys k ON k.registry = ad.registry AND k.repository = ad.repository AND k.vid = ad.vid
+                               AND k.eco = ad.eco AND k.pkg = ad.pkg"""
+        # occurred_at is ISO text with its offset (always UTC here), so text order is time order
+        since_utc = since.astimezone(timezone.utc) if since.tzinfo else since.replace(tzinfo=timezone.utc)
+        with self._tx("reading fixes") as conn:
+            found = conn.execute(text(sql), {"since_text": since_utc.isoformat()}).all()
+        marks = [(datetime.fromisoformat(r.at), r.what, r.registry, r.repository, (r.vid, r.eco or "", r.pkg))
+                 for r in found]
+        return sweep_fixes(marks, since_utc)
+
+    def stats(self) -> StoreStats:
+        i, s, d = images_t, snapshot_summary_t, deliveries_t
+        joined = i.outerjoin(s, and_(s.c.registry == i.c.registry, s.c.repository == i.c.repository,
+                                     s.c.digest == i.c.digest))
+        current = not_(self._superseded())
+        sums = [func.sum(self._count(s.c.counts, sev)) for sev in self._SEVERITIES]
+        with self._tx("reading totals") as conn:
+            per_registry = conn.execute(
+                select(i.c.registry,
+                       func.sum(case((and_(current, or_(s.c.digest.is_not(None), i.c.last_error.is_not(None))), 1),
+                                     else_=0)),
+                       func.sum(case((i.c.last_error.is_not(None), 1), else_=0)),
+                       func.max(func.coalesce(i.c.last_checked_at, s.c.scanned_at)))
+                .select_from(joined).group_by(i.c.registry)).all()
+            totals = conn.execute(select(*sums).select_from(joined).where(current)).first()
+            by_status = conn.execute(select(d.c.status, func.count()).group_by(d.c.status)).all()
+            retrying = conn.scalar(select(func.count()).where(
+                d.c.status == DeliveryStatus.PENDING.value, d.c.attempts > 0))
+        checked = {}
+        for r in per_registry:
+            at = r[3]
+            if isinstance(at, str):
+                at = UTCDateTime().process_result_value(datetime.fromisoformat(at), self._engine.dialect)
+            if at is not None:
+                checked[r[0]] = at
+        deliveries = {st.value: 0 for st in DeliveryStatus}
+        deliveries.update({st: int(n) for st, n in by_status})
+        return StoreStats(images={r[0]: int(r[1] or 0) for r in per_registry if r[1]},
+                          findings={sev: int(n or 0) for sev, n in zip(self._SEVERITIES, totals)},
+                          failing={r[0]: int(r[2]) for r in per_registry if r[2]},
+                          last_checked=checked, deliveries=deliveries, retrying=int(retrying or 0))
+
+    def delivery(self, delivery_id: int) -> Delivery | None:
+        with self._tx(f"reading delivery {delivery_id}") as conn:
+            row = conn.execute(self._delivery_query().where(deliveries_t.c.id == int(delivery_id))).first()
+        return self._delivery(row) if row is not None else None
 
     def close(self) -> None:
         self._engine.dispose()

@@ -7,7 +7,7 @@ Tables:
   Withdrawn records are not kept (an import deletes them).
 - ``affected``: ``(ecosystem, name, record_id)``: for every ``affected[].package`` the
   ecosystem exactly as the record spells it (``Debian:11``, ``Alpine:v3.11``, ``PyPI``)
-  and the name normalised for that ecosystem (:func:`normalize_name`).
+  and the name normalised for that ecosystem (:func:`index_name`).
 - ``sources``: one row per imported source (ecosystem export): where it came from,
   its ETag / Last-Modified, when it was imported and how many records it holds.
 
@@ -71,7 +71,7 @@ def default_path() -> Path:
     return Path(base) / "vulnwatch" / "osv.db"
 
 
-def normalize_name(ecosystem: str, name: str) -> str:
+def index_name(ecosystem: str, name: str) -> str:
     """Package name as the index stores it: PyPI per PEP 503 (``Foo_Bar`` -> ``foo-bar``),
     lower-case for case-insensitive ecosystems, as-is otherwise."""
     base = ecosystem_base(ecosystem)
@@ -176,14 +176,14 @@ class VulnIndex:
         rows = self._rows(
             "SELECT r.id, r.data FROM affected a JOIN records r ON r.id = a.record_id "
             "WHERE a.ecosystem = ? AND a.name = ? ORDER BY r.id",
-            (ecosystem, normalize_name(ecosystem, name)))
+            (ecosystem, index_name(ecosystem, name)))
         return [_unpack(rid, blob) for rid, blob in rows]
 
     def record_ids_for(self, ecosystem: str, name: str) -> list[str]:
         """Ids of the records :meth:`records_for` would return."""
         rows = self._rows(
             "SELECT record_id FROM affected WHERE ecosystem = ? AND name = ? ORDER BY record_id",
-            (ecosystem, normalize_name(ecosystem, name)))
+            (ecosystem, index_name(ecosystem, name)))
         return [r[0] for r in rows]
 
     def ecosystems(self) -> list[str]:
@@ -312,7 +312,7 @@ class IndexWriter:
             if not eco or not name:
                 continue
             base = base or ecosystem_base(eco)
-            row = (eco, normalize_name(eco, name), rid)
+            row = (eco, index_name(eco, name), rid)
             if row not in seen:
                 seen.add(row)
                 rows.append(row)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..model import Package
 
 
 DEFAULT_BASE_URL = "https://osv-vulnerabilities.storage.googleapis.com"
@@ -95,16 +94,6 @@ class VersionScheme(abc.ABC):
 def ecosystem_base(ecosystem: str) -> str:
     """``Debian:11`` -> ``Debian``; ``Ubuntu:22.04:LTS`` -> ``Ubuntu``; ``PyPI`` -> ``PyPI``."""
     return ecosystem.split(":", 1)[0].strip()
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """The packages of one image, as the matcher takes them in :meth:`Matcher.match_many`."""
-
-    packages: tuple[Package, ...]
-    """Installed packages."""
-    distro: str | None = None
-    """OS ecosystem of the image (``Debian:12``), used for packages whose ecosystem has no release."""
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,13 @@ costs a dictionary lookup per package.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Finding, Package, ScanResult
-from .index import VulnIndex, normalize_name
-from .interface import Inventory, MatchStats, VersionError, VersionScheme, VulnDBError, ecosystem_base
+from ..model import Finding, Package
+from .index import VulnIndex, index_name
+from .interface import MatchStats, VersionError, VersionScheme, VulnDBError, ecosystem_base
 from .schema import MAX_VERSION_LENGTH, check_record
 from .severity import Rating, rate
 from .versions import comparator_for, semver_for
@@ -221,7 +221,7 @@ def _evaluate(vk: Any, rng: _Range) -> tuple[bool, str | None]:
 class Matcher:
     """Finds vulnerabilities of packages in a :class:`VulnIndex`.
 
-    ``Matcher(index)``; then :meth:`match` for one inventory or :meth:`match_many`.
+    ``Matcher(index)``; then :meth:`match` for the packages of one image.
     Caches what it loads: build a new Matcher (or call :meth:`clear_cache`) after the
     index was updated.
     """
@@ -268,19 +268,6 @@ class Matcher:
             out.extend(found)
         self._packages += len(packages)
         self._found += len(out)
-        return out
-
-    def match_many(self, inventories: Iterable[Inventory | ScanResult | Sequence[Package]],
-                   distro: str | None = None) -> list[list[Finding]]:
-        """:meth:`match` for many inventories; each may be an :class:`Inventory`, a
-        :class:`ScanResult` (its ``packages`` and ``distro``) or a plain sequence of
-        packages (using ``distro``)."""
-        out = []
-        for inv in inventories:
-            if isinstance(inv, (Inventory, ScanResult)):
-                out.append(self.match(inv.packages, inv.distro or distro))
-            else:
-                out.append(self.match(inv, distro))
         return out
 
     # ------------------------------------------------------------------ internals
@@ -413,7 +400,7 @@ class Matcher:
         return out
 
     def _load(self, eco: str, name: str) -> tuple[_Affected, ...]:
-        norm = normalize_name(eco, name)
+        norm = index_name(eco, name)
         k = (eco, norm)
         cached = self._entries.get(k)
         if cached is not None:
@@ -458,7 +445,7 @@ class Matcher:
         out = []
         for aff in record.get("affected") or ():
             pkg = aff.get("package") or {}
-            if pkg.get("ecosystem") != eco or normalize_name(eco, pkg.get("name", "")) != norm:
+            if pkg.get("ecosystem") != eco or index_name(eco, pkg.get("name", "")) != norm:
                 continue
             ranges = []
             fixed: list[str] = []

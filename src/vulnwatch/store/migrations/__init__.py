@@ -31,10 +31,11 @@ class Migration:
     """Changes the schema; called inside the transaction that records the version."""
 
 
-from . import m0001_initial, m0002_last_checked, m0003_inventory_rows  # noqa: E402  (needs Migration above)
+from . import (m0001_initial, m0002_last_checked, m0003_inventory_rows,  # noqa: E402  (needs Migration above)
+               m0004_dashboard_indexes)
 
 MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION, m0002_last_checked.MIGRATION,
-                                     m0003_inventory_rows.MIGRATION)
+                                     m0003_inventory_rows.MIGRATION, m0004_dashboard_indexes.MIGRATION)
 """Every migration, in order."""
 
 LATEST_VERSION: int = MIGRATIONS[-1].version
