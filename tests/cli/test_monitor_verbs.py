@@ -22,6 +22,11 @@ def test_config_is_accepted_after_the_verb(home):
     assert row["repository"] == "example/webapp"
     r = vw("db", "status", "-f", "json", "-c", cfg)
     assert r.exit_code == 0 and json.loads(r.stdout)["path"] == str(home.path / "osv.db")
+    other = home.config(state=home.path / "other.db", name="other.yaml")
+    for args in (["-c", cfg, "status"], ["status", "-c", cfg]):       # the command line wins over the variable
+        r = vw(*args, "-f", "json", env={"VULNWATCH_CONFIG": str(other)})
+        assert [row["repository"] for row in json.loads(r.stdout)] == ["example/webapp"], args
+    assert json.loads(vw("status", "-f", "json", env={"VULNWATCH_CONFIG": str(other)}).stdout) == []
 
 
 def test_every_printing_verb_speaks_json_and_refuses_unknown_formats(home):

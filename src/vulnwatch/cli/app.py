@@ -166,7 +166,13 @@ def verb_state(ctx: typer.Context, config: Optional[Path] = None, quiet: bool = 
     """The invocation's state, with the verb's own ``--config`` / ``--quiet`` (given after the verb)."""
     state: State = ctx.obj if isinstance(ctx.obj, State) else State(None)
     ctx.obj = state
-    if config is not None:
+
+    def typed(name: str) -> bool:
+        # from the verb's own command line; $VULNWATCH_CONFIG must not override `-c X` before the verb
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name == "COMMANDLINE"
+
+    if config is not None and (typed("config") or state.config_path is None):
         state.config_path = config
     if quiet:
         state.quiet = True
