@@ -8,17 +8,16 @@ Repositories (per registry)
     ``/v2/_catalog``) work; only glob selectors without a watch list need the registry's list
     (:attr:`RepositoryPlan.globs`), and :meth:`RepositoryPlan.select` adds what they take from it.
 
-    :func:`resolve_repositories` applies the registry's selectors and optional watch list to the
-    names the registry lists:
+    The rules:
 
     * no selectors configured means one selector taking every repository (``name: "*"``);
     * a repository takes the selector with its exact name, else the first glob (in file order)
       that matches it; a repository no selector matches is not watched;
     * with a watch list, only repositories it names are watched (selectors still apply: the two
       narrow together); an empty watch list watches nothing;
-    * names given exactly (a selector without glob characters, or a watch-list entry) that the
-      registry does not have are returned in ``missing``, not raised: one deleted repository
-      must not stop the monitoring of the others. The caller reports them.
+    * a name given exactly that the registry does not have is the registry's to say (its image
+      listing raises ``RepositoryNotFoundError``): one deleted repository must not stop the
+      monitoring of the others, the caller reports it as a warning.
 
 Images (per repository)
     :func:`select_images` keeps an image when ANY of its tags is included by the selector's tag
@@ -44,8 +43,8 @@ from fnmatch import fnmatchcase
 
 from .model import Image
 
-__all__ = ["RepositoryPlan", "RepositorySelection", "Selector", "TargetError", "is_glob", "load_watch_list",
-           "plan_repositories", "resolve_repositories", "select_images"]
+__all__ = ["RepositoryPlan", "Selector", "TargetError", "is_glob", "load_watch_list", "plan_repositories",
+           "select_images"]
 
 
 def is_glob(pattern: str) -> bool:
@@ -195,42 +194,6 @@ def load_watch_list(source: str, *, s3_client: Any = None) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # repositories
 # --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RepositorySelection:
-    """What the selectors and watch list pick from one registry's repositories."""
-
-    selected: tuple[tuple[str, Selector], ...]
-    """(repository name, the selector that applies to it), sorted by name."""
-    missing: tuple[str, ...]
-    """Names given exactly (by a selector or the watch list) that the registry does not list, sorted."""
-
-
-def resolve_repositories(all_names: Iterable[str], selectors: Sequence[Selector],
-                         watch_list: Iterable[str] | None = None) -> RepositorySelection:
-    """Apply ``selectors`` (``[]`` = every repository) and ``watch_list`` (None = no watch list)
-    to the repository names a registry lists. See the module docstring for the rules."""
-    names = sorted(set(all_names))
-    present = set(names)
-    sels = list(selectors) or [Selector()]
-    exact = {}
-    for s in sels:
-        if s.is_exact:
-            exact.setdefault(s.name, s)
-    globs = [s for s in sels if not s.is_exact]
-    wanted = None if watch_list is None else set(watch_list)
-
-    selected = []
-    for name in names:
-        if wanted is not None and name not in wanted:
-            continue
-        sel = exact.get(name) or next((s for s in globs if s.matches(name)), None)
-        if sel is not None:
-            selected.append((name, sel))
-
-    missing = (set(exact) | (wanted or set())) - present
-    return RepositorySelection(tuple(selected), tuple(sorted(missing)))
-
 
 @dataclass(frozen=True)
 class RepositoryPlan:
