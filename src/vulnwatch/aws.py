@@ -13,15 +13,23 @@ Two helpers matter beyond :func:`client`:
   so that call is made with retries off.
 * :class:`CallCounter` counts API calls per operation (thread-safe), for the
   benchmark's "calls per cycle".
+* :func:`log_calls` logs every call at ``DEBUG`` on the ``vulnwatch.aws`` logger (operation,
+  method, host, path, status, time; never parameters, headers or bodies). Every client made
+  here has it.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import threading
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["client", "without_retries", "CallCounter", "error_code"]
+__all__ = ["client", "without_retries", "CallCounter", "error_code", "log_calls"]
+
+_log = logging.getLogger("vulnwatch.aws")
 
 
 def __getattr__(name: str) -> Any:
@@ -49,7 +57,7 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
         max_pool_connections=max_pool_connections,
     )
     session = boto3.session.Session()
-    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+    return log_calls(session.client(service, region_name=region, endpoint_url=endpoint_url, config=config))
 
 
 def without_retries(existing: Any) -> Any:
@@ -69,8 +77,47 @@ def without_retries(existing: Any) -> Any:
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=meta.config.max_pool_connections,
     )
-    return boto3.session.Session().client(meta.service_model.service_name, region_name=meta.region_name,
-                                          endpoint_url=meta.endpoint_url, config=config, **kwargs)
+    return log_calls(boto3.session.Session().client(meta.service_model.service_name, region_name=meta.region_name,
+                                                    endpoint_url=meta.endpoint_url, config=config, **kwargs))
+
+
+def log_calls(boto_client: Any) -> Any:
+    """Log each API call made through ``boto_client`` at ``DEBUG`` (``vulnwatch.aws``): the
+    operation, HTTP method, host, path, status and time, retries included in the time. No
+    parameters, headers or bodies: they may hold secrets. Returns the client."""
+    endpoint = urlsplit(boto_client.meta.endpoint_url or "")
+
+    def before(model: Any = None, context: Any = None, **_: Any) -> None:
+        if context is not None:
+            context["vulnwatch_started"] = time.monotonic()
+
+    def after(http_response: Any = None, model: Any = None, context: Any = None, **_: Any) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            url = urlsplit(getattr(http_response, "url", "") or "")
+            _emit(model, context, url.netloc or endpoint.netloc, url.path or endpoint.path or "/",
+                  getattr(http_response, "status_code", None), None)
+
+    def failed(exception: Any = None, model: Any = None, context: Any = None, **_: Any) -> None:
+        if _log.isEnabledFor(logging.DEBUG):
+            _emit(model, context, endpoint.netloc, endpoint.path or "/", None, type(exception).__name__)
+
+    events = boto_client.meta.events
+    events.register("before-call", before)
+    events.register("after-call", after)
+    events.register("after-call-error", failed)
+    boto_client._vulnwatch_log_handlers = (before, after, failed)  # registered weakly: keep them alive
+    return boto_client
+
+
+def _emit(model: Any, context: Any, host: str, path: str, status: int | None, error: str | None) -> None:
+    started = (context or {}).get("vulnwatch_started")
+    ms = round((time.monotonic() - started) * 1000, 1) if started is not None else None
+    operation = getattr(model, "name", "?")
+    method = (getattr(model, "http", None) or {}).get("method", "POST")
+    outcome = str(status) if status is not None else f"failed ({error})"
+    _log.debug("%s %s %s%s -> %s (%s ms)", operation, method, host, path, outcome, ms,
+               extra={"event": "aws_request", "operation": operation, "method": method, "host": host,
+                      "path": path, "status": status, "error": error, "duration_ms": ms})
 
 
 class CallCounter(collections.Counter):

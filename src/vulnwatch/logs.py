@@ -2,6 +2,10 @@
 
 Secrets are registered with :func:`register_secret` as the config is loaded; every log record's
 message and extra fields are scrubbed of them before any handler sees the record.
+
+With ``DEBUG``, every request to a registry is logged by the ``vulnwatch.http`` logger (method,
+host, path, status, time; :func:`httpx_event_hooks` on the registry's httpx client) and every AWS
+call by ``vulnwatch.aws`` (:func:`vulnwatch.aws.log_calls`). Headers and bodies are never logged.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import json
 import logging
 import re
 import sys
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -49,13 +54,23 @@ def redact(text: str, *secrets: str | None, urls: bool = False) -> str:
     return _URL_CREDS.sub(r"\g<scheme>***@", text)
 
 
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        return [_redact_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_value(v) for k, v in value.items()}
+    return value
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage())
         record.args = ()
         for k, v in list(vars(record).items()):
-            if k not in _STANDARD and isinstance(v, str):
-                setattr(record, k, redact(v))
+            if k not in _STANDARD and isinstance(v, (str, list, tuple, dict)):
+                setattr(record, k, _redact_value(v))
         return True
 
 
@@ -77,14 +92,34 @@ class JsonFormatter(logging.Formatter):
                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         for k, v in vars(record).items():
             if k not in _STANDARD and not k.startswith("_"):
-                out[k] = v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+                out[k] = v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
         if record.exc_info:
             out["exception"] = redact(self.formatException(record.exc_info))
-        return json.dumps(out)
+        return json.dumps(out, default=str)
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+"""The log levels a user may ask for (any case)."""
+FORMATS = ("text", "json")
+"""Log formats: lines for people, or one JSON object per line for machines."""
+
+
+def parse_level(value: str) -> str:
+    """``value`` as a level name (``debug`` -> ``DEBUG``); ``ValueError`` naming the levels otherwise."""
+    name = str(value).strip().upper()
+    if name == "WARN":
+        name = "WARNING"
+    if name not in LEVELS:
+        raise ValueError(f"unknown log level {value!r}: use one of {', '.join(LEVELS)}")
+    return name
 
 
 def setup(fmt: str = "text", level: str = "WARNING", stream=None) -> None:
-    """Configure the root logger once: ``fmt`` is ``text`` or ``json``."""
+    """Configure the root logger once: ``fmt`` is ``text`` or ``json``; ``level`` a name of
+    :data:`LEVELS` (any case). Raises ``ValueError`` naming the bad value."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}: use text or json")
+    level = parse_level(level)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(RedactingFilter())
     if fmt == "json":
@@ -93,6 +128,32 @@ def setup(fmt: str = "text", level: str = "WARNING", stream=None) -> None:
         handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level)
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "httpcore", "s3transfer"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+_http_log = logging.getLogger("vulnwatch.http")
+
+
+def httpx_event_hooks() -> dict[str, list]:
+    """``event_hooks`` for an httpx client: at ``DEBUG``, one record per request on the
+    ``vulnwatch.http`` logger with its method, host, path (query included; registered secrets
+    redacted), status and time to the response headers. Headers and bodies are never logged."""
+
+    def on_request(request) -> None:
+        request.extensions["vulnwatch_started"] = time.monotonic()
+
+    def on_response(response) -> None:
+        if not _http_log.isEnabledFor(logging.DEBUG):
+            return
+        request = response.request
+        started = request.extensions.get("vulnwatch_started")
+        ms = round((time.monotonic() - started) * 1000, 1) if started is not None else None
+        path = redact(request.url.raw_path.decode("ascii", "replace"))
+        host = request.url.netloc.decode("ascii", "replace")
+        _http_log.debug("%s %s%s -> %d (%s ms)", request.method, host, path, response.status_code, ms,
+                        extra={"event": "http_request", "method": request.method, "host": host, "path": path,
+                               "status": response.status_code, "duration_ms": ms})
+
+    return {"request": [on_request], "response": [on_response]}

@@ -33,10 +33,10 @@ from .model import Event, Image, ScanResult, utcnow
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
-from .registries.interface import Registry, RegistryError
+from .registries.interface import CatalogUnavailableError, Registry, RegistryError, RepositoryNotFoundError
 from .scanners.interface import ScanError, Scanner, ScanResources
 from .store.interface import Lease, LeaseHeld, LeaseLost, Store, StoreConflict
-from .targets import TargetError, resolve_repositories, select_images
+from .targets import TargetError, plan_repositories, select_images  # TargetError: for callers of build_watches
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ class CycleReport:
     """What the dispatcher did at the end of the cycle (None if delivery was skipped)."""
     notes: tuple[str, ...] = ()
     """Remarks worth showing (quota reached, stale data, ...)."""
+    warnings: tuple[Failure, ...] = ()
+    """Things to fix that did not fail the cycle: a configured repository the registry does not
+    have (deleted, or a typo), named by ``target``."""
     interrupted: str | None = None
     """Why the cycle stopped early (a stop was asked for, its lease was lost), or None. What was
     recorded before is kept; the image being scanned then was abandoned, nothing of it written."""
@@ -274,16 +277,21 @@ class Sink:
 
 
 class RoutedNotifier(Notifier):
-    """Applies a sink's :class:`Route` to each event before sending (the outbox keeps whole events)."""
+    """Applies a sink's :class:`Route` to each event before sending (the outbox keeps whole events).
+    ``on_sent(n)`` is told of every send attempt of ``n`` events (for progress: Slack is paced)."""
 
-    def __init__(self, sink: Sink) -> None:
+    def __init__(self, sink: Sink, on_sent: Callable[[int], None] | None = None) -> None:
         self.sink = sink
         self.name = sink.notifier.name
+        self._on_sent = on_sent or (lambda n: None)
 
     def send(self, events: Sequence[Event]) -> None:
         routed = [e for e in (route(ev, self.sink.route) for ev in events) if e is not None]
-        if routed:
-            self.sink.notifier.send(routed)
+        try:
+            if routed:
+                self.sink.notifier.send(routed)
+        finally:
+            self._on_sent(len(events))
 
     def close(self) -> None:
         self.sink.notifier.close()
@@ -308,29 +316,47 @@ class Pipeline:
         and the advisory-data operations."""
         self.advisory_base_url = advisory_base_url
         self.progress = progress or (lambda stage, done, total: None)
+        self._sent = 0
         self.dispatcher = Dispatcher(
-            store, {s.notifier.name: RoutedNotifier(s) for s in self.sinks},
+            store, {s.notifier.name: RoutedNotifier(s, self._delivered) for s in self.sinks},
             max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
             modes={s.notifier.name: s.route.mode for s in self.sinks})
 
     # -- selection -------------------------------------------------------------------------
-    def targets(self, watch: Watch, failures: list[Failure]) -> list[Image]:
-        """The images of one watch, after repository and tag selection."""
+    def targets(self, watch: Watch, failures: list[Failure], warnings: list[Failure] | None = None) -> list[Image]:
+        """The images of one watch, after repository and tag selection. Repositories named exactly
+        (selectors without globs, watch-list entries) are asked for their images directly; only
+        globs need the registry to list its repositories. A named repository the registry does
+        not have is a warning (in ``warnings``), not a failure."""
         reg = watch.registry
-        try:
-            selection = resolve_repositories(reg.repositories(), watch.selectors, watch.watch_list)
-        except (RegistryError, TargetError) as e:
-            failures.append(Failure(reg.name, str(e), type(e).__name__))
-            return []
-        for repo in selection.missing:
-            failures.append(Failure(f"{reg.name}/{repo}", "repository not found in the registry "
-                                    "(named in the config or watch list)", "RepositoryNotFound"))
+        plan = plan_repositories(watch.selectors, watch.watch_list)
+        listed: list[str] = []
+        if plan.needs_listing:
+            try:
+                listed = list(reg.repositories())
+            except CatalogUnavailableError as e:
+                globs = ", ".join(repr(s.name) for s in plan.globs)
+                failures.append(_failure(reg.name, f"{e.reason}; the glob selector(s) {globs} need that list: "
+                                         "name the repositories exactly (repositories: [{name: team/app}]) or "
+                                         "give a watch_list", "CatalogUnavailable"))
+            except RegistryError as e:
+                failures.append(_failure(reg.name, _reason(e, reg.name), type(e).__name__))
+                return []
         images: list[Image] = []
-        for repo, selector in selection.selected:
+        for repo, selector in plan.select(listed):
+            target = f"{reg.name}/{repo}"
             try:
                 images.extend(select_images(reg.images(repo), selector))
+            except RepositoryNotFoundError as e:
+                where = "watch list" if watch.watch_list is not None else "configuration"
+                if warnings is None:
+                    failures.append(_failure(target, _reason(e, target), "RepositoryNotFound"))
+                else:
+                    warnings.append(_failure(target, f"{_reason(e, target)}; named in the {where}: "
+                                             "remove it there or fix the name", "RepositoryNotFound",
+                                             kind="warning"))
             except RegistryError as e:
-                failures.append(Failure(f"{reg.name}/{repo}", str(e), "RegistryError"))
+                failures.append(_failure(target, _reason(e, target), "RegistryError"))
         return images
 
     # -- recording -------------------------------------------------------------------------
@@ -473,7 +499,7 @@ class Pipeline:
         for watch in self.watches:
             if stop is not None and stop.is_set():
                 break
-            images = self.targets(watch, t.failures)
+            images = self.targets(watch, t.failures, t.warnings)
             t.selected += len(images)
             statuses = self.store.images()
             failing = {st.image.key for st in statuses if st.last_error}
@@ -514,7 +540,7 @@ class Pipeline:
             delivery = None
         return CycleReport(images=t.selected, scanned=t.scanned, events=tuple(t.events),
                            failures=tuple(t.failures), delivery=delivery, notes=_grouped(t.notes),
-                           interrupted=interrupted)
+                           warnings=tuple(t.warnings), interrupted=interrupted)
 
     def _fence(self, *leases: Lease):
         return self.store.fenced(*leases) if leases else contextlib.nullcontext()
@@ -532,10 +558,8 @@ class Pipeline:
             try:
                 with self._fence(*([claim] if claim else [])):
                     if isinstance(outcome, ScanError):
-                        t.failures.append(Failure(str(image), str(outcome), outcome.code))
+                        t.failures.append(_failure(str(image), _reason(outcome, str(image)), outcome.code))
                         self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
-                        log.warning("scan failed", extra={"image": str(image), "code": outcome.code,
-                                                          "error": str(outcome)})
                         finished.add(image.key)
                         continue
                     event = self.record(outcome, previous.get(image.key), has_error=image.key in failing)
@@ -642,8 +666,14 @@ class Pipeline:
         index = self._resources().vulndb
         return index.sources(), index.count(), index.path
 
+    def _delivered(self, n: int) -> None:
+        self._sent += n
+        self.progress("deliver", self._sent, 0)
+
     def deliver(self) -> DispatchReport:
-        """Deliver whatever is due in the outbox (this cycle's events and earlier retries)."""
+        """Deliver whatever is due in the outbox (this cycle's events and earlier retries);
+        ``progress("deliver", events sent so far, 0)`` after each message."""
+        self._sent = 0
         return self.dispatcher.dispatch()
 
     def close(self) -> None:
@@ -664,6 +694,7 @@ class _CycleTally:
     total: int = 0
     events: list = field(default_factory=list)
     failures: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)      # note -> the images it was said of
 
 
@@ -682,6 +713,23 @@ class _Either(threading.Event):
         if self._lost.is_set():
             return "lease lost: another holder took the store over"
         return "stopped"
+
+
+def _reason(error: Exception, target: str) -> str:
+    """The error's message without the target it starts with (the failure names it already)."""
+    reason = getattr(error, "reason", None)
+    text = reason if isinstance(reason, str) and reason else str(error)
+    while text.startswith(f"{target}: "):
+        text = text[len(target) + 2:]
+    return text
+
+
+def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Failure:
+    """A :class:`Failure` (or warning), logged with its fields (``event``, ``target``, ``code``,
+    ``error``) at INFO only: the caller presents the report's failures and warnings (the CLI
+    prints them, as JSON objects with ``--log-format json``)."""
+    log.info("%s %s: %s", kind, target, error, extra={"event": kind, "target": target, "code": code, "error": error})
+    return Failure(target, error, code)
 
 
 def _grouped(notes: dict[str, list[str]]) -> tuple[str, ...]:

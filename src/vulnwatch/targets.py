@@ -1,17 +1,23 @@
 """Which repositories and images to watch: pure selection, plus loading watch lists.
 
 Repositories (per registry)
-    :func:`resolve_repositories` applies the registry's selectors and optional watch list to the
-    names the registry lists:
+    :func:`plan_repositories` says which repositories are known without asking the registry:
+    names given exactly (a selector without glob characters, or every watch-list entry) go
+    straight to the registry's image listing (``tags/list``), so that registries that do not list
+    their repositories (GHCR, Docker Hub, GitLab, Harbor robot accounts answer 404 or 401 to
+    ``/v2/_catalog``) work; only glob selectors without a watch list need the registry's list
+    (:attr:`RepositoryPlan.globs`), and :meth:`RepositoryPlan.select` adds what they take from it.
+
+    The rules:
 
     * no selectors configured means one selector taking every repository (``name: "*"``);
     * a repository takes the selector with its exact name, else the first glob (in file order)
       that matches it; a repository no selector matches is not watched;
     * with a watch list, only repositories it names are watched (selectors still apply: the two
       narrow together); an empty watch list watches nothing;
-    * names given exactly (a selector without glob characters, or a watch-list entry) that the
-      registry does not have are returned in ``missing``, not raised: one deleted repository
-      must not stop the monitoring of the others. The caller reports them.
+    * a name given exactly that the registry does not have is the registry's to say (its image
+      listing raises ``RepositoryNotFoundError``): one deleted repository must not stop the
+      monitoring of the others, the caller reports it as a warning.
 
 Images (per repository)
     :func:`select_images` keeps an image when ANY of its tags is included by the selector's tag
@@ -37,7 +43,7 @@ from fnmatch import fnmatchcase
 
 from .model import Image
 
-__all__ = ["RepositorySelection", "Selector", "TargetError", "is_glob", "load_watch_list", "resolve_repositories",
+__all__ = ["RepositoryPlan", "Selector", "TargetError", "is_glob", "load_watch_list", "plan_repositories",
            "select_images"]
 
 
@@ -190,39 +196,55 @@ def load_watch_list(source: str, *, s3_client: Any = None) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class RepositorySelection:
-    """What the selectors and watch list pick from one registry's repositories."""
+class RepositoryPlan:
+    """How to find one registry's repositories: the names known exactly, and the globs that
+    need the registry to list its repositories."""
 
-    selected: tuple[tuple[str, Selector], ...]
-    """(repository name, the selector that applies to it), sorted by name."""
-    missing: tuple[str, ...]
-    """Names given exactly (by a selector or the watch list) that the registry does not list, sorted."""
+    direct: tuple[tuple[str, Selector], ...]
+    """(repository name, its selector) for every name known without listing: exact selectors,
+    or, with a watch list, every entry a selector takes. Sorted by name."""
+    globs: tuple[Selector, ...]
+    """Glob selectors that need the registry's list of repositories (file order); empty when
+    every name is known (only exact selectors, or a watch list)."""
+
+    @property
+    def needs_listing(self) -> bool:
+        """True when the registry must list its repositories (``/v2/_catalog``)."""
+        return bool(self.globs)
+
+    def select(self, listed: Iterable[str] = ()) -> tuple[tuple[str, Selector], ...]:
+        """The direct names, plus the ``listed`` names the globs take (a name known exactly keeps
+        its own selector; otherwise the first matching glob applies). Sorted by name."""
+        chosen = dict(self.direct)
+        for name in sorted(set(listed)):
+            if name in chosen:
+                continue
+            sel = next((s for s in self.globs if s.matches(name)), None)
+            if sel is not None:
+                chosen[name] = sel
+        return tuple(sorted(chosen.items()))
 
 
-def resolve_repositories(all_names: Iterable[str], selectors: Sequence[Selector],
-                         watch_list: Iterable[str] | None = None) -> RepositorySelection:
-    """Apply ``selectors`` (``[]`` = every repository) and ``watch_list`` (None = no watch list)
-    to the repository names a registry lists. See the module docstring for the rules."""
-    names = sorted(set(all_names))
-    present = set(names)
+def plan_repositories(selectors: Sequence[Selector], watch_list: Iterable[str] | None = None) -> RepositoryPlan:
+    """Which repositories ``selectors`` (``[]`` = every repository) and ``watch_list`` (None = no
+    watch list) name exactly, and which globs need the registry's list. With a watch list every
+    name is known: each entry takes the selector with its exact name, else the first matching
+    glob, else it is not watched. A name that turns out not to exist is the registry's to say
+    (its image listing answers "not found")."""
     sels = list(selectors) or [Selector()]
-    exact = {}
+    exact: dict[str, Selector] = {}
     for s in sels:
         if s.is_exact:
             exact.setdefault(s.name, s)
-    globs = [s for s in sels if not s.is_exact]
-    wanted = None if watch_list is None else set(watch_list)
-
-    selected = []
-    for name in names:
-        if wanted is not None and name not in wanted:
-            continue
+    globs = tuple(s for s in sels if not s.is_exact)
+    if watch_list is None:
+        return RepositoryPlan(tuple(sorted(exact.items())), globs)
+    direct = {}
+    for name in watch_list:
         sel = exact.get(name) or next((s for s in globs if s.matches(name)), None)
         if sel is not None:
-            selected.append((name, sel))
-
-    missing = (set(exact) | (wanted or set())) - present
-    return RepositorySelection(tuple(selected), tuple(sorted(missing)))
+            direct.setdefault(name, sel)
+    return RepositoryPlan(tuple(sorted(direct.items())), ())
 
 
 # --------------------------------------------------------------------------------------------

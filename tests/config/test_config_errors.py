@@ -152,6 +152,7 @@ def test_missing_environment_variable(config_error):
             url: https://ghcr.io
             username: bot
             password: ${REG_PASSWORD}
+            repositories: [{name: org/app}]
         """)
     assert_problem(err, 6, "registries[0].password", "REG_PASSWORD is not set", "${REG_PASSWORD:-default}")
 

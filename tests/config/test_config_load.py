@@ -35,6 +35,7 @@ registries:
     username: bot
     password: ${REG_PASSWORD}
     platform: linux/arm64/v8
+    repositories: [{name: org/app}]
   - name: local
     type: archive
     path: ./images/app.tar

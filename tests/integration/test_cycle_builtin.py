@@ -122,11 +122,11 @@ def test_scan_filters_and_exit_codes(env):
 def test_scan_bad_inputs_are_named(env, tmp_path):
     _, cfg, _ = env
     r = cli(cfg, "scan", f"docker-archive:{tmp_path / 'nope.tar'}")
-    assert r.exit_code == 1 and "nope.tar" in r.stderr
+    assert r.exit_code == 3 and "nope.tar" in r.stderr           # 3: could not scan (1 is "findings found")
     broken = tmp_path / "broken.tar"
     broken.write_bytes(IMAGE_ARCHIVE.read_bytes()[:20000])
     r = cli(cfg, "scan", f"docker-archive:{broken}")
-    assert r.exit_code == 1 and "broken.tar" in r.stderr
+    assert r.exit_code == 3 and "broken.tar" in r.stderr
     r = cli(cfg, "scan", f"docker-archive:{IMAGE_ARCHIVE}", "--format", "xml")
     assert r.exit_code == 2 and "xml" in r.stderr
 

@@ -261,8 +261,9 @@ def test_s3_watch_list_limits_the_repositories(moto, receiver, tmp_path):
     r = world.run("run", "--no-deliver", "--format", "json")
     out = json.loads(r.stdout)
     assert out["images"] == 1 and out["scanned"] == 1
-    assert [f["target"] for f in out["failures"]] == ["prod/gone"]         # named in the list, not there
-    assert r.exit_code == 1
+    assert out["failures"] == []                                          # a deleted repository ...
+    assert [(w["target"], w["code"]) for w in out["warnings"]] == [("prod/gone", "RepositoryNotFound")]
+    assert r.exit_code == 0                                               # ... is a warning, not a failed run
 
 
 def test_bad_config_exits_2_naming_file_key_and_line(tmp_path):

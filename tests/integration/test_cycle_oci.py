@@ -150,7 +150,7 @@ def test_scan_reference_with_token_auth_from_docker_config(token, home):
     out = json.loads(r.stdout)
     assert out["distro"] == "Debian:11" and out["findings"]
     r = cli(cfg, "scan", f"{token.host}/denied:1.0", "--insecure")
-    assert r.exit_code == 1
+    assert r.exit_code == 3
     assert "denied" in r.stderr and TOKEN_PW not in r.stderr
 
 

@@ -131,6 +131,9 @@ class Proxy:
     blob_store: BlobStore | None = None
     tamper_manifests: bool = False
     """Append a space to every manifest body (still JSON, other digest)."""
+    refuse_catalog: int | None = None
+    """Answer ``/v2/_catalog`` with this status (404 as GHCR and GitLab, 401 with a bearer
+    challenge as Docker Hub), as registries that do not list their repositories do."""
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     httpd: ThreadingHTTPServer | None = None
 
@@ -195,6 +198,8 @@ def start_proxy(upstream: str, **options) -> Proxy:
                 return self._answer(503, {"Content-Type": "application/json"},
                                     b'{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}')
             path = urlsplit(self.path).path
+            if proxy.refuse_catalog and path == "/v2/_catalog":
+                return self._refuse_catalog(headers)
             if proxy.blob_store and self.command == "GET" and "/blobs/sha256:" in path:
                 if "authorization" not in {k.lower() for k in headers}:
                     r = httpx.request(self.command, proxy.upstream + self.path, headers=headers)
@@ -208,6 +213,19 @@ def start_proxy(upstream: str, **options) -> Proxy:
             if proxy.tamper_manifests and "/manifests/" in path and r.status_code == 200:
                 body += b" "
             self._answer(r.status_code, dict(r.headers), body)
+
+        def _refuse_catalog(self, headers: dict[str, str]) -> None:
+            status = proxy.refuse_catalog
+            extra = {"Content-Type": "application/json"}
+            if status == 401:
+                # as Docker Hub: a challenge for the catalog scope, which no token ever grants
+                upstream = httpx.get(proxy.upstream + "/v2/")
+                challenge = upstream.headers.get("www-authenticate", 'Bearer realm="http://127.0.0.1:1/token"')
+                extra["WWW-Authenticate"] = challenge.split(",scope=")[0] + ',scope="registry:catalog:*"'
+                body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+            else:
+                body = b'{"errors":[{"code":"NOT_FOUND","message":"404 page not found"}]}'
+            self._answer(status, extra, body)
 
         def _tags(self, path: str, headers: dict[str, str]) -> None:
             r = httpx.get(proxy.upstream + path, headers=headers)

@@ -13,7 +13,7 @@ import pytest
 from tests.registries.conftest import BASIC_PASSWORD, TOKEN_PASSWORD
 from vulnwatch.registries.auth import (Credentials, credential_helper, docker_config_credentials, ecr_credentials,
                                        parse_challenge)
-from vulnwatch.registries.interface import RegistryError
+from vulnwatch.registries.interface import CatalogUnavailableError, RegistryError
 from vulnwatch.registries.oci import OCIRegistry
 
 
@@ -91,8 +91,9 @@ def test_token_scope_denied_for_other_repository(token_registry, token_server):
 
 
 def test_token_catalog_needs_catalog_scope(token_registry, token_server):
-    with pytest.raises(RegistryError, match="registry:catalog:\\*"):
+    with pytest.raises(CatalogUnavailableError, match="registry:catalog:\\* to user 'alice'") as e:
         list(token_reg(token_registry).repositories())
+    assert str(e.value).startswith("tok: the registry does not list its repositories (GET /v2/_catalog answered 401")
     admin = token_reg(token_registry, "admin", "admin-pw")
     assert list(admin.repositories()) == ["repo-a", "repo-b"]
     assert ("admin", ("registry:catalog:*",)) in token_server.requests

@@ -4,7 +4,9 @@ Issues RS256 JWTs whose ``x5c`` header holds a self-signed certificate; write
 :attr:`TokenServer.cert_pem` to the registry's ``rootcertbundle``. Users and what they
 may do come from a table: ``{"alice": ("pw", {"repo-a": "pull", "*": "pull,push"}, catalog)}``.
 Bad passwords get 401; scopes not granted are left out of the token (the registry then
-refuses), as the Docker token spec says. ``requests`` records (user, scopes) per call.
+refuses), as the Docker token spec says. ``public`` repositories (globs) may be pulled
+without credentials, as on Docker Hub and GHCR: an anonymous request gets a token granting
+``pull`` on them (and nothing on the others). ``requests`` records (user, scopes) per call.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class TokenServer:
     refresh_tokens: dict[str, str] = field(default_factory=dict)
     """OAuth2 refresh token -> user name (the ``grant_type=refresh_token`` POST)."""
     requests: list[tuple[str | None, tuple[str, ...]]] = field(default_factory=list)
+    public: tuple[str, ...] = ()
+    """Repository globs anyone may pull (anonymous tokens, as Docker Hub's for public images)."""
 
     def __post_init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -139,9 +143,12 @@ class TokenServer:
 
     def _grant(self, user: User | None, scope: str) -> dict | None:
         parts = scope.split(":")
-        if len(parts) < 3 or user is None:
+        if len(parts) < 3:
             return None
         typ, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1].split(",")
+        public = typ == "repository" and "pull" in actions and any(fnmatch.fnmatchcase(name, p) for p in self.public)
+        if user is None:
+            return {"type": typ, "name": name, "actions": ["pull"]} if public else None
         if typ == "registry" and name == "catalog":
             return {"type": typ, "name": name, "actions": ["*"]} if user.catalog else None
         if typ != "repository":
@@ -150,7 +157,7 @@ class TokenServer:
         for pattern, acts in user.repositories.items():
             if fnmatch.fnmatchcase(name, pattern):
                 allowed |= set(acts.split(","))
-        granted = [a for a in actions if a in allowed or "*" in allowed]
+        granted = [a for a in actions if a in allowed or "*" in allowed or (a == "pull" and public)]
         return {"type": typ, "name": name, "actions": granted} if granted else None
 
     def sign(self, subject: str, access: list[dict], service: str = SERVICE) -> str:

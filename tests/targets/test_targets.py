@@ -1,11 +1,12 @@
-"""Selecting repositories (selectors, watch list, missing names) and images (tags, newest N, untagged)."""
+"""Selecting repositories (selectors, watch list, names known without listing) and images (tags,
+newest N, untagged)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
 from vulnwatch.model import Image
-from vulnwatch.targets import Selector, resolve_repositories, select_images
+from vulnwatch.targets import Selector, plan_repositories, select_images
 
 T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 REPOS = ["base", "payments/api", "team/app", "team/web", "team/sub/deep", "tools/ci"]
@@ -21,11 +22,8 @@ def img(digest_char: str, *tags: str, hours: float | None = 0, repo="team/app") 
 
 
 def select_repositories(names, selectors, watch_list=None):
-    return list(resolve_repositories(names, selectors, watch_list).selected)
-
-
-def missing_repositories(names, selectors, watch_list=None):
-    return list(resolve_repositories(names, selectors, watch_list).missing)
+    """What is watched when the registry lists ``names``."""
+    return list(plan_repositories(selectors, watch_list).select(names))
 
 
 def names(selected):
@@ -69,12 +67,21 @@ def test_empty_watch_list_watches_nothing():
     assert select_repositories(REPOS, [], []) == []
 
 
-def test_missing_exact_names_are_reported_not_raised():
-    selection = resolve_repositories(REPOS, [sel("team/*"), sel("gone/app"), sel("base")], ["base", "deleted", "team/app"])
-    assert names(selection.selected) == ["base", "team/app"]
-    assert selection.missing == ("deleted", "gone/app")
-    assert missing_repositories(REPOS, [sel("nope/*")]) == []  # a glob matching nothing is not "missing"
-    assert missing_repositories(REPOS, [sel("x")], None) == ["x"]
+def test_exact_names_need_no_listing_and_globs_do():
+    plan = plan_repositories([sel("team/*"), sel("gone/app"), sel("base")])
+    assert plan.needs_listing and [s.name for s in plan.globs] == ["team/*"]
+    assert names(plan.direct) == ["base", "gone/app"]              # asked for directly, listed or not
+    assert names(plan.select(REPOS)) == ["base", "gone/app", "team/app", "team/sub/deep", "team/web"]
+    assert not plan_repositories([sel("base"), sel("team/app")]).needs_listing
+    assert names(plan_repositories([sel("nope/*")]).select(REPOS)) == []   # a glob matching nothing: nothing
+
+
+def test_a_watch_list_names_everything_no_listing_needed():
+    plan = plan_repositories([sel("team/*", newest=2), sel("base")], ["base", "deleted", "team/app", "tools/ci"])
+    assert not plan.needs_listing
+    assert [(n, s.name) for n, s in plan.direct] == [("base", "base"), ("team/app", "team/*")]
+    assert plan.select(["whatever/else"]) == plan.direct       # a listing adds nothing to a watch list
+    assert names(plan_repositories([], ["deleted"]).direct) == ["deleted"]     # the registry will say "not found"
 
 
 # -- images -----------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_bad_shapes(tmp_path, body, needle):
 def test_config_watch_list_relative_to_config_file_end_to_end(write_config, tmp_path):
     from vulnwatch.config import load_config
     from vulnwatch.build import selectors_of
-    from vulnwatch.targets import resolve_repositories
+    from vulnwatch.targets import plan_repositories
 
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "watch.json").write_text('["team/app", "team/gone", "base"]')
@@ -118,7 +118,6 @@ def test_config_watch_list_relative_to_config_file_end_to_end(write_config, tmp_
             watch_list: lists/watch.json
         """), environ={})
     reg = cfg.registries[0]
-    selection = resolve_repositories(["base", "team/app", "team/web"], selectors_of(reg),
-                                     load_watch_list(reg.watch_list))
-    assert [(n, s.newest) for n, s in selection.selected] == [("team/app", 2)]
-    assert selection.missing == ("team/gone",)
+    plan = plan_repositories(selectors_of(reg), load_watch_list(reg.watch_list))
+    assert not plan.needs_listing
+    assert [(n, s.newest) for n, s in plan.select(["base", "team/app", "team/web"])] == [("team/app", 2), ("team/gone", 2)]

@@ -64,7 +64,7 @@ def test_serve_refuses_a_store_it_cannot_open_with_a_clear_error(tmp_path):
     cfg = tmp_path / "vulnwatch.yaml"
     cfg.write_text("state: {url: 'postgresql+psycopg://u:s3cret-pw@127.0.0.1:1/db'}\n")
     r = CliRunner().invoke(app, ["--config", str(cfg), "serve", "--port", str(free_port())])
-    assert r.exit_code == 2 and "state store" in r.output and "s3cret-pw" not in r.output
+    assert r.exit_code == 3 and "state store" in r.output and "s3cret-pw" not in r.output    # 3: could not run
 
 
 def test_check_config_shows_the_web_section_without_secrets(tmp_path, monkeypatch):

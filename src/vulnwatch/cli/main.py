@@ -7,14 +7,14 @@ import sys
 from . import monitor, scan  # noqa: F401  (register run, status, events, check-config; scan, db)
 from . import serve  # noqa: F401  (register serve)
 from . import watch  # noqa: F401  (register watch: the daemon)
-from .app import app
+from .app import EXIT_INTERRUPTED, app
 
 
 def main() -> None:
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 __all__ = ["app", "main"]

@@ -1,211 +1,400 @@
-"""Verbs of the offline scanner: ``scan IMAGE`` and ``db update|import|status``."""
+"""Verbs of the offline scanner: ``scan IMAGE`` and ``db update|import|status``.
+
+``scan`` takes Trivy's and Grype's habits: ``--severity HIGH,CRITICAL`` is a list, ``--min-severity``
+a threshold, ``--exit-code N`` alone fails when a finding is left after the filters, ``-o FILE``
+writes the report to a file (Trivy's meaning; Grype's ``-o json`` is ``--format json`` here and
+``-o json`` is refused with that hint), ``--timeout`` bounds the whole scan.
+"""
 
 from __future__ import annotations
 
-import sys
-from contextlib import nullcontext
+import json
+import signal
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from .. import logs
+from ..formats import FORMATTERS
 from ..model import Severity
-from .common import console, err_console
-from .app import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK, app, load
+from .app import (EXIT_CONFIG, EXIT_ERROR, EXIT_FAILURES, EXIT_OK, app, config_option, exit_codes, fail, load,
+                  option, quiet_option, verb_state, TableOrJson)
+from .common import WIDE, consoles, report, stdout_is_terminal, stdout_write, without_subject
 
 db_app = typer.Typer(help="The local OSV vulnerability data: update, import, status.", no_args_is_help=True,
                      rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 
+ScanFormat = Literal[tuple(FORMATTERS)]  # type: ignore[valid-type]
 
-def _severity(value: Optional[str], option: str) -> Optional[Severity]:
+SCAN_SECTIONS = ("vulndb", "layer_cache")
+"""What ``scan`` reads of the configuration: the advisory data and the layer cache (nothing it
+does not use, so an unset ``${SLACK_URL}`` does not stop it)."""
+DB_SECTIONS = ("state", "vulndb", "layer_cache", "delivery", "notifications")
+"""``db update`` / ``db import``: the data, and the stored inventories to re-match, whose changes
+go to the outbox of every sink (their routes are needed even with ``--no-deliver``)."""
+
+
+def _severity(value: Optional[str], opt: str) -> Optional[Severity]:
     if value is None:
         return None
     try:
         return Severity.from_name(value)
     except ValueError as e:
-        err_console.print(f"{option}: {e}", highlight=False)
-        raise typer.Exit(EXIT_CONFIG)
+        raise typer.BadParameter(str(e), param_hint=opt) from None
 
 
-@app.command()
+def _severities(value: Optional[str]) -> Optional[frozenset[Severity]]:
+    """``HIGH,CRITICAL`` -> the set (Trivy's ``--severity``); None when not given."""
+    if value is None:
+        return None
+    names = [v for v in (p.strip() for p in value.split(",")) if v]
+    if not names:
+        raise typer.BadParameter("give one or more of UNKNOWN, NEGLIGIBLE, LOW, MEDIUM, HIGH, CRITICAL, "
+                                 "comma-separated (e.g. HIGH,CRITICAL)", param_hint="--severity")
+    return frozenset(_severity(n, "--severity") for n in names)
+
+
+def _output_file(value: Optional[str]) -> Optional[Path]:
+    """``-o FILE``; a bare format name is Grype's ``-o FORMAT``, refused with the right spelling."""
+    if value is None:
+        return None
+    if value in FORMATTERS or value.split("=", 1)[0] in FORMATTERS or value in ("cyclonedx-json", "sarif-json"):
+        fmt = value.split("=", 1)[0]
+        raise typer.BadParameter(
+            f"{value!r} is a format name: -o names the file to write (as in Trivy); write --format "
+            f"{fmt if fmt in FORMATTERS else 'cyclonedx'} for the format (Grype's -o {fmt}), and -o ./{value} "
+            "for a file called that", param_hint="-o/--output")
+    return Path(value)
+
+
+class _Timeout(Exception):
+    pass
+
+
+@contextmanager
+def _deadline(seconds: float | None):
+    """Raise :class:`_Timeout` in this (the main) thread after ``seconds``."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _timeout(value: Optional[str]) -> Optional[float]:
+    if value is None or value.strip() in ("", "0"):
+        return None
+    from ..config import parse_duration
+
+    try:
+        seconds = parse_duration(value).total_seconds()
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--timeout") from None
+    if seconds <= 0:
+        raise typer.BadParameter("must be greater than zero (or 0 for no limit)", param_hint="--timeout")
+    return seconds
+
+
+SCAN_EXIT_CODES = exit_codes(
+    "0    scanned; no finding left after the filters, or neither --exit-code nor --fail-on given",
+    "N    findings left (--exit-code N alone), or one at least --fail-on (N: --exit-code, default 1)",
+    "2    bad usage or configuration",
+    "3    could not scan: the image cannot be opened or read, the output file cannot be written, --timeout")
+
+
+@app.command(epilog=SCAN_EXIT_CODES)
 def scan(
     ctx: typer.Context,
     image: str = typer.Argument(..., help="docker-archive:PATH, oci:PATH[:TAG] (layout dir or tar), or a registry "
-                                          "reference host/repo:tag[@digest]."),
-    output: str = typer.Option("table", "--format", "-f", help="table, json, sarif or cyclonedx."),
-    sbom: bool = typer.Option(False, "--sbom", help="Inventory only (no vulnerabilities)."),
-    severity: Optional[str] = typer.Option(None, "--severity", help="Show only findings at least this severe."),
-    ignore_unfixed: bool = typer.Option(False, "--ignore-unfixed", help="Hide findings without a known fix."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit with --exit-code when a shown finding is at "
-                                                                  "least this severe."),
-    exit_code: int = typer.Option(1, "--exit-code", help="Exit code for --fail-on."),
-    platform: str = typer.Option("linux/amd64", "--platform", help="Platform to pick from a multi-platform image."),
-    insecure: bool = typer.Option(False, "--insecure", help="Plain HTTP / unverified TLS for the registry."),
-    out_file: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file."),
-    layer_cache: bool = typer.Option(True, "--layer-cache/--no-layer-cache",
-                                     help="Reuse what earlier scans read from shared layers."),
+                                          "reference host/repo:tag[@digest] (debian:12 is Docker Hub's)."),
+    output_format: ScanFormat = option("table", "--format", "-f", help="Report format."),
+    out_file: Optional[str] = option(None, "--output", "-o", help="Write the report to this file instead of stdout "
+                                     "(Trivy's -o; Grype's -o FORMAT is --format here)."),
+    sbom: bool = option(False, "--sbom", help="Inventory only (no vulnerabilities)."),
+    severity: Optional[str] = option(None, "--severity", "-s", help="Only these severities, comma-separated "
+                                     "(as Trivy): HIGH,CRITICAL."),
+    min_severity: Optional[str] = option(None, "--min-severity", help="Only findings at least this severe "
+                                         "(a threshold: HIGH keeps HIGH and CRITICAL)."),
+    ignore_unfixed: bool = option(False, "--ignore-unfixed", help="Hide findings without a known fix."),
+    fail_on: Optional[str] = option(None, "--fail-on", help="Exit with --exit-code (default 1) when a finding left "
+                                    "after the filters is at least this severe."),
+    exit_code: Optional[int] = option(None, "--exit-code", help="Exit with this code when findings are left after "
+                                      "the filters (with --fail-on: one at least that severe)."),
+    timeout: Optional[str] = option(None, "--timeout", help="Give up after this long (30s, 5m, 1h); default: no "
+                                    "limit."),
+    platform: str = option("linux/amd64", "--platform", help="Platform to pick from a multi-platform image."),
+    insecure: bool = option(False, "--insecure", help="Plain HTTP / unverified TLS for the registry."),
+    layer_cache: bool = option(True, "--layer-cache/--no-layer-cache",
+                               help="Reuse what earlier scans read from shared layers."),
+    config: Optional[Path] = config_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Scan one image with the built-in scanner and print a report (nothing is stored)."""
     from ..build import image_scan
-    from ..formats import FORMATS, get_formatter
+    from ..formats import get_formatter
     from ..formats.interface import FormatError
     from ..model import FindingFilter
+    from ..registries.interface import RegistryError
     from ..scanners.interface import ScanError
+    from ..vulndb.interface import VulnDBError
 
-    if output not in FORMATS:
-        err_console.print(f"--format: unknown format {output!r}; use one of {', '.join(sorted(FORMATS))}")
-        raise typer.Exit(EXIT_CONFIG)
-    min_sev = _severity(severity, "--severity")
+    state = verb_state(ctx, config, quiet)
+    wanted = _severities(severity)
+    threshold = _severity(min_severity, "--min-severity")
     fail_sev = _severity(fail_on, "--fail-on")
-    state = ctx.obj
-    cfg = load(state)
+    target = _output_file(out_file)
+    seconds = _timeout(timeout)
+    if target is not None and not target.parent.is_dir():
+        fail(state, EXIT_ERROR, "output_error", f"cannot write the report to {target}: no such folder "
+                                                f"{target.parent}", path=str(target))
+    cfg = load(state, SCAN_SECTIONS)
     show = state.interactive
-    bar_cm = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      console=err_console, transient=True) if show else nullcontext(None)
-    with bar_cm as bar:
-        task = None
+    if show:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        def layer_progress(_img, done: int, total: int) -> None:
-            if bar is not None and task is not None:
-                bar.update(task, completed=done, total=total)
+        bar_cm = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          console=consoles.err, transient=True)
+    else:
+        bar_cm = nullcontext(None)
+    subject = image.split(":", 1)[1] if image.startswith(("docker-archive:", "oci:", "oci-archive:")) else image
+    try:
+        with _deadline(seconds), bar_cm as bar:
+            task = None
 
-        try:     # an inventory needs no vulnerability data
-            job = image_scan(cfg, image, platform=platform, insecure=insecure, layer_cache=layer_cache,
-                             inventory_only=sbom, layer_progress=layer_progress)
-        except Exception as e:  # RegistryError, InvalidReferenceError, OSError: name the input
-            err_console.print(f"[red]cannot open {image}[/]: {logs.redact(str(e))}", highlight=False)
-            raise typer.Exit(EXIT_FAILURES)
-        img = job.image
-        task = bar.add_task(f"layers of {img.repository}", total=None) if bar else None
-        try:
-            result = job.scanner.sbom(img) if sbom else job.scanner.scan(img)
-        except ScanError as e:
-            err_console.print(f"[red]scan failed[/]: {logs.redact(str(e))}", highlight=False)
-            raise typer.Exit(EXIT_FAILURES)
-        finally:
-            job.close()
-    shown = FindingFilter(min_severity=min_sev or Severity.UNKNOWN, fixable_only=ignore_unfixed)
+            def layer_progress(_img, done: int, total: int) -> None:
+                if bar is not None and task is not None:
+                    bar.update(task, completed=done, total=total)
+
+            try:     # an inventory needs no vulnerability data
+                job = image_scan(cfg, image, platform=platform, insecure=insecure, layer_cache=layer_cache,
+                                 inventory_only=sbom, layer_progress=layer_progress)
+            except (RegistryError, OSError, ValueError, VulnDBError, ScanError) as e:
+                _cannot(state, "open", image, subject, e)
+            img = job.image
+            task = bar.add_task(f"layers of {img.repository}", total=None) if bar else None
+            try:
+                result = job.scanner.sbom(img) if sbom else job.scanner.scan(img)
+            except (ScanError, VulnDBError, OSError) as e:
+                _cannot(state, "scan", image, subject, e)
+            finally:
+                job.close()
+    except _Timeout:
+        fail(state, EXIT_ERROR, "timeout", f"scan of {image} did not finish within {timeout} (--timeout)",
+             image=image)
+    shown = FindingFilter(severities=wanted, min_severity=threshold or Severity.UNKNOWN, fixable_only=ignore_unfixed)
     result = replace(result, findings=() if sbom else shown.apply(result.findings))
     try:
-        formatter = get_formatter(output, width=max(console.width, 100), color=False) if output == "table" \
-            else FORMATS[output]
+        if output_format == "table":
+            width = consoles.out.width if (target is None and stdout_is_terminal()) else WIDE
+            formatter = get_formatter("table", width=max(width, 100), color=False)
+        else:
+            formatter = get_formatter(output_format)
         text = formatter.render(result, sbom_only=sbom)
     except FormatError as e:
-        err_console.print(f"[red]{e}[/]", highlight=False)
-        raise typer.Exit(EXIT_CONFIG)
-    if out_file:
-        out_file.write_text(text)
+        fail(state, EXIT_CONFIG, "format_error", str(e))
+    if target is not None:
+        try:
+            target.write_text(text if text.endswith("\n") else text + "\n")
+        except OSError as e:
+            fail(state, EXIT_ERROR, "output_error", f"cannot write the report to {target}: {e.strerror or e}",
+                 path=str(target))
+        report(state, "info", "report_written", f"report written to {target}", path=str(target))
     else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        stdout_write(text)
     for note in result.notes:
-        err_console.print(f"note: {note}", style="dim", highlight=False)
-    if fail_sev is not None and not sbom and any(f.severity >= fail_sev for f in result.findings):
-        raise typer.Exit(exit_code)
+        report(state, "info", "note", f"note: {note}", style="dim", note=note)
+    if not sbom:
+        if fail_sev is not None:
+            if any(f.severity >= fail_sev for f in result.findings):
+                raise typer.Exit(EXIT_FAILURES if exit_code is None else exit_code)
+        elif exit_code is not None and result.findings:
+            raise typer.Exit(exit_code)
     raise typer.Exit(EXIT_OK)
 
 
-def _rematch_and_report(pipeline, deliver: bool) -> int:
+def _cannot(state, verb: str, image: str, subject: str, error: Exception):
+    reason = getattr(error, "reason", None) or (error.strerror if isinstance(error, OSError) and error.strerror
+                                                else str(error))
+    if isinstance(error, OSError) and error.filename:
+        reason = f"{error.filename}: {reason}"
+    reason = without_subject(logs.redact(str(reason)), image, subject, str(Path(subject)))
+    fail(state, EXIT_ERROR, f"cannot_{verb}", f"cannot {verb} {image}: {reason}", image=image,
+         error_type=type(error).__name__)
+
+
+def _format_option():
+    return option("table", "--format", "-f", help="Output format.")
+
+
+def _rematch_and_report(state, pipeline, deliver: bool, output: str, results: list) -> int:
     """Re-match every stored inventory against the new data; record and deliver what moved."""
     from ..diff import summarize
 
     events = pipeline.rematch()
-    for e in events:
-        console.print(f"  [bold]{e.subject}[/] ({e.image.registry}) {summarize(e)}", highlight=False)
-    console.print(f"re-matched stored inventories: {len(events)} change events")
-    if deliver:
-        d = pipeline.deliver()
-        console.print(f"delivery: {d.delivered} delivered, {d.failed} to retry, {d.dead} dead-lettered")
-        return EXIT_FAILURES if (d.failed or d.dead) else EXIT_OK
-    return EXIT_OK
+    d = pipeline.deliver() if deliver else None
+    if output == "json":
+        consoles.out.print_json(json.dumps({
+            "results": results, "events": [{"summary": summarize(e), "event": e.to_dict()} for e in events],
+            "delivery": _delivery_dict(d)}, default=str))
+    else:
+        out = consoles.out
+        for r in results:
+            out.print(r["text"], highlight=False, markup=False)
+        for e in events:
+            out.print(f"  {e.subject} ({e.image.registry}) {summarize(e)}", highlight=False, markup=False)
+        out.print(f"re-matched stored inventories: {len(events)} change events")
+        if d is not None:
+            out.print(f"delivery: {d.delivered} delivered, {d.failed} to retry, {d.dead} dead-lettered")
+    return EXIT_FAILURES if d is not None and (d.failed or d.dead) else EXIT_OK
 
 
-@db_app.command("update")
+def _delivery_dict(d):
+    if d is None:
+        return None
+    return d.to_dict() if hasattr(d, "to_dict") else {"delivered": d.delivered, "failed": d.failed, "dead": d.dead,
+                                                      "skipped": d.skipped, "errors": dict(d.errors)}
+
+
+def _print_results(output: str, results: list) -> None:
+    if output == "json":
+        consoles.out.print_json(json.dumps({"results": results, "events": [], "delivery": None}, default=str))
+    else:
+        for r in results:
+            consoles.out.print(r["text"], highlight=False, markup=False)
+
+
+DB_EXIT_CODES = exit_codes("0    done", "1    re-matched changes could not all be delivered",
+                           "2    bad usage or configuration", "3    could not download or import the data")
+
+
+@db_app.command("update", epilog=DB_EXIT_CODES)
 def db_update(
     ctx: typer.Context,
     ecosystems: Optional[list[str]] = typer.Argument(None, help="Ecosystems to download (default: vulndb.ecosystems, "
                                                                "else those of the stored inventories)."),
-    rematch: bool = typer.Option(True, "--rematch/--no-rematch", help="Re-match stored inventories afterwards."),
-    deliver: bool = typer.Option(True, "--deliver/--no-deliver", help="Deliver the resulting notifications."),
+    rematch: bool = option(True, "--rematch/--no-rematch", help="Re-match stored inventories afterwards."),
+    deliver: bool = option(True, "--deliver/--no-deliver", help="Deliver the resulting notifications."),
+    output: TableOrJson = _format_option(),
+    config: Optional[Path] = config_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Download OSV exports (<base_url>/<Ecosystem>/all.zip), only when changed."""
     from ..build import build_pipeline
     from ..vulndb.interface import VulnDBError
 
-    cfg = load(ctx.obj)
+    state = verb_state(ctx, config, quiet)
+    cfg = load(state, DB_SECTIONS)
     pipeline = build_pipeline(cfg, with_watches=False)
     try:
         wanted = list(ecosystems or cfg.vulndb.ecosystems or pipeline.needed_ecosystems())
         if not wanted:
-            err_console.print("nothing to update: name ecosystems (e.g. `vulnwatch db update Debian PyPI`) or set "
-                              "vulndb.ecosystems")
-            raise typer.Exit(EXIT_CONFIG)
+            fail(state, EXIT_CONFIG, "usage_error", "nothing to update: name ecosystems (e.g. `vulnwatch db update "
+                                                    "Debian PyPI`) or set vulndb.ecosystems")
         try:
-            results = pipeline.update_advisories(wanted)
+            updates = pipeline.update_advisories(wanted)
         except VulnDBError as e:
-            err_console.print(f"[red]update failed[/]: {e}", highlight=False)
-            raise typer.Exit(EXIT_FAILURES)
-        changed = False
-        for r in results:
+            fail(state, EXIT_ERROR, "update_failed", f"update failed: {e}")
+        results, changed = [], False
+        for r in updates:
             if r.changed and r.report:
                 changed = True
-                console.print(f"{r.ecosystem}: {r.report.imported} records imported, {r.report.removed} removed, "
-                              f"{r.report.withdrawn} withdrawn", highlight=False)
+                results.append({"ecosystem": r.ecosystem, "changed": True, "imported": r.report.imported,
+                                "removed": r.report.removed, "withdrawn": r.report.withdrawn,
+                                "text": f"{r.ecosystem}: {r.report.imported} records imported, {r.report.removed} "
+                                        f"removed, {r.report.withdrawn} withdrawn"})
             else:
-                console.print(f"{r.ecosystem}: unchanged", highlight=False)
-        raise typer.Exit(_rematch_and_report(pipeline, deliver) if (changed and rematch) else EXIT_OK)
+                results.append({"ecosystem": r.ecosystem, "changed": False, "text": f"{r.ecosystem}: unchanged"})
+        if changed and rematch:
+            raise typer.Exit(_rematch_and_report(state, pipeline, deliver, output, results))
+        _print_results(output, results)
+        raise typer.Exit(EXIT_OK)
     finally:
         pipeline.close()
 
 
-@db_app.command("import")
+@db_app.command("import", epilog=DB_EXIT_CODES)
 def db_import(
     ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="OSV exports: all.zip files or folders of OSV *.json."),
-    rematch: bool = typer.Option(True, "--rematch/--no-rematch", help="Re-match stored inventories afterwards."),
-    deliver: bool = typer.Option(True, "--deliver/--no-deliver", help="Deliver the resulting notifications."),
+    rematch: bool = option(True, "--rematch/--no-rematch", help="Re-match stored inventories afterwards."),
+    deliver: bool = option(True, "--deliver/--no-deliver", help="Deliver the resulting notifications."),
+    output: TableOrJson = _format_option(),
+    config: Optional[Path] = config_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Import OSV data from local files (air-gapped sites)."""
     from ..build import build_pipeline
     from ..vulndb.interface import VulnDBError
 
-    cfg = load(ctx.obj)
+    state = verb_state(ctx, config, quiet)
     for p in paths:
         if not p.exists():
-            err_console.print(f"[red]{p}[/]: no such file or folder", highlight=False)
-            raise typer.Exit(EXIT_CONFIG)
+            fail(state, EXIT_CONFIG, "usage_error", f"{p}: no such file or folder", path=str(p))
+    cfg = load(state, DB_SECTIONS)
     pipeline = build_pipeline(cfg, with_watches=False)
     try:
+        results = []
         for p in paths:
             try:
                 rep = pipeline.import_advisories(p)
             except VulnDBError as e:
-                err_console.print(f"[red]import failed[/]: {e}", highlight=False)
-                raise typer.Exit(EXIT_FAILURES)
-            console.print(f"{p}: {rep.imported} records imported, {rep.removed} removed, {rep.withdrawn} withdrawn, "
-                          f"{len(rep.skipped)} invalid skipped", highlight=False)
+                fail(state, EXIT_ERROR, "import_failed", f"import of {p} failed: {without_subject(str(e), str(p))}",
+                     path=str(p))
+            results.append({"path": str(p), "imported": rep.imported, "removed": rep.removed,
+                            "withdrawn": rep.withdrawn, "skipped": [{"record": w, "reason": y} for w, y in rep.skipped],
+                            "text": f"{p}: {rep.imported} records imported, {rep.removed} removed, {rep.withdrawn} "
+                                    f"withdrawn, {len(rep.skipped)} invalid skipped"})
             for what, why in rep.skipped[:10]:
-                err_console.print(f"  skipped {what}: {why}", highlight=False)
-        raise typer.Exit(_rematch_and_report(pipeline, deliver) if rematch else EXIT_OK)
+                report(state, "warning", "record_skipped", f"  skipped {what}: {why}", record=what, reason=why)
+        if rematch:
+            raise typer.Exit(_rematch_and_report(state, pipeline, deliver, output, results))
+        _print_results(output, results)
+        raise typer.Exit(EXIT_OK)
     finally:
         pipeline.close()
 
 
-@db_app.command("status")
-def db_status(ctx: typer.Context) -> None:
+@db_app.command("status", epilog=exit_codes("0    shown", "2    bad usage or configuration",
+                                           "3    the data cannot be read"))
+def db_status(
+    ctx: typer.Context,
+    output: TableOrJson = _format_option(),
+    config: Optional[Path] = config_option(),
+    quiet: bool = quiet_option(),
+) -> None:
     """Sources in the local OSV index: records, when imported, age."""
+    from rich.table import Table
+
     from ..build import build_pipeline
 
-    cfg = load(ctx.obj)
+    state = verb_state(ctx, config, quiet)
+    cfg = load(state, ("state", "vulndb", "layer_cache"))
     pipeline = build_pipeline(cfg, with_watches=False)
     try:
         sources, total, path = pipeline.advisory_sources()
     finally:
         pipeline.close()
+    if output == "json":
+        consoles.out.print_json(json.dumps({
+            "path": str(path), "records": total, "max_age_days": cfg.vulndb.max_age.total_seconds() / 86400,
+            "sources": [{"source": s.ecosystem, "records": s.records, "imported_at": s.imported_at.isoformat(),
+                         "age_days": s.age.days, "stale": s.is_stale(cfg.vulndb.max_age), "from": s.location}
+                        for s in sources]}))
+        return
     table = Table(title=f"OSV data: {total} records in {path}")
     for col in ("source", "records", "imported", "age", "from"):
         table.add_column(col)
@@ -213,4 +402,4 @@ def db_status(ctx: typer.Context) -> None:
         stale = s.is_stale(cfg.vulndb.max_age)
         table.add_row(s.ecosystem, str(s.records), s.imported_at.strftime("%Y-%m-%d %H:%M"),
                       f"[red]{s.age.days}d (stale)[/]" if stale else f"{s.age.days}d", s.location)
-    console.print(table)
+    consoles.out.print(table)

@@ -32,6 +32,12 @@ class ConfigProblem:
     message: str
     """What is wrong and what to do; never contains a secret value."""
 
+    @property
+    def section(self) -> str:
+        """The top-level section the problem is in (``registries`` for ``registries[0].url``);
+        empty for the whole file."""
+        return self.key_path.split(".", 1)[0].split("[", 1)[0]
+
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}"
         return f"{where}: {self.key_path}: {self.message}" if self.key_path else f"{where}: {self.message}"
@@ -66,6 +72,18 @@ def problems_error(problems: list[tuple[tuple[Any, ...], str]]) -> ValidationErr
     return ValidationError.from_exception_data("config", [InitErrorDetails(
         type=PydanticCustomError("config", "{message}", {"message": m}), loc=loc, input=None)
         for loc, m in problems])
+
+
+def merged_error(exc: ValidationError, problems: list[tuple[tuple[Any, ...], str]]) -> ValidationError:
+    """``exc``'s errors (types, messages and context kept) and ``problems`` in one error, so that
+    a model validator's findings are reported with the fields' own."""
+    details = [InitErrorDetails(type=PydanticCustomError(e["type"], "{message}", {**(e.get("ctx") or {}),
+                                                                                  "message": e["msg"]}),
+                                loc=tuple(e["loc"]), input=e.get("input"))
+               for e in exc.errors(include_url=False)]
+    details += [InitErrorDetails(type=PydanticCustomError("config", "{message}", {"message": m}), loc=loc, input=None)
+                for loc, m in problems]
+    return ValidationError.from_exception_data("config", details)
 
 
 def key_path(path: Sequence[Any]) -> str:

@@ -14,6 +14,15 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from .problems import loc_error
 from .types import Duration, HttpUrl, Model, Name, RepositoryGlob, TagGlob, is_glob, resolve_path
 
+NO_CATALOG_HOSTS = {
+    "ghcr.io": "GHCR", "docker.io": "Docker Hub", "index.docker.io": "Docker Hub",
+    "registry-1.docker.io": "Docker Hub", "registry.hub.docker.com": "Docker Hub",
+    "registry.gitlab.com": "GitLab",
+}
+"""Registries known not to list their repositories (``/v2/_catalog``): only exact repository
+names (or a watch list) can work there."""
+DOCKER_HUB_HOSTS = {h for h, who in NO_CATALOG_HOSTS.items() if who == "Docker Hub"}
+
 __all__ = ["ArchiveRegistryConfig", "EcrRegistryConfig", "EcrScanSettings", "OciRegistryConfig", "RegistryConfig",
            "RepositorySelector", "ScanSettings", "TagFilter"]
 
@@ -158,6 +167,44 @@ class OciRegistryConfig(_RegistryBase):
                              "or all (every platform of a multi-platform image, each scanned on its own)")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _docker_hub_names(cls, data: Any) -> Any:
+        # Docker Hub's official images live under library/: `debian` is `library/debian`, as in
+        # `docker pull debian` (and as `vulnwatch scan debian:12` names it).
+        if not isinstance(data, dict) or _host(data.get("url")) not in DOCKER_HUB_HOSTS:
+            return data
+        repos = data.get("repositories")
+        if not isinstance(repos, list):
+            return data
+        fixed = []
+        for r in repos:
+            name = r.get("name") if isinstance(r, dict) else None
+            if isinstance(name, str) and "/" not in name and not is_glob(name):
+                r = {**r, "name": f"library/{name}"}
+            fixed.append(r)
+        return {**data, "repositories": fixed}
+
+    @property
+    def host(self) -> str:
+        """The host (and port) of ``url``, lower case."""
+        return _host(self.url) or ""
+
+    @model_validator(mode="after")
+    def _catalog_needed(self) -> "OciRegistryConfig":
+        who = NO_CATALOG_HOSTS.get(self.host)
+        if who is None or self.watch_list is not None:
+            return self
+        example = "library/debian" if who == "Docker Hub" else "owner/app"
+        advice = (f"{who} does not list its repositories, so only exact names can be watched there: name them "
+                  f"(repositories: [{{name: {example}}}]) or give a watch_list")
+        if not self.repositories:
+            raise loc_error(("url",), f"no repositories named; {advice}")
+        for i, sel in enumerate(self.repositories):
+            if not sel.is_exact:
+                raise loc_error(("repositories", i, "name"), f"glob {sel.name!r}: {advice}")
+        return self
+
     @model_validator(mode="after")
     def _credentials(self) -> "OciRegistryConfig":
         if self.password is not None and not self.username:
@@ -182,6 +229,13 @@ class ArchiveRegistryConfig(_RegistryBase):
     @classmethod
     def _path(cls, value: Path, info: ValidationInfo) -> Path:
         return resolve_path(value, info)
+
+
+def _host(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return None
+    rest = url.strip().split("://", 1)[-1]
+    return rest.split("/", 1)[0].lower() or None
 
 
 RegistryConfig = Annotated[Union[EcrRegistryConfig, OciRegistryConfig, ArchiveRegistryConfig],

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from .delivery import DeliverySettings
 from .notifications import SinkConfig, SlackSinkConfig, WebhookSinkConfig
-from .problems import problems_error
+from .problems import ConfigProblem, merged_error, problems_error
 from .registries import ArchiveRegistryConfig, EcrRegistryConfig, OciRegistryConfig, RegistryConfig
 from .service import ServiceSettings
 from .state import StateConfig
@@ -17,7 +17,10 @@ from .types import Model
 from .vulndb import LayerCacheConfig, VulnDBConfig
 from .web import WebConfig
 
-__all__ = ["Config"]
+__all__ = ["Config", "SECTIONS"]
+
+SECTIONS = ("state", "registries", "notifications", "delivery", "vulndb", "layer_cache", "web")
+"""The top-level sections of the file (a command may load only those it uses)."""
 
 
 class Config(Model):
@@ -41,21 +44,53 @@ class Config(Model):
     """The daemon (``vulnwatch watch``): schedule, leases on the store, health endpoint."""
 
     _source: Path | None = PrivateAttr(default=None)
+    _file: str = PrivateAttr(default="<defaults>")
+    _lines: dict = PrivateAttr(default_factory=dict)
+    _deferred: tuple = PrivateAttr(default=())
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> "Config":
+    @model_validator(mode="wrap")
+    @classmethod
+    def _unique_names(cls, data: Any, handler: Any) -> "Config":
+        # Checked on the raw data and reported with the other problems of the file (an
+        # "after" validator would only run once everything else is valid).
         problems: list[tuple[tuple[Any, ...], str]] = []
-        for section, items in (("registries", self.registries), ("notifications", self.notifications)):
+        for section in ("registries", "notifications"):
+            items = data.get(section) if isinstance(data, dict) else None
             first: dict[str, int] = {}
-            for i, item in enumerate(items):
-                if item.name in first:
-                    problems.append(((section, i, "name"), f"duplicate name {item.name!r}: already used by "
-                                     f"{section}[{first[item.name]}]; names must be unique"))
+            for i, item in enumerate(items if isinstance(items, list) else ()):
+                name = item.get("name") if isinstance(item, dict) else None
+                if not isinstance(name, str):
+                    continue
+                if name in first:
+                    problems.append(((section, i, "name"), f"duplicate name {name!r}: already used by "
+                                     f"{section}[{first[name]}]; names must be unique"))
                 else:
-                    first[item.name] = i
-        if problems:
-            raise problems_error(problems)
-        return self
+                    first[name] = i
+        if not problems:
+            return handler(data)
+        try:
+            handler(data)
+        except ValidationError as e:
+            raise merged_error(e, problems) from None
+        raise problems_error(problems)
+
+    @property
+    def deferred_problems(self) -> tuple[ConfigProblem, ...]:
+        """Problems in sections the loading command said it does not use (``load_config(...,
+        sections=...)``): those sections were left at their defaults."""
+        return self._deferred
+
+    def problem(self, path: tuple[Any, ...], message: str) -> ConfigProblem:
+        """A :class:`ConfigProblem` at ``path`` (``("registries", 0, "path")``) of the file this
+        configuration was read from, with the line of that key."""
+        from .problems import key_path
+
+        line = 1
+        for n in range(len(path), -1, -1):
+            if path[:n] in self._lines:
+                line = self._lines[path[:n]]
+                break
+        return ConfigProblem(self._file, line, key_path(path), message)
 
     @classmethod
     def default(cls) -> "Config":

@@ -17,7 +17,8 @@ from ..model import Severity
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_DURATION_HINT = "use a number followed by s, m, h or d (e.g. 30s, 10m, 24h, 1d, 1h30m)"
+_DURATION_HINT = ("use a number followed by ms, s, m, h, d or w (e.g. 500ms, 30s, 10m, 24h, 1d, 2w, 1h30m), "
+                  "or a number of seconds")
 
 
 def parse_duration(value: Any) -> timedelta:

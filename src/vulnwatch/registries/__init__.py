@@ -8,6 +8,7 @@ below, its section in :mod:`vulnwatch.config.registries`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..model import Image
@@ -36,16 +37,53 @@ def resolve_image(text: str, *, platform: str = "linux/amd64", insecure: bool = 
     for prefix in ARCHIVE_PREFIXES:
         if text.startswith(prefix):
             return _archive_image(prefix, text[len(prefix):], platform)
+    _refuse_local_path(text)
     ref = parse_reference(text)
     host = api_host(ref.registry)
     scheme = "http" if insecure else "https"
     registry = OCIRegistry(ref.registry, f"{scheme}://{host}", credentials=credentials_for(host),
                            insecure=insecure, platform=platform)
     reference = ref.digest or ref.tag or "latest"
-    digest, media_type, _ = registry.resolve(ref.repository, reference)
+    try:
+        digest, media_type, _ = registry.resolve(ref.repository, reference)
+    except RegistryError as e:
+        answered = re.search(r"\bHTTP [1-5]\d\d\b", e.reason)    # the registry answered over HTTPS
+        if not insecure and not answered and _answers_plain_http(host):
+            raise RegistryError(f"{e.reason}; {host} answers plain HTTP: add --insecure to read it over HTTP",
+                                registry=e.registry, repository=e.repository, reference=e.reference) from None
+        raise
     tags = (ref.tag,) if ref.tag else ()
     return registry, Image(registry=ref.registry, repository=ref.repository, digest=digest, tags=tags,
                            media_type=media_type)
+
+
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".oci")
+
+
+def _refuse_local_path(text: str) -> None:
+    """A local file or folder named without ``docker-archive:`` / ``oci:``: say how to name it
+    (rather than looking for it on Docker Hub)."""
+    path = Path(text).expanduser()
+    looks_local = text.startswith(("/", "./", "../", "~")) or text.lower().endswith(_ARCHIVE_SUFFIXES)
+    if path.is_dir():
+        raise RegistryError(f"that is a local folder; for an OCI layout write oci:{text}")
+    if path.is_file():
+        raise RegistryError(f"that is a local file; write docker-archive:{text} for a `docker save` tarball, "
+                            f"or oci:{text} for an OCI layout tar")
+    if looks_local:
+        raise RegistryError(f"no such file: {text} (a local archive is named docker-archive:PATH or oci:PATH; "
+                            "a registry image host/repository:tag)")
+
+
+def _answers_plain_http(host: str) -> bool:
+    """Whether ``host`` serves the registry API over plain HTTP (asked when HTTPS failed)."""
+    import httpx
+
+    try:
+        resp = httpx.get(f"http://{host}/v2/", timeout=2.0, follow_redirects=False)
+    except httpx.HTTPError:
+        return False
+    return resp.status_code in (200, 401) or "docker-distribution-api-version" in resp.headers
 
 
 def _archive_image(prefix: str, rest: str, platform: str) -> tuple[Registry, Image]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..model import Image
-from .interface import Manifest, Registry, RegistryError
+from .interface import Manifest, Registry, RegistryError, RepositoryNotFoundError
 from ._manifest import DOCKER_MANIFEST, VerifyingReader, resolve_manifests
 from .reference import DOCKER_HUB, InvalidReferenceError, parse_reference
 
@@ -367,7 +367,12 @@ class ArchiveRegistry(Registry):
         yield from sorted({e.repository for e in self._entries})
 
     def images(self, repository: str) -> Iterator[Image]:
+        """The archive's images of ``repository``; :class:`RepositoryNotFoundError` when it holds none."""
         self._load()
+        if not any(e.repository == repository for e in self._entries):
+            have = ", ".join(sorted({e.repository for e in self._entries})) or "none"
+            raise RepositoryNotFoundError(f"{self.path} has no repository {repository!r} (it has {have})",
+                                          registry=self.name, repository=repository)
         for e in self._entries:
             if e.repository == repository:
                 yield Image(registry=self.name, repository=repository, digest=e.digest,

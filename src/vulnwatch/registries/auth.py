@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..aws import log_calls
 from ..logs import register_secret
 from .interface import RegistryError
 from .reference import DOCKER_HUB, normalize_registry
@@ -202,7 +203,7 @@ def ecr_credentials(host: str, *, region: str | None = None, registry_id: str | 
         registry_id = registry_id or m.group(1)
         region = region or m.group(2)
     session = session or boto3.session.Session()
-    client = session.client("ecr", region_name=region, endpoint_url=endpoint_url)
+    client = log_calls(session.client("ecr", region_name=region, endpoint_url=endpoint_url))
     kwargs = {"registryIds": [registry_id]} if registry_id else {}
     try:
         resp = client.get_authorization_token(**kwargs)

@@ -19,7 +19,7 @@ from typing import Any
 from .. import aws
 from ..model import Image
 from ._manifest import INDEX_TYPES, MANIFEST_TYPES, resolve_manifests
-from .interface import Manifest, Registry, RegistryError
+from .interface import Manifest, Registry, RegistryError, RepositoryNotFoundError
 
 ACCEPTED_MEDIA_TYPES = [*MANIFEST_TYPES, *INDEX_TYPES]
 """Manifest media types asked for with ``BatchGetImage`` (single-platform and index)."""
@@ -50,8 +50,9 @@ def registry_error(exc: Exception, *, registry: str, repository: str | None = No
         message = (exc.response.get("Error") or {}).get("Message") or ""  # type: ignore[attr-defined]
         advice = ADVICE.get(code)
         text = f"{code}: {advice}" if advice else f"{code}: {message}".rstrip(": ")
-        return RegistryError(text, registry=registry, repository=repository, reference=reference,
-                             retryable=code in RETRYABLE_CODES or status >= 500)
+        kind = RepositoryNotFoundError if code == "RepositoryNotFoundException" else RegistryError
+        return kind(text, registry=registry, repository=repository, reference=reference,
+                    retryable=code in RETRYABLE_CODES or status >= 500)
     if isinstance(exc, aws.exceptions.NoCredentialsError):
         return RegistryError("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
                              "AWS_SECRET_ACCESS_KEY, or run with an instance role)",

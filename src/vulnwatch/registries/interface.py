@@ -30,10 +30,25 @@ class RegistryError(Exception):
         if reference:
             where += f"@{reference}" if reference.startswith("sha256:") else f":{reference}"
         super().__init__(f"{where}: {message}" if where else message)
+        self.reason = message
+        """The message without the ``registry/repository:reference`` it is about (for a caller
+        that names the input itself)."""
         self.registry = registry
         self.repository = repository
         self.reference = reference
         self.retryable = retryable
+
+
+class RepositoryNotFoundError(RegistryError):
+    """The repository does not exist in the registry (``tags/list`` answers 404 ``NAME_UNKNOWN``;
+    ECR ``RepositoryNotFoundException``; an archive without it). A repository named in the
+    configuration that is gone is worth a warning, not a failed run."""
+
+
+class CatalogUnavailableError(RegistryError):
+    """The registry does not list its repositories (``/v2/_catalog`` answers 404, 401 or 403, as
+    on GHCR, Docker Hub, GitLab and for Harbor robot accounts): only repositories named exactly
+    can be watched there."""
 
 
 @dataclass(frozen=True)

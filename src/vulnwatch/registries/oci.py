@@ -1,7 +1,11 @@
 """Any Registry HTTP API v2 / OCI distribution registry, over httpx.
 
-Lists with ``/v2/_catalog`` and ``/v2/<repo>/tags/list`` (following ``Link`` pages),
-resolves tags to digests with ``HEAD`` on manifests, fetches manifests accepting both OCI
+Lists with ``/v2/_catalog`` and ``/v2/<repo>/tags/list`` (following ``Link`` pages); a
+registry that does not list its repositories (``_catalog`` answers 404, 401 or 403: GHCR,
+Docker Hub, GitLab, Harbor robot accounts) raises :class:`CatalogUnavailableError`, and a
+repository whose ``tags/list`` answers 404 raises :class:`RepositoryNotFoundError`. Docker Hub
+(``docker.io``, ``index.docker.io``) is served by ``registry-1.docker.io``, and its official
+images live under ``library/`` (``debian`` is ``library/debian``). Resolves tags to digests with ``HEAD`` on manifests, fetches manifests accepting both OCI
 and Docker v2 media types (resolving an index to one platform), and streams blobs
 verified against their digest. Plain HTTP only with ``insecure=True``.
 """
@@ -21,16 +25,23 @@ from urllib.parse import quote
 
 import httpx
 
-from ..logs import reveal
+from ..logs import httpx_event_hooks, reveal
 from ..model import Image
 from .auth import CATALOG_SCOPE, Credentials, RegistryAuth, credentials_for, parse_challenge, repository_scope
 from ._manifest import (ACCEPT_MANIFESTS, INDEX_TYPES, VerifyingReader, descriptor, digest_of, hasher_for,
                         parse_manifest, parse_platform, resolve_manifests)
-from .interface import Manifest, Registry, RegistryError
-from .reference import api_host
+from .interface import CatalogUnavailableError, Manifest, Registry, RegistryError, RepositoryNotFoundError
+from .reference import DOCKER_HUB, DOCKER_HUB_API, api_host, normalize_registry
 
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def _codes(err: RegistryError) -> str:
+    """``; registry says NAME_UNKNOWN: ...`` from an error made by ``_error``, or nothing."""
+    text = str(err)
+    at = text.find("; registry says ")
+    return text[at:] if at >= 0 else ""
 
 
 class _ReadAhead:
@@ -98,13 +109,18 @@ class OCIRegistry(Registry):
     stream. ``client`` is an httpx.Client to reuse (its TLS settings then apply).
     ``page_size`` is the ``n`` for catalog/tag pages; ``retries`` and ``backoff`` bound the
     retries on 429/5xx/connection errors; ``concurrency`` is how many tags :meth:`images`
-    resolves at once.
+    resolves at once. ``docker_hub`` applies Docker Hub's convention that a one-component
+    repository name is an official image under ``library/`` (default: when the host is Docker
+    Hub's).
     """
 
     @classmethod
     def from_config(cls, registry: Any) -> "OCIRegistry":
         url = str(registry.url).rstrip("/")
-        host = api_host(url.split("://", 1)[-1])
+        scheme, _, rest = url.rpartition("://")
+        host = api_host(rest)
+        if host == DOCKER_HUB_API:          # docker.io, index.docker.io: the API is elsewhere
+            url = f"{scheme or 'https'}://{DOCKER_HUB_API}"
         creds = credentials_for(host, registry.username, reveal(registry.password))
         every = registry.platform == "all"
         return cls(registry.name, url, credentials=creds, insecure=registry.insecure,
@@ -113,7 +129,8 @@ class OCIRegistry(Registry):
     def __init__(self, name: str, url: str, *, credentials: Credentials | None = None, insecure: bool = False,
                  platform: str = "linux/amd64", all_platforms: bool = False, timeout: float = 30.0,
                  max_blob_size: int | None = None, client: httpx.Client | None = None,
-                 page_size: int = 100, retries: int = 3, backoff: float = 0.5, concurrency: int = 8) -> None:
+                 page_size: int = 100, retries: int = 3, backoff: float = 0.5, concurrency: int = 8,
+                 docker_hub: bool | None = None) -> None:
         self.name = name
         url = url.strip().rstrip("/")
         if "://" not in url:
@@ -134,6 +151,7 @@ class OCIRegistry(Registry):
             raise RegistryError(str(e), registry=name) from None
         self.base_url = url
         self.host = parsed.netloc.decode().lower()
+        self.docker_hub = normalize_registry(self.host) == DOCKER_HUB if docker_hub is None else docker_hub
         self.insecure = insecure
         self.platform = platform
         self.all_platforms = all_platforms
@@ -144,7 +162,8 @@ class OCIRegistry(Registry):
         self.concurrency = concurrency
         self._own_client = client is None
         self._client = client or httpx.Client(timeout=timeout, verify=not insecure, follow_redirects=False,
-                                              headers={"User-Agent": "vulnwatch"})
+                                              headers={"User-Agent": "vulnwatch"},
+                                              event_hooks=httpx_event_hooks())
         self.auth = RegistryAuth(name, self.host, credentials, self._client, allow_http_realm=insecure)
 
     def __repr__(self) -> str:
@@ -239,23 +258,46 @@ class OCIRegistry(Registry):
         return RegistryError(f"{what} failed: HTTP {status}{hint}{detail}",
                              retryable=status in _RETRY_STATUS, **where)
 
-    def _get_json(self, url: str, scope: str, where: dict, what: str) -> tuple[dict, httpx.Response]:
+    def _catalog_error(self, resp: httpx.Response, what: str, where: dict, scope: str | None) -> RegistryError:
+        """``_catalog`` refused: 404/405 (not offered), 403, or a 401 to a bearer token (the token
+        server did not grant ``registry:catalog:*``) mean the registry does not list its
+        repositories; a 401 to basic credentials is a wrong password, said as such."""
+        err = self._error(resp, what, where, scope)
+        challenge = parse_challenge(resp.headers.get("www-authenticate", ""))
+        status = resp.status_code
+        if status in (403, 404, 405) or (status == 401 and challenge is not None and challenge.scheme == "bearer"):
+            why = (f": the token server did not grant {scope} to {self.auth._creds_desc()}" if status == 401
+                   else "")
+            return CatalogUnavailableError(
+                f"the registry does not list its repositories (GET /v2/_catalog answered {status}{why}); "
+                "GHCR, Docker Hub, GitLab and Harbor robot accounts never do", **where)
+        return err
+
+    def _tags_error(self, resp: httpx.Response, what: str, where: dict, scope: str | None) -> RegistryError:
+        err = self._error(resp, what, where, scope)
+        if resp.status_code == 404:
+            return RepositoryNotFoundError(f"repository not found (tags/list answered 404{_codes(err)})",
+                                           **where)
+        return err
+
+    def _get_json(self, url: str, scope: str, where: dict, what: str,
+                  errors=None) -> tuple[dict, httpx.Response]:
         resp = self._send("GET", url, scope=scope, where=where, headers={"Accept": "application/json"})
         if resp.status_code != 200:
-            raise self._error(resp, what, where, scope)
+            raise (errors or self._error)(resp, what, where, scope)
         try:
             return resp.json(), resp
         except ValueError:
             raise RegistryError(f"{what}: the registry answered something that is not JSON", **where) from None
 
-    def _paginate(self, path: str, key: str, scope: str, where: dict, what: str) -> Iterator[str]:
+    def _paginate(self, path: str, key: str, scope: str, where: dict, what: str, errors=None) -> Iterator[str]:
         url: str | None = f"{self.base_url}{path}?n={self.page_size}"
         seen: set[str] = set()
         while url:
             if url in seen:
                 raise RegistryError(f"{what}: pagination loops on {url}", **where)
             seen.add(url)
-            doc, resp = self._get_json(url, scope, where, what)
+            doc, resp = self._get_json(url, scope, where, what, errors)
             yield from doc.get(key) or ()
             m = _LINK_NEXT.search(resp.headers.get("link", ""))
             url = str(httpx.URL(self.base_url).join(m.group(1))) if m else None
@@ -270,17 +312,29 @@ class OCIRegistry(Registry):
             raise self._error(resp, "GET /v2/", where)
 
     def repositories(self) -> Iterator[str]:
+        """Every repository in ``/v2/_catalog``; :class:`CatalogUnavailableError` when the registry
+        does not offer it (name repositories exactly there: they need no catalog)."""
         return self._paginate("/v2/_catalog", "repositories", CATALOG_SCOPE, {"registry": self.name},
-                              "listing repositories (/v2/_catalog)")
+                              "listing repositories (/v2/_catalog)", self._catalog_error)
+
+    def canonical_repository(self, repository: str) -> str:
+        """``repository`` as the registry names it: on Docker Hub a one-component name is an
+        official image, ``debian`` -> ``library/debian``."""
+        if self.docker_hub and "/" not in repository:
+            return f"library/{repository}"
+        return repository
 
     def tags(self, repository: str) -> Iterator[str]:
-        """Every tag of ``repository`` (paginated to the end)."""
+        """Every tag of ``repository`` (paginated to the end); :class:`RepositoryNotFoundError`
+        when the registry does not have it."""
+        repository = self.canonical_repository(repository)
         where = {"registry": self.name, "repository": repository}
         return self._paginate(f"/v2/{repository}/tags/list", "tags", repository_scope(repository), where,
-                              "listing tags")
+                              "listing tags", self._tags_error)
 
     def resolve(self, repository: str, reference: str) -> tuple[str, str | None, int | None]:
         """(digest, media type, size) of a manifest by tag or digest, with ``HEAD`` (``GET`` as fallback)."""
+        repository = self.canonical_repository(repository)
         where = {"registry": self.name, "repository": repository, "reference": reference}
         url = f"{self.base_url}/v2/{repository}/manifests/{quote(reference, safe=':')}"
         resp = self._send("HEAD", url, scope=repository_scope(repository), where=where,
@@ -295,6 +349,7 @@ class OCIRegistry(Registry):
         return digest, mt, len(raw)
 
     def images(self, repository: str) -> Iterator[Image]:
+        repository = self.canonical_repository(repository)
         by_digest: dict[str, dict] = {}
         tags = list(self.tags(repository))
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(tags) or 1))) as pool:
@@ -325,6 +380,7 @@ class OCIRegistry(Registry):
 
     def _fetch_manifest(self, repository: str, reference: str) -> tuple[bytes, str | None, str]:
         """GET a manifest: (bytes, media type, verified digest)."""
+        repository = self.canonical_repository(repository)
         where = {"registry": self.name, "repository": repository, "reference": reference}
         url = f"{self.base_url}/v2/{repository}/manifests/{quote(reference, safe=':')}"
         resp = self._send("GET", url, scope=repository_scope(repository), where=where,
@@ -363,6 +419,7 @@ class OCIRegistry(Registry):
 
     def blob(self, repository: str, digest: str, *, size: int | None = None) -> BinaryIO:
         """Stream a blob; a :class:`RegistryError` is raised by ``read`` if the bytes do not match."""
+        repository = self.canonical_repository(repository)
         where = {"registry": self.name, "repository": repository, "reference": digest}
         hasher_for(digest, where)
         if size is not None and self.max_blob_size is not None and size > self.max_blob_size:

@@ -1,0 +1,88 @@
+"""What `vulnwatch` loads and what it declares: the dependencies are exactly what the code
+imports, and the scan path (`scan --help`, a scan of the bundled archive) loads no AWS library
+(boto3 and botocore cost about 0.3 s) and no SQLAlchemy (a scan stores nothing)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import vulnwatch
+from vulnwatch.examples import IMAGE_ARCHIVE
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = Path(vulnwatch.__file__).resolve().parents[1]
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared(group: str | None = None) -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] if group is None else project["optional-dependencies"][group]
+    return {_norm(re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0]) for r in reqs}
+
+
+def _imported_distributions(folder: Path, ours: set[str], skip: set[str] = frozenset()) -> set[str]:
+    """Distributions of the third-party modules imported anywhere under ``folder`` (lazy imports
+    too), leaving out its subfolders named in ``skip``."""
+    dists = packages_distributions()
+    found: set[str] = set()
+    for path in folder.rglob("*.py"):
+        if path.relative_to(folder).parts[0] in skip:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".", 1)[0]
+                if top in sys.stdlib_module_names or top in ours:
+                    continue
+                assert top in dists, f"{path}: imports {top}, which no installed distribution provides"
+                found |= {_norm(d) for d in dists[top]}
+    return found
+
+
+OPTIONAL = {"web": "web"}
+"""Packages of src/vulnwatch whose imports an extra provides (``pip install 'vulnwatch[web]'``)."""
+
+
+def test_runtime_dependencies_are_what_the_code_imports():
+    package = ROOT / "src" / "vulnwatch"
+    imported = _imported_distributions(package, {"vulnwatch"}, skip=set(OPTIONAL))
+    declared = _declared()
+    assert imported - declared == set(), "imported but not declared"          # packageurl-python was
+    assert declared - imported == set(), "declared but never imported"        # python-debian was
+    assert "python-debian" in _declared("test")                               # the tests read .deb metadata
+    for folder, extra in OPTIONAL.items():
+        needs = _imported_distributions(package / folder, {"vulnwatch"})
+        assert needs - declared - _declared(extra) == set(), f"{folder}/ imports more than [{extra}] declares"
+
+
+def _importtime(*args: str, cwd: Path) -> set[str]:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_CACHE_HOME": str(cwd / "cache"), "HOME": str(cwd)}
+    env = {k: v for k, v in env.items() if not k.startswith("VULNWATCH_")}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "from vulnwatch.cli.main import main; main()",
+                           *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_the_scan_path_loads_no_aws_library(tmp_path):
+    help_modules = _importtime("scan", "--help", cwd=tmp_path)
+    scan_modules = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "-f", "json", "-q", cwd=tmp_path)
+    assert "vulnwatch.scanners.builtin" in scan_modules and "vulnwatch.cli.scan" in help_modules
+    for modules in (help_modules, scan_modules):
+        assert not {m for m in modules if m.split(".")[0] in ("boto3", "botocore", "sqlalchemy")}
+    assert "vulnwatch.config" not in help_modules and "vulnwatch.config" in scan_modules  # --help reads no config
