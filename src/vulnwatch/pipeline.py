@@ -444,10 +444,11 @@ class Pipeline:
                             "(each change is still recorded once)", type(self.store).__name__)
             return self._cycle(deliver=deliver, stop=stop)
         keeper = LeaseKeeper(self.store, lease.ttl)
-        halt = _Either(stop, keeper.lost)
         try:
-            if lease.worker:
-                return self._cycle(deliver=deliver, stop=halt, claims=(lease, keeper))
+            if lease.worker:   # a lost claim abandons its image only (its writes are refused)
+                return self._cycle(deliver=deliver, stop=_Either(stop, threading.Event()),
+                                   claims=(lease, keeper))
+            halt = _Either(stop, keeper.lost)
             held = self.acquire("cycle", lease, lease.wait, stop)
             keeper.hold(held)
             try:

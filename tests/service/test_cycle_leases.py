@@ -79,6 +79,30 @@ def test_a_holder_whose_lease_was_taken_over_writes_nothing_more(store_url):
         other.close()
 
 
+def test_a_worker_that_loses_one_claim_abandons_that_image_only(store_url):
+    from vulnwatch.pipeline import claim_name
+
+    store, other = SQLStore(store_url), SQLStore(store_url)
+    imgs = images(3)
+    holder = "w1:1:x:s"
+
+    def before(image):
+        if image == imgs[1]:    # another worker decides this one's claim on image 1 is stale
+            other.acquire_lease(claim_name(image), "w2:2:y:s", TTL, take_over=holder)
+
+    try:
+        pipeline = Pipeline(store, [Watch(Listed(imgs), Scripted(before))])
+        report = pipeline.run_cycle(lease=CycleLease(holder=holder, ttl=TTL, worker=True,
+                                                     round_start=datetime.now(UTC)))
+        assert report.interrupted is None and report.scanned == 2
+        assert [store.snapshot(*i.key) is not None for i in imgs] == [True, False, True]
+        assert store.lease(claim_name(imgs[1])).holder == "w2:2:y:s"       # still the other's
+        assert store.lease(claim_name(imgs[0])).expires_at <= datetime.now(UTC)   # done, released
+    finally:
+        store.close()
+        other.close()
+
+
 def test_a_stop_abandons_the_image_in_flight_and_releases_the_lease(store):
     imgs = images(4)
     stop = threading.Event()
