@@ -108,8 +108,9 @@ def test_overlapping_runs_and_watches_record_each_change_once(tmp_path, backend,
         second = recorded(store)[len(first):]
         assert all(kind == "findings_changed" for kind, _, _ in second)
         assert Counter(key for _, key, _ in second) == {key: 1 for _, key, _ in first}
-        fleet.together(*commands)                      # nothing moved: nothing recorded
-        assert recorded(store)[len(first) + len(second):] == []
+        if n == 2:                                     # nothing moved: nothing recorded (once is enough)
+            fleet.together(*commands)
+            assert recorded(store)[len(first) + len(second):] == []
         ids = [i for _, _, i in recorded(store)]
         assert len(ids) == len(set(ids))
         delivered = Counter(body["id"] for body in receiver.bodies("/hook"))
