@@ -57,8 +57,29 @@ def open_vulndb(cfg: Config):
     from .vulndb.sync import import_changed
 
     index = VulnIndex(cfg.vulndb.path)
+    if not cfg.is_demo:
+        _drop_example_data(index)
     import_changed(index, cfg.vulndb.imports)
     return index
+
+
+def _drop_example_data(index) -> None:
+    """The bundled example records serve the embedded-defaults demo only: an index that holds
+    them (imported by an older vulnwatch into the default file) loses them."""
+    examples = str(Path(__file__).parent / "examples")
+    for s in index.sources():
+        if s.location.startswith(examples):
+            index.drop_source(s.ecosystem)
+
+
+def enrichment_default_url(kind: str) -> str:
+    """Where enrichment source ``kind`` is downloaded from when its ``url`` is not configured."""
+    from .vulndb.enrichment import SOURCES
+
+    url = SOURCES[kind].default_url
+    if url is None:
+        raise ValueError(f"enrichment source {kind!r} has no default URL; configure vulndb.enrichment[].url")
+    return url
 
 
 def open_layer_cache(cfg: Config):
@@ -75,8 +96,14 @@ def scan_resources(cfg: Config, *, layer_cache: bool = True) -> ScanResources:
     """What the scanners of one pipeline share (the OSV index, the layer cache), opened on first use."""
     from .scanners import ScanResources
 
+    fetch = None
+    if cfg.vulndb.auto_update:
+        def fetch(index, ecosystems):
+            from .vulndb.sync import fetch_missing
+
+            return fetch_missing(index, ecosystems, cfg.vulndb.base_url)
     return ScanResources(lambda: open_vulndb(cfg), (lambda: open_layer_cache(cfg)) if layer_cache else (lambda: None),
-                         max_age=cfg.vulndb.max_age)
+                         max_age=cfg.vulndb.max_age, fetch_missing=fetch)
 
 
 def selectors_of(reg) -> tuple:
@@ -145,7 +172,7 @@ def build_pipeline(cfg: Config, *, store: Store | None = None, progress: Progres
     return Pipeline(store, build_watches(cfg, resources) if with_watches else [], build_sinks(cfg),
                     max_attempts=d.max_attempts, backoff_base=d.backoff_base.total_seconds(),
                     backoff_max=d.backoff_max.total_seconds(), progress=progress, resources=resources,
-                    advisory_base_url=cfg.vulndb.base_url)
+                    advisory_base_url=cfg.vulndb.base_url, epss_threshold=cfg.vulndb.epss_threshold)
 
 
 @dataclass
@@ -177,5 +204,5 @@ def image_scan(cfg: Config, text: str, *, platform: str = "linux/amd64", insecur
     resources = scan_resources(cfg, layer_cache=layer_cache)
     scanner = SCANNERS["builtin"](registry, None if inventory_only else resources.vulndb,
                                   max_age=resources.max_age, layer_progress=layer_progress,
-                                  layer_cache=resources.layer_cache)
+                                  layer_cache=resources.layer_cache, fetch_missing=resources.fetch_missing)
     return ImageScan(scanner, image, resources)

@@ -18,15 +18,15 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState, by_finding_key,
-                    stable_id, utcnow)
+                    priority_order, stable_id, utcnow)
 
 __all__ = ["KIND_LABELS", "change_parts", "diff", "event_id_of", "summarize", "finding_order"]
 
 
 def finding_order(finding: Finding) -> tuple:
-    """Sort key: most severe first, then by vulnerability id, package and version."""
-    return (-int(finding.severity), finding.vulnerability_id, finding.ecosystem,
-            finding.package_name, finding.package_version)
+    """Sort key: by priority (:func:`vulnwatch.model.priority_order`: in KEV, severity, EPSS),
+    then by vulnerability id, package and version."""
+    return priority_order(finding)
 
 
 def _meaningful(result: ScanResult | None) -> ScanResult | None:
@@ -37,7 +37,8 @@ def _meaningful(result: ScanResult | None) -> ScanResult | None:
 
 
 def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult | None = None,
-         moved_tags: Iterable[str] = (), *, now: datetime | None = None) -> Event | None:
+         moved_tags: Iterable[str] = (), *, now: datetime | None = None,
+         epss_threshold: float = 0.1) -> Event | None:
     """The event describing how ``current`` differs, or None when nothing worth telling changed.
 
     ``previous`` is the stored snapshot of the same digest. ``tag_base`` is the snapshot of
@@ -48,7 +49,9 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
 
     A current result that is not ``COMPLETE`` (the scanner cannot scan this image) never
     makes an event; a not-``COMPLETE`` previous snapshot counts as no snapshot.
-    ``now`` is the event's ``occurred_at`` (default: the current time).
+    ``now`` is the event's ``occurred_at`` (default: the current time). A finding whose EPSS
+    score moved by at least ``epss_threshold`` is ``changed`` (``what`` has ``epss``), as is one
+    listed in or removed from KEV (``kev``).
     """
     if current.state is not ScanState.COMPLETE:
         return None
@@ -73,8 +76,8 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
 
     added = sorted((f for k, f in now_by_key.items() if k not in before_by_key), key=finding_order)
     fixed = sorted((f for k, f in before_by_key.items() if k not in now_by_key), key=finding_order)
-    changed = sorted((FindingChange(before_by_key[k], f) for k, f in now_by_key.items()
-                      if k in before_by_key and FindingChange(before_by_key[k], f).what),
+    changed = sorted((c for c in (FindingChange(before_by_key[k], f, epss_threshold)
+                                  for k, f in now_by_key.items() if k in before_by_key) if c.what),
                      key=lambda c: finding_order(c.after))
     if not (added or fixed or changed):
         return None

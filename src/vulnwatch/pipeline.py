@@ -307,8 +307,10 @@ class Pipeline:
     def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
                  progress: Progress | None = None, resources: ScanResources | None = None,
-                 advisory_base_url: str | None = None) -> None:
+                 advisory_base_url: str | None = None, epss_threshold: float = 0.1) -> None:
         self.store = store
+        self.epss_threshold = epss_threshold
+        """An EPSS move at least this large is a change (``vulndb.epss_threshold``)."""
         self.watches = list(watches)
         self.sinks = list(sinks)
         self.resources = resources
@@ -394,7 +396,7 @@ class Pipeline:
                     moved.append(tag)
                     if base is None:
                         base = self.store.snapshot(image.registry, image.repository, old)
-        event = diff(result, previous, base, tuple(moved))
+        event = diff(result, previous, base, tuple(moved), epss_threshold=self.epss_threshold)
         deliveries: list[tuple[Event, list[str]]] = []
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
@@ -654,18 +656,35 @@ class Pipeline:
         return update(self._resources().vulndb, list(ecosystems), **kwargs)
 
     def import_advisories(self, path: Path):
-        """Import one local OSV export (an ``all.zip`` or a folder of records); returns its
-        :class:`~vulnwatch.vulndb.interface.ImportReport`. Raises ``VulnDBError``."""
-        from .vulndb.sync import import_path, local_source
+        """Import one local OSV export (an ``all.zip`` or a folder of records), or an enrichment
+        file (KEV, EPSS, CVE JSON 5, NVD: recognised by content, imported when it changed); returns
+        its :class:`~vulnwatch.vulndb.interface.ImportReport` or
+        :class:`~vulnwatch.vulndb.enrichment.EnrichmentReport`. Raises ``VulnDBError``."""
+        from .vulndb.sync import detect_kind, import_enrichment, import_path, local_source
 
         path = path.resolve()
+        if detect_kind(path) is not None:
+            return import_enrichment(self._resources().vulndb, path)
         return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path))
+
+    def update_enrichment(self, sources: Sequence[tuple[str, str]]) -> list:
+        """Download each ``(name, url)`` enrichment source where it changed (conditional GET, then
+        content hash); returns an :class:`~vulnwatch.vulndb.enrichment.EnrichmentReport` each.
+        Raises :class:`~vulnwatch.vulndb.interface.VulnDBError`."""
+        from .vulndb.sync import update_enrichment
+
+        return update_enrichment(self._resources().vulndb, list(sources))
 
     def advisory_sources(self) -> tuple[list, int, Path]:
         """The sources in the local index (:class:`~vulnwatch.vulndb.interface.SourceStatus`), its
         record count and its file."""
         index = self._resources().vulndb
         return index.sources(), index.count(), index.path
+
+    def enrichment_sources(self) -> list:
+        """The enrichment sources in the local index (KEV, EPSS, CVE JSON 5, NVD), as
+        :class:`~vulnwatch.vulndb.interface.SourceStatus` (``ecosystem`` is the source name)."""
+        return self._resources().vulndb.enrichment_sources()
 
     def _delivered(self, n: int) -> None:
         self._sent += n

@@ -40,6 +40,8 @@ class Inventory:
     """Remarks from the walker and the catalogers, naming layer/file."""
     layers: tuple[str, ...] = ()
     """Layers read, bottom first."""
+    unread: tuple[tuple[str, str], ...] = ()
+    """Package databases found and not read (``(path, reason)``), from the catalogers."""
 
     @property
     def ecosystem(self) -> str | None:
@@ -102,6 +104,7 @@ class CatalogPlan:
         context = CatalogContext(distro=distro, layer_of=walked.layer_of())
         packages: list[Package] = []
         warnings = list(walked.warnings)
+        unread: list[tuple[str, str]] = []
         for c in self.catalogers:
             mine = {p: d for p, d in files.items() if c.wants(p)}
             if c.wants_executables:
@@ -116,7 +119,8 @@ class CatalogPlan:
                 continue
             packages.extend(result.packages)
             warnings.extend(result.warnings)
-        return Inventory(packages=tuple(packages), distro=distro, warnings=tuple(warnings),
+            unread.extend(result.unread)
+        return Inventory(packages=tuple(packages), distro=distro, warnings=tuple(warnings), unread=tuple(unread),
                          layers=walked.layers)
 
 
