@@ -15,6 +15,7 @@ claim's fence, and the outbox is worked by one of them at a time (the ``dispatch
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import logging
 import os
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .diff import diff
-from .model import Event, Image, ScanResult, utcnow
+from .model import Deadline, Event, Image, ScanResult, deadline_scope, utcnow
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
@@ -307,8 +308,14 @@ class Pipeline:
     def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
                  progress: Progress | None = None, resources: ScanResources | None = None,
-                 advisory_base_url: str | None = None) -> None:
+                 advisory_base_url: str | None = None, cycle_timeout: float | None = None,
+                 delivery_timeout: float | None = None) -> None:
         self.store = store
+        self.cycle_timeout = cycle_timeout
+        """Seconds one cycle may take, delivery included (``limits.cycle_timeout``); None: no bound."""
+        self.delivery_timeout = delivery_timeout or 0.0
+        """The part of ``cycle_timeout`` kept for delivery (``limits.delivery_timeout``): scanning
+        stops that long before the cycle's deadline."""
         self.watches = list(watches)
         self.sinks = list(sinks)
         self.resources = resources
@@ -453,7 +460,7 @@ class Pipeline:
             keeper.hold(held)
             try:
                 with self.store.fenced(held):
-                    report = self._cycle(deliver=deliver, stop=halt)
+                    report = self._cycle(deliver=deliver, stop=halt, fence=(held,))
             except LeaseLost as e:
                 report = CycleReport(interrupted=f"lease lost: {e}")
             finally:
@@ -494,54 +501,122 @@ class Pipeline:
                 keeper.hold(*taken)
                 yield [by_name[c.name] for c in taken], {by_name[c.name].key: c for c in taken}
 
+    def _deadlines(self) -> tuple[Deadline | None, Deadline | None]:
+        """(the cycle's deadline, the end of its scanning: ``delivery_timeout`` before it)."""
+        if not self.cycle_timeout:
+            return None, None
+        whole = _spell(self.cycle_timeout)
+        cycle = Deadline.after(self.cycle_timeout, f"limits.cycle_timeout ({whole})")
+        scan = Deadline(cycle.at - min(self.delivery_timeout, self.cycle_timeout / 2),
+                        f"limits.cycle_timeout ({whole}) less limits.delivery_timeout "
+                        f"({_spell(self.delivery_timeout)})")
+        return cycle, scan
+
     def _cycle(self, *, deliver: bool, stop: threading.Event | None = None,
-               claims: tuple[CycleLease, LeaseKeeper] | None = None) -> CycleReport:
+               claims: tuple[CycleLease, LeaseKeeper] | None = None, fence: tuple[Lease, ...] = ()) -> CycleReport:
+        cycle_deadline, scan_deadline = self._deadlines()
+        tallies: list[_CycleTally] = []
+        with deadline_scope(scan_deadline):
+            if len(self.watches) <= 1:
+                for watch in self.watches:
+                    if stop is not None and stop.is_set():
+                        break
+                    tallies.append(self._watch_cycle(watch, stop, claims))
+            else:
+                tallies = self._watches_at_once(stop, claims, fence, scan_deadline)
         t = _CycleTally()
-        for watch in self.watches:
-            if stop is not None and stop.is_set():
-                break
-            images = self.targets(watch, t.failures, t.warnings)
-            t.selected += len(images)
-            statuses = self.store.images()
-            failing = {st.image.key for st in statuses if st.last_error}
-            if watch.scanner.stores_inventories:     # large snapshots: one at a time
-                previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
-                                                                 if st.last_scanned_at})
-            else:                                      # small ones: all in one query
-                wanted = {img.key for img in images}
-                previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
-                            if s.image.key in wanted}
-            self.progress("scan", 0, len(images))
-            t.done, t.total = 0, len(images)
-            for batch, claimed in self._batches(watch, images, stop, claims):
-                checked: list[tuple[str, str, str]] = []
-                finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
-                try:
-                    self._scan_batch(watch, batch, previous, failing, claimed, stop, checked, finished, t)
-                finally:
-                    if claims is not None:
-                        claims[1].drop(*claimed.values())
-                        for key, c in claimed.items():     # abandoned ones are free for others at once
-                            with contextlib.suppress(Exception):
-                                self.store.release_lease(c, done=key in finished)
-                try:
-                    with self._fence(*(claimed[k] for k in checked if k in claimed)):
-                        self.store.mark_checked(checked, utcnow())
-                except LeaseLost:
-                    if not claimed:
-                        raise
-                if stop is not None and stop.is_set():
-                    break
+        for part in tallies:
+            t.merge(part)
         interrupted = None
         if stop is not None and stop.is_set():
             interrupted = stop.reason() if isinstance(stop, _Either) else "stopped"
         if deliver and interrupted is None:
-            delivery = self._deliver_as_worker(claims[0], stop) if claims is not None else self.deliver()
+            with deadline_scope(cycle_deadline):
+                delivery = self._deliver_as_worker(claims[0], stop) if claims is not None else self.deliver()
         else:
             delivery = None
         return CycleReport(images=t.selected, scanned=t.scanned, events=tuple(t.events),
                            failures=tuple(t.failures), delivery=delivery, notes=_grouped(t.notes),
                            warnings=tuple(t.warnings), interrupted=interrupted)
+
+    def _watches_at_once(self, stop: threading.Event | None, claims: tuple[CycleLease, LeaseKeeper] | None,
+                         fence: tuple[Lease, ...], scan_deadline: Deadline | None) -> list[_CycleTally]:
+        """Every watch (registry) in a thread of its own, so that a slow registry holds up only
+        its own images: each gets this thread's deadline and fence. A watch still busy when the
+        scanning time is over (a request that does not end) is left behind, named as a failure,
+        and whatever it records later is recorded under the same fence."""
+        results: dict[int, _CycleTally] = {}
+        errors: list[BaseException] = []
+
+        def run(i: int, watch: Watch) -> None:
+            try:
+                with self._fence(*fence):
+                    results[i] = self._watch_cycle(watch, stop, claims)
+            except BaseException as e:   # raised again in the cycle's thread
+                errors.append(e)
+
+        threads = []
+        for i, watch in enumerate(self.watches):
+            ctx = contextvars.copy_context()
+            th = threading.Thread(target=ctx.run, args=(run, i, watch), daemon=True,
+                                  name=f"vulnwatch-watch-{watch.registry.name}")
+            th.start()
+            threads.append(th)
+        grace = 5.0
+        late: list[Watch] = []
+        for watch, th in zip(self.watches, threads):
+            th.join(None if scan_deadline is None else scan_deadline.remaining() + grace)
+            if th.is_alive():
+                late.append(watch)
+        if errors:
+            raise errors[0]
+        out = [results[i] for i in sorted(results)]
+        for watch in late:
+            t = _CycleTally()
+            t.failures.append(_failure(watch.registry.name, f"still busy when the scanning time ran out "
+                                       f"({scan_deadline.what if scan_deadline else 'deadline'}): a request to it "
+                                       "does not end; its unfinished images are scanned in the next cycle",
+                                       "Timeout"))
+            out.append(t)
+        return out
+
+    def _watch_cycle(self, watch: Watch, stop: threading.Event | None,
+                     claims: tuple[CycleLease, LeaseKeeper] | None) -> "_CycleTally":
+        """Select, scan and record the images of one watch."""
+        t = _CycleTally()
+        images = self.targets(watch, t.failures, t.warnings)
+        t.selected += len(images)
+        statuses = self.store.images()
+        failing = {st.image.key for st in statuses if st.last_error}
+        if watch.scanner.stores_inventories:     # large snapshots: one at a time
+            previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
+                                                             if st.last_scanned_at})
+        else:                                      # small ones: all in one query
+            wanted = {img.key for img in images}
+            previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
+                        if s.image.key in wanted}
+        self.progress("scan", 0, len(images))
+        t.done, t.total = 0, len(images)
+        for batch, claimed in self._batches(watch, images, stop, claims):
+            checked: list[tuple[str, str, str]] = []
+            finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
+            try:
+                self._scan_batch(watch, batch, previous, failing, claimed, stop, checked, finished, t)
+            finally:
+                if claims is not None:
+                    claims[1].drop(*claimed.values())
+                    for key, c in claimed.items():     # abandoned ones are free for others at once
+                        with contextlib.suppress(Exception):
+                            self.store.release_lease(c, done=key in finished)
+            try:
+                with self._fence(*(claimed[k] for k in checked if k in claimed)):
+                    self.store.mark_checked(checked, utcnow())
+            except LeaseLost:
+                if not claimed:
+                    raise
+            if stop is not None and stop.is_set():
+                break
+        return t
 
     def _fence(self, *leases: Lease):
         return self.store.fenced(*leases) if leases else contextlib.nullcontext()
@@ -697,6 +772,26 @@ class _CycleTally:
     failures: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)      # note -> the images it was said of
+
+    def merge(self, other: "_CycleTally") -> None:
+        self.selected += other.selected
+        self.scanned += other.scanned
+        self.events.extend(other.events)
+        self.failures.extend(other.failures)
+        self.warnings.extend(other.warnings)
+        for note, images in other.notes.items():
+            self.notes.setdefault(note, []).extend(images)
+
+
+def _spell(seconds: float) -> str:
+    """``3600`` -> ``1h``, ``90`` -> ``1m30s`` (as the configuration writes durations)."""
+    ms = round(seconds * 1000)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        n, ms = divmod(ms, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"
 
 
 class _Either(threading.Event):

@@ -31,7 +31,7 @@ app.add_typer(db_app, name="db")
 
 ScanFormat = Literal[tuple(FORMATTERS)]  # type: ignore[valid-type]
 
-SCAN_SECTIONS = ("vulndb", "layer_cache")
+SCAN_SECTIONS = ("vulndb", "layer_cache", "limits")
 """What ``scan`` reads of the configuration: the advisory data and the layer cache (nothing it
 does not use, so an unset ``${SLACK_URL}`` does not stop it)."""
 DB_SECTIONS = ("state", "vulndb", "layer_cache", "delivery", "notifications")

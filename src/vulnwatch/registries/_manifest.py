@@ -154,8 +154,10 @@ class VerifyingReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes], digest: str, *, expected_size: int | None = None,
                  max_size: int | None = None, where: dict | None = None, on_close=None,
-                 hashed_by=None) -> None:
+                 hashed_by=None, deadline=None) -> None:
         super().__init__()
+        self._deadline = deadline
+        """A :class:`~vulnwatch.model.Deadline` for the whole blob (None: none)."""
         self._where = where or {}
         self._prehashed = hashed_by is not None
         """``hashed_by``: a hash object the chunk source already feeds (in its own thread)."""
@@ -179,15 +181,27 @@ class VerifyingReader(io.RawIOBase):
             except StopIteration:
                 self._finish()
                 break
+            except TimeoutError as e:
+                raise RegistryError(f"blob download timed out after {self._seen} bytes: {e or 'deadline'} reached; "
+                                    "the registry is too slow or stopped sending", retryable=True,
+                                    **self._where) from None
+            except httpx.TimeoutException as e:
+                raise RegistryError(f"blob download stalled after {self._seen} bytes: nothing arrived within "
+                                    f"limits.read_timeout ({type(e).__name__})", retryable=True,
+                                    **self._where) from None
             except httpx.HTTPError as e:
                 raise RegistryError(f"blob download broke off after {self._seen} bytes: {type(e).__name__}",
                                     retryable=True, **self._where) from None
+            if self._deadline is not None and self._deadline.expired:
+                raise RegistryError(f"blob download timed out after {self._seen + len(chunk)} bytes: "
+                                    f"{self._deadline.what} reached; the registry is too slow", retryable=True,
+                                    **self._where)
             if not chunk:
                 continue
             self._seen += len(chunk)
             if self._max_size is not None and self._seen > self._max_size:
                 raise RegistryError(f"blob is larger than the limit of {self._max_size} bytes "
-                                    "(max_blob_size)", **self._where)
+                                    "(limits.max_blob_bytes)", **self._where)
             if not self._prehashed:
                 self._hash.update(chunk)
             self._buf = chunk
