@@ -40,6 +40,27 @@ def register_config_secrets(cfg: Config) -> None:
         reveal(cfg.state.url)
 
 
+def check_watch_lists(cfg: Config) -> list:
+    """Problems with the local watch lists ``cfg`` names, read as a cycle reads them (a JSON array
+    of repository names): each a :class:`~vulnwatch.config.ConfigProblem` at the registry's
+    ``watch_list`` key, naming the file and what is wrong in it (``vulnwatch check-config``). A
+    missing file is :func:`vulnwatch.config.check_config`'s to say; ``s3://`` lists are not read."""
+    from pathlib import Path as _Path
+
+    from .targets import TargetError, load_watch_list
+
+    problems = []
+    for i, reg in enumerate(cfg.registries):
+        wl = reg.watch_list
+        if not wl or wl.startswith("s3://") or not _Path(wl).is_file():
+            continue
+        try:
+            load_watch_list(wl)
+        except TargetError as e:
+            problems.append(cfg.problem(("registries", i, "watch_list"), str(e)))
+    return problems
+
+
 def open_store(cfg: Config) -> Store:
     """The configured state store: ``state.url`` by its scheme (:data:`vulnwatch.store.STORES`),
     else the SQLite file ``state.path``."""
@@ -123,7 +144,7 @@ def build_watch(reg, resources: ScanResources, limits=None) -> Watch:
     from .pipeline import Watch
     from .registries import REGISTRIES
     from .scanners import SCANNERS
-    from .targets import load_watch_list
+    from .targets import TargetError, load_watch_list
 
     registry = REGISTRIES[reg.type].from_config(reg, limits)
     scanner = SCANNERS[registry.default_scanner].from_config(reg, registry, resources)
@@ -135,7 +156,11 @@ def build_watch(reg, resources: ScanResources, limits=None) -> Watch:
             endpoint = getattr(reg, "endpoint_url", None)
             s3 = client("s3", region=getattr(reg, "region", None),
                         endpoint_url=str(endpoint).rstrip("/") if endpoint else None)
-        watch_list = load_watch_list(str(reg.watch_list), s3_client=s3)
+        try:
+            watch_list = load_watch_list(str(reg.watch_list), s3_client=s3)
+        except TargetError as e:     # this registry fails in the cycle, the others go on
+            return Watch(registry=registry, scanner=scanner, selectors=selectors_of(reg), watch_list=(),
+                         watch_list_error=str(e))
     return Watch(registry=registry, scanner=scanner, selectors=selectors_of(reg), watch_list=watch_list)
 
 

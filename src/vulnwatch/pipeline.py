@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .diff import diff
+from .logs import redact
 from .model import Deadline, Event, Image, ScanResult, deadline_scope, utcnow
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
@@ -267,6 +268,9 @@ class Watch:
     """``targets`` selectors; empty with no watch list means every repository."""
     watch_list: Sequence[str] | None = None
     """Repository names from a watch list file (the older JSON-array format), if configured."""
+    watch_list_error: str | None = None
+    """Why the configured watch list could not be read (the registry then fails in each cycle,
+    naming the file; the other registries go on)."""
 
 
 @dataclass(frozen=True)
@@ -336,6 +340,9 @@ class Pipeline:
         globs need the registry to list its repositories. A named repository the registry does
         not have is a warning (in ``warnings``), not a failure."""
         reg = watch.registry
+        if watch.watch_list_error is not None:
+            failures.append(_failure(reg.name, watch.watch_list_error, "WatchListError"))
+            return []
         plan = plan_repositories(watch.selectors, watch.watch_list)
         listed: list[str] = []
         if plan.needs_listing:
@@ -648,7 +655,7 @@ class Pipeline:
                 continue
             except Exception as e:  # a broken record must not stop the others
                 log.exception("recording %s failed", image)
-                t.failures.append(Failure(str(image), f"recording failed: {e}", type(e).__name__))
+                t.failures.append(_failure(str(image), f"recording failed: {e}", type(e).__name__))
                 continue
             t.scanned += 1
             for n in outcome.notes:
@@ -824,6 +831,7 @@ def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Fa
     """A :class:`Failure` (or warning), logged with its fields (``event``, ``target``, ``code``,
     ``error``) at INFO only: the caller presents the report's failures and warnings (the CLI
     prints them, as JSON objects with ``--log-format json``)."""
+    error = redact(error)      # what a server said back can hold what it was sent
     log.info("%s %s: %s", kind, target, error, extra={"event": kind, "target": target, "code": code, "error": error})
     return Failure(target, error, code)
 

@@ -43,11 +43,11 @@ _MAX_JSON_BYTES = 16 << 20
 
 
 def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS failure (certificate verification, handshake) behind ``exc``, if any."""
+    """The TLS certificate verification failure behind ``exc``, if any (a permanent error)."""
     seen = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
-        if isinstance(e, ssl.SSLError):
+        if isinstance(e, ssl.SSLCertVerificationError):
             return e
         seen.add(id(e))
         e = e.__cause__ or e.__context__
@@ -246,9 +246,9 @@ class OCIRegistry(Registry):
                 tls = _tls_failure(e)
                 if tls is not None:
                     detail = redact(str(getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or tls))
-                    raise RegistryError(f"TLS failure talking to {self.base_url}: certificate verification or "
-                                        f"handshake failed ({detail}); not retried: give the registry a certificate "
-                                        "this machine trusts (or set insecure: true for a test registry)",
+                    raise RegistryError(f"TLS certificate verification failed for {self.base_url} ({detail}); "
+                                        "not retried (a permanent error): give the registry a certificate this "
+                                        "machine trusts (or set insecure: true for a test registry)",
                                         **where) from None
                 if deadline is not None and deadline.expired:
                     raise _timed_out(deadline, what, where) from None
