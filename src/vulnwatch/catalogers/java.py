@@ -104,6 +104,26 @@ class _Budget:
                              f"at {name!r})", "limits.zip_max_inflated_bytes")
 
 
+def _read_member(zf: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
+    """A member's bytes. ``zipfile`` would stop a member at the size the central directory
+    declares (and then fail its CRC, silently skipping it): a deflated member is inflated here
+    from its own compressed bytes, at most one byte past its declared size, so that a lying
+    header is refused as such."""
+    at = info.header_offset
+    if (info.compress_type != zipfile.ZIP_DEFLATED or data[at:at + 4] != b"PK\x03\x04"
+            or at + 30 > len(data) or info.flag_bits & 0x01):
+        return zf.read(info)
+    nlen, xlen = struct.unpack_from("<HH", data, at + 26)
+    start = at + 30 + nlen + xlen
+    out = zlib.decompressobj(-15).decompress(data[start:start + info.compress_size], info.file_size + 1)
+    if len(out) > info.file_size:
+        raise budget._fail(f"zip member {info.filename!r} declares {info.file_size} bytes but inflates to more "
+                           "(a lying header)", "the member's declared size")
+    if len(out) != info.file_size or zlib.crc32(out) != info.CRC:
+        raise zipfile.BadZipFile(f"bad CRC-32 or size for {info.filename!r}")
+    return out
+
+
 def _central_count(data: bytes) -> int | None:
     """The entry count an archive's end-of-central-directory record states (None: not found)."""
     at = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
@@ -141,13 +161,13 @@ def reduce_bytes(data: bytes, depth: int = 0, budget: _Budget | None = None) -> 
         try:
             if _kept(name) and info.file_size <= MAX_KEPT_ENTRY:
                 budget.declared(name, info.file_size, info.compress_size)
-                got = zf.read(info)
+                got = _read_member(zf, data, info, budget)
                 budget.inflate(name, len(got), info.compress_size, len(got), info.file_size)
                 entries.append((name, got))
             elif (name.endswith(ARCHIVE_SUFFIXES) and depth + 1 < max_depth
                   and 0 < info.file_size <= MAX_NESTED_SIZE):
                 budget.declared(name, info.file_size, info.compress_size)
-                nested = zf.read(info)
+                nested = _read_member(zf, data, info, budget)
                 budget.inflate(name, len(nested), info.compress_size, len(nested), info.file_size)
                 try:
                     entries.append((name, reduce_bytes(nested, depth + 1, budget)))

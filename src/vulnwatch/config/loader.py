@@ -93,8 +93,9 @@ class Document:
         self.lines: dict[tuple[Any, ...], int] = {(): 1}
         self.problems: list[ConfigProblem] = []
         self.environ = environ
-        loader = yaml.SafeLoader(text)
+        loader = None
         try:
+            loader = yaml.SafeLoader(text)     # refuses control characters at once (a ReaderError)
             node = loader.get_single_node()
             self._loader = loader
             self._active: set[int] = set()
@@ -120,7 +121,8 @@ class Document:
             self.problems.append(ConfigProblem(file, line, "", msg))
             self.data = None
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
 
     def _build(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         if id(node) in self._active:
