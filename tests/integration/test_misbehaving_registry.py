@@ -7,6 +7,7 @@ the whole cycle ends within its deadline (``limits.cycle_timeout``)."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -59,6 +60,25 @@ def good(tmp_path_factory):
     reg.stop()
 
 
+@pytest.fixture(scope="module")
+def osv_db(tmp_path_factory):
+    """The example OSV data imported once (a run would import it before its first cycle, and
+    that import is not what these tests time)."""
+    from vulnwatch.build import open_vulndb
+    from vulnwatch.config import parse_config
+
+    path = tmp_path_factory.mktemp("osv") / "osv.db"
+    cfg = parse_config(f"vulndb: {{path: {path}, imports: [{OSV_DIR / 'Debian'}, {OSV_DIR / 'PyPI'}]}}\n")
+    open_vulndb(cfg).close()
+    return path
+
+
+def _osv(tmp_path, osv_db) -> str:
+    copy = tmp_path / "osv.db"
+    shutil.copyfile(osv_db, copy)
+    return f"{{path: {copy}, imports: [{OSV_DIR / 'Debian'}, {OSV_DIR / 'PyPI'}]}}"
+
+
 @pytest.fixture
 def bad(image):
     m, blobs = image
@@ -67,13 +87,13 @@ def bad(image):
     server.close()
 
 
-def test_a_misbehaving_registry_costs_only_its_own_images(tmp_path, monkeypatch, good, bad):
+def test_a_misbehaving_registry_costs_only_its_own_images(tmp_path, monkeypatch, good, bad, osv_db):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     rec = start_receiver()
     cfg = tmp_path / "vulnwatch.yaml"
     cfg.write_text(f"""
 state: {{path: {tmp_path / 'state.db'}}}
-vulndb: {{path: {tmp_path / 'osv.db'}, imports: [{OSV_DIR / 'Debian'}, {OSV_DIR / 'PyPI'}]}}
+vulndb: {_osv(tmp_path, osv_db)}
 layer_cache: {{enabled: false}}
 limits:
   connect_timeout: 1s
@@ -116,3 +136,43 @@ notifications:
         assert len(BEHAVIOURS) == len(EXPECTED) + 1
     finally:
         rec.close()
+
+
+def test_the_cycle_deadline_cuts_a_slow_registry_and_still_delivers(tmp_path, monkeypatch, good, image, osv_db):
+    """Eight images that drip at 16 bytes/s, per-image and per-blob limits longer than the whole
+    cycle: scanning stops ``delivery_timeout`` before ``cycle_timeout`` (the images in flight and
+    those not reached fail, naming the cycle's limit), and the good registry's image, recorded
+    long before, is delivered within the cycle."""
+    m, blobs = image
+    slow = BadRegistry(m.raw, m.media_type, blobs, repositories=tuple(f"r{i}/drip" for i in range(8)))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rec = start_receiver()
+    cfg = tmp_path / "vulnwatch.yaml"
+    cfg.write_text(f"""
+state: {{path: {tmp_path / 'state.db'}}}
+vulndb: {_osv(tmp_path, osv_db)}
+layer_cache: {{enabled: false}}
+limits: {{read_timeout: 5s, blob_timeout: 1m, image_timeout: 1m, cycle_timeout: 8s, delivery_timeout: 3s}}
+registries:
+  - {{name: slow, type: oci, url: '{slow.url}', insecure: true, max_concurrency: 4}}
+  - {{name: good, type: oci, url: '{good.url}', insecure: true}}
+notifications:
+  - {{name: hook, type: webhook, url: '{rec.url}/hook'}}
+""")
+    started = time.monotonic()
+    try:
+        result = CliRunner().invoke(app, ["--config", str(cfg), "run", "--format", "json"], catch_exceptions=False)
+        elapsed = time.monotonic() - started
+        # the cycle's own 8s, plus loading the configuration and building the pipeline around it
+        assert elapsed < 8 + 3, f"the run took {elapsed:.1f}s, past its 8s cycle deadline: {result.output}"
+        assert result.exit_code == 1, result.output
+        out = json.loads(result.stdout[result.stdout.index("{"):])
+        failures = {f["target"]: f for f in out["failures"]}
+        slow_failures = [f for t, f in failures.items() if t.startswith("slow/")]
+        assert len(slow_failures) == 8, failures
+        assert all("limits.cycle_timeout" in f["error"] for f in slow_failures), slow_failures
+        assert [e["repository"] for e in out["events"]] == ["good/app"]
+        assert [b["data"]["repository"] for b in rec.bodies("/hook")] == ["good/app"]
+    finally:
+        rec.close()
+        slow.close()
