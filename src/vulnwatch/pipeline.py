@@ -85,6 +85,60 @@ class CycleReport:
         return not self.failures and self.interrupted is None
 
 
+@dataclass(frozen=True)
+class WorkItem:
+    """One piece of a fanned-out cycle (a queue message of the serverless deployment): the
+    images of one repository, or of slice ``slice`` of ``slices`` of it, or only ``digests``."""
+
+    registry: str
+    repository: str
+    slice: int = 0
+    slices: int = 1
+    digests: tuple[str, ...] = ()
+    """Only these images (a re-queued remainder whose scans were still running)."""
+    attempt: int = 0
+    """How many times this remainder was put back already."""
+
+    def to_dict(self) -> dict:
+        out: dict = {"v": 1, "registry": self.registry, "repository": self.repository}
+        if self.slices != 1:
+            out.update(slice=self.slice, slices=self.slices)
+        if self.digests:
+            out["digests"] = list(self.digests)
+        if self.attempt:
+            out["attempt"] = self.attempt
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "WorkItem":
+        if not isinstance(data, Mapping) or not isinstance(data.get("registry"), str) \
+                or not isinstance(data.get("repository"), str):
+            raise ValueError("a work item names a registry and a repository")
+        slices = int(data.get("slices", 1))
+        index = int(data.get("slice", 0))
+        if slices < 1 or not 0 <= index < slices:
+            raise ValueError(f"bad slice {index} of {slices}")
+        return cls(data["registry"], data["repository"], index, slices,
+                   tuple(str(d) for d in data.get("digests") or ()), int(data.get("attempt", 0)))
+
+
+def slice_of(digest: str, slices: int) -> int:
+    """The slice (of ``slices``) an image belongs to: fixed by its digest alone."""
+    return int(hashlib.sha256(digest.encode()).hexdigest()[:8], 16) % slices
+
+
+@dataclass(frozen=True)
+class CollectReport:
+    """What :meth:`Pipeline.collect` did with one work item."""
+
+    item: WorkItem
+    report: CycleReport
+    pending: tuple[Image, ...] = ()
+    """Images whose scan was still running: not read, to be asked for again later."""
+    more: tuple[WorkItem, ...] = ()
+    """The other slices of a repository too large for one invocation."""
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 class Schedule:
@@ -564,13 +618,18 @@ class Pipeline:
 
     def _scan_batch(self, watch: Watch, batch: list[Image], previous: Mapping, failing: set,
                     claimed: Mapping[tuple[str, str, str], Lease], stop: threading.Event | None,
-                    checked: list, finished: set, t: "_CycleTally") -> None:
-        """Scan one group of images and record each result (under its claim's fence, if any)."""
+                    checked: list, finished: set, t: "_CycleTally", pending: list | None = None) -> None:
+        """Scan one group of images and record each result (under its claim's fence, if any).
+        With ``pending``, an image whose scan is still running (``ScanTimeout``) is put there
+        instead of being recorded as failed: the caller asks again later."""
         for image, outcome in watch.scanner.scan_many(batch, previous):
             if stop is not None and stop.is_set():
                 break      # the rest of this group is abandoned: nothing of it written
             t.done += 1
             self.progress("scan", t.done, t.total)
+            if pending is not None and isinstance(outcome, ScanError) and outcome.code == "ScanTimeout":
+                pending.append(image)
+                continue
             claim = claimed.get(image.key)
             try:
                 with self._fence(*([claim] if claim else [])):
@@ -618,6 +677,99 @@ class Pipeline:
             keeper.close()
             with contextlib.suppress(Exception):
                 self.store.release_lease(held)
+
+    # -- fanned-out cycles (the serverless deployment) -----------------------------------
+    def work_items(self, failures: list[Failure] | None = None,
+                   warnings: list[Failure] | None = None) -> list["WorkItem"]:
+        """The cycle as independent pieces of work: one :class:`WorkItem` per watched
+        repository (what the ``schedule`` handler sends, one queue message each). Names known
+        exactly need no listing; globs list the registry's repositories."""
+        failures = [] if failures is None else failures
+        items: list[WorkItem] = []
+        for watch in self.watches:
+            plan = plan_repositories(watch.selectors, watch.watch_list)
+            listed: list[str] = []
+            if plan.needs_listing:
+                try:
+                    listed = list(watch.registry.repositories())
+                except RegistryError as e:
+                    failures.append(_failure(watch.registry.name, _reason(e, watch.registry.name),
+                                             type(e).__name__))
+                    continue
+            items.extend(WorkItem(watch.registry.name, repo) for repo, _sel in plan.select(listed))
+        return items
+
+    def collect(self, item: "WorkItem", *, slice_size: int = 200, give_up: bool = False) -> "CollectReport":
+        """One piece of a fanned-out cycle: the images of one repository (or of one slice of
+        it, or only ``item.digests``), scanned where due and recorded as any cycle records
+        them (diff + snapshot + outbox in one conditional commit; nothing is written for an
+        image whose snapshot is current).
+
+        A repository with more than ``slice_size`` selected images, asked for whole, is split:
+        this call does slice 0 and returns the others in :attr:`CollectReport.more` for other
+        invocations (an image belongs to slice ``hash(digest) mod n``, the same in every
+        invocation). Images whose scan is still running are not read: they are returned in
+        :attr:`CollectReport.pending` (unless ``give_up``: then they fail with ``ScanTimeout``).
+        Unchanged images are not stamped as checked (that would be a write per image per cycle)."""
+        t = _CycleTally()
+        watch = next((w for w in self.watches if w.registry.name == item.registry), None)
+        if watch is None:
+            t.failures.append(_failure(item.registry, "no such registry in the configuration", "UnknownRegistry"))
+            return CollectReport(item, CycleReport(failures=tuple(t.failures)))
+        chosen = dict(plan_repositories(watch.selectors, [item.repository]).select())
+        selector = chosen.get(item.repository)
+        if selector is None:      # left the watch list since the message was sent
+            return CollectReport(item, CycleReport(notes=(f"{item.repository}: no longer watched",)))
+        target = f"{watch.registry.name}/{item.repository}"
+        try:
+            images = select_images(watch.registry.images(item.repository), selector)
+        except RepositoryNotFoundError as e:
+            t.warnings.append(_failure(target, f"{_reason(e, target)}; remove it from the watch list or fix the "
+                                       "name", "RepositoryNotFound", kind="warning"))
+            return CollectReport(item, CycleReport(warnings=tuple(t.warnings)))
+        except RegistryError as e:
+            t.failures.append(_failure(target, _reason(e, target), "RegistryError"))
+            return CollectReport(item, CycleReport(failures=tuple(t.failures)))
+        more: list[WorkItem] = []
+        slices = item.slices
+        if item.digests:
+            wanted = set(item.digests)
+            images = [img for img in images if img.digest in wanted]
+        else:
+            if slices == 1 and len(images) > slice_size:
+                slices = -(-len(images) // slice_size)
+                more = [replace(item, slice=i, slices=slices) for i in range(1, slices)]
+            if slices > 1:
+                images = [img for img in images if slice_of(img.digest, slices) == item.slice]
+        t.selected = len(images)
+        previous, failing = self.store.current([img.key for img in images])
+        pending: list[Image] = []
+        self._scan_batch(watch, images, previous, failing, {}, None, [], set(), t,
+                         pending=None if give_up else pending)
+        report = CycleReport(images=t.selected, scanned=t.scanned, events=tuple(t.events),
+                             failures=tuple(t.failures), notes=_grouped(t.notes), warnings=tuple(t.warnings))
+        return CollectReport(item, report, pending=tuple(pending), more=tuple(more))
+
+    def event_of_change(self, old: ScanResult | None, new: ScanResult | None) -> Event | None:
+        """The event one stored change means (a stream record's old and new snapshot): a new
+        image, or the per-finding diff of old against new; None when nothing a user is told
+        about moved. The same :func:`~vulnwatch.diff.diff` the cycle used, so the same id."""
+        if new is None:
+            return None
+        return diff(new, old)
+
+    def deliver_events(self, event_ids: Sequence[str]) -> tuple[DispatchReport, set[str]]:
+        """Deliver what is due in the outbox (as :meth:`deliver`), then say which of
+        ``event_ids`` still have deliveries pending (a sink was down): the caller has those
+        retried. Delivered ones are marked, so a retry sends each to each sink once."""
+        report = self.deliver()
+        wanted = set(event_ids)
+        if not wanted:
+            return report, set()
+        from .store.interface import DeliveryStatus
+
+        pending = {d.event.id for d in self.store.deliveries(DeliveryStatus.PENDING, limit=10_000)}
+        return report, pending & wanted
 
     # -- the advisory data and re-matching -----------------------------------------------
     def _resources(self) -> ScanResources:

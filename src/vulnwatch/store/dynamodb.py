@@ -881,6 +881,21 @@ class DynamoDBStore(Store):
         out = [self._result(v, by_key.get((v["registry"], v["repository"], v["digest"]))) for v in snaps]
         return sorted(out, key=lambda r: r.image.key)
 
+    def current(self, keys: Sequence[tuple[str, str, str]]
+                ) -> tuple[dict[tuple[str, str, str], ScanResult], set[tuple[str, str, str]]]:
+        """One consistent BatchGetItem per 50 images (their snapshot and status items), the
+        inventories left out: what a serverless collector reads before scanning a slice."""
+        wanted = list(dict.fromkeys(tuple(k) for k in keys))
+        request = [k for key in wanted for k in (self._snap_key(*key), self._status_key(*key))]
+        items = self._batch_get("reading the snapshots of a slice", request,
+                                projection=(*self._WITHOUT_INVENTORY, "last_error"))
+        snaps = {(i["registry"], i["repository"], i["digest"]): i for i in items if i["sk"].endswith("#V")}
+        statuses = {(i["registry"], i["repository"], i["digest"]): i for i in items if i["sk"].endswith("#S")}
+        out = {key: self._result(snap, statuses.get(key), with_inventory=False) for key, snap in snaps.items()
+               if snap.get("scanned_at")}
+        failing = {key for key, st in statuses.items() if st.get("last_error")}
+        return out, failing
+
     def inventories(self, registry: str | None = None,
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         if keys is None:
