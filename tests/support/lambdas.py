@@ -34,7 +34,7 @@ def scheduled_event(at: datetime | None = None) -> dict[str, Any]:
 class Deployment:
     def __init__(self, moto_url: str, monkeypatch, tmp_path, *, ecr_url: str | None = None,
                  watch: Any = None, sinks: list[dict] | None = None, hook_url: str | None = None,
-                 table: str = "vw-lambda", env: dict[str, str] | None = None) -> None:
+                 table: str = "vw-lambda", env: dict[str, str] | None = None, stream: bool = True) -> None:
         from vulnwatch.aws_lambda import _runtime
         from vulnwatch.store.dynamodb import table_definition
 
@@ -48,11 +48,14 @@ class Deployment:
         self.ssm = boto3.client("ssm", **kw)
         self.s3.create_bucket(Bucket="vw-config")
         self.s3.create_bucket(Bucket="vw-spill")
-        self.ddb.create_table(**table_definition(table))
+        definition = table_definition(table)
+        if not stream:
+            del definition["StreamSpecification"]
+        self.ddb.create_table(**definition)
         self.queue_url = self.sqs.create_queue(QueueName="vw-collect")["QueueUrl"]
         self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
-        self.stream_arn = self.ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        self.stream_arn = self.ddb.describe_table(TableName=table)["Table"].get("LatestStreamArn")
         self._iterators: dict[str, str] = {}
         self._seen_shards: set[str] = set()
         self.put_watch_list(watch if watch is not None else [])
@@ -198,3 +201,25 @@ def lambda_record(record: dict, stream_arn: str) -> dict:
         data["ApproximateCreationDateTime"] = created.timestamp()
     return {"eventID": record["eventID"], "eventName": record["eventName"], "eventVersion": "1.1",
             "eventSource": "aws:dynamodb", "awsRegion": REGION, "dynamodb": data, "eventSourceARN": stream_arn}
+
+
+def one_dynamodb_call_at_a_time(*stores) -> None:
+    """Like ``tests.store.conftest.one_call_at_a_time``, with one lock across several stores
+    (two collectors in two containers): moto is not atomic across concurrent transactions
+    (a cancelled one puts back its copy of the table), real DynamoDB is."""
+    import threading
+
+    lock = threading.Lock()
+
+    def acquire(**_kw):
+        lock.acquire()
+
+    def release(**_kw):
+        if lock.locked():
+            lock.release()
+
+    for store in stores:
+        events = store._ddb.meta.events
+        events.register("before-call.dynamodb", acquire)
+        events.register("after-call.dynamodb", release)
+        events.register("after-call-error.dynamodb", release)
