@@ -826,10 +826,11 @@ class Pipeline:
     def import_advisories(self, path: Path):
         """Import one local OSV export (an ``all.zip`` or a folder of records); returns its
         :class:`~vulnwatch.vulndb.interface.ImportReport`. Raises ``VulnDBError``."""
-        from .vulndb.sync import import_path, local_source
+        from .vulndb.sync import import_path, local_source, local_version
 
         path = path.resolve()
-        return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path))
+        return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path),
+                           last_modified=local_version(path))
 
     def advisory_sources(self) -> tuple[list, int, Path]:
         """The sources in the local index (:class:`~vulnwatch.vulndb.interface.SourceStatus`), its
