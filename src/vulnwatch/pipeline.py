@@ -29,7 +29,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .diff import diff
-from .model import Event, Image, ScanResult, utcnow
+from .model import DataSource, Event, Image, ScanResult, utcnow
+from .policy import Policy
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
@@ -361,8 +362,11 @@ class Pipeline:
     def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
                  progress: Progress | None = None, resources: ScanResources | None = None,
-                 advisory_base_url: str | None = None) -> None:
+                 advisory_base_url: str | None = None, policy: Policy | None = None) -> None:
         self.store = store
+        self.policy = policy or Policy()
+        """The ignore rules and VEX statements: applied to every result before it is diffed
+        (:meth:`suppress`), the one place suppression happens in a cycle and in re-matching."""
         self.watches = list(watches)
         self.sinks = list(sinks)
         self.resources = resources
@@ -414,8 +418,14 @@ class Pipeline:
         return images
 
     # -- recording -------------------------------------------------------------------------
+    def suppress(self, result: ScanResult, now=None) -> ScanResult:
+        """``result`` with the findings the policy suppresses at ``now`` moved to
+        :attr:`~vulnwatch.model.ScanResult.suppressed` (and those it no longer suppresses back):
+        the policy stage, between matching and diff."""
+        return self.policy.apply(result, now)
+
     def record(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool = True,
-               keep_inventory: bool = False) -> Event | None:
+               keep_inventory: bool = False, data: Sequence[DataSource] = ()) -> Event | None:
         """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction.
 
         A result identical to the stored snapshot (same scan, same findings, same tags) of an image
@@ -423,18 +433,23 @@ class Pipeline:
 
         The commit is conditional on ``previous`` still being the stored snapshot: when another
         writer (an overlapping cycle) recorded the image in between, the snapshot is read again
-        and the diff made again against it, so one change is recorded once."""
+        and the diff made again against it, so one change is recorded once.
+
+        The policy is applied first (:meth:`suppress`); ``data`` names the data the result was
+        judged by, for the reasons of its event (:func:`vulnwatch.diff.explain`)."""
+        result = self.suppress(result)
         for _attempt in range(_CONFLICT_RETRIES):
             try:
-                return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+                return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory,
+                                         data=data)
             except StoreConflict:
                 log.info("%s was recorded by another writer meanwhile; diffing again", result.image)
                 previous = self.store.snapshot(*result.image.key, with_inventory=not keep_inventory)
                 has_error = True
-        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory, data=data)
 
     def _record_once(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
-                     keep_inventory: bool) -> Event | None:
+                     keep_inventory: bool, data: Sequence[DataSource] = ()) -> Event | None:
         image = result.image
         if (previous is not None and not has_error and image.tags == previous.image.tags
                 and result == replace(previous, image=image)):
@@ -448,7 +463,7 @@ class Pipeline:
                     moved.append(tag)
                     if base is None:
                         base = self.store.snapshot(image.registry, image.repository, old)
-        event = diff(result, previous, base, tuple(moved))
+        event = diff(result, previous, base, tuple(moved), data=data)
         deliveries: list[tuple[Event, list[str]]] = []
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
@@ -567,6 +582,7 @@ class Pipeline:
                             if s.image.key in wanted}
             self.progress("scan", 0, len(images))
             t.done, t.total = 0, len(images)
+            t.data = watch.scanner.data_sources() if images else ()
             for batch, claimed in self._batches(watch, images, stop, claims):
                 checked: list[tuple[str, str, str]] = []
                 finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
@@ -622,7 +638,8 @@ class Pipeline:
                         self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
                         finished.add(image.key)
                         continue
-                    event = self.record(outcome, previous.get(image.key), has_error=image.key in failing)
+                    event = self.record(outcome, previous.get(image.key), has_error=image.key in failing,
+                                        data=t.data)
                 checked.append(image.key)
                 finished.add(image.key)
             except LeaseLost:
@@ -772,6 +789,7 @@ class Pipeline:
         from .scanners.builtin import BuiltinScanner
 
         scanner = BuiltinScanner.for_rematch(self._resources())
+        data = scanner.data_sources()
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
         for inv in self.store.inventories():
@@ -785,7 +803,7 @@ class Pipeline:
             if old is None:
                 continue
             new = scanner.rematch(old, inv.packages, inv.distro)
-            ev = self.record(new, old, has_error=True, keep_inventory=True)
+            ev = self.record(new, old, has_error=True, keep_inventory=True, data=data)
             if ev is not None:
                 events.append(ev)
         return events
@@ -849,6 +867,7 @@ class _CycleTally:
     failures: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)      # note -> the images it was said of
+    data: tuple = ()                               # the data the watch's scanner judges by
 
 
 class _Either(threading.Event):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
-from ..model import Image, ScanResult
+from ..model import DataSource, Image, ScanResult
 
 
 class ScanError(Exception):
@@ -98,6 +98,11 @@ class Scanner(abc.ABC):
                 yield image, self.scan(image, previous.get(image.key))
             except ScanError as e:
                 yield image, e
+
+    def data_sources(self) -> tuple[DataSource, ...]:
+        """The data this scanner judges images by, with versions and dates (advisory sources,
+        enrichment sources), for the reasons of change events; () when it cannot say."""
+        return ()
 
     def close(self) -> None:
         """Release resources."""

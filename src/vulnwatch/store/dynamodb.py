@@ -150,7 +150,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, utcnow
+from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, result_signature, utcnow
 from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store,
                         StoreConflict, StoredInventory, StoreError)
 
@@ -523,6 +523,7 @@ def _result_of(snap: Mapping[str, Any], image: Image, blobs: _Blobs, *, with_inv
         packages=packages,
         distro=snap.get("distro"),
         notes=tuple(json.loads(snap.get("notes") or "[]")),
+        suppressed=tuple(Finding.from_dict(d) for d in json.loads(snap.get("suppressed") or "[]")),
     )
 
 
@@ -824,7 +825,7 @@ class DynamoDBStore(Store):
     # --- snapshots -----------------------------------------------------------------------------------
     _WITHOUT_INVENTORY = ("registry", "repository", "digest", "tags", "pushed_at", "media_type", "size_bytes",
                           "scanner", "scanned_at", "vulnerability_source_updated_at", "state", "notes",
-                          "findings", "findings_ref", "distro")
+                          "findings", "findings_ref", "distro", "suppressed")
 
     def _where(self, registry: str, repository: str, digest: str) -> str:
         return f"{registry}/{repository}@{digest}"
@@ -1079,7 +1080,7 @@ class DynamoDBStore(Store):
             "digest": _S(img.digest), "scanner": _S(result.scanner), "scanned_at": _S(_ts(result.scanned_at)),
             "recorded_at": _S(_ts(now)), "state": _S(ScanState(result.state).value),
             "notes": _S(_dumps(list(result.notes))), "counts": _S(_dumps(result.counts)),
-            "findings_signature": _S(findings_signature(result.findings)),
+            "findings_signature": _S(result_signature(result)),
         }
         if img.tags:
             values["tags"] = _SS(img.tags)
@@ -1089,6 +1090,8 @@ class DynamoDBStore(Store):
                 values[name] = _S(_ts(v)) if name == "pushed_at" else _N(v) if name == "size_bytes" else _S(v)
         if result.vulnerability_source_updated_at is not None:
             values["vulnerability_source_updated_at"] = _S(_ts(result.vulnerability_source_updated_at))
+        if result.suppressed:   # a few findings, with their reasons: kept inline
+            values["suppressed"] = _S(_dumps(_finding_dicts(result.suppressed)))
         placed = [blobs["findings"]] + ([] if keep_inventory else [blobs["packages"]])
         self._place(values, placed, what, reserved=stored_packages if keep_inventory else 0)
         u = _Update()
@@ -1099,6 +1102,8 @@ class DynamoDBStore(Store):
         if result.vulnerability_source_updated_at is None:
             u.remove("vulnerability_source_updated_at")
         u.remove("findings_ref" if "findings" in values else "findings")
+        if not result.suppressed:
+            u.remove("suppressed")
         if keep_inventory:
             if result.distro is not None:
                 u.set_if_absent("distro", _S(result.distro))
@@ -1114,7 +1119,7 @@ class DynamoDBStore(Store):
                 sig = u.n("findings_signature")
                 u.condition = (f"{u.n('scanned_at')} = {u.v(_S(_ts(expected.scanned_at)))} AND "
                                f"(attribute_not_exists({sig}) OR {sig} = "
-                               f"{u.v(_S(findings_signature(expected.findings)))})")
+                               f"{u.v(_S(result_signature(expected)))})")
         return u
 
     def _status_update(self, result: ScanResult, now: datetime, keep_inventory: bool) -> _Update:
