@@ -272,3 +272,15 @@ def test_bad_ignore_files_and_vex_documents_are_clear_errors(site):
     assert r.exit_code == 2 and f"{tmp / 'ignore.txt'}:2: bad expiry 'exp:tomorrow'" in r.output
     r = cli(cfg, "scan", f"docker-archive:{IMAGE_ARCHIVE}", "--vex", str(tmp / "ignore.txt"))
     assert r.exit_code == 2 and "not a VEX document" in r.output
+
+
+def test_check_config_reads_the_ignore_files(site):
+    tmp, write, _ = site
+    (tmp / "rules.yaml").write_text("rules:\n  - id: CVE-2023-1\n    reason: ok\n  - id: CVE-2023-2\n")
+    cfg = write(f"ignore:\n  files: [{tmp / 'rules.yaml'}]\n  vex: [{tmp / 'missing.json'}]\n")
+    r = cli(cfg, "check-config", "--format", "json")
+    assert r.exit_code == 2 and json.loads(r.stdout)["problems"][0]["key"] == "ignore.vex[0]"
+    cfg = write(f"ignore:\n  files: [{tmp / 'rules.yaml'}]\n")
+    r = cli(cfg, "check-config", "--format", "json")
+    [p] = json.loads(r.stdout)["problems"]
+    assert r.exit_code == 2 and (p["file"], p["line"]) == (str(tmp / "rules.yaml"), 4) and "reason" in p["message"]
