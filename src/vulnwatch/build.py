@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the pipeline (and notify, httpx) load only for the verbs th
     from .delivery.routing import Route
     from .model import Image
     from .pipeline import Pipeline, Progress, Sink, Watch
+    from .policy import Policy
     from .scanners import ScanResources
     from .scanners.builtin import BuiltinScanner
     from .store.interface import Store
@@ -188,20 +189,41 @@ def build_sinks(cfg: Config) -> list[Sink]:
     return [Sink(notifier=NOTIFIERS[s.type].from_config(s), route=route_of(s)) for s in cfg.notifications]
 
 
+def build_policy(cfg: Config, *, ignore_files=(), vex=()) -> Policy:
+    """The ignore rules and VEX statements in force: ``ignore.vex`` and ``vex`` documents first
+    (their statements win), then ``ignore.files`` and ``ignore_files`` (``scan --ignorefile``), then
+    ``ignore.rules`` (each named by the config file and line). Raises
+    :class:`~vulnwatch.policy.interface.PolicyError` naming the file (and line) that cannot be used."""
+    from .policy import load_files, rules_from_mappings
+
+    rules = []
+    for i, rule in enumerate(cfg.ignore.rules):
+        where = cfg.problem(("ignore", "rules", i), "")
+        rules.extend(rules_from_mappings([(where.line, rule.as_mapping())], where.file))
+    return load_files(ignore=[*cfg.ignore.files, *ignore_files], vex=[*cfg.ignore.vex, *vex], rules=rules)
+
+
 def build_pipeline(cfg: Config, *, store: Store | None = None, progress: Progress | None = None,
                    with_watches: bool = True) -> Pipeline:
     """The pipeline of ``cfg``. ``with_watches=False`` leaves the registries and scanners out,
     for verbs that only record or deliver (re-matching, retrying dead letters, advisory data)."""
     from .pipeline import Pipeline
 
+    from .config import ConfigError
+    from .policy.interface import PolicyError
+
     register_config_secrets(cfg)
+    try:
+        policy = build_policy(cfg)
+    except PolicyError as e:      # a bad ignore file or VEX document is a bad configuration
+        raise ConfigError(str(e)) from None
     store = store or open_store(cfg)
     resources = scan_resources(cfg)
     d = cfg.delivery
     return Pipeline(store, build_watches(cfg, resources) if with_watches else [], build_sinks(cfg),
                     max_attempts=d.max_attempts, backoff_base=d.backoff_base.total_seconds(),
                     backoff_max=d.backoff_max.total_seconds(), progress=progress, resources=resources,
-                    advisory_base_url=cfg.vulndb.base_url,
+                    advisory_base_url=cfg.vulndb.base_url, policy=policy,
                     cycle_timeout=cfg.limits.cycle_timeout.total_seconds(),
                     delivery_timeout=cfg.limits.delivery_timeout.total_seconds())
 

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from .diff import diff
 from .logs import redact
-from .model import Deadline, Event, Image, ScanResult, deadline_scope, utcnow
+from .model import DataSource, Deadline, Event, Image, ScanResult, deadline_scope, utcnow
+from .policy import Policy
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
@@ -84,6 +85,60 @@ class CycleReport:
     @property
     def ok(self) -> bool:
         return not self.failures and self.interrupted is None
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One piece of a fanned-out cycle (a queue message of the serverless deployment): the
+    images of one repository, or of slice ``slice`` of ``slices`` of it, or only ``digests``."""
+
+    registry: str
+    repository: str
+    slice: int = 0
+    slices: int = 1
+    digests: tuple[str, ...] = ()
+    """Only these images (a re-queued remainder whose scans were still running)."""
+    attempt: int = 0
+    """How many times this remainder was put back already."""
+
+    def to_dict(self) -> dict:
+        out: dict = {"v": 1, "registry": self.registry, "repository": self.repository}
+        if self.slices != 1:
+            out.update(slice=self.slice, slices=self.slices)
+        if self.digests:
+            out["digests"] = list(self.digests)
+        if self.attempt:
+            out["attempt"] = self.attempt
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "WorkItem":
+        if not isinstance(data, Mapping) or not isinstance(data.get("registry"), str) \
+                or not isinstance(data.get("repository"), str):
+            raise ValueError("a work item names a registry and a repository")
+        slices = int(data.get("slices", 1))
+        index = int(data.get("slice", 0))
+        if slices < 1 or not 0 <= index < slices:
+            raise ValueError(f"bad slice {index} of {slices}")
+        return cls(data["registry"], data["repository"], index, slices,
+                   tuple(str(d) for d in data.get("digests") or ()), int(data.get("attempt", 0)))
+
+
+def slice_of(digest: str, slices: int) -> int:
+    """The slice (of ``slices``) an image belongs to: fixed by its digest alone."""
+    return int(hashlib.sha256(digest.encode()).hexdigest()[:8], 16) % slices
+
+
+@dataclass(frozen=True)
+class CollectReport:
+    """What :meth:`Pipeline.collect` did with one work item."""
+
+    item: WorkItem
+    report: CycleReport
+    pending: tuple[Image, ...] = ()
+    """Images whose scan was still running: not read, to be asked for again later."""
+    more: tuple[WorkItem, ...] = ()
+    """The other slices of a repository too large for one invocation."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -312,9 +367,12 @@ class Pipeline:
     def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
                  progress: Progress | None = None, resources: ScanResources | None = None,
-                 advisory_base_url: str | None = None, cycle_timeout: float | None = None,
-                 delivery_timeout: float | None = None) -> None:
+                 advisory_base_url: str | None = None, policy: Policy | None = None,
+                 cycle_timeout: float | None = None, delivery_timeout: float | None = None) -> None:
         self.store = store
+        self.policy = policy or Policy()
+        """The ignore rules and VEX statements: applied to every result before it is diffed
+        (:meth:`suppress`), the one place suppression happens in a cycle and in re-matching."""
         self.cycle_timeout = cycle_timeout
         """Seconds one cycle may take, delivery included (``limits.cycle_timeout``); None: no bound."""
         self.delivery_timeout = delivery_timeout or 0.0
@@ -374,8 +432,14 @@ class Pipeline:
         return images
 
     # -- recording -------------------------------------------------------------------------
+    def suppress(self, result: ScanResult, now=None) -> ScanResult:
+        """``result`` with the findings the policy suppresses at ``now`` moved to
+        :attr:`~vulnwatch.model.ScanResult.suppressed` (and those it no longer suppresses back):
+        the policy stage, between matching and diff."""
+        return self.policy.apply(result, now)
+
     def record(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool = True,
-               keep_inventory: bool = False) -> Event | None:
+               keep_inventory: bool = False, data: Sequence[DataSource] = ()) -> Event | None:
         """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction.
 
         A result identical to the stored snapshot (same scan, same findings, same tags) of an image
@@ -383,18 +447,23 @@ class Pipeline:
 
         The commit is conditional on ``previous`` still being the stored snapshot: when another
         writer (an overlapping cycle) recorded the image in between, the snapshot is read again
-        and the diff made again against it, so one change is recorded once."""
+        and the diff made again against it, so one change is recorded once.
+
+        The policy is applied first (:meth:`suppress`); ``data`` names the data the result was
+        judged by, for the reasons of its event (:func:`vulnwatch.diff.explain`)."""
+        result = self.suppress(result)
         for _attempt in range(_CONFLICT_RETRIES):
             try:
-                return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+                return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory,
+                                         data=data)
             except StoreConflict:
                 log.info("%s was recorded by another writer meanwhile; diffing again", result.image)
                 previous = self.store.snapshot(*result.image.key, with_inventory=not keep_inventory)
                 has_error = True
-        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory, data=data)
 
     def _record_once(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
-                     keep_inventory: bool) -> Event | None:
+                     keep_inventory: bool, data: Sequence[DataSource] = ()) -> Event | None:
         image = result.image
         if (previous is not None and not has_error and image.tags == previous.image.tags
                 and result == replace(previous, image=image)):
@@ -408,7 +477,7 @@ class Pipeline:
                     moved.append(tag)
                     if base is None:
                         base = self.store.snapshot(image.registry, image.repository, old)
-        event = diff(result, previous, base, tuple(moved))
+        event = diff(result, previous, base, tuple(moved), data=data)
         deliveries: list[tuple[Event, list[str]]] = []
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
@@ -604,6 +673,7 @@ class Pipeline:
                         if s.image.key in wanted}
         self.progress("scan", 0, len(images))
         t.done, t.total = 0, len(images)
+        t.data = watch.scanner.data_sources() if images else ()
         for batch, claimed in self._batches(watch, images, stop, claims):
             checked: list[tuple[str, str, str]] = []
             finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
@@ -630,13 +700,18 @@ class Pipeline:
 
     def _scan_batch(self, watch: Watch, batch: list[Image], previous: Mapping, failing: set,
                     claimed: Mapping[tuple[str, str, str], Lease], stop: threading.Event | None,
-                    checked: list, finished: set, t: "_CycleTally") -> None:
-        """Scan one group of images and record each result (under its claim's fence, if any)."""
+                    checked: list, finished: set, t: "_CycleTally", pending: list | None = None) -> None:
+        """Scan one group of images and record each result (under its claim's fence, if any).
+        With ``pending``, an image whose scan is still running (``ScanTimeout``) is put there
+        instead of being recorded as failed: the caller asks again later."""
         for image, outcome in watch.scanner.scan_many(batch, previous):
             if stop is not None and stop.is_set():
                 break      # the rest of this group is abandoned: nothing of it written
             t.done += 1
             self.progress("scan", t.done, t.total)
+            if pending is not None and isinstance(outcome, ScanError) and outcome.code == "ScanTimeout":
+                pending.append(image)
+                continue
             claim = claimed.get(image.key)
             try:
                 with self._fence(*([claim] if claim else [])):
@@ -645,7 +720,8 @@ class Pipeline:
                         self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
                         finished.add(image.key)
                         continue
-                    event = self.record(outcome, previous.get(image.key), has_error=image.key in failing)
+                    event = self.record(outcome, previous.get(image.key), has_error=image.key in failing,
+                                        data=t.data)
                 checked.append(image.key)
                 finished.add(image.key)
             except LeaseLost:
@@ -684,6 +760,99 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 self.store.release_lease(held)
 
+    # -- fanned-out cycles (the serverless deployment) -----------------------------------
+    def work_items(self, failures: list[Failure] | None = None,
+                   warnings: list[Failure] | None = None) -> list["WorkItem"]:
+        """The cycle as independent pieces of work: one :class:`WorkItem` per watched
+        repository (what the ``schedule`` handler sends, one queue message each). Names known
+        exactly need no listing; globs list the registry's repositories."""
+        failures = [] if failures is None else failures
+        items: list[WorkItem] = []
+        for watch in self.watches:
+            plan = plan_repositories(watch.selectors, watch.watch_list)
+            listed: list[str] = []
+            if plan.needs_listing:
+                try:
+                    listed = list(watch.registry.repositories())
+                except RegistryError as e:
+                    failures.append(_failure(watch.registry.name, _reason(e, watch.registry.name),
+                                             type(e).__name__))
+                    continue
+            items.extend(WorkItem(watch.registry.name, repo) for repo, _sel in plan.select(listed))
+        return items
+
+    def collect(self, item: "WorkItem", *, slice_size: int = 200, give_up: bool = False) -> "CollectReport":
+        """One piece of a fanned-out cycle: the images of one repository (or of one slice of
+        it, or only ``item.digests``), scanned where due and recorded as any cycle records
+        them (diff + snapshot + outbox in one conditional commit; nothing is written for an
+        image whose snapshot is current).
+
+        A repository with more than ``slice_size`` selected images, asked for whole, is split:
+        this call does slice 0 and returns the others in :attr:`CollectReport.more` for other
+        invocations (an image belongs to slice ``hash(digest) mod n``, the same in every
+        invocation). Images whose scan is still running are not read: they are returned in
+        :attr:`CollectReport.pending` (unless ``give_up``: then they fail with ``ScanTimeout``).
+        Unchanged images are not stamped as checked (that would be a write per image per cycle)."""
+        t = _CycleTally()
+        watch = next((w for w in self.watches if w.registry.name == item.registry), None)
+        if watch is None:
+            t.failures.append(_failure(item.registry, "no such registry in the configuration", "UnknownRegistry"))
+            return CollectReport(item, CycleReport(failures=tuple(t.failures)))
+        chosen = dict(plan_repositories(watch.selectors, [item.repository]).select())
+        selector = chosen.get(item.repository)
+        if selector is None:      # left the watch list since the message was sent
+            return CollectReport(item, CycleReport(notes=(f"{item.repository}: no longer watched",)))
+        target = f"{watch.registry.name}/{item.repository}"
+        try:
+            images = select_images(watch.registry.images(item.repository), selector)
+        except RepositoryNotFoundError as e:
+            t.warnings.append(_failure(target, f"{_reason(e, target)}; remove it from the watch list or fix the "
+                                       "name", "RepositoryNotFound", kind="warning"))
+            return CollectReport(item, CycleReport(warnings=tuple(t.warnings)))
+        except RegistryError as e:
+            t.failures.append(_failure(target, _reason(e, target), "RegistryError"))
+            return CollectReport(item, CycleReport(failures=tuple(t.failures)))
+        more: list[WorkItem] = []
+        slices = item.slices
+        if item.digests:
+            wanted = set(item.digests)
+            images = [img for img in images if img.digest in wanted]
+        else:
+            if slices == 1 and len(images) > slice_size:
+                slices = -(-len(images) // slice_size)
+                more = [replace(item, slice=i, slices=slices) for i in range(1, slices)]
+            if slices > 1:
+                images = [img for img in images if slice_of(img.digest, slices) == item.slice]
+        t.selected = len(images)
+        previous, failing = self.store.current([img.key for img in images])
+        pending: list[Image] = []
+        self._scan_batch(watch, images, previous, failing, {}, None, [], set(), t,
+                         pending=None if give_up else pending)
+        report = CycleReport(images=t.selected, scanned=t.scanned, events=tuple(t.events),
+                             failures=tuple(t.failures), notes=_grouped(t.notes), warnings=tuple(t.warnings))
+        return CollectReport(item, report, pending=tuple(pending), more=tuple(more))
+
+    def event_of_change(self, old: ScanResult | None, new: ScanResult | None) -> Event | None:
+        """The event one stored change means (a stream record's old and new snapshot): a new
+        image, or the per-finding diff of old against new; None when nothing a user is told
+        about moved. The same :func:`~vulnwatch.diff.diff` the cycle used, so the same id."""
+        if new is None:
+            return None
+        return diff(new, old)
+
+    def deliver_events(self, event_ids: Sequence[str]) -> tuple[DispatchReport, set[str]]:
+        """Deliver what is due in the outbox (as :meth:`deliver`), then say which of
+        ``event_ids`` still have deliveries pending (a sink was down): the caller has those
+        retried. Delivered ones are marked, so a retry sends each to each sink once."""
+        report = self.deliver()
+        wanted = set(event_ids)
+        if not wanted:
+            return report, set()
+        from .store.interface import DeliveryStatus
+
+        pending = {d.event.id for d in self.store.deliveries(DeliveryStatus.PENDING, limit=10_000)}
+        return report, pending & wanted
+
     # -- the advisory data and re-matching -----------------------------------------------
     def _resources(self) -> ScanResources:
         if self.resources is None:
@@ -702,6 +871,7 @@ class Pipeline:
         from .scanners.builtin import BuiltinScanner
 
         scanner = BuiltinScanner.for_rematch(self._resources())
+        data = scanner.data_sources()
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
         for inv in self.store.inventories():
@@ -715,7 +885,7 @@ class Pipeline:
             if old is None:
                 continue
             new = scanner.rematch(old, inv.packages, inv.distro)
-            ev = self.record(new, old, has_error=True, keep_inventory=True)
+            ev = self.record(new, old, has_error=True, keep_inventory=True, data=data)
             if ev is not None:
                 events.append(ev)
         return events
@@ -738,10 +908,11 @@ class Pipeline:
     def import_advisories(self, path: Path):
         """Import one local OSV export (an ``all.zip`` or a folder of records); returns its
         :class:`~vulnwatch.vulndb.interface.ImportReport`. Raises ``VulnDBError``."""
-        from .vulndb.sync import import_path, local_source
+        from .vulndb.sync import import_path, local_source, local_version
 
         path = path.resolve()
-        return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path))
+        return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path),
+                           last_modified=local_version(path))
 
     def advisory_sources(self) -> tuple[list, int, Path]:
         """The sources in the local index (:class:`~vulnwatch.vulndb.interface.SourceStatus`), its
@@ -779,6 +950,7 @@ class _CycleTally:
     failures: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)      # note -> the images it was said of
+    data: tuple = ()                               # the data the watch's scanner judges by
 
     def merge(self, other: "_CycleTally") -> None:
         self.selected += other.selected

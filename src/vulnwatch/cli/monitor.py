@@ -276,6 +276,20 @@ def events(
     consoles.out.print(table)
 
 
+def _policy_problems(cfg) -> list:
+    """The ignore files and VEX documents of ``cfg`` read: one that cannot be used is a problem
+    naming its file and line (at the config key that names it)."""
+    from ..build import build_policy
+    from ..config import ConfigProblem
+    from ..policy.interface import PolicyError
+
+    try:
+        build_policy(cfg)
+    except PolicyError as e:
+        return [ConfigProblem(e.file, e.line or 1, "", e.message)]
+    return []
+
+
 @app.command("check-config", epilog=exit_codes("0    the configuration is valid",
                                               "2    it has problems (all listed, each with file, line and key)"))
 def check_config(
@@ -299,6 +313,8 @@ def check_config(
         cfg, problems = None, list(e.problems)
         if not problems:
             config_error(state, e)
+    if cfg is not None and not problems:
+        problems = _policy_problems(cfg)
     if output == "json":
         consoles.out.print_json(json.dumps({
             "ok": not problems, "config": str(source) if source else None,

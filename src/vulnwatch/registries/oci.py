@@ -389,6 +389,16 @@ class OCIRegistry(Registry):
         if resp.status_code == 404:
             return RepositoryNotFoundError(f"repository not found (tags/list answered 404{_codes(err)})",
                                            **where)
+        challenge = parse_challenge(resp.headers.get("www-authenticate", ""))
+        if (resp.status_code == 401 and challenge is not None and challenge.scheme == "bearer"
+                and self.auth.has_token(scope)):
+            # Docker Hub (and GHCR) answer a repository that does not exist with 401 to a token
+            # that was issued without pull on it, never 404: from outside, "missing" and "not
+            # yours" look the same, so say both and treat it like a 404 (a warning, not a failure).
+            return RepositoryNotFoundError(
+                f"repository not found, or not pullable with {self.auth._creds_desc()} (tags/list answered 401 "
+                f"to a token the token server issued without {scope}; Docker Hub and GHCR answer so for a "
+                "repository that does not exist)", **where)
         return err
 
     def _get_json(self, url: str, scope: str, where: dict, what: str,

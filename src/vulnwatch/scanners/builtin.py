@@ -21,7 +21,8 @@ from typing import Any
 from ..catalogers.interface import CatalogLimitError, CatalogLimits, Cataloger
 from ..catalogers.plan import Inventory, catalog_layers
 from ..walker import LayerCache, LayerError, LayerLimits
-from ..model import Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash, signature_of, utcnow
+from ..model import (DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash, signature_of,
+                     utcnow)
 from ..registries.interface import Registry, RegistryError
 from ..vulndb.index import VulnIndex
 from ..vulndb.interface import VulnDBError
@@ -154,12 +155,21 @@ class BuiltinScanner(Scanner):
             # Same digest: no pull, only a re-match. When nothing moved, the stored snapshot is
             # still the answer (with the tags seen now), so the pipeline has nothing to write.
             result = self.match(image, previous.packages, previous.distro)
-            if (result.findings, result.notes, result.vulnerability_source_updated_at) == (
-                    previous.findings, previous.notes, previous.vulnerability_source_updated_at):
+            stored = previous.unsuppressed()     # the policy stage decides suppression anew
+            if (result.notes, result.vulnerability_source_updated_at) == (
+                    previous.notes, previous.vulnerability_source_updated_at) and (
+                    result.findings == stored.findings or set(result.findings) == set(stored.findings)):
                 return replace(previous, image=image)
             return result
         inv = self.inventory(image)
         return self.match(image, inv.packages, inv.ecosystem, inv.warnings)
+
+    def data_sources(self) -> tuple[DataSource, ...]:
+        """Each imported OSV source: its export's Last-Modified (else ETag) and when it was imported."""
+        if self.index is None:
+            return ()
+        return tuple(DataSource(kind="advisory", name=s.ecosystem, version=s.last_modified or s.etag,
+                                updated_at=s.imported_at, location=s.location) for s in self.index.sources())
 
     # -- re-matching stored inventories ---------------------------------------------------
     def fingerprint(self, rows: Iterable[Sequence], distro: str | None) -> str:

@@ -386,7 +386,10 @@ class ECRScanner(Scanner):
                 if step == "prepare" and outcome is None:
                     job.deadline = now + self.wait_timeout
                     job.delay = self.poll_initial
-                    schedule(job, now + timedelta(seconds=self.poll_initial) if job.started else now)
+                    # the first look at a scan just started: after poll_initial, but never past
+                    # the deadline (a caller that waits less re-queues the image instead)
+                    first = min(timedelta(seconds=self.poll_initial), self.wait_timeout)
+                    schedule(job, now + first if job.started else now)
                 elif outcome is _WAIT:
                     if job.deadline is not None and now >= job.deadline:
                         yield job.image, ScanError(

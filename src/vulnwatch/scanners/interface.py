@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..catalogers.interface import CatalogLimits
-from ..model import Image, ScanResult, current_deadline
+from ..model import DataSource, Image, ScanResult, current_deadline
 from ..walker.limits import LayerLimits
 
 
@@ -119,6 +119,11 @@ class Scanner(abc.ABC):
                 yield image, self.scan(image, previous.get(image.key))
             except ScanError as e:
                 yield image, e
+
+    def data_sources(self) -> tuple[DataSource, ...]:
+        """The data this scanner judges images by, with versions and dates (advisory sources,
+        enrichment sources), for the reasons of change events; () when it cannot say."""
+        return ()
 
     def close(self) -> None:
         """Release resources."""

@@ -302,6 +302,22 @@ class Store(abc.ABC):
     def snapshots(self, registry: str | None = None) -> list[ScanResult]:
         """All current snapshots (optionally of one registry)."""
 
+    def current(self, keys: Sequence[tuple[str, str, str]]
+                ) -> tuple[dict[tuple[str, str, str], ScanResult], set[tuple[str, str, str]]]:
+        """For the images of ``keys`` (``Image.key``): their current snapshots (those that have
+        one) and the keys whose last scan failed (a recorded error). What one slice of a
+        repository needs before it is scanned, without listing the whole store. This default
+        asks per key; stores override it with one batched read."""
+        wanted = list(dict.fromkeys(tuple(k) for k in keys))
+        snaps = {}
+        for key in wanted:
+            snap = self.snapshot(*key)
+            if snap is not None:
+                snaps[key] = snap
+        want = set(wanted)
+        failing = {st.image.key for st in self.images() if st.last_error and st.image.key in want}
+        return snaps, failing
+
     @abc.abstractmethod
     def inventories(self, registry: str | None = None,
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:

@@ -302,6 +302,15 @@ def import_changed(db: VulnIndex, paths: Iterable[Path]) -> list[ImportReport]:
     for path in paths:
         seen = known.get(str(path))
         if seen is None or seen.imported_at.timestamp() < _newest_mtime(path):
-            reports.append(import_path(db, path, source=local_source(path), location=str(path)))
+            reports.append(import_path(db, path, source=local_source(path), location=str(path),
+                                       last_modified=local_version(path)))
     return reports
+
+
+def local_version(path: Path) -> str:
+    """The version of a local export, as a download's ``Last-Modified`` is written: its newest
+    modification time (``Wed, 02 Dec 2026 07:00:00 GMT``); change events name it."""
+    from email.utils import formatdate
+
+    return formatdate(_newest_mtime(path), usegmt=True)
 
