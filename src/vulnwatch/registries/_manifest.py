@@ -57,7 +57,9 @@ def parse_platform(text: str) -> tuple[str, str, str | None]:
 
 def platform_string(p: dict | None) -> str | None:
     """``{"os":..,"architecture":..,"variant":..}`` -> ``os/arch[/variant]``."""
-    if not p or not p.get("os") or not p.get("architecture"):
+    if not isinstance(p, dict) or not p.get("os") or not p.get("architecture"):
+        return None
+    if not all(isinstance(p.get(k), (str, type(None))) for k in ("os", "architecture", "variant")):
         return None
     s = f"{p['os']}/{p['architecture']}"
     return f"{s}/{p['variant']}" if p.get("variant") else s
@@ -83,6 +85,14 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: str, where: dict)
     if mt in DOCKER_SCHEMA1 or doc.get("schemaVersion") == 1:
         raise RegistryError("Docker schema 1 manifests are not supported; re-push the image with a "
                             "current client", **where)
+    if not isinstance(mt, str):
+        raise RegistryError("manifest has a mediaType that is not a string", **where)
+    for key in ("manifests", "layers"):
+        value = doc.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(d, dict) for d in value)):
+            raise RegistryError(f"manifest's {key!r} is not a list of descriptors", **where)
+    if "config" in doc and not isinstance(doc["config"], dict):
+        raise RegistryError("manifest's 'config' is not a descriptor", **where)
     if not mt:
         mt = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
     doc["mediaType"] = mt
