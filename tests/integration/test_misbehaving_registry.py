@@ -1,5 +1,5 @@
 """A misbehaving registry of the tests' own beside a good one (the real docker-registry): 500s,
-429 with Retry-After, hangs, a manifest and blobs dripped at 16 bytes/s, a stalled blob, wrong
+429 with Retry-After, hangs, headers dripped a byte at a time, a manifest and blobs dripped at 16 bytes/s, a stalled blob, wrong
 digests, a truncated blob, malformed and huge manifests, a layer that is not one. Each bad
 image fails with an error that says what happened; the good images are recorded AND notified;
 the whole cycle ends within its deadline (``limits.cycle_timeout``)."""
@@ -27,6 +27,7 @@ EXPECTED = {
     "bad/err500": ["HTTP 500"],
     "bad/ratelimited": ["HTTP 429"],
     "bad/hang": ["timed out"],
+    "bad/headerdrip": ["timed out", "limits.request_timeout"],     # a byte of headers every 0.3 s
     "bad/slowmanifest": ["limits.request_timeout|limits.read_timeout"],   # 16 B/s: whichever first
     "bad/drip": ["timed out", "limits.blob_timeout"],
     "bad/stall": ["limits.read_timeout"],

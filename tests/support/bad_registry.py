@@ -9,6 +9,7 @@ of a repository is its last path component:
 ``err500``      every manifest request answers 500
 ``ratelimited`` every manifest request answers 429 with ``Retry-After: 1``
 ``hang``        manifest requests never answer (headers never come)
+``headerdrip``  manifest answers drip their status line and headers, a byte every 0.3 s
 ``slowmanifest`` the manifest body drips at 16 bytes/s
 ``drip``        blobs drip at 16 bytes/s (headers at once)
 ``stall``       blobs send their headers and part of the body, then nothing
@@ -32,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
-BEHAVIOURS = ("fine", "err500", "ratelimited", "hang", "slowmanifest", "drip", "stall", "wrongdigest",
+BEHAVIOURS = ("fine", "err500", "ratelimited", "hang", "headerdrip", "slowmanifest", "drip", "stall", "wrongdigest",
               "truncated", "malformed", "huge", "hugechunked", "badlayer")
 
 
@@ -147,6 +148,21 @@ class BadRegistry:
         if behaviour == "hang":
             self._stop.wait(600)
             return
+        if behaviour == "headerdrip":
+            head_bytes = (f"HTTP/1.1 200 OK\r\nContent-Type: {self.media_type}\r\nContent-Length: {len(raw)}\r\n"
+                          f"Docker-Content-Digest: {_digest(raw)}\r\n\r\n").encode()
+            try:
+                for i in range(len(head_bytes)):
+                    if self._stop.wait(0.3):
+                        return
+                    h.wfile.write(head_bytes[i:i + 1])
+                    h.wfile.flush()
+                if not head:
+                    h.wfile.write(raw)
+            except OSError:
+                pass
+            h.close_connection = True
+            return
         if behaviour == "huge":
             headers["Docker-Content-Digest"] = "sha256:" + "0" * 64
             if head:
@@ -199,7 +215,7 @@ class BadRegistry:
         is_config = json.loads(self.manifest).get("config", {}).get("digest") == digest
         headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest}
         if is_config or behaviour in ("fine", "badlayer", "slowmanifest", "malformed", "huge", "hugechunked",
-                                      "err500", "ratelimited", "hang"):
+                                      "err500", "ratelimited", "hang", "headerdrip"):
             return self._send(h, 200, data, headers, head)
         if behaviour == "drip":
             h.send_response(200)

@@ -12,6 +12,7 @@ verified against their digest. Plain HTTP only with ``insecure=True``.
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import queue
@@ -25,10 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+import httpcore
 import httpx
 
 from ..logs import httpx_event_hooks, redact, reveal
-from ..model import Deadline, Image, current_deadline
+from ..model import Deadline, Image, current_deadline, deadline_scope
 from .auth import CATALOG_SCOPE, Credentials, RegistryAuth, credentials_for, parse_challenge, repository_scope
 from ._manifest import (ACCEPT_MANIFESTS, INDEX_TYPES, VerifyingReader, descriptor, digest_of, hasher_for,
                         parse_manifest, parse_platform, resolve_manifests)
@@ -74,6 +76,68 @@ def _codes(err: RegistryError) -> str:
     return text[at:] if at >= 0 else ""
 
 
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write waits no longer than the deadline in force
+    (:func:`~vulnwatch.model.current_deadline`), and fails once it is reached: a server that
+    drips its status line and headers a byte at a time is cut off too (a per-read timeout alone
+    never fires while bytes keep coming)."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    @staticmethod
+    def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+        d = current_deadline()
+        if d is None:
+            return timeout
+        left = d.remaining()
+        if left <= 0:
+            raise error(f"{d.what} reached")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> "_DeadlineStream":
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname,
+                                                     self._bounded(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend with :class:`_DeadlineStream` sockets."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        timeout = _DeadlineStream._bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return _DeadlineStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport(verify: bool) -> httpx.HTTPTransport:
+    """An httpx transport whose sockets honour the deadline in force (see :class:`_DeadlineStream`)."""
+    transport = httpx.HTTPTransport(verify=verify)
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):   # httpcore 1.x; else per-read timeouts only
+        pool._network_backend = _DeadlineBackend()
+    return transport
+
+
 class _ReadAhead:
     """Pulls chunks from ``source`` in a thread, at most ``depth`` ahead, feeding ``hasher``:
     socket reads and hashing (both release the GIL) overlap with the consumer's decompression
@@ -88,7 +152,9 @@ class _ReadAhead:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._done = False
-        self._thread = threading.Thread(target=self._run, args=(source,), daemon=True, name="vulnwatch-blob")
+        # in a copy of this context: its socket reads end at the deadline in force here too
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run, source), daemon=True,
+                                        name="vulnwatch-blob")
         self._thread.start()
 
     def _put(self, item: object) -> bool:
@@ -207,6 +273,7 @@ class OCIRegistry(Registry):
         http_timeout = httpx.Timeout(connect=limits.connect_timeout, read=limits.read_timeout,
                                      write=limits.read_timeout, pool=limits.connect_timeout)
         self._client = client or httpx.Client(timeout=http_timeout, verify=not insecure, follow_redirects=False,
+                                              transport=_deadline_transport(not insecure),
                                               headers={"User-Agent": "vulnwatch"},
                                               event_hooks=httpx_event_hooks())
         self.auth = RegistryAuth(name, self.host, credentials, self._client, allow_http_realm=insecure)
@@ -241,7 +308,8 @@ class OCIRegistry(Registry):
                         connect=min(self.limits.connect_timeout, left), read=min(self.limits.read_timeout, left),
                         write=min(self.limits.read_timeout, left), pool=min(self.limits.connect_timeout, left)
                     ).as_dict()
-                resp = self._client.send(request, stream=stream, follow_redirects=False)
+                with deadline_scope(deadline):
+                    resp = self._client.send(request, stream=stream, follow_redirects=False)
             except httpx.TransportError as e:
                 tls = _tls_failure(e)
                 if tls is not None:
@@ -312,16 +380,19 @@ class OCIRegistry(Registry):
                                     "refused without reading it", **where)
             parts: list[bytes] = []
             total = 0
-            for chunk in resp.iter_bytes():      # as they arrive: a drip is seen, not buffered
-                total += len(chunk)
-                if total > limit:
-                    raise RegistryError(f"{what}: the answer is larger than {limit} bytes ({key}); refused",
-                                        **where)
-                parts.append(chunk)
-                if deadline is not None and deadline.expired:
-                    raise _timed_out(deadline, what, where)
+            with deadline_scope(deadline):
+                for chunk in resp.iter_bytes():      # as they arrive: a drip is seen, not buffered
+                    total += len(chunk)
+                    if total > limit:
+                        raise RegistryError(f"{what}: the answer is larger than {limit} bytes ({key}); refused",
+                                            **where)
+                    parts.append(chunk)
+                    if deadline is not None and deadline.expired:
+                        raise _timed_out(deadline, what, where)
             return b"".join(parts)
         except httpx.TimeoutException as e:
+            if deadline is not None and deadline.expired:
+                raise _timed_out(deadline, what, where) from None
             raise RegistryError(f"{what}: no answer within limits.read_timeout ({type(e).__name__})",
                                 retryable=True, **where) from None
         except httpx.HTTPError as e:
@@ -565,7 +636,8 @@ class OCIRegistry(Registry):
         expected = size if size is not None else (int(length) if length and length.isdigit()
                                                   and not resp.headers.get("content-encoding") else None)
         hasher = hasher_for(digest, where)
-        chunks = _ReadAhead(resp.iter_bytes(), hasher, deadline=deadline)   # chunks as they arrive
+        with deadline_scope(deadline):
+            chunks = _ReadAhead(resp.iter_bytes(), hasher, deadline=deadline)   # chunks as they arrive
         raw = VerifyingReader(chunks, digest, expected_size=expected, max_size=self.max_blob_size, where=where,
                               on_close=lambda: (chunks.close(), resp.close()), hashed_by=hasher, deadline=deadline)
         return io.BufferedReader(raw, buffer_size=1 << 16)
