@@ -114,3 +114,25 @@ def test_a_malformed_watch_list_fails_its_registry_only(tmp_path, monkeypatch, k
     assert failure["target"] == "listed" and str(wl) in failure["error"] and words in failure["error"]
     assert failure["code"] == "WatchListError"
     assert out["scanned"] == 1 and [e["registry"] for e in out["events"]] == ["plain"]
+
+
+def test_limits_read_sizes_and_durations(load):
+    cfg = load("""
+        limits: {max_manifest_bytes: 2MiB, max_metadata_bytes: 300MB, zip_max_inflated_bytes: 1073741824,
+                 cycle_timeout: 30m, delivery_timeout: 2m, read_timeout: 500ms}
+        """)
+    lim = cfg.limits
+    assert lim.max_manifest_bytes == 2 * 1024 * 1024 and lim.max_metadata_bytes == 300 * 10**6
+    assert lim.zip_max_inflated_bytes == 1024**3 and lim.read_timeout.total_seconds() == 0.5
+
+
+@pytest.mark.parametrize("text,words", [
+    ("limits: {max_manifest_bytes: lots}", "bad size 'lots'"),
+    ("limits: {max_manifest_bytes: 10}", "greater than or equal to 1024"),
+    ("limits: {cycle_timeout: 5m, delivery_timeout: 10m}", "must be less than cycle_timeout"),
+    ("limits: {image_timeout: 0s}", "greater than zero"),
+    ("limits: {max_packges: 5}", "max_packages"),          # did you mean
+])
+def test_bad_limits_are_named_with_their_line(config_error, text, words):
+    err = config_error(text)
+    assert "vulnwatch.yaml:1: limits." in str(err) and words in str(err), str(err)
