@@ -631,6 +631,23 @@ class Pipeline:
             except BaseException as e:   # raised again in the cycle's thread
                 errors.append(e)
 
+        report, counts, lock = self.progress, {}, threading.Lock()
+
+        def progress(stage: str, done: int, total: int) -> None:   # one bar over every watch
+            if stage != "scan":
+                return report(stage, done, total)
+            with lock:
+                counts[threading.current_thread().name] = (done, total)
+                done, total = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+            report(stage, done, total)
+
+        self.progress = progress
+        try:
+            return self._run_watches(run, results, errors, scan_deadline)
+        finally:
+            self.progress = report
+
+    def _run_watches(self, run, results: dict, errors: list, scan_deadline: Deadline | None) -> list[_CycleTally]:
         threads = []
         for i, watch in enumerate(self.watches):
             ctx = contextvars.copy_context()

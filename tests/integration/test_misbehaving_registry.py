@@ -29,8 +29,8 @@ EXPECTED = {
     "bad/hang": ["timed out"],
     "bad/headerdrip": ["timed out", "limits.request_timeout"],     # a byte of headers every 0.3 s
     "bad/slowmanifest": ["limits.request_timeout|limits.read_timeout"],   # 16 B/s: whichever first
-    "bad/drip": ["timed out", "limits.blob_timeout"],
-    "bad/stall": ["limits.read_timeout"],
+    "bad/drip": ["limits.blob_timeout|limits.read_timeout"],      # 16 B/s each second: whichever first
+    "bad/stall": ["limits.read_timeout|limits.blob_timeout"],
     "bad/wrongdigest": ["does not match its digest"],
     "bad/truncated": ["broke off"],
     "bad/malformed": ["not a JSON object"],

@@ -196,6 +196,10 @@ class VerifyingReader(io.RawIOBase):
                                     "the registry is too slow or stopped sending", retryable=True,
                                     **self._where) from None
             except httpx.TimeoutException as e:
+                if self._deadline is not None and self._deadline.expired:   # the deadline cut the read
+                    raise RegistryError(f"blob download timed out after {self._seen} bytes: {self._deadline.what} "
+                                        "reached; the registry is too slow or stopped sending", retryable=True,
+                                        **self._where) from None
                 raise RegistryError(f"blob download stalled after {self._seen} bytes: nothing arrived within "
                                     f"limits.read_timeout ({type(e).__name__})", retryable=True,
                                     **self._where) from None
