@@ -1,6 +1,6 @@
 """Scans OCI layouts with the built-in scanner's inventory (no vulnerability data) under the
 limits given, one JSON line per image (``ok`` / ``code`` / ``error`` / ``seconds``), then one
-with this process's peak RSS. Run as ``python -m tests.scanners.hostile_worker SPEC.json``,
+with this process's peak RSS (VmHWM). Run as ``python -m tests.scanners.hostile_worker SPEC.json``,
 where SPEC is ``[{"path": ..., "catalog": {CatalogLimits fields}, "layers": {LayerLimits fields}}, ...]``."""
 
 from __future__ import annotations
@@ -42,7 +42,19 @@ def main(spec_path: str) -> None:
             out.update(ok=False, code="UNEXPECTED", error=f"{type(e).__name__}: {e}")
         out["seconds"] = round(time.monotonic() - started, 2)
         print(json.dumps(out), flush=True)
-    print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+    print(json.dumps({"maxrss_mb": peak_rss_mb()}), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set: ``VmHWM`` (reset by exec, so the parent's memory is not
+    counted), else ``ru_maxrss`` (which can carry the forking parent's over)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":
