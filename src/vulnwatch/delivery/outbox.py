@@ -155,8 +155,9 @@ class Dispatcher:
             if deadline is not None and deadline.expired:   # the cycle's time is up: the rest waits
                 left = sum(len(b) for b in batches[i:])
                 tally.skipped += left
-                tally.errors.setdefault(sink, f"sink {sink!r}: {left} notification(s) left in the outbox for the "
-                                        f"next cycle: {deadline.what} reached")
+                msg = f"sink {sink!r}: {left} notification(s) left in the outbox for the next cycle: {deadline.what} reached"
+                log.warning("%s", msg)
+                tally.errors.setdefault(sink, msg)
                 return
             error = self._send(notifier, batch)
             if error is None:
