@@ -99,6 +99,14 @@ class BadRegistry:
         if not head and body:
             h.wfile.write(body)
 
+    @staticmethod
+    def _head(h, headers: dict) -> None:
+        """A 200 status line and ``headers``, nothing else (the caller sends the body its way)."""
+        h.send_response(200)
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+
     def _drip(self, h, body: bytes, rate: int = 16) -> None:
         try:
             for i in range(0, len(body), rate):
@@ -167,30 +175,18 @@ class BadRegistry:
             headers["Docker-Content-Digest"] = "sha256:" + "0" * 64
             if head:
                 return self._send(h, 200, b"", headers, True, length=300 * 1024 * 1024)
-            h.send_response(200)
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(300 * 1024 * 1024))
-            h.end_headers()
+            self._head(h, {**headers, "Content-Length": str(300 * 1024 * 1024)})
             self._stream_zeros(h, chunked=False)
             return
         if behaviour == "hugechunked":
             headers["Docker-Content-Digest"] = "sha256:" + "1" * 64
             if head:
                 return self._send(h, 200, b"", headers, True, length=300 * 1024 * 1024)
-            h.send_response(200)
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.send_header("Transfer-Encoding", "chunked")
-            h.end_headers()
+            self._head(h, {**headers, "Transfer-Encoding": "chunked"})
             self._stream_zeros(h, chunked=True)
             return
         if behaviour == "slowmanifest" and not head:
-            h.send_response(200)
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(len(raw)))
-            h.end_headers()
+            self._head(h, {**headers, "Content-Length": str(len(raw))})
             self._drip(h, raw)
             return
         return self._send(h, 200, raw, headers, head)
@@ -218,19 +214,11 @@ class BadRegistry:
                                       "err500", "ratelimited", "hang", "headerdrip"):
             return self._send(h, 200, data, headers, head)
         if behaviour == "drip":
-            h.send_response(200)
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(len(data)))
-            h.end_headers()
+            self._head(h, {**headers, "Content-Length": str(len(data))})
             self._drip(h, data)
             return
         if behaviour == "stall":
-            h.send_response(200)
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(len(data)))
-            h.end_headers()
+            self._head(h, {**headers, "Content-Length": str(len(data))})
             try:
                 h.wfile.write(data[: len(data) // 3])
                 h.wfile.flush()
@@ -242,12 +230,7 @@ class BadRegistry:
             other = bytes(reversed(data))
             return self._send(h, 200, other, headers, head)
         if behaviour == "truncated":
-            h.send_response(200)
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(len(data)))
-            h.send_header("Connection", "close")
-            h.end_headers()
+            self._head(h, {**headers, "Content-Length": str(len(data)), "Connection": "close"})
             try:
                 h.wfile.write(data[: len(data) // 2])
                 h.wfile.flush()
