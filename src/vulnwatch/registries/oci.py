@@ -16,7 +16,6 @@ import contextvars
 import io
 import json
 import queue
-import ssl
 import random
 import re
 import threading
@@ -31,6 +30,7 @@ import httpx
 
 from ..logs import httpx_event_hooks, redact, reveal
 from ..model import Deadline, Image, current_deadline, deadline_scope
+from ..net import tls_verify_error
 from .auth import CATALOG_SCOPE, Credentials, RegistryAuth, credentials_for, parse_challenge, repository_scope
 from ._manifest import (ACCEPT_MANIFESTS, INDEX_TYPES, VerifyingReader, descriptor, digest_of, hasher_for,
                         parse_manifest, parse_platform, resolve_manifests)
@@ -42,21 +42,6 @@ _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_JSON_BYTES = 16 << 20
 """Largest answer to a listing request (a page of tags or repositories)."""
-
-
-def _tls_failure(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS certificate verification failure behind ``exc``, if any (a permanent error)."""
-    seen = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return ssl.SSLCertVerificationError(text)
-    return None
 
 
 def _earliest(*deadlines: Deadline | None) -> Deadline | None:
@@ -311,7 +296,7 @@ class OCIRegistry(Registry):
                 with deadline_scope(deadline):
                     resp = self._client.send(request, stream=stream, follow_redirects=False)
             except httpx.TransportError as e:
-                tls = _tls_failure(e)
+                tls = tls_verify_error(e)
                 if tls is not None:
                     detail = redact(str(getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or tls))
                     raise RegistryError(f"TLS certificate verification failed for {self.base_url} ({detail}); "
