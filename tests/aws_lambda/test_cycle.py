@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
 from tests.support.ecr import basic_result
+from vulnwatch.logs import redact
 
 
 def finding(cve: str, pkg: str = "openssl", severity: str = "HIGH") -> dict:
@@ -19,13 +22,18 @@ def events_received(receiver) -> list[dict]:
     return [r.json() for r in receiver.requests]
 
 
-def test_first_run_then_no_change(deploy, pusher, proxy, receiver):
+def test_first_run_then_no_change(deploy, pusher, proxy, receiver, caplog):
     d1 = pusher.push("team/app", "v1")
     d2 = pusher.push("team/app", "v2")
     d3 = pusher.push("team/db", "v1")
     dep = deploy(["team/app", "team/db"])
+    secret_url = receiver.url + "/hook"          # the sink's URL: a SecureString in SSM, read at run time
+    assert all(secret_url not in v for v in os.environ.values())
 
-    out = dep.cycle()
+    with caplog.at_level(logging.DEBUG):
+        out = dep.cycle()
+    assert secret_url not in caplog.text and redact(f"to {secret_url}") == "to ***"
+    assert {r.path for r in receiver.requests} == {"/hook"}
     assert out["schedule"]["repositories"] == 2
     assert all(a["batchItemFailures"] == [] for a in out["collect"] + out["notify"])
     got = events_received(receiver)
