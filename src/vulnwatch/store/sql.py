@@ -40,17 +40,15 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity, findings_signature,
-                     utcnow)
+                     result_signature, utcnow)
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
-                        TrendPoint, bucket_width, sweep_fixes)
+                        TrendPoint, bucket_width, stored_error, sweep_fixes)
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
 
-_MAX_ERROR_CHARS = 4000
-"""Longer error texts are cut (a scanner's error can carry a whole HTTP body)."""
 _CHUNK = 500
 """Ids per ``IN (...)`` list, well under SQLite's parameter limit."""
 _PG_MIGRATION_LOCK = 0x76756C6E  # "vuln": pg_advisory_xact_lock key serialising migrations
@@ -119,6 +117,7 @@ snapshots_t = Table(
     Column("distro", String),
     Column("notes", Text),
     Column("counts", Text),
+    Column("suppressed", Text),     # migration 8
 )
 snapshot_summary_t = Table(   # a view (migration 4): the small columns of snapshots, cheap to scan
     "snapshot_summary", _md,
@@ -212,7 +211,7 @@ def _finding_from_dict(d: dict) -> Finding:
     key = (g("vulnerability_id"), g("package_name"), g("package_version"), g("ecosystem"), g("severity"),
            g("cvss_score"), g("cvss_vector"), g("title"), g("fix_available"), g("scanner"),
            g("exploit_available"), g("purl"), tuple(g("aliases") or ()), tuple(g("fixed_versions") or ()),
-           tuple(g("links") or ()))
+           tuple(g("links") or ()), _dumps(g("suppression")) if g("suppression") else None)
     hit = _FROM_DICT_CACHE.get(key)
     if hit is None:
         if len(_FROM_DICT_CACHE) >= 1 << 16:
@@ -396,27 +395,34 @@ class SQLStore(Store):
         if not self._sqlite:
             conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
 
-    def _applied_version(self, conn: Connection) -> int:
+    def _applied_versions(self, conn: Connection) -> set[int]:
         schema_migrations.create(conn, checkfirst=True)
-        return conn.scalar(select(func.max(schema_migrations.c.version))) or 0
+        return set(conn.execute(select(schema_migrations.c.version)).scalars())
 
     def _migrate(self) -> None:
         with self._tx("reading the schema version", write=True) as conn:
             self._lock_schema(conn)
-            current = self._applied_version(conn)
-        if current > LATEST_VERSION:
-            raise StoreError(
-                f"state store {self._display} has schema version {current}, but this vulnwatch "
-                f"knows versions up to {LATEST_VERSION}: it was written by a newer vulnwatch. "
-                "Upgrade vulnwatch (or point state at another database).")
-        for migration in MIGRATIONS[current:]:
+            applied = self._applied_versions(conn)
+        self._refuse_unknown(applied)
+        for migration in MIGRATIONS:
+            if migration.version in applied:
+                continue
             with self._tx(f"migration {migration.version} ({migration.description})", write=True) as conn:
                 self._lock_schema(conn)
-                if self._applied_version(conn) >= migration.version:
+                if migration.version in self._applied_versions(conn):
                     continue  # another process got there first
                 migration.apply(conn)
                 conn.execute(schema_migrations.insert().values(
                     version=migration.version, description=migration.description, applied_at=utcnow()))
+
+    def _refuse_unknown(self, applied: set[int]) -> None:
+        """A database that ran a migration this code does not know was written by a newer vulnwatch."""
+        unknown = sorted(applied - {m.version for m in MIGRATIONS})
+        if unknown:
+            raise StoreError(
+                f"state store {self._display} has schema version {max(applied)}, but this vulnwatch "
+                f"knows versions up to {LATEST_VERSION}: it was written by a newer vulnwatch. "
+                "Upgrade vulnwatch (or point state at another database).")
 
     def _check_schema(self) -> None:
         """For a read-only store: the schema must be the one this code reads."""
@@ -424,7 +430,9 @@ class SQLStore(Store):
             current = self.schema_version()
         except StoreError as e:
             raise StoreError(f"{e} (opened read-only: is this a vulnwatch state store?)") from None
-        if current != LATEST_VERSION:
+        with self._tx("reading the schema version") as conn:
+            applied = set(conn.execute(select(schema_migrations.c.version)).scalars())
+        if applied != {m.version for m in MIGRATIONS}:
             raise StoreError(
                 f"state store {self._display} has schema version {current}, this vulnwatch reads version "
                 f"{LATEST_VERSION}; it is opened read-only, so it cannot be migrated here: run any other "
@@ -441,7 +449,7 @@ class SQLStore(Store):
                          snapshots_t.c.scanner, snapshots_t.c.scanned_at,
                          snapshots_t.c.vulnerability_source_updated_at, snapshots_t.c.state,
                          snapshots_t.c.findings, snapshots_t.c.packages, snapshots_t.c.distro,
-                         snapshots_t.c.notes)
+                         snapshots_t.c.notes, snapshots_t.c.suppressed)
 
     def _snapshot_query(self):
         return select(*self._SNAPSHOT_COLUMNS).select_from(snapshots_t.join(images_t, and_(
@@ -469,6 +477,7 @@ class SQLStore(Store):
                                for r in _load_packages(row.packages)) if with_inventory else (),
                 distro=row.distro,
                 notes=tuple(json.loads(row.notes)),
+                suppressed=tuple(_finding_from_dict(d) for d in json.loads(row.suppressed or "[]")),
             )
         except (ValueError, KeyError, TypeError) as e:
             raise StoreError(f"state store {self._display}: cannot read the {where} ({e}); "
@@ -576,7 +585,8 @@ class SQLStore(Store):
             vulnerability_source_updated_at=result.vulnerability_source_updated_at,
             state=ScanState(result.state).value,
             findings="[" + ",".join(_finding_json(f) for f in result.findings) + "]",
-            findings_signature=findings_signature(result.findings),
+            findings_signature=result_signature(result),
+            suppressed="[" + ",".join(_finding_json(f) for f in result.suppressed) + "]",
             notes=_dumps(list(result.notes)), counts=counts)
         if not keep_inventory:
             snapshot.update(packages=_dump_packages(result.packages), distro=result.distro)
@@ -639,13 +649,13 @@ class SQLStore(Store):
             return
         if row is None or row.scanned_at != expected.scanned_at or (
                 row.findings_signature is not None
-                and row.findings_signature != findings_signature(expected.findings)):
+                and row.findings_signature != result_signature(expected)):
             raise StoreConflict(f"{img}: the stored snapshot changed since it was read")
 
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
         with self._tx(f"recording the failure of {image.registry}/{image.repository}@{image.digest}",
                       write=True) as conn:
-            self._upsert_image(conn, image, utcnow(), last_error=str(error)[:_MAX_ERROR_CHARS],
+            self._upsert_image(conn, image, utcnow(), last_error=stored_error(error),
                                last_error_at=at, last_error_scanner=scanner)
 
     def mark_checked(self, keys: Sequence[tuple[str, str, str]], at: datetime) -> None:
@@ -746,7 +756,7 @@ class SQLStore(Store):
                 conn.execute(update(d).where(
                     d.c.id.in_(chunk), d.c.status != DeliveryStatus.DELIVERED.value,
                 ).values(status=status.value, attempts=d.c.attempts + 1,
-                         last_error=str(error)[:_MAX_ERROR_CHARS], last_attempt_at=at,
+                         last_error=stored_error(error), last_attempt_at=at,
                          next_attempt_at=next_attempt_at))
 
     def deliveries(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
