@@ -844,6 +844,7 @@ class Pipeline:
             if slices > 1:
                 images = [img for img in images if slice_of(img.digest, slices) == item.slice]
         t.selected = len(images)
+        t.data = watch.scanner.data_sources() if images else ()     # what events' reasons name
         previous, failing = self.store.current([img.key for img in images])
         pending: list[Image] = []
         self._scan_batch(watch, images, previous, failing, {}, None, [], set(), t,

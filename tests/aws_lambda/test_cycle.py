@@ -94,7 +94,7 @@ def test_a_scan_in_progress_goes_back_on_the_queue_and_is_never_read_unfinished(
     other = pusher.push("team/app", "v2")
     # the first findings call says IN_PROGRESS, with findings a careless reader would take
     proxy.queue_status(digest, "IN_PROGRESS", findings={"findings": [finding("CVE-2000-0001")]})
-    dep = deploy(["team/app"])
+    dep = deploy(["team/app"], env={"VULNWATCH_REQUEUE_DELAY": "5"})    # room for a loaded machine
     dep.schedule()
     (answer,) = dep.collect()
     assert answer == {"batchItemFailures": []}
@@ -103,8 +103,8 @@ def test_a_scan_in_progress_goes_back_on_the_queue_and_is_never_read_unfinished(
     assert store.snapshot("ecr", "team/app", other) is not None
     attrs = dep.sqs.get_queue_attributes(QueueUrl=dep.queue_url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"       # back on the queue, with a delay
-    time.sleep(1.2)
-    (record,) = dep.receive(wait=2)
+    assert dep.receive() == []                                          # not visible before its delay
+    (record,) = dep.receive(wait=10)
     body = json.loads(record["body"])
     assert body["digests"] == [digest] and body["attempt"] == 1
     dep.collect_batch([record])
