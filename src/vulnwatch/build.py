@@ -79,18 +79,19 @@ def open_vulndb(cfg: Config):
     from .vulndb.sync import import_changed
 
     index = VulnIndex(cfg.vulndb.path)
-    if not cfg.is_demo:
+    if not cfg.is_demo and cfg.vulndb.path is None:
         _drop_example_data(index)
     import_changed(index, cfg.vulndb.imports)
     return index
 
 
 def _drop_example_data(index) -> None:
-    """The bundled example records serve the embedded-defaults demo only: an index that holds
-    them (imported by an older vulnwatch into the default file) loses them."""
-    examples = str(Path(__file__).parent / "examples")
+    """The bundled example records serve the embedded-defaults demo only: the default index,
+    where an older vulnwatch's demo imported them (``vulndb.imports: [examples/osv]``), loses
+    them. (Importing them on purpose, ``db import .../examples/osv/Debian``, is left alone.)"""
+    demo = str(Path(__file__).parent / "examples" / "osv")
     for s in index.sources():
-        if s.location.startswith(examples):
+        if s.location == demo:
             index.drop_source(s.ecosystem)
 
 

@@ -378,13 +378,11 @@ def db_update(
                                         f"removed, {r.report.withdrawn} withdrawn"})
             else:
                 results.append({"ecosystem": r.ecosystem, "changed": False, "text": f"{r.ecosystem}: unchanged"})
-        enrichment_failed = False
         for src in cfg.vulndb.enrichment if enrich else ():
             url = src.url or _default_url(src.type)
             try:
                 rep = pipeline.update_enrichment([(src.type, url)])[0]
             except VulnDBError as e:     # the OSV data is in; the scores keep their last import
-                enrichment_failed = True
                 report(state, "warning", "enrichment_failed", f"enrichment {src.type}: {e}", source=src.type,
                        url=url)
                 results.append({"source": src.type, "changed": False, "error": str(e),
@@ -393,10 +391,11 @@ def db_update(
             changed = changed or rep.changed
             results.append(_enrichment_result(rep))
         if changed and rematch:
-            code = _rematch_and_report(state, pipeline, deliver, output, results)
-            raise typer.Exit(code or (EXIT_FAILURES if enrichment_failed else EXIT_OK))
+            # an enrichment download that failed is a warning: the OSV data is in, the scores keep
+            # their last import (`db status` shows its age)
+            raise typer.Exit(_rematch_and_report(state, pipeline, deliver, output, results))
         _print_results(output, results)
-        raise typer.Exit(EXIT_FAILURES if enrichment_failed else EXIT_OK)
+        raise typer.Exit(EXIT_OK)
     finally:
         pipeline.close()
 
