@@ -9,6 +9,7 @@ Flow: ``Image`` (what a registry holds) -> ``ScanResult`` (what a scanner found,
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import functools
 import hashlib
@@ -647,6 +648,71 @@ def findings_signature(findings) -> str:
     equal signatures, nothing for ``diff`` to report. Being a sum, it can be built package by
     package, which is how re-matching a whole fleet stays cheap."""
     return signature_of(len(findings), sum(finding_hash(f) for f in findings))
+
+
+# --------------------------------------------------------------------------------------------
+# deadlines
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point in time (``time.monotonic()``) by which some work must end, and what set it
+    (``limits.image_timeout (10m)``), for the error that says it was reached.
+
+    The one in force for the current thread is :func:`current_deadline`; :func:`deadline_scope`
+    narrows it for a block (a per-image deadline inside a cycle's). Whatever blocks (a request, a
+    blob download, a wait) asks :func:`current_deadline` for the time it has left."""
+
+    at: float
+    """``time.monotonic()`` value at which the deadline is reached."""
+    what: str = "deadline"
+    """The limit that set it, as a user configures it."""
+
+    @classmethod
+    def after(cls, seconds: float, what: str = "deadline") -> "Deadline":
+        import time
+
+        return cls(time.monotonic() + seconds, what)
+
+    def remaining(self) -> float:
+        """Seconds left (0 when reached)."""
+        import time
+
+        return max(0.0, self.at - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+
+_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("vulnwatch_deadline", default=None)
+
+
+def current_deadline() -> Deadline | None:
+    """The earliest deadline in force in this thread's context, or None."""
+    return _DEADLINE.get()
+
+
+class deadline_scope:
+    """``with deadline_scope(d):`` -- ``d`` (or the one already in force, if earlier) is the
+    deadline for the block. ``None`` changes nothing. A thread pool's task inherits it only when
+    run in a copied context (``contextvars.copy_context().run``)."""
+
+    def __init__(self, deadline: Deadline | None) -> None:
+        self._deadline = deadline
+        self._token = None
+
+    def __enter__(self) -> Deadline | None:
+        var = _DEADLINE
+        outer = var.get()
+        d = self._deadline
+        if d is None or (outer is not None and outer.at <= d.at):
+            d = outer
+        self._token = var.set(d)
+        return d
+
+    def __exit__(self, *exc: object) -> None:
+        _DEADLINE.reset(self._token)
 
 
 def result_signature(result: "ScanResult") -> str:

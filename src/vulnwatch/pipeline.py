@@ -15,6 +15,7 @@ claim's fence, and the outbox is worked by one of them at a time (the ``dispatch
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import logging
 import os
@@ -29,7 +30,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .diff import diff
-from .model import DataSource, Event, Image, ScanResult, utcnow
+from .logs import redact
+from .model import DataSource, Deadline, Event, Image, ScanResult, deadline_scope, utcnow
 from .policy import Policy
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
@@ -321,6 +323,9 @@ class Watch:
     """``targets`` selectors; empty with no watch list means every repository."""
     watch_list: Sequence[str] | None = None
     """Repository names from a watch list file (the older JSON-array format), if configured."""
+    watch_list_error: str | None = None
+    """Why the configured watch list could not be read (the registry then fails in each cycle,
+    naming the file; the other registries go on)."""
 
 
 @dataclass(frozen=True)
@@ -362,11 +367,17 @@ class Pipeline:
     def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
                  progress: Progress | None = None, resources: ScanResources | None = None,
-                 advisory_base_url: str | None = None, policy: Policy | None = None) -> None:
+                 advisory_base_url: str | None = None, policy: Policy | None = None,
+                 cycle_timeout: float | None = None, delivery_timeout: float | None = None) -> None:
         self.store = store
         self.policy = policy or Policy()
         """The ignore rules and VEX statements: applied to every result before it is diffed
         (:meth:`suppress`), the one place suppression happens in a cycle and in re-matching."""
+        self.cycle_timeout = cycle_timeout
+        """Seconds one cycle may take, delivery included (``limits.cycle_timeout``); None: no bound."""
+        self.delivery_timeout = delivery_timeout or 0.0
+        """The part of ``cycle_timeout`` kept for delivery (``limits.delivery_timeout``): scanning
+        stops that long before the cycle's deadline."""
         self.watches = list(watches)
         self.sinks = list(sinks)
         self.resources = resources
@@ -387,6 +398,9 @@ class Pipeline:
         globs need the registry to list its repositories. A named repository the registry does
         not have is a warning (in ``warnings``), not a failure."""
         reg = watch.registry
+        if watch.watch_list_error is not None:
+            failures.append(_failure(reg.name, watch.watch_list_error, "WatchListError"))
+            return []
         plan = plan_repositories(watch.selectors, watch.watch_list)
         listed: list[str] = []
         if plan.needs_listing:
@@ -522,7 +536,7 @@ class Pipeline:
             keeper.hold(held)
             try:
                 with self.store.fenced(held):
-                    report = self._cycle(deliver=deliver, stop=halt)
+                    report = self._cycle(deliver=deliver, stop=halt, fence=(held,))
             except LeaseLost as e:
                 report = CycleReport(interrupted=f"lease lost: {e}")
             finally:
@@ -563,55 +577,140 @@ class Pipeline:
                 keeper.hold(*taken)
                 yield [by_name[c.name] for c in taken], {by_name[c.name].key: c for c in taken}
 
+    def _deadlines(self) -> tuple[Deadline | None, Deadline | None]:
+        """(the cycle's deadline, the end of its scanning: ``delivery_timeout`` before it)."""
+        if not self.cycle_timeout:
+            return None, None
+        whole = _spell(self.cycle_timeout)
+        cycle = Deadline.after(self.cycle_timeout, f"limits.cycle_timeout ({whole})")
+        scan = Deadline(cycle.at - min(self.delivery_timeout, self.cycle_timeout / 2),
+                        f"limits.cycle_timeout ({whole}) less limits.delivery_timeout "
+                        f"({_spell(self.delivery_timeout)})")
+        return cycle, scan
+
     def _cycle(self, *, deliver: bool, stop: threading.Event | None = None,
-               claims: tuple[CycleLease, LeaseKeeper] | None = None) -> CycleReport:
+               claims: tuple[CycleLease, LeaseKeeper] | None = None, fence: tuple[Lease, ...] = ()) -> CycleReport:
+        cycle_deadline, scan_deadline = self._deadlines()
+        tallies: list[_CycleTally] = []
+        with deadline_scope(scan_deadline):
+            if len(self.watches) <= 1:
+                for watch in self.watches:
+                    if stop is not None and stop.is_set():
+                        break
+                    tallies.append(self._watch_cycle(watch, stop, claims))
+            else:
+                tallies = self._watches_at_once(stop, claims, fence, scan_deadline)
         t = _CycleTally()
-        for watch in self.watches:
-            if stop is not None and stop.is_set():
-                break
-            images = self.targets(watch, t.failures, t.warnings)
-            t.selected += len(images)
-            statuses = self.store.images()
-            failing = {st.image.key for st in statuses if st.last_error}
-            if watch.scanner.stores_inventories:     # large snapshots: one at a time
-                previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
-                                                                 if st.last_scanned_at})
-            else:                                      # small ones: all in one query
-                wanted = {img.key for img in images}
-                previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
-                            if s.image.key in wanted}
-            self.progress("scan", 0, len(images))
-            t.done, t.total = 0, len(images)
-            t.data = watch.scanner.data_sources() if images else ()
-            for batch, claimed in self._batches(watch, images, stop, claims):
-                checked: list[tuple[str, str, str]] = []
-                finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
-                try:
-                    self._scan_batch(watch, batch, previous, failing, claimed, stop, checked, finished, t)
-                finally:
-                    if claims is not None:
-                        claims[1].drop(*claimed.values())
-                        for key, c in claimed.items():     # abandoned ones are free for others at once
-                            with contextlib.suppress(Exception):
-                                self.store.release_lease(c, done=key in finished)
-                try:
-                    with self._fence(*(claimed[k] for k in checked if k in claimed)):
-                        self.store.mark_checked(checked, utcnow())
-                except LeaseLost:
-                    if not claimed:
-                        raise
-                if stop is not None and stop.is_set():
-                    break
+        for part in tallies:
+            t.merge(part)
         interrupted = None
         if stop is not None and stop.is_set():
             interrupted = stop.reason() if isinstance(stop, _Either) else "stopped"
         if deliver and interrupted is None:
-            delivery = self._deliver_as_worker(claims[0], stop) if claims is not None else self.deliver()
+            with deadline_scope(cycle_deadline):
+                delivery = self._deliver_as_worker(claims[0], stop) if claims is not None else self.deliver()
         else:
             delivery = None
         return CycleReport(images=t.selected, scanned=t.scanned, events=tuple(t.events),
                            failures=tuple(t.failures), delivery=delivery, notes=_grouped(t.notes),
                            warnings=tuple(t.warnings), interrupted=interrupted)
+
+    def _watches_at_once(self, stop: threading.Event | None, claims: tuple[CycleLease, LeaseKeeper] | None,
+                         fence: tuple[Lease, ...], scan_deadline: Deadline | None) -> list[_CycleTally]:
+        """Every watch (registry) in a thread of its own, so that a slow registry holds up only
+        its own images: each gets this thread's deadline and fence. A watch still busy when the
+        scanning time is over (a request that does not end) is left behind, named as a failure,
+        and whatever it records later is recorded under the same fence."""
+        results: dict[int, _CycleTally] = {}
+        errors: list[BaseException] = []
+
+        def run(i: int, watch: Watch) -> None:
+            try:
+                with self._fence(*fence):
+                    results[i] = self._watch_cycle(watch, stop, claims)
+            except BaseException as e:   # raised again in the cycle's thread
+                errors.append(e)
+
+        report, counts, lock = self.progress, {}, threading.Lock()
+
+        def progress(stage: str, done: int, total: int) -> None:   # one bar over every watch
+            if stage != "scan":
+                return report(stage, done, total)
+            with lock:
+                counts[threading.current_thread().name] = (done, total)
+                done, total = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+            report(stage, done, total)
+
+        self.progress = progress
+        try:
+            return self._run_watches(run, results, errors, scan_deadline)
+        finally:
+            self.progress = report
+
+    def _run_watches(self, run, results: dict, errors: list, scan_deadline: Deadline | None) -> list[_CycleTally]:
+        threads = []
+        for i, watch in enumerate(self.watches):
+            ctx = contextvars.copy_context()
+            th = threading.Thread(target=ctx.run, args=(run, i, watch), daemon=True,
+                                  name=f"vulnwatch-watch-{watch.registry.name}")
+            th.start()
+            threads.append(th)
+        grace = 5.0
+        late: list[Watch] = []
+        for watch, th in zip(self.watches, threads):
+            th.join(None if scan_deadline is None else scan_deadline.remaining() + grace)
+            if th.is_alive():
+                late.append(watch)
+        if errors:
+            raise errors[0]
+        out = [results[i] for i in sorted(results)]
+        for watch in late:
+            t = _CycleTally()
+            t.failures.append(_failure(watch.registry.name, f"still busy when the scanning time ran out "
+                                       f"({scan_deadline.what if scan_deadline else 'deadline'}): a request to it "
+                                       "does not end; its unfinished images are scanned in the next cycle",
+                                       "Timeout"))
+            out.append(t)
+        return out
+
+    def _watch_cycle(self, watch: Watch, stop: threading.Event | None,
+                     claims: tuple[CycleLease, LeaseKeeper] | None) -> "_CycleTally":
+        """Select, scan and record the images of one watch."""
+        t = _CycleTally()
+        images = self.targets(watch, t.failures, t.warnings)
+        t.selected += len(images)
+        statuses = self.store.images()
+        failing = {st.image.key for st in statuses if st.last_error}
+        if watch.scanner.stores_inventories:     # large snapshots: one at a time
+            previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
+                                                             if st.last_scanned_at})
+        else:                                      # small ones: all in one query
+            wanted = {img.key for img in images}
+            previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
+                        if s.image.key in wanted}
+        self.progress("scan", 0, len(images))
+        t.done, t.total = 0, len(images)
+        t.data = watch.scanner.data_sources() if images else ()
+        for batch, claimed in self._batches(watch, images, stop, claims):
+            checked: list[tuple[str, str, str]] = []
+            finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
+            try:
+                self._scan_batch(watch, batch, previous, failing, claimed, stop, checked, finished, t)
+            finally:
+                if claims is not None:
+                    claims[1].drop(*claimed.values())
+                    for key, c in claimed.items():     # abandoned ones are free for others at once
+                        with contextlib.suppress(Exception):
+                            self.store.release_lease(c, done=key in finished)
+            try:
+                with self._fence(*(claimed[k] for k in checked if k in claimed)):
+                    self.store.mark_checked(checked, utcnow())
+            except LeaseLost:
+                if not claimed:
+                    raise
+            if stop is not None and stop.is_set():
+                break
+        return t
 
     def _fence(self, *leases: Lease):
         return self.store.fenced(*leases) if leases else contextlib.nullcontext()
@@ -649,7 +748,7 @@ class Pipeline:
                 continue
             except Exception as e:  # a broken record must not stop the others
                 log.exception("recording %s failed", image)
-                t.failures.append(Failure(str(image), f"recording failed: {e}", type(e).__name__))
+                t.failures.append(_failure(str(image), f"recording failed: {e}", type(e).__name__))
                 continue
             t.scanned += 1
             for n in outcome.notes:
@@ -742,6 +841,7 @@ class Pipeline:
             if slices > 1:
                 images = [img for img in images if slice_of(img.digest, slices) == item.slice]
         t.selected = len(images)
+        t.data = watch.scanner.data_sources() if images else ()     # what events' reasons name
         previous, failing = self.store.current([img.key for img in images])
         pending: list[Image] = []
         self._scan_batch(watch, images, previous, failing, {}, None, [], set(), t,
@@ -870,6 +970,26 @@ class _CycleTally:
     notes: dict = field(default_factory=dict)      # note -> the images it was said of
     data: tuple = ()                               # the data the watch's scanner judges by
 
+    def merge(self, other: "_CycleTally") -> None:
+        self.selected += other.selected
+        self.scanned += other.scanned
+        self.events.extend(other.events)
+        self.failures.extend(other.failures)
+        self.warnings.extend(other.warnings)
+        for note, images in other.notes.items():
+            self.notes.setdefault(note, []).extend(images)
+
+
+def _spell(seconds: float) -> str:
+    """``3600`` -> ``1h``, ``90`` -> ``1m30s`` (as the configuration writes durations)."""
+    ms = round(seconds * 1000)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        n, ms = divmod(ms, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"
+
 
 class _Either(threading.Event):
     """Set when a stop was asked for or a lease was lost (whichever first); says which."""
@@ -901,6 +1021,7 @@ def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Fa
     """A :class:`Failure` (or warning), logged with its fields (``event``, ``target``, ``code``,
     ``error``) at INFO only: the caller presents the report's failures and warnings (the CLI
     prints them, as JSON objects with ``--log-format json``)."""
+    error = redact(error)      # what a server said back can hold what it was sent
     log.info("%s %s: %s", kind, target, error, extra={"event": kind, "target": target, "code": code, "error": error})
     return Failure(target, error, code)
 

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from datetime import datetime, timedelta, timezone
 
 from tests.support.ecr import basic_result
+from vulnwatch.logs import redact
 
 
 def finding(cve: str, pkg: str = "openssl", severity: str = "HIGH") -> dict:
@@ -19,13 +22,18 @@ def events_received(receiver) -> list[dict]:
     return [r.json() for r in receiver.requests]
 
 
-def test_first_run_then_no_change(deploy, pusher, proxy, receiver):
+def test_first_run_then_no_change(deploy, pusher, proxy, receiver, caplog):
     d1 = pusher.push("team/app", "v1")
     d2 = pusher.push("team/app", "v2")
     d3 = pusher.push("team/db", "v1")
     dep = deploy(["team/app", "team/db"])
+    secret_url = receiver.url + "/hook"          # the sink's URL: a SecureString in SSM, read at run time
+    assert all(secret_url not in v for v in os.environ.values())
 
-    out = dep.cycle()
+    with caplog.at_level(logging.DEBUG):
+        out = dep.cycle()
+    assert secret_url not in caplog.text and redact(f"to {secret_url}") == "to ***"
+    assert {r.path for r in receiver.requests} == {"/hook"}
     assert out["schedule"]["repositories"] == 2
     assert all(a["batchItemFailures"] == [] for a in out["collect"] + out["notify"])
     got = events_received(receiver)
@@ -86,7 +94,7 @@ def test_a_scan_in_progress_goes_back_on_the_queue_and_is_never_read_unfinished(
     other = pusher.push("team/app", "v2")
     # the first findings call says IN_PROGRESS, with findings a careless reader would take
     proxy.queue_status(digest, "IN_PROGRESS", findings={"findings": [finding("CVE-2000-0001")]})
-    dep = deploy(["team/app"])
+    dep = deploy(["team/app"], env={"VULNWATCH_REQUEUE_DELAY": "5"})    # room for a loaded machine
     dep.schedule()
     (answer,) = dep.collect()
     assert answer == {"batchItemFailures": []}
@@ -95,8 +103,8 @@ def test_a_scan_in_progress_goes_back_on_the_queue_and_is_never_read_unfinished(
     assert store.snapshot("ecr", "team/app", other) is not None
     attrs = dep.sqs.get_queue_attributes(QueueUrl=dep.queue_url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"       # back on the queue, with a delay
-    time.sleep(1.2)
-    (record,) = dep.receive(wait=2)
+    assert dep.receive() == []                                          # not visible before its delay
+    (record,) = dep.receive(wait=10)
     body = json.loads(record["body"])
     assert body["digests"] == [digest] and body["attempt"] == 1
     dep.collect_batch([record])

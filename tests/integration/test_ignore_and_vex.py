@@ -284,3 +284,35 @@ def test_check_config_reads_the_ignore_files(site):
     r = cli(cfg, "check-config", "--format", "json")
     [p] = json.loads(r.stdout)["problems"]
     assert r.exit_code == 2 and (p["file"], p["line"]) == (str(tmp / "rules.yaml"), 4) and "reason" in p["message"]
+
+
+def test_the_lambda_path_names_the_data_in_its_reasons_too(site):
+    """``Pipeline.collect`` (what the Lambda ``collect`` handler runs per work item) records the
+    same reasons as a cycle: an advisory-data update names the export's version and date."""
+    from vulnwatch.build import build_pipeline
+    from vulnwatch.config import load_config
+
+    tmp, write, _archive = site
+    cfg_path = write(older=True)
+
+    def collect_all():
+        pipeline = build_pipeline(load_config(cfg_path))
+        try:
+            for item in pipeline.work_items():
+                pipeline.collect(item)
+            return [d.event for d in pipeline.store.deliveries(limit=100)]
+        finally:
+            pipeline.close()
+
+    [first] = collect_all()
+    assert first.kind.value == "new_image"
+    zip_records(OSV_DIR / "PyPI", tmp / "data" / "PyPI" / "all.zip")        # the data moves on
+    future = time.time() + 5
+    os.utime(tmp / "data" / "PyPI" / "all.zip", (future, future))
+    events = collect_all()
+    [changed] = [e for e in events if e.id != first.id]
+    [why] = changed.reasons
+    assert why.kind.value == "advisory_data_changed"
+    [data] = why.data
+    assert data.name == "PyPI" and data.version == datetime.fromtimestamp(future, timezone.utc).strftime(
+        "%a, %d %b %Y %H:%M:%S GMT")

@@ -234,13 +234,16 @@ def test_mark_failed_does_not_undo_a_delivery(store):
 
 
 def test_many_ids_at_once(store):
+    # More ids than one statement or request takes: SQL parameter lists are chunked, DynamoDB's
+    # transactions and batch reads hold 100 items (130 crosses that without costing moto minutes).
+    n = 130 if type(store).__name__ == "DynamoDBStore" else 600
     res = result()
-    events = [(make_event(res, n), ["hook"]) for n in range(600)]
+    events = [(make_event(res, i), ["hook"]) for i in range(n)]
     store.commit_scan(res, events)
     ids = [d.id for d in store.deliveries(limit=5000)]
-    assert len(ids) == 600
+    assert len(ids) == n
     store.mark_failed(ids, "down", T0, None)
-    assert store.retry_dead(ids) == 600
+    assert store.retry_dead(ids) == n
 
 
 def test_failures_recorded_and_cleared(store):

@@ -258,7 +258,7 @@ def test_cross_layer_limits_still_apply_to_cached_layers(cache):
     assert e.value.code == "LayerTooLarge"
     stack = LayerStack(WalkPlan(lambda p: None), limits=LayerLimits(max_entries=c0.entries))
     stack.apply(c0)
-    with pytest.raises(LayerError, match="max_entries"):
+    with pytest.raises(LayerError, match="max_tar_entries"):
         stack.apply(c0)
 
 

@@ -306,7 +306,9 @@ def check_config(
     source = find_config(state.config_path)
     try:
         cfg = load_or_raise(state)
-        problems = file_checks(cfg)
+        from ..build import check_watch_lists
+
+        problems = file_checks(cfg) + check_watch_lists(cfg)
     except ConfigError as e:
         cfg, problems = None, list(e.problems)
         if not problems:

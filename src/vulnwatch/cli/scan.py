@@ -31,8 +31,8 @@ app.add_typer(db_app, name="db")
 
 ScanFormat = Literal[tuple(FORMATTERS)]  # type: ignore[valid-type]
 
-SCAN_SECTIONS = ("vulndb", "layer_cache", "ignore")
-"""What ``scan`` reads of the configuration: the advisory data, the layer cache and the ignore rules
+SCAN_SECTIONS = ("vulndb", "layer_cache", "ignore", "limits")
+"""What ``scan`` reads of the configuration: the advisory data, the layer cache, the ignore rules and the limits
 (nothing it does not use, so an unset ``${SLACK_URL}`` does not stop it)."""
 DB_SECTIONS = ("state", "vulndb", "layer_cache", "delivery", "notifications", "ignore")
 """``db update`` / ``db import``: the data, and the stored inventories to re-match, whose changes

@@ -42,7 +42,7 @@ from typing import Any, Literal
 from ..diff import KIND_LABELS
 from ..logs import redact, reveal
 from ..model import Event, EventKind, Finding, FindingChange
-from ._http import tls_verify_error
+from ..net import tls_verify_error
 from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, change_text, count_parts, cut_subject, digest_order,
                        first_listed, reason_labels, reason_text)
 from .interface import DeliveryError, Notifier

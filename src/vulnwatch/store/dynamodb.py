@@ -152,7 +152,7 @@ import zstandard
 
 from ..model import Event, Finding, Image, Package, ScanResult, ScanState, result_signature, utcnow
 from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store,
-                        StoreConflict, StoredInventory, StoreError)
+                        StoreConflict, StoredInventory, StoreError, stored_error)
 
 __all__ = ["DynamoDBStore", "SnapshotChange", "snapshot_change", "snapshot_from_image", "table_definition",
            "LAYOUT_VERSION"]
@@ -171,8 +171,6 @@ _TX_BUDGET = 3_500_000
 """Estimated bytes per TransactWriteItems (DynamoDB's limit: 4 MB)."""
 _BATCH_GET = 100
 """Keys per BatchGetItem (DynamoDB's limit)."""
-_MAX_ERROR_CHARS = 4000
-"""Longer error texts are cut (a scanner's error can carry a whole HTTP body)."""
 _COMMIT_ATTEMPTS = 6
 """Tries of one commit when a tag pointer or an event id lost a race (not for StoreConflict)."""
 _JOURNAL_MIN_AGE = 60.0
@@ -1319,7 +1317,7 @@ class DynamoDBStore(Store):
     # --- failures and checks -----------------------------------------------------------------------
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
         u = self._image_fields(image, utcnow())
-        u.set("last_error", _S(str(error)[:_MAX_ERROR_CHARS]))
+        u.set("last_error", _S(stored_error(error)))
         u.set("last_error_at", _S(_ts(at))).set("last_error_scanner", _S(scanner))
         self._call(f"recording the failure of {self._where(*image.key)}", "update_item",
                    **_without_table(u.request(self.table, self._status_key(*image.key))))
@@ -1458,7 +1456,7 @@ class DynamoDBStore(Store):
         def build(delivery_id: int) -> _Update:
             u = _Update().set("status", _S(status.value))
             u.set_raw(f"{u.n('attempts')} = {u.n('attempts')} + {u.v(_N(1))}")
-            u.set("last_error", _S(str(error)[:_MAX_ERROR_CHARS])).set("last_attempt_at", _S(_ts(at)))
+            u.set("last_error", _S(stored_error(error))).set("last_attempt_at", _S(_ts(at)))
             u.set("gsi2pk", _S(f"L#{status.value}"))
             if next_attempt_at is not None:
                 u.set("next_attempt_at", _S(_ts(next_attempt_at))).set("gsi1pk", _S("DUE"))

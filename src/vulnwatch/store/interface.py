@@ -20,6 +20,7 @@ from typing import Any
 
 from collections.abc import Iterator
 
+from ..logs import redact
 from ..model import (Event, EventKind, Finding, Image, PackageRow, ScanResult, Severity,  # noqa: F401
                      StoredInventory)  # PackageRow, StoredInventory: re-exported
 
@@ -658,3 +659,15 @@ def sweep_fixes(marks, since: datetime) -> list[FixRecord]:
         if at >= since:
             out.append(FixRecord(registry, repository, key[0], key[1], key[2], first, at))
     return out
+
+
+MAX_ERROR_CHARS = 4000
+"""Longer error texts are cut (a scanner's error can carry a whole HTTP body)."""
+
+
+def stored_error(text: object) -> str:
+    """An error text as every store writes it (``last_error`` of images and deliveries): through
+    :func:`vulnwatch.logs.redact` -- registered secrets and whatever looks like a credential,
+    also in what a server sent back -- and cut to :data:`MAX_ERROR_CHARS`. The stores' one
+    choke point: nothing else writes an error."""
+    return redact(str(text))[:MAX_ERROR_CHARS]

@@ -44,13 +44,11 @@ from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Seve
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
-                        TrendPoint, bucket_width, sweep_fixes)
+                        TrendPoint, bucket_width, stored_error, sweep_fixes)
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
 
-_MAX_ERROR_CHARS = 4000
-"""Longer error texts are cut (a scanner's error can carry a whole HTTP body)."""
 _CHUNK = 500
 """Ids per ``IN (...)`` list, well under SQLite's parameter limit."""
 _PG_MIGRATION_LOCK = 0x76756C6E  # "vuln": pg_advisory_xact_lock key serialising migrations
@@ -657,7 +655,7 @@ class SQLStore(Store):
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
         with self._tx(f"recording the failure of {image.registry}/{image.repository}@{image.digest}",
                       write=True) as conn:
-            self._upsert_image(conn, image, utcnow(), last_error=str(error)[:_MAX_ERROR_CHARS],
+            self._upsert_image(conn, image, utcnow(), last_error=stored_error(error),
                                last_error_at=at, last_error_scanner=scanner)
 
     def mark_checked(self, keys: Sequence[tuple[str, str, str]], at: datetime) -> None:
@@ -758,7 +756,7 @@ class SQLStore(Store):
                 conn.execute(update(d).where(
                     d.c.id.in_(chunk), d.c.status != DeliveryStatus.DELIVERED.value,
                 ).values(status=status.value, attempts=d.c.attempts + 1,
-                         last_error=str(error)[:_MAX_ERROR_CHARS], last_attempt_at=at,
+                         last_error=stored_error(error), last_attempt_at=at,
                          next_attempt_at=next_attempt_at))
 
     def deliveries(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:

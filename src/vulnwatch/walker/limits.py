@@ -44,3 +44,6 @@ class LayerLimits:
     """Symlinks followed while resolving one path (Linux uses 40); more is a loop."""
     max_executable_size: int = 256 * 1024 * 1024
     """Executables larger than this are not offered to the executable reader."""
+    max_kept_bytes: int = 512 * 1024 * 1024
+    """Bytes kept over all layers of one image (wanted files, executables' extracts, reduced
+    archives), counted as they are kept: what the walk holds in memory (``limits.max_metadata_bytes``)."""
