@@ -39,7 +39,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity, findings_signature,
+from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity,
                      result_signature, utcnow)
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
