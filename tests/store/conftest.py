@@ -70,15 +70,15 @@ def any_store(request, tmp_path):
     s.close()
 
 
-def one_call_at_a_time(store) -> None:
+def one_call_at_a_time(store, lock: threading.Lock | None = None) -> None:
     """Send a DynamoDB store's calls to moto one at a time (its threads still run concurrently).
 
     moto is not atomic across concurrent requests: a transaction copies the table first and a
     cancelled one puts that copy back, erasing writes other requests made meanwhile. Real DynamoDB
     serialises transactions itself; so the store's threads are allowed one request in flight
     against moto, and what the tests race on (two writers that both read before either writes)
-    is kept."""
-    lock = threading.Lock()
+    is kept. Several stores on one moto server share ``lock`` to be kept apart the same way."""
+    lock = lock or threading.Lock()
 
     def acquire(**_kw):
         lock.acquire()

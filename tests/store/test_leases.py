@@ -1,5 +1,5 @@
-"""Leases (expiry, takeover, fencing), claims, digest batches and per-image delivery order, on
-SQLite and a real PostgreSQL."""
+"""Leases (expiry, takeover, fencing) and claims on SQLite, a real PostgreSQL and DynamoDB (moto);
+digest batches and per-image delivery order on the SQL store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 
 from vulnwatch.model import Event, EventKind, Finding, Image, ScanResult, Severity, stable_id
 from vulnwatch.store.interface import LeaseHeld, LeaseLost, Store
-from vulnwatch.store.sql import SQLStore
+from vulnwatch.store import open_store
+
+from .conftest import _sql_url, one_call_at_a_time
 
 UTC = timezone.utc
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -29,121 +31,140 @@ def event(res: ScanResult, n: int) -> Event:
                  scanner=res.scanner, occurred_at=res.scanned_at, added=res.findings)
 
 
-def test_one_holder_at_a_time_and_the_error_names_the_holder(store):
-    a = store.acquire_lease("cycle", "host-a:1:x", TTL)
+@pytest.fixture(params=["sqlite", "postgresql", "dynamodb"])
+def open_stores(request, tmp_path):
+    """A function opening another store on one empty database of each backend (all closed at the
+    end); DynamoDB stores share one request at a time to moto (see ``one_call_at_a_time``)."""
+    url = (request.getfixturevalue("dynamodb_contract_url") if request.param == "dynamodb"
+           else _sql_url(request.param, request, tmp_path))
+    lock = threading.Lock()
+    opened = []
+
+    def another():
+        s = open_store(url)
+        if request.param == "dynamodb":
+            one_call_at_a_time(s, lock)
+        opened.append(s)
+        return s
+    yield another
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def leasing(open_stores):
+    """An empty store of each backend."""
+    return open_stores()
+
+
+def test_one_holder_at_a_time_and_the_error_names_the_holder(leasing):
+    a = leasing.acquire_lease("cycle", "host-a:1:x", TTL)
     assert a.token >= 1 and a.holder == "host-a:1:x" and a.expires_at > datetime.now(UTC)
     with pytest.raises(LeaseHeld) as info:
-        store.acquire_lease("cycle", "host-b:2:y", TTL)
+        leasing.acquire_lease("cycle", "host-b:2:y", TTL)
     assert info.value.holder == "host-a:1:x" and "host-a:1:x" in str(info.value)
-    assert info.value.expires_at == store.lease("cycle").expires_at
-    again = store.acquire_lease("cycle", "host-a:1:x", TTL)       # the holder itself: extended
+    assert info.value.expires_at == leasing.lease("cycle").expires_at
+    again = leasing.acquire_lease("cycle", "host-a:1:x", TTL)       # the holder itself: extended
     assert again.token == a.token
-    store.release_lease(again)
-    b = store.acquire_lease("cycle", "host-b:2:y", TTL)             # released: free at once
+    leasing.release_lease(again)
+    b = leasing.acquire_lease("cycle", "host-b:2:y", TTL)             # released: free at once
     assert b.token == a.token + 1
-    assert store.acquire_lease("other", "host-a:1:x", TTL).token == 1   # names are independent
+    assert leasing.acquire_lease("other", "host-a:1:x", TTL).token == 1   # names are independent
 
 
-def test_an_expired_lease_is_taken_over_and_the_stale_holder_cannot_write(store):
-    stale = store.acquire_lease("cycle", "crashed:1:x", timedelta(milliseconds=300))
+def test_an_expired_lease_is_taken_over_and_the_stale_holder_cannot_write(leasing):
+    stale = leasing.acquire_lease("cycle", "crashed:1:x", timedelta(milliseconds=300))
     time.sleep(0.4)
-    fresh = store.acquire_lease("cycle", "new:2:y", TTL)
+    fresh = leasing.acquire_lease("cycle", "new:2:y", TTL)
     assert fresh.token == stale.token + 1
     with pytest.raises(LeaseLost):
-        store.renew_lease(stale, TTL)
-    with store.fenced(stale):                                         # the stale holder wakes up
+        leasing.renew_lease(stale, TTL)
+    with leasing.fenced(stale):                                         # the stale holder wakes up
         with pytest.raises(LeaseLost) as info:
-            store.commit_scan(result(), [(event(result(), 1), ["hook"])])
+            leasing.commit_scan(result(), [(event(result(), 1), ["hook"])])
         assert "taken over by new:2:y" in str(info.value)
-        for write in (lambda: store.mark_checked([result().image.key], T0),
-                      lambda: store.record_failure(result().image, "ecr-basic", "boom", T0),
-                      lambda: store.mark_delivered([1], T0)):
+        for write in (lambda: leasing.mark_checked([result().image.key], T0),
+                      lambda: leasing.record_failure(result().image, "ecr-basic", "boom", T0),
+                      lambda: leasing.mark_delivered([1], T0)):
             with pytest.raises(LeaseLost):
                 write()
-    assert store.snapshot(*result().image.key) is None and store.deliveries() == []   # nothing written
-    assert store.images() == []
-    with store.fenced(fresh):                                         # the current holder can
-        store.commit_scan(result(), [(event(result(), 1), ["hook"])])
-    assert store.snapshot(*result().image.key) is not None
-    renewed = store.renew_lease(fresh, TTL)
+    assert leasing.snapshot(*result().image.key) is None and leasing.deliveries() == []   # nothing written
+    assert leasing.images() == []
+    with leasing.fenced(fresh):                                         # the current holder can
+        leasing.commit_scan(result(), [(event(result(), 1), ["hook"])])
+    assert leasing.snapshot(*result().image.key) is not None
+    renewed = leasing.renew_lease(fresh, TTL)
     assert renewed.token == fresh.token and renewed.expires_at >= fresh.expires_at
-    store.release_lease(stale)                                       # a lost lease: no effect
-    assert store.lease("cycle").holder == "new:2:y"
+    leasing.release_lease(stale)                                       # a lost lease: no effect
+    assert leasing.lease("cycle").holder == "new:2:y"
 
 
-def test_a_takeover_waits_for_a_fenced_write_in_progress_or_refuses_it(store_url):
+def test_a_takeover_waits_for_a_fenced_write_in_progress_or_refuses_it(open_stores):
     """The fence is checked inside the write's transaction: a write racing a takeover either
     commits before it or is refused; never committed under a stale token."""
-    a, b = SQLStore(store_url), SQLStore(store_url)
-    try:
-        outcomes = []
-        for i in range(12):
-            name = f"race{i}"
-            held = a.acquire_lease(name, "a", timedelta(milliseconds=50))
-            time.sleep(0.06)
-            res = result(digest="%x" % (i % 16), repo=f"r{i}")
+    a, b = open_stores(), open_stores()
+    outcomes = []
+    for i in range(12):
+        name = f"race{i}"
+        held = a.acquire_lease(name, "a", timedelta(milliseconds=50))
+        time.sleep(0.06)
+        res = result(digest="%x" % (i % 16), repo=f"r{i}")
 
-            def write():
-                try:
-                    with a.fenced(held):
-                        a.commit_scan(res, [])
-                    outcomes.append(("written", i))
-                except LeaseLost:
-                    outcomes.append(("refused", i))
+        def write():
+            try:
+                with a.fenced(held):
+                    a.commit_scan(res, [])
+                outcomes.append(("written", i))
+            except LeaseLost:
+                outcomes.append(("refused", i))
 
-            t = threading.Thread(target=write)
-            t.start()
-            took = b.acquire_lease(name, "b", TTL)
-            t.join()
-            written = a.snapshot(*res.image.key) is not None
-            assert took.token == held.token + 1
-            assert (("written", i) in outcomes) == written
-    finally:
-        a.close()
-        b.close()
+        t = threading.Thread(target=write)
+        t.start()
+        took = b.acquire_lease(name, "b", TTL)
+        t.join()
+        written = a.snapshot(*res.image.key) is not None
+        assert took.token == held.token + 1
+        assert (("written", i) in outcomes) == written
 
 
-def test_claims_split_images_between_workers_and_done_ones_wait_for_the_next_round(store_url):
+def test_claims_split_images_between_workers_and_done_ones_wait_for_the_next_round(open_stores):
     names = [f"image:prod/app@sha256:{i:064x}" for i in range(40)]
     round_start = datetime.now(UTC)
-    stores = [SQLStore(store_url) for _ in range(4)]
+    stores = [open_stores() for _ in range(4)]
     got: dict[int, list[str]] = {}
-    try:
-        def worker(n: int) -> None:
-            mine = got.setdefault(n, [])
-            while True:
-                taken = stores[n].claim_leases(names, f"w{n}", TTL, limit=3, done_before=round_start)
-                if not taken:
-                    return
-                for lease in taken:
-                    mine.append(lease.name)
-                    stores[n].release_lease(lease, done=True)
 
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        every = [name for claimed in got.values() for name in claimed]
-        assert sorted(every) == sorted(names)                      # each image once, none twice
-        assert stores[0].claim_leases(names, "late", TTL, limit=100, done_before=round_start) == []
-        later = stores[0].claim_leases(names, "next", TTL, limit=100, done_before=datetime.now(UTC))
-        assert len(later) == 40                                    # the next round takes them all again
-        assert stores[1].claim_leases(names, "other", TTL, limit=100) == []   # held: not given twice
-    finally:
-        for s in stores:
-            s.close()
+    def worker(n: int) -> None:
+        mine = got.setdefault(n, [])
+        while True:
+            taken = stores[n].claim_leases(names, f"w{n}", TTL, limit=3, done_before=round_start)
+            if not taken:
+                return
+            for lease in taken:
+                mine.append(lease.name)
+                stores[n].release_lease(lease, done=True)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [name for claimed in got.values() for name in claimed]
+    assert sorted(every) == sorted(names)                      # each image once, none twice
+    assert stores[0].claim_leases(names, "late", TTL, limit=100, done_before=round_start) == []
+    later = stores[0].claim_leases(names, "next", TTL, limit=100, done_before=datetime.now(UTC))
+    assert len(later) == 40                                    # the next round takes them all again
+    assert stores[1].claim_leases(names, "other", TTL, limit=100) == []   # held: not given twice
 
 
-def test_a_crashed_workers_claim_expires_and_is_taken_over(store):
+def test_a_crashed_workers_claim_expires_and_is_taken_over(leasing):
     names = ["image:prod/app@sha256:" + "1" * 64]
-    (crashed,) = store.claim_leases(names, "w1", timedelta(milliseconds=200), limit=5)
-    assert store.claim_leases(names, "w2", TTL, limit=5) == []
+    (crashed,) = leasing.claim_leases(names, "w1", timedelta(milliseconds=200), limit=5)
+    assert leasing.claim_leases(names, "w2", TTL, limit=5) == []
     time.sleep(0.3)
-    (taken,) = store.claim_leases(names, "w2", TTL, limit=5)
+    (taken,) = leasing.claim_leases(names, "w2", TTL, limit=5)
     assert taken.token == crashed.token + 1
-    with store.fenced(crashed), pytest.raises(LeaseLost):
-        store.commit_scan(result("1"), [])
+    with leasing.fenced(crashed), pytest.raises(LeaseLost):
+        leasing.commit_scan(result("1"), [])
 
 
 def test_later_deliveries_of_an_image_wait_for_its_earlier_one_per_sink(store):
@@ -193,11 +214,11 @@ def test_the_interface_says_what_a_store_without_leases_lacks():
             method(object(), *args, **kwargs)
 
 
-def test_take_over_frees_only_the_named_holder(store):
-    held = store.acquire_lease("cycle", "host:1:a:s", TTL)
+def test_take_over_frees_only_the_named_holder(leasing):
+    held = leasing.acquire_lease("cycle", "host:1:a:s", TTL)
     with pytest.raises(LeaseHeld):
-        store.acquire_lease("cycle", "host:2:b:s", TTL, take_over="host:9:someone-else:s")
-    taken = store.acquire_lease("cycle", "host:2:b:s", TTL, take_over="host:1:a:s")
-    assert taken.token == held.token + 1 and store.lease("cycle").holder == "host:2:b:s"
-    with store.fenced(held), pytest.raises(LeaseLost):
-        store.mark_checked([result().image.key], T0)
+        leasing.acquire_lease("cycle", "host:2:b:s", TTL, take_over="host:9:someone-else:s")
+    taken = leasing.acquire_lease("cycle", "host:2:b:s", TTL, take_over="host:1:a:s")
+    assert taken.token == held.token + 1 and leasing.lease("cycle").holder == "host:2:b:s"
+    with leasing.fenced(held), pytest.raises(LeaseLost):
+        leasing.mark_checked([result().image.key], T0)

@@ -48,6 +48,7 @@ delivery        ``L#id`` (20 digits)   ``L``                                 ``D
 id counter      ``COUNTER``            ``deliveries``                        –                                   –
 journal part    ``JOURNAL``            ``created#journal-id#part``           –                                   –
 layout version  ``META``               ``layout``                            –                                   –
+lease           ``LEASE#name``         ``LEASE``                             –                                   –
 ==============  =====================  ====================================  ==================================  ==============================
 
 * One **snapshot** item per image digest (scanner, times, state, notes, counts, the findings
@@ -123,6 +124,27 @@ visible (staged events are overwritten by the next attempt), and if the writer d
 :meth:`~DynamoDBStore.recover` finishes it once the journal is a minute old;
 :meth:`~DynamoDBStore.due_deliveries` calls it at most every 30 seconds.
 
+Leases and fencing
+------------------
+One **lease** item per name (``cycle``, ``dispatch``, ``image:...``): ``holder``, ``token`` (a
+number, kept on the item when the lease is released or expires, so every grant to a new holder
+counts it up: strictly increasing per name), ``expires_at`` and ``done_at`` (stored times, which
+compare as strings; the clock is this process's UTC clock, so hosts sharing a table need NTP).
+``acquire_lease`` is a conditional UpdateItem (first "held by me, not expired": extended, same
+token; else "absent, expired, or held by ``take_over``": token + 1); when both conditions fail the
+item is read and :class:`LeaseHeld` raised. ``renew_lease`` / ``release_lease`` are conditional on
+holder and token (:class:`LeaseLost` / nothing). ``claim_leases`` reads the names' items (one
+consistent BatchGetItem per 100) and makes one conditional UpdateItem per name that looked free,
+in order, skipping those whose condition fails: two claimers never get the same name.
+
+Under :meth:`~DynamoDBStore.fenced`, every write the thread makes carries a ``ConditionCheck`` of
+each lease item's token: the commit's ``TransactWriteItems`` gets them as extra items (so a
+commit leaves that many fewer of the 100 items for itself), and each single write
+(``record_failure``, ``mark_checked``, the outbox updates, staged events) is sent as a
+``TransactWriteItems`` of itself and the checks. A refused check raises :class:`LeaseLost` and
+nothing of that write happens. Not fenced: the id counter (ids are only used up) and step (3) of a
+journaled commit, which finishes a commit already made (as :meth:`~DynamoDBStore.recover` would).
+
 Streams
 -------
 Create the table with ``StreamViewType=NEW_AND_OLD_IMAGES`` (:func:`table_definition` does).
@@ -144,14 +166,16 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
 from ..model import Event, Finding, Image, Package, ScanResult, ScanState, result_signature, utcnow
-from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store,
+from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, Lease, LeaseHeld, LeaseLost,
+                        PackageRow, Store,
                         StoreConflict, StoredInventory, StoreError, stored_error)
 
 __all__ = ["DynamoDBStore", "SnapshotChange", "snapshot_change", "snapshot_from_image", "table_definition",
@@ -648,6 +672,7 @@ class DynamoDBStore(Store):
         self._pool: ThreadPoolExecutor | None = None
         self._next_recovery = 0.0
         self._pool_lock = threading.Lock()
+        self._fences = threading.local()   # per thread: the leases its writes are fenced by
         self._open(create)
 
     @classmethod
@@ -803,14 +828,25 @@ class DynamoDBStore(Store):
         Single-item writes, not transactions: these writes are independent (each is conditional
         on its own item), cost half the capacity of transactional ones and never conflict with a
         commit's transaction."""
+        fences = self._fence_checks()   # read here: ``one`` runs on the pool's threads
+
         def one(i: int) -> int | None:
             (op, body), = requests[i].items()
             try:
-                (self._ddb.put_item if op == "Put" else self._ddb.update_item)(**body)
+                if fences:
+                    self._ddb.transact_write_items(TransactItems=[requests[i], *fences])
+                else:
+                    (self._ddb.put_item if op == "Put" else self._ddb.update_item)(**body)
                 return i
             except self._aws_errors as e:
                 if _code(e) == "ConditionalCheckFailedException":
                     return None
+                reasons = _cancellation_reasons(e) if fences else None
+                if reasons is not None:
+                    if any(code == "ConditionalCheckFailed" for code in reasons[1:]):
+                        raise self._lost(what) from None
+                    if reasons[:1] == ["ConditionalCheckFailed"]:
+                        return None
                 raise self._fail(what, e) from None
         return {i for i in self._each(one, range(len(requests))) if i is not None}
 
@@ -1040,7 +1076,8 @@ class DynamoDBStore(Store):
 
         size = sum(_request_size(r) for _role, r in core) + sum(_request_size(r) for _r, r in tag_writes) \
             + sum(_item_size(i) for _ev, i in event_items) + 300 * n_deliveries
-        if len(core) + len(tag_writes) + len(event_items) + n_deliveries <= _TX_MAX_ITEMS and size <= _TX_BUDGET:
+        room = _TX_MAX_ITEMS - len(self._fence_checks())
+        if len(core) + len(tag_writes) + len(event_items) + n_deliveries <= room and size <= _TX_BUDGET:
             ids = iter(self._allocate_ids(n_deliveries, what))
             items = core + tag_writes
             for (ev, sinks), (_ev, item) in zip(new_events, event_items):
@@ -1053,6 +1090,7 @@ class DynamoDBStore(Store):
         self._commit_journaled(img, core, tag_ops, new_events, event_items, now, what, expected)
 
     def _transact(self, items: list[tuple[str, dict]], what: str, img: Image, expected: Any) -> None:
+        items = items + [("fence", check) for check in self._fence_checks()]
         assert len(items) <= _TX_MAX_ITEMS
         try:   # the token makes botocore's own retry of a commit that did happen a no-op, not a conflict
             self._ddb.transact_write_items(TransactItems=[r for _role, r in items],
@@ -1062,6 +1100,8 @@ class DynamoDBStore(Store):
             if reasons is None:
                 raise self._fail(what, e) from None
             failed = {role for (role, _r), code in zip(items, reasons) if code == "ConditionalCheckFailed"}
+            if "fence" in failed:
+                raise self._lost(what) from None
             if "snapshot" in failed:
                 raise StoreConflict(f"{img}: another writer recorded this image first" if expected is None
                                     else f"{img}: the stored snapshot changed since it was read") from None
@@ -1239,7 +1279,7 @@ class DynamoDBStore(Store):
         data = _compress(payload)
         part_size = _ITEM_BUDGET * 3 // 4 - 1000
         parts = [data[i:i + part_size] for i in range(0, len(data), part_size)] or [b""]
-        room = _TX_MAX_ITEMS - len(core)
+        room = _TX_MAX_ITEMS - len(core) - len(self._fence_checks())
         budget = _TX_BUDGET - sum(_request_size(r) for _role, r in core)
         if len(parts) > room or len(data) * 4 // 3 > budget:
             raise StoreError(f"state store {self._display}: {what} failed: {len(payload['deliveries']):,} "
@@ -1319,8 +1359,12 @@ class DynamoDBStore(Store):
         u = self._image_fields(image, utcnow())
         u.set("last_error", _S(stored_error(error)))
         u.set("last_error_at", _S(_ts(at))).set("last_error_scanner", _S(scanner))
-        self._call(f"recording the failure of {self._where(*image.key)}", "update_item",
-                   **_without_table(u.request(self.table, self._status_key(*image.key))))
+        what = f"recording the failure of {self._where(*image.key)}"
+        request = u.request(self.table, self._status_key(*image.key))
+        if self._fence_checks():
+            self._write_each([{"Update": request}], what)   # unconditional: made unless a fence fails
+        else:
+            self._call(what, "update_item", **_without_table(request))
 
     def mark_checked(self, keys: Sequence[tuple[str, str, str]], at: datetime) -> None:
         def stamp(key: tuple[str, str, str]) -> dict:
@@ -1498,6 +1542,162 @@ class DynamoDBStore(Store):
             u.condition = f"{u.n('status')} = {u.v(_S(DeliveryStatus.DEAD.value))}"
             return u
         return self._set_status(delivery_ids, what, build)
+
+    # --- leases --------------------------------------------------------------------------------------
+    # One item per name (pk ``LEASE#name``, sk ``LEASE``): holder, token (kept when released or
+    # expired, so the next grant's is greater), expires_at and done_at (``_ts`` strings, which
+    # compare as the times do), on this process's UTC clock.
+    @staticmethod
+    def _lease_key(name: str) -> dict:
+        return _pk_sk(_key("LEASE", name), "LEASE")
+
+    def _lease_of(self, item: Mapping[str, Any]) -> Lease:
+        return Lease(item["name"], item["holder"], int(item["token"]), _dt(item["expires_at"]))  # type: ignore[arg-type]
+
+    def _lease_item(self, name: str) -> dict[str, Any] | None:
+        raw = self._call(f"reading lease {name!r}", "get_item", Key=self._lease_key(name),
+                         ConsistentRead=True).get("Item")
+        return _item(raw) if raw else None
+
+    def _lease_update(self, name: str, what: str, u: _Update) -> dict[str, Any] | None:
+        """A conditional UpdateItem of lease ``name``: the item as written, or None if the condition failed."""
+        try:
+            out = self._ddb.update_item(**_without_table(u.request(self.table, self._lease_key(name))),
+                                        TableName=self.table, ReturnValues="ALL_NEW")
+        except self._aws_errors as e:
+            if _code(e) == "ConditionalCheckFailedException":
+                return None
+            raise self._fail(what, e) from None
+        return _item(out["Attributes"])
+
+    def _grant(self, name: str, holder: str, until: datetime) -> _Update:
+        """A grant to a new holder: the token counted up from the last one given for ``name``."""
+        u = _Update().set("kind", _S("lease")).set("name", _S(name)).set("holder", _S(holder))
+        u.set("expires_at", _S(_ts(until)))
+        u.set_raw(f"{u.n('token')} = if_not_exists({u.n('token')}, {u.v(_N(0))}) + {u.v(_N(1))}")
+        return u
+
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta, *, take_over: str | None = None) -> Lease:
+        what = f"taking lease {name!r}"
+        for _attempt in range(20):   # another caller changed the item between a failed write and its read
+            now = utcnow()
+            until = now + ttl
+            u = _Update().set("expires_at", _S(_ts(until)))     # held by this holder: extended, same token
+            u.condition = f"{u.n('holder')} = {u.v(_S(holder))} AND {u.n('expires_at')} > {u.v(_S(_ts(now)))}"
+            item = self._lease_update(name, what, u)
+            if item is None:
+                u = self._grant(name, holder, until)
+                u.condition = (f"attribute_not_exists({u.n('pk')}) OR {u.n('expires_at')} <= {u.v(_S(_ts(now)))}"
+                               + (f" OR {u.n('holder')} = {u.v(_S(take_over))}"
+                                  if take_over not in (None, holder) else ""))
+                item = self._lease_update(name, what, u)
+            if item is not None:
+                return self._lease_of(item)
+            current = self._lease_item(name)
+            if current is None:
+                continue
+            held = self._lease_of(current)
+            if held.expires_at > utcnow() and held.holder not in (holder, take_over):
+                raise LeaseHeld(f"lease {name!r} is held by {held.holder} until "
+                                f"{held.expires_at.isoformat(timespec='seconds')} (token {held.token})",
+                                name=name, holder=held.holder, expires_at=held.expires_at)
+        raise StoreError(f"state store {self._display}: {what} failed: the lease kept changing")
+
+    def _mine(self, lease: Lease) -> _Update:
+        u = _Update()
+        u.condition = f"{u.n('holder')} = {u.v(_S(lease.holder))} AND {u.n('token')} = {u.v(_N(lease.token))}"
+        return u
+
+    def renew_lease(self, lease: Lease, ttl: timedelta) -> Lease:
+        until = utcnow() + ttl
+        u = self._mine(lease).set("expires_at", _S(_ts(until)))
+        if self._lease_update(lease.name, f"renewing lease {lease.name!r}", u) is None:
+            raise LeaseLost(f"state store {self._display}: lease {lease.name!r} of {lease.holder} "
+                            f"(token {lease.token}) was taken over; stop working under it")
+        return Lease(lease.name, lease.holder, lease.token, until)
+
+    def release_lease(self, lease: Lease, *, done: bool = False) -> None:
+        now = _S(_ts(utcnow()))
+        u = self._mine(lease).set("expires_at", now)
+        if done:
+            u.set("done_at", now)
+        self._lease_update(lease.name, f"releasing lease {lease.name!r}", u)   # lost: nothing to do
+
+    def lease(self, name: str) -> Lease | None:
+        item = self._lease_item(name)
+        return self._lease_of(item) if item is not None else None
+
+    def claim_leases(self, names: Sequence[str], holder: str, ttl: timedelta, *, limit: int,
+                     done_before: datetime | None = None) -> list[Lease]:
+        """One conditional UpdateItem per name, in order, until ``limit`` are taken; a name held
+        (or done) fails its condition and is skipped. Names already known to be held or done are
+        left out first (one consistent BatchGetItem per 100), so a round costs about one write per
+        image, not one per image per claim."""
+        names = list(dict.fromkeys(names))
+        taken: list[Lease] = []
+        for i in range(0, len(names), 100):
+            if len(taken) >= limit:
+                break
+            chunk = names[i:i + 100]
+            now = utcnow()
+            known = {item["name"]: item for item in self._batch_get(
+                "reading leases", [self._lease_key(n) for n in chunk], consistent=True)}
+            for name in chunk:
+                if len(taken) >= limit:
+                    break
+                item = known.get(name)
+                if item is not None and (_dt(item["expires_at"]) > now or (   # type: ignore[operator]
+                        done_before is not None and "done_at" in item
+                        and _dt(item["done_at"]) >= done_before)):        # type: ignore[operator]
+                    continue
+                now = utcnow()
+                u = self._grant(name, holder, now + ttl).remove("done_at")
+                u.condition = f"(attribute_not_exists({u.n('pk')}) OR {u.n('expires_at')} <= {u.v(_S(_ts(now)))})"
+                if done_before is not None:
+                    u.condition += (f" AND (attribute_not_exists({u.n('done_at')}) OR "
+                                    f"{u.n('done_at')} < {u.v(_S(_ts(done_before)))})")
+                got = self._lease_update(name, "claiming images", u)
+                if got is not None:
+                    taken.append(self._lease_of(got))
+        return taken
+
+    def _fence_stack(self) -> list[Lease]:
+        stack = getattr(self._fences, "stack", None)
+        if stack is None:
+            stack = self._fences.stack = []
+        return stack
+
+    @contextmanager
+    def fenced(self, *leases: Lease) -> Iterator[None]:
+        stack = self._fence_stack()
+        stack.extend(leases)
+        try:
+            yield
+        finally:
+            del stack[len(stack) - len(leases):]
+
+    def _fence_checks(self) -> list[dict]:
+        """The ConditionCheck items (one per lease name, the innermost fence's token) that this
+        thread's writes carry (see :meth:`fenced`)."""
+        wanted = {lease.name: lease for lease in self._fence_stack()}
+        checks = []
+        for lease in wanted.values():
+            e = _Expr()
+            checks.append({"ConditionCheck": {
+                "TableName": self.table, "Key": self._lease_key(lease.name),
+                "ConditionExpression": f"{e.n('token')} = {e.v(_N(lease.token))}", **e.params()}})
+        return checks
+
+    def _lost(self, what: str) -> LeaseLost:
+        """The error for a write refused by a fence: which lease moved on, and to whom."""
+        for lease in {lease.name: lease for lease in self._fence_stack()}.values():
+            item = self._lease_item(lease.name)
+            if item is None or int(item["token"]) != lease.token:
+                now = (f"by {item['holder']} (token {int(item['token'])})" if item is not None
+                       else "(the lease is gone)")
+                return LeaseLost(f"state store {self._display}: {what} refused: lease {lease.name!r} held by "
+                                 f"{lease.holder} with token {lease.token} was taken over {now}")
+        return LeaseLost(f"state store {self._display}: {what} refused: a lease it was fenced by moved on")
 
     # --- streams -------------------------------------------------------------------------------------
     def snapshot_change(self, record: Mapping[str, Any]) -> SnapshotChange | None:
