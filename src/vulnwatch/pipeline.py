@@ -368,8 +368,11 @@ class Pipeline:
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
                  progress: Progress | None = None, resources: ScanResources | None = None,
                  advisory_base_url: str | None = None, policy: Policy | None = None,
-                 cycle_timeout: float | None = None, delivery_timeout: float | None = None) -> None:
+                 cycle_timeout: float | None = None, delivery_timeout: float | None = None,
+                 epss_threshold: float = 0.1) -> None:
         self.store = store
+        self.epss_threshold = epss_threshold
+        """An EPSS move at least this large is a change (``vulndb.epss_threshold``)."""
         self.policy = policy or Policy()
         """The ignore rules and VEX statements: applied to every result before it is diffed
         (:meth:`suppress`), the one place suppression happens in a cycle and in re-matching."""
@@ -477,7 +480,7 @@ class Pipeline:
                     moved.append(tag)
                     if base is None:
                         base = self.store.snapshot(image.registry, image.repository, old)
-        event = diff(result, previous, base, tuple(moved), data=data)
+        event = diff(result, previous, base, tuple(moved), data=data, epss_threshold=self.epss_threshold)
         deliveries: list[tuple[Event, list[str]]] = []
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
@@ -924,19 +927,36 @@ class Pipeline:
         return update(self._resources().vulndb, list(ecosystems), **kwargs)
 
     def import_advisories(self, path: Path):
-        """Import one local OSV export (an ``all.zip`` or a folder of records); returns its
-        :class:`~vulnwatch.vulndb.interface.ImportReport`. Raises ``VulnDBError``."""
-        from .vulndb.sync import import_path, local_source, local_version
+        """Import one local OSV export (an ``all.zip`` or a folder of records), or an enrichment
+        file (KEV, EPSS, CVE JSON 5, NVD: recognised by content, imported when it changed); returns
+        its :class:`~vulnwatch.vulndb.interface.ImportReport` or
+        :class:`~vulnwatch.vulndb.enrichment.EnrichmentReport`. Raises ``VulnDBError``."""
+        from .vulndb.sync import detect_kind, import_enrichment, import_path, local_source, local_version
 
         path = path.resolve()
+        if detect_kind(path) is not None:
+            return import_enrichment(self._resources().vulndb, path)
         return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path),
                            last_modified=local_version(path))
+
+    def update_enrichment(self, sources: Sequence[tuple[str, str]]) -> list:
+        """Download each ``(name, url)`` enrichment source where it changed (conditional GET, then
+        content hash); returns an :class:`~vulnwatch.vulndb.enrichment.EnrichmentReport` each.
+        Raises :class:`~vulnwatch.vulndb.interface.VulnDBError`."""
+        from .vulndb.sync import update_enrichment
+
+        return update_enrichment(self._resources().vulndb, list(sources))
 
     def advisory_sources(self) -> tuple[list, int, Path]:
         """The sources in the local index (:class:`~vulnwatch.vulndb.interface.SourceStatus`), its
         record count and its file."""
         index = self._resources().vulndb
         return index.sources(), index.count(), index.path
+
+    def enrichment_sources(self) -> list:
+        """The enrichment sources in the local index (KEV, EPSS, CVE JSON 5, NVD), as
+        :class:`~vulnwatch.vulndb.interface.SourceStatus` (``ecosystem`` is the source name)."""
+        return self._resources().vulndb.enrichment_sources()
 
     def _delivered(self, n: int) -> None:
         self._sent += n

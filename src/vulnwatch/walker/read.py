@@ -206,8 +206,9 @@ class LayerReader:
             limit = min(limit, limits.max_file_size)
             if member.size > limit:
                 if limits.oversize_is_error:
-                    raise LayerError(layer, f"file is {member.size} bytes, over the {limit}-byte limit",
-                                     path=path, code="FileTooLarge")
+                    raise LayerError(layer, f"file is {member.size} bytes, over the {limit}-byte limit for the "
+                                     "package metadata it is read as; its packages cannot be judged, so the image "
+                                     "is refused rather than reported without them", path=path, code="FileTooLarge")
                 self.warnings.append(f"layer {layer}: {path!r} is {member.size} bytes, over the {limit}-byte "
                                      "limit for this file; not read")
                 return
