@@ -204,7 +204,7 @@ def route_of(s) -> Route:
     """The :class:`~vulnwatch.delivery.routing.Route` of one configured sink."""
     from .delivery.routing import Route
 
-    return Route(min_severity=s.min_severity, fixable_only=s.fixable_only,
+    return Route(min_severity=s.min_severity, fixable_only=s.fixable_only, kev_only=s.kev_only, min_epss=s.min_epss,
                  repositories=tuple(s.repositories or ()), mode=s.mode, kinds=frozenset(s.kinds))
 
 

@@ -109,3 +109,15 @@ def test_complete_coverage_with_the_data_the_image_needs(cfg):
     assert r.exit_code == 0
     cov = json.loads(r.stdout)["coverage"]
     assert cov["state"] == "complete" and {e["ecosystem"] for e in cov["ecosystems"]} == {"Debian:11", "PyPI"}
+
+
+def test_run_reports_missing_coverage_per_image(cfg, tmp_path):
+    archive = tmp_path / "webapp.tar"
+    archive.write_bytes(Path(IMAGE_ARCHIVE).read_bytes())
+    cfg.write_text(cfg.read_text().replace("enrichment: []", "enrichment: [], auto_update: false")
+                   + f"state: {{path: {tmp_path / 'state.db'}}}\n"
+                   f"registries: [{{name: local, type: archive, path: {archive}}}]\n"
+                   "notifications: [{name: out, type: console}]\n")
+    assert cli(cfg, "db", "import", str(EXAMPLE_OSV / "PyPI"), "--no-rematch").exit_code == 0
+    r = cli(cfg, "run", "--format", "json")
+    assert "advisory data does not cover Debian:11" in r.output

@@ -169,6 +169,10 @@ class BuiltinScanner(Scanner):
         except VulnDBError as e:
             raise ScanError(image, str(e), code=e.code) from e
         notes, fresh = self.data_notes()
+        if coverage.missing:      # said per image in `run` and stored with the snapshot
+            notes += (f"advisory data does not cover {', '.join(coverage.missing)}: "
+                      f"{sum(1 for u in coverage.unjudged if u.reason.startswith('no advisory data'))} packages "
+                      f"not judged; run `vulnwatch db update`, or `vulnwatch db import PATH` offline",)
         return ScanResult(image=image, scanner=self.name, scanned_at=self.clock(), findings=tuple(findings),
                           vulnerability_source_updated_at=fresh, packages=tuple(packages), distro=distro,
                           notes=tuple(extra_notes) + notes, coverage=coverage)

@@ -211,7 +211,8 @@ def _finding_from_dict(d: dict) -> Finding:
     key = (g("vulnerability_id"), g("package_name"), g("package_version"), g("ecosystem"), g("severity"),
            g("cvss_score"), g("cvss_vector"), g("title"), g("fix_available"), g("scanner"),
            g("exploit_available"), g("purl"), tuple(g("aliases") or ()), tuple(g("fixed_versions") or ()),
-           tuple(g("links") or ()), _dumps(g("suppression")) if g("suppression") else None)
+           tuple(g("links") or ()), _dumps(g("suppression")) if g("suppression") else None,
+           g("severity_source"), _dumps(g("kev")) if g("kev") else None, g("epss"), g("epss_percentile"))
     hit = _FROM_DICT_CACHE.get(key)
     if hit is None:
         if len(_FROM_DICT_CACHE) >= 1 << 16:

@@ -308,6 +308,28 @@ class VulnIndex:
                           f"ORDER BY epss DESC LIMIT 1", tuple(ids))
         return (rows[0][0], rows[0][1]) if rows else None
 
+    def kev_epss(self, ids: "tuple[str, ...] | list[str]"):
+        """``(kev, epss)`` of ``ids`` in one query: as :meth:`kev` and :meth:`epss` return them."""
+        if not ids:
+            return None, None
+        marks = ",".join("?" * len(ids))
+        rows = self._rows(
+            f"SELECT 0, date_added, due_date, ransomware FROM enrichment_kev WHERE vuln_id IN ({marks}) "
+            f"UNION ALL SELECT 1, epss, percentile, NULL FROM enrichment_epss WHERE vuln_id IN ({marks})",
+            tuple(ids) * 2)
+        kev = min(((r[1], r[2], None if r[3] is None else bool(r[3])) for r in rows if r[0] == 0), default=None)
+        epss = max(((r[1], r[2]) for r in rows if r[0] == 1), default=None)
+        return kev, epss
+
+    def enrichment_kinds(self) -> frozenset[str]:
+        """Which enrichment tables hold anything: ``cvss``, ``kev``, ``epss`` (lookups into an
+        empty one are skipped)."""
+        out = set()
+        for name, table in (("cvss", "enrichment_cvss"), ("kev", "enrichment_kev"), ("epss", "enrichment_epss")):
+            if self._rows(f"SELECT 1 FROM {table} LIMIT 1"):
+                out.add(name)
+        return frozenset(out)
+
     def has_enrichment(self) -> bool:
         """True when any enrichment source was imported."""
         return bool(self._rows("SELECT 1 FROM enrichment_sources LIMIT 1"))

@@ -255,6 +255,7 @@ class Matcher:
         self._refusals: dict[tuple[str, str, str], str] = {}
         self._enriched: dict[tuple[str, frozenset], tuple[Rating, KevListing | None, tuple | None]] = {}
         self._coverage: dict[str, tuple[int, Any]] = {}
+        self._kinds: frozenset[str] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -275,6 +276,7 @@ class Matcher:
         self._refusals.clear()
         self._enriched.clear()
         self._coverage.clear()
+        self._kinds = None
 
     def match(self, packages: Sequence[Package], distro: str | None = None) -> list[Finding]:
         """Findings for the packages of one image (``distro``: the image's OS ecosystem, e.g. ``Debian:12``)."""
@@ -447,21 +449,25 @@ class Matcher:
             return got
         ids = tuple(sorted({vid, *aliases}))
         cves = tuple(i for i in ids if i.startswith("CVE-"))
+        if self._kinds is None:
+            self._kinds = self.index.enrichment_kinds()
+        kinds = self._kinds
         rating = own
         if rating is None:
             rows = self.index.alias_cvss(ids)
             if rows:
                 rating = best_vector(sorted(((kind, vec, f"alias:{rid}") for rid, kind, vec in rows),
                                             key=lambda e: (kind_rank(e[0]), e[2], e[1])))
-        if rating is None and cves:
+        if rating is None and cves and "cvss" in kinds:
             rows = self.index.enrichment_cvss(cves)
             if rows:
                 rating = best_vector([(kind, vec, f"{src}:{prov}") for src, prov, _rank, kind, vec in
                                       sorted(rows, key=lambda r: (r[2], kind_rank(r[3]), r[1], r[4]))])
         rating = rating or text or Rating(UNKNOWN.severity, source="none")
-        kev_row = self.index.kev(cves) if cves else None
+        kev_row = epss = None
+        if cves and ("kev" in kinds or "epss" in kinds):
+            kev_row, epss = self.index.kev_epss(cves)
         kev = KevListing(*kev_row) if kev_row else None
-        epss = self.index.epss(cves) if cves else None
         got = self._enriched[k] = (rating, kev, epss)
         return got
 

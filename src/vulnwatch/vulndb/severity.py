@@ -11,6 +11,7 @@ Otherwise :attr:`Severity.UNKNOWN`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -63,6 +64,7 @@ def rating_from_score(score: float, version: int = 3) -> Severity:
     return Severity.CRITICAL
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def score_vector(kind: str, vector: str) -> Rating | None:
     """Score one ``severity[]`` entry; None when its type is not CVSS or the vector does not parse.
 
