@@ -1,8 +1,11 @@
 """Versioned schema migrations of the SQL store, applied in order when a store is opened.
 
-Each migration is a :class:`Migration` with a version number (1, 2, 3, ... without gaps)
-and a function that changes the schema through a SQLAlchemy connection that is already
+Each migration is a :class:`Migration` with a version number (1, 2, 3, ...) and a function that changes the schema through a SQLAlchemy connection that is already
 inside a transaction. Applied versions are recorded in the ``schema_migrations`` table.
+
+Versions are applied in order, each one not yet recorded; a version may be missing for a
+while (helpers land their steps in any order: a database at 7 without 6 gets 6 when it is
+added, so migrations must not depend on one another's data except through released ones).
 
 To change the schema: add a module ``m000N_<what>.py`` defining ``MIGRATION``, append it
 to :data:`MIGRATIONS`, and update the table definitions in :mod:`vulnwatch.store.sql`.
@@ -32,14 +35,17 @@ class Migration:
 
 
 from . import (m0001_initial, m0002_last_checked, m0003_inventory_rows,  # noqa: E402  (needs Migration above)
-               m0004_dashboard_indexes, m0005_leases)
+               m0004_dashboard_indexes, m0005_leases, m0007_finding_sets)
 
 MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION, m0002_last_checked.MIGRATION,
                                      m0003_inventory_rows.MIGRATION, m0004_dashboard_indexes.MIGRATION,
-                                     m0005_leases.MIGRATION)
+                                     m0005_leases.MIGRATION, m0007_finding_sets.MIGRATION)
 """Every migration, in order."""
 
 LATEST_VERSION: int = MIGRATIONS[-1].version
 """The schema version this code reads and writes."""
 
-assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migration gap"
+assert [m.version for m in MIGRATIONS] == sorted({m.version for m in MIGRATIONS}), "migrations out of order"
+
+KNOWN_VERSIONS: frozenset[int] = frozenset(m.version for m in MIGRATIONS)
+"""Every version this code knows (a database that recorded another one is from a newer vulnwatch)."""
