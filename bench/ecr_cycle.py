@@ -71,7 +71,7 @@ import botocore.config  # noqa: E402
 import botocore.exceptions  # noqa: E402
 import moto  # noqa: E402
 
-from tests.ecr.conftest import OCI, manifest  # noqa: E402
+from tests.support.ecr import OCI, manifest  # noqa: E402
 from tests.support.ecr_proxy import ECRProxy  # noqa: E402
 from tests.support.servers import MotoServer  # noqa: E402
 from vulnwatch.config import Config, parse_config  # noqa: E402

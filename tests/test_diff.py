@@ -189,3 +189,63 @@ def test_change_parts_is_the_one_count_behind_every_summary():
     assert change_parts(only_fixed) == [("fixed", 2)]
     assert summarize(only_fixed) == "findings changed: -2 fixed"
     assert fallback_text([only_fixed]).endswith(": 2 fixed")
+
+
+# --- suppression and reasons ------------------------------------------------------------------
+
+def _suppressed(x: Finding, expires=None):
+    from vulnwatch.model import Suppression
+
+    return replace(x, suppression=Suppression(kind="ignore", reason="accepted", source="vw.yaml:7",
+                                              rule=x.vulnerability_id, expires=expires))
+
+
+def test_a_newly_suppressed_finding_makes_no_event_and_one_coming_back_says_why():
+    from datetime import date
+
+    from vulnwatch.model import ReasonKind
+
+    before = scan([f("CVE-1"), f("CVE-2")])
+    now_hidden = replace(scan([f("CVE-1")], at=T0 + timedelta(hours=1)), suppressed=(_suppressed(f("CVE-2")),))
+    assert diff(now_hidden, before, now=NOW) is None                  # not "fixed": suppressed
+    expired = replace(now_hidden, suppressed=(_suppressed(f("CVE-2"), date(2024, 5, 2)),))
+    back = scan([f("CVE-1"), f("CVE-2")], at=T0 + timedelta(hours=2))
+    ev = diff(back, expired, now=NOW)
+    assert [x.vulnerability_id for x in ev.added] == ["CVE-2"] and not ev.fixed
+    [why] = ev.reasons
+    assert why.kind is ReasonKind.IGNORE_RULE_EXPIRED and "expired on 2024-05-02" in why.summary
+    assert why.suppression.source == "vw.yaml:7" and why.findings == ()   # one reason: all findings
+    ev = diff(back, now_hidden, now=NOW)                                   # no expiry: the rule went away
+    assert [r.kind for r in ev.reasons] == [ReasonKind.IGNORE_RULE_REMOVED]
+
+
+def test_reasons_split_rescores_from_data_changes_and_name_the_data():
+    from vulnwatch.model import DataSource, ReasonKind
+
+    data = (DataSource("advisory", "Debian", 'W/"etag-2"', T0, "https://osv/Debian/all.zip"),
+            DataSource("advisory", "PyPI", None, T0), DataSource("enrichment", "kev", "2026.12.01", T0))
+    before = scan([f("CVE-1", Severity.LOW), f("CVE-2")])
+    after = scan([f("CVE-1", Severity.CRITICAL), f("CVE-2"), f("CVE-3")], at=T0 + timedelta(hours=1))
+    ev = diff(after, before, now=NOW, data=data)
+    rescore, moved = ev.reasons
+    assert rescore.kind is ReasonKind.RESCORE and "CVE-1 LOW -> CRITICAL" in rescore.summary
+    assert rescore.findings == (f("CVE-1").key,) and {d.name for d in rescore.data} == {"Debian", "kev"}
+    assert moved.kind is ReasonKind.ADVISORY_DATA_CHANGED and moved.findings == (f("CVE-3").key,)
+    assert [d.name for d in moved.data] == ["Debian"] and 'version W/"etag-2"' in moved.summary
+    assert Event_round_trip(ev).reasons == ev.reasons
+
+
+def test_new_image_and_rebuild_reasons():
+    from vulnwatch.model import ReasonKind
+
+    ev = diff(scan([f("CVE-1")]), None, now=NOW)
+    assert [r.kind for r in ev.reasons] == [ReasonKind.NEW_IMAGE]
+    rebuilt = diff(scan([f("CVE-2")], image=IMG2), None, scan([f("CVE-1")]), ["latest"], now=NOW)
+    [why] = rebuilt.reasons
+    assert why.kind is ReasonKind.IMAGE_CHANGED and "aaaaaaaaaaaa -> bbbbbbbbbbbb" in why.summary
+
+
+def Event_round_trip(ev):
+    from vulnwatch.model import Event
+
+    return Event.from_dict(ev.to_dict())

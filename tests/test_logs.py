@@ -40,7 +40,8 @@ def test_whole_urls_go_when_asked_and_extra_secrets_are_honoured():
     text = "POST https://hooks.slack.com/services/T0/B0/XyZ failed: token=abcd1234 echoed"
     out = logs.redact(text, "abcd1234", urls=True)
     assert out == "POST <redacted> failed: token=*** echoed"
-    assert "abcd1234" in text and logs.redact(text) == text      # nothing registered: unchanged
+    # nothing registered: only what looks like a credential goes (the Slack URL's token path)
+    assert logs.redact(text) == "POST https://hooks.slack.com/services/*** failed: token=abcd1234 echoed"
 
 
 def test_reveal_registers_what_it_reveals():
@@ -71,3 +72,27 @@ def test_the_handler_scrubs_messages_arguments_and_extra_fields(fmt):
         first, second = (json.loads(line) for line in out.splitlines() if line.startswith("{"))
         assert first["url"] == "https://***@h/x" and first["n"] == 3 and first["level"] == "warning"
         assert "boom ***" in second["exception"]
+
+
+@pytest.mark.parametrize("text,secret", [
+    ('echo {"headers": {"Authorization": "Bearer abcdefgh12345678"}}', "abcdefgh12345678"),
+    ("you sent Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+    ('{"X-Api-Key": "k-123456789"}', "k-123456789"),
+    ("POST https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX failed", "XXXXsecretXXXX"),
+    ("https://acme.webhook.office.com/webhookb2/abc-def@ghi/IncomingWebhook/123/456", "abc-def@ghi"),
+    ("https://x.logic.azure.com/workflows/1/invoke?api-version=1&sig=s1gnature-v4lue", "s1gnature-v4lue"),
+    ("GET /hook?token=t0ken-value&x=1", "t0ken-value"),
+    ("https://bucket.s3.amazonaws.com/k?X-Amz-Signature=abcdef0123&X-Amz-Credential=AKIA%2F", "abcdef0123"),
+])
+def test_what_looks_like_a_credential_is_redacted_without_being_registered(text, secret):
+    from vulnwatch.logs import redact
+
+    out = redact(text)
+    assert secret not in out and "***" in out, out
+
+
+def test_plain_words_are_left_alone():
+    from vulnwatch.logs import redact
+
+    text = "a basic image with a bearer of news; key: the layer cache"
+    assert redact(text) == text

@@ -13,6 +13,9 @@ Two helpers matter beyond :func:`client`:
   so that call is made with retries off.
 * :class:`CallCounter` counts API calls per operation (thread-safe), for the
   benchmark's "calls per cycle".
+* Every client's session shares one botocore data loader, so the service models (large JSON
+  files) are read once per process, not once per client: a Lambda cold start or a cycle that
+  opens a dozen clients saves seconds. Credentials are still resolved per session.
 * :func:`log_calls` logs every call at ``DEBUG`` on the ``vulnwatch.aws`` logger (operation,
   method, host, path, status, time; never parameters, headers or bodies). Every client made
   here has it.
@@ -41,6 +44,25 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_loader: Any = None
+_loader_lock = threading.Lock()
+
+
+def _session() -> Any:
+    """A new boto3 session whose botocore session shares this process's data loader."""
+    import boto3
+    import botocore.loaders
+    import botocore.session
+
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = botocore.loaders.create_loader()
+        core = botocore.session.get_session()
+        core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
+
+
 def client(service: str, *, region: str | None = None, endpoint_url: str | None = None,
            max_pool_connections: int = 10, retries: str = "adaptive", max_attempts: int = 5) -> Any:
     """A boto3 client for ``service`` from the standard credential chain.
@@ -49,21 +71,18 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
     ``max_attempts`` counts the first attempt too, so ``1`` means no retries.
     ``max_pool_connections`` should be at least the number of threads sharing the client.
     """
-    import boto3
     import botocore.config
 
     config = botocore.config.Config(
         retries={"mode": retries, "total_max_attempts": max_attempts},
         max_pool_connections=max_pool_connections,
     )
-    session = boto3.session.Session()
-    return log_calls(session.client(service, region_name=region, endpoint_url=endpoint_url, config=config))
+    return log_calls(_session().client(service, region_name=region, endpoint_url=endpoint_url, config=config))
 
 
 def without_retries(existing: Any) -> Any:
     """A client for the same service, region, endpoint and credentials as ``existing``,
     making exactly one attempt per call (see the module docstring)."""
-    import boto3
     import botocore.config
 
     meta = existing.meta
@@ -77,7 +96,7 @@ def without_retries(existing: Any) -> Any:
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=meta.config.max_pool_connections,
     )
-    return log_calls(boto3.session.Session().client(meta.service_model.service_name, region_name=meta.region_name,
+    return log_calls(_session().client(meta.service_model.service_name, region_name=meta.region_name,
                                                     endpoint_url=meta.endpoint_url, config=config, **kwargs))
 
 

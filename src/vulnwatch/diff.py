@@ -10,17 +10,33 @@ package, installed version):
 - ``fixed``: keys in the compared-against scan only;
 - ``changed``: keys in both whose severity, CVSS score, fixability or fixed versions
   differ (:class:`vulnwatch.model.FindingChange`).
+
+Suppressed findings (:attr:`vulnwatch.model.ScanResult.suppressed`, moved there by the policy
+stage) are not findings here: one suppressed now is neither ``added`` nor ``fixed`` (a rule
+that starts to apply makes no event), and one suppressed before that counts now is ``added``,
+explained by an ``ignore_rule_expired`` or ``ignore_rule_removed`` reason.
+
+Every event says why its findings moved (:attr:`vulnwatch.model.Event.reasons`, made by
+:func:`explain`): a new image, a rebuild (the image changed), an ignore rule that expired or was
+removed, a re-score, or changed advisory data (with the data's version and date, from ``data``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
-from .model import (Event, EventKind, Finding, FindingChange, ScanResult, ScanState, by_finding_key,
-                    stable_id, utcnow)
+from .model import (ChangeReason, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
+                    ScanState, Suppression, by_finding_key, stable_id, utcnow)
 
-__all__ = ["KIND_LABELS", "change_parts", "diff", "event_id_of", "summarize", "finding_order"]
+__all__ = ["KIND_LABELS", "REASON_LABELS", "RESCORE_FIELDS", "change_parts", "diff", "event_id_of", "explain",
+           "summarize", "finding_order", "why"]
+
+RESCORE_FIELDS = {"severity", "cvss_score"}
+""":attr:`~vulnwatch.model.FindingChange.what` names that make a change a re-score (a ``rescore``
+reason) when nothing else about the finding changed. An enrichment that adds fields to
+``FindingChange.what`` (a KEV listing, an EPSS jump) adds their names here."""
 
 
 def finding_order(finding: Finding) -> tuple:
@@ -37,7 +53,8 @@ def _meaningful(result: ScanResult | None) -> ScanResult | None:
 
 
 def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult | None = None,
-         moved_tags: Iterable[str] = (), *, now: datetime | None = None) -> Event | None:
+         moved_tags: Iterable[str] = (), *, now: datetime | None = None,
+         data: Sequence[DataSource] = ()) -> Event | None:
     """The event describing how ``current`` differs, or None when nothing worth telling changed.
 
     ``previous`` is the stored snapshot of the same digest. ``tag_base`` is the snapshot of
@@ -48,7 +65,9 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
 
     A current result that is not ``COMPLETE`` (the scanner cannot scan this image) never
     makes an event; a not-``COMPLETE`` previous snapshot counts as no snapshot.
-    ``now`` is the event's ``occurred_at`` (default: the current time).
+    ``now`` is the event's ``occurred_at`` (default: the current time). ``data`` is the data the
+    current result was judged by (advisory and enrichment sources with their versions), for the
+    reasons of an event about the same image.
     """
     if current.state is not ScanState.COMPLETE:
         return None
@@ -70,9 +89,11 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
 
     now_by_key = by_finding_key(current.findings)
     before_by_key = by_finding_key(base.findings) if base is not None else {}
+    suppressed_now = {f.key for f in current.suppressed}
 
     added = sorted((f for k, f in now_by_key.items() if k not in before_by_key), key=finding_order)
-    fixed = sorted((f for k, f in before_by_key.items() if k not in now_by_key), key=finding_order)
+    fixed = sorted((f for k, f in before_by_key.items() if k not in now_by_key and k not in suppressed_now),
+                   key=finding_order)
     changed = sorted((FindingChange(before_by_key[k], f) for k, f in now_by_key.items()
                       if k in before_by_key and FindingChange(before_by_key[k], f).what),
                      key=lambda c: finding_order(c.after))
@@ -83,12 +104,14 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
                          + [["~", *c.after.key, *c.what] for c in changed])
     img = current.image
     event_id = event_id_of(current, previous, base, kind, change_keys)
+    at = now if now is not None else utcnow()
+    reasons = explain(kind, current, base, added, fixed, changed, now=at, data=data)
     return Event(
         id=event_id,
         kind=kind,
         image=img,
         scanner=current.scanner,
-        occurred_at=now if now is not None else utcnow(),
+        occurred_at=at,
         added=tuple(added),
         fixed=tuple(fixed),
         changed=tuple(changed),
@@ -96,7 +119,90 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
         previous_counts=base.counts if base is not None else {},
         previous_digest=previous_digest,
         moved_tags=tags,
+        reasons=reasons,
     )
+
+
+def _short(digest: str | None) -> str:
+    return (digest or "").split(":", 1)[-1][:12]
+
+
+def _data_for(data: Sequence[DataSource], findings: Iterable[Finding], kinds: tuple[str, ...]) -> tuple[DataSource, ...]:
+    """The sources of ``kinds`` that judge ``findings`` (an advisory source by the findings'
+    ecosystems, ``Debian`` for ``Debian:12``); every one of those kinds when none is named."""
+    wanted = {f.ecosystem.split(":", 1)[0] for f in findings if f.ecosystem}
+    pool = [d for d in data if d.kind in kinds]
+    advisory = [d for d in pool if d.kind == "advisory" and d.name in wanted]
+    return tuple(advisory + [d for d in pool if d.kind != "advisory"]) if advisory else tuple(pool)
+
+
+def _rule_text(s: Suppression) -> str:
+    return f"{s.rule or s.kind} ({s.source})"
+
+
+def explain(kind: EventKind, current: ScanResult, base: ScanResult | None, added: Sequence[Finding],
+            fixed: Sequence[Finding], changed: Sequence[FindingChange], *, now: datetime,
+            data: Sequence[DataSource] = ()) -> tuple[ChangeReason, ...]:
+    """Why the findings of an event moved, each added, fixed and changed finding explained once:
+
+    - a new image (``new_image``) or a rebuild (``image_changed``, naming the tags and both digests);
+    - for the same image: a finding suppressed in ``base`` that counts now is back because its
+      rule expired (``ignore_rule_expired``) or is gone (``ignore_rule_removed``), one reason per
+      rule; a change only of :data:`RESCORE_FIELDS` is a ``rescore``; everything else moved with the
+      advisory data (``advisory_data_changed``, with the sources' versions and dates from ``data``).
+    """
+    if kind is EventKind.NEW_IMAGE:
+        return (ChangeReason(ReasonKind.NEW_IMAGE, f"new image: digest {_short(current.image.digest)} seen for the "
+                             "first time"),)
+    if kind is EventKind.REBUILD and base is not None:
+        tags = ", ".join(current.image.tags) or "its tag"
+        return (ChangeReason(ReasonKind.IMAGE_CHANGED, f"image changed: {tags} rebuilt, digest "
+                             f"{_short(base.image.digest)} -> {_short(current.image.digest)}"),)
+    reasons: list[ChangeReason] = []
+    was_suppressed = {f.key: f.suppression for f in (base.suppressed if base is not None else ())
+                      if f.suppression is not None}
+    back: dict[tuple[bool, Suppression], list[Finding]] = {}
+    rest_added = []
+    for f in added:
+        s = was_suppressed.get(f.key)
+        if s is None:
+            rest_added.append(f)
+        else:
+            back.setdefault((s.expired(now), s), []).append(f)
+    for (expired, s), found in back.items():
+        names = ", ".join(sorted({f"{f.vulnerability_id} in {f.package_name}" for f in found}))
+        if expired:
+            reasons.append(ChangeReason(ReasonKind.IGNORE_RULE_EXPIRED, f"ignore rule expired on {s.expires}: "
+                                        f"{names} ({_rule_text(s)})", tuple(f.key for f in found), suppression=s))
+        else:
+            reasons.append(ChangeReason(ReasonKind.IGNORE_RULE_REMOVED, f"ignore rule no longer applies (removed or "
+                                        f"changed): {names} ({_rule_text(s)})", tuple(f.key for f in found),
+                                        suppression=s))
+    rescored = [c for c in changed if set(c.what) <= RESCORE_FIELDS]
+    other_changes = [c for c in changed if not set(c.what) <= RESCORE_FIELDS]
+    if rescored:
+        what = sorted({w for c in rescored for w in c.what})
+        ds = _data_for(data, [c.after for c in rescored], ("advisory", "enrichment"))
+        reasons.append(ChangeReason(ReasonKind.RESCORE, f"re-scored ({', '.join(what)}): "
+                                    + ", ".join(f"{c.after.vulnerability_id} {c.before.severity.name} -> "
+                                                f"{c.after.severity.name}" for c in rescored[:5])
+                                    + (f" and {len(rescored) - 5} more" if len(rescored) > 5 else "")
+                                    + (f"; data: {'; '.join(d.describe() for d in ds)}" if ds else ""),
+                                    tuple(c.after.key for c in rescored), ds))
+    moved = [*rest_added, *fixed, *(c.after for c in other_changes)]
+    if moved:
+        ds = _data_for(data, moved, ("advisory",))
+        if ds:
+            text = "advisory data changed: " + "; ".join(d.describe() for d in ds)
+        elif current.vulnerability_source_updated_at is not None:
+            text = (f"advisory data changed: {current.scanner} data as of "
+                    f"{current.vulnerability_source_updated_at.isoformat(timespec='minutes')}")
+        else:
+            text = f"advisory data changed: {current.scanner} reported different findings for the same image"
+        reasons.append(ChangeReason(ReasonKind.ADVISORY_DATA_CHANGED, text, tuple(f.key for f in moved), ds))
+    if len(reasons) == 1:      # one reason explains everything: no need to list the findings again
+        reasons[0] = replace(reasons[0], findings=())
+    return tuple(reasons)
 
 
 def event_id_of(current: ScanResult, previous: ScanResult | None, base: ScanResult | None, kind: EventKind,
@@ -135,6 +241,23 @@ def change_parts(event: Event) -> list[tuple[str, int]]:
 
 
 _SIGNS = {"new": "+", "fixed": "-", "changed": ""}
+
+REASON_LABELS = {
+    ReasonKind.NEW_IMAGE: "new image",
+    ReasonKind.IMAGE_CHANGED: "image changed",
+    ReasonKind.ADVISORY_DATA_CHANGED: "advisory data changed",
+    ReasonKind.ENRICHMENT_DATA_CHANGED: "enrichment data changed",
+    ReasonKind.RESCORE: "re-scored",
+    ReasonKind.IGNORE_RULE_EXPIRED: "ignore rule expired",
+    ReasonKind.IGNORE_RULE_REMOVED: "ignore rule removed",
+}
+"""How every message names a reason kind."""
+
+
+def why(event: Event) -> str:
+    """The reasons of an event in one line: ``why: ignore rule expired on 2026-12-01: ...; re-scored ...``
+    (empty when the event carries none: one stored before reasons existed)."""
+    return "why: " + "; ".join(r.summary for r in event.reasons) if event.reasons else ""
 
 
 def summarize(event: Event) -> str:

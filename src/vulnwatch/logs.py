@@ -22,6 +22,19 @@ _SECRETS: set[str] = set()
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _ANY_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
 _URL_CREDS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.I)
+# what looks like a credential wherever it is written (a server echoing a request, an error
+# quoting a URL): header values, URL query parameters, the token part of webhook URLs
+_CREDENTIAL_PARTS = [
+    (re.compile(r"(?i)\b(authorization|proxy-authorization|x-api-key|api-key|x-auth-token|private-token|cookie)"
+                r"(\\?[\"']?\s*[:=]\s*\\?[\"']?)(?:(bearer|basic|token|digest)\s+)?[^\s\"',;}\\]+"),
+     lambda m: f"{m.group(1)}{m.group(2)}{(m.group(3) + ' ') if m.group(3) else ''}***"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), lambda m: f"{m.group(1)} ***"),
+    (re.compile(r"(?i)([?&;](?:access_token|token|api[_-]?key|apikey|key|sig|signature|secret|password|passwd|pwd|"
+                r"auth|code|client_secret|x-amz-signature|x-amz-credential|x-amz-security-token)=)[^&\s\"'#]+"),
+     lambda m: f"{m.group(1)}***"),
+    (re.compile(r"(?i)(hooks\.slack\.com/(?:services|workflows|triggers))/[^\s\"'<>]+"), lambda m: f"{m.group(1)}/***"),
+    (re.compile(r"(?i)(\.webhook\.office\.com/webhookb2)/[^\s\"'<>]+"), lambda m: f"{m.group(1)}/***"),
+]
 
 
 def register_secret(value: str | None) -> None:
@@ -42,13 +55,18 @@ def reveal(value: Any) -> str | None:
 
 def redact(text: str, *secrets: str | None, urls: bool = False) -> str:
     """``text`` with every registered secret and every one of ``secrets`` replaced by ``***``,
-    and ``user:password@`` URL parts by ``***@``. With ``urls``, anything URL-shaped is replaced
+    and whatever looks like a credential too: ``user:password@`` URL parts (``***@``), the
+    values of ``Authorization``-like headers and of ``Bearer``/``Basic`` credentials, secret-named
+    URL query parameters (``?token=``, ``sig=``, ``X-Amz-Signature=`` ...) and the token path of
+    Slack and Teams webhook URLs, wherever they are written (a server's answer echoing the request). With ``urls``, anything URL-shaped is replaced
     by ``<redacted>`` as a whole (for text a server or an HTTP library wrote about a request to a
     secret URL). The one redaction function: everything that can reach a log, the state
     database or an event goes through it."""
     for s in sorted({*_SECRETS, *(s for s in secrets if s)}, key=len, reverse=True):
         if s in text:
             text = text.replace(s, "***")
+    for pattern, repl in _CREDENTIAL_PARTS:
+        text = pattern.sub(repl, text)
     if urls:
         return _ANY_URL.sub("<redacted>", text)
     return _URL_CREDS.sub(r"\g<scheme>***@", text)

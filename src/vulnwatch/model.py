@@ -9,14 +9,15 @@ Flow: ``Image`` (what a registry holds) -> ``ScanResult`` (what a scanner found,
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import functools
 import hashlib
 import json
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
-from dataclasses import MISSING, dataclass, field, fields
-from datetime import datetime, timezone
+from dataclasses import MISSING, dataclass, field, fields, replace
+from datetime import date, datetime, timezone
 from typing import Any
 
 
@@ -178,6 +179,46 @@ class StoredInventory:
 
 
 @dataclass(frozen=True)
+class Suppression:
+    """Why a finding is suppressed: the ignore rule or VEX statement that matched it. A
+    suppressed finding is kept and shown (JSON, SARIF, CycloneDX, table) but never counted,
+    gated on or notified (:attr:`ScanResult.suppressed`)."""
+
+    kind: str
+    """``ignore`` (a rule of the config, an ignore file, ``.trivyignore``) or ``vex`` (an OpenVEX
+    or CycloneDX VEX statement)."""
+    reason: str
+    """Why, as its author wrote it (a rule's ``reason``, a VEX impact statement or detail)."""
+    source: str
+    """Where the rule is: ``FILE:LINE`` (or ``FILE`` and the statement for VEX documents)."""
+    rule: str = ""
+    """What matched, as written: the id, package and repository patterns of the rule."""
+    status: str | None = None
+    """VEX status (``not_affected``, ``fixed``; CycloneDX ``not_affected``, ``false_positive``,
+    ``resolved``); None for ignore rules."""
+    justification: str | None = None
+    """VEX justification (OpenVEX ``vulnerable_code_not_present``..., CycloneDX
+    ``code_not_reachable``...), when given."""
+    expires: date | None = None
+    """The rule applies until the start of this day (UTC); None: no end."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "reason": self.reason, "source": self.source, "rule": self.rule,
+                "status": self.status, "justification": self.justification,
+                "expires": self.expires.isoformat() if self.expires else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Suppression":
+        return cls(kind=d.get("kind") or "ignore", reason=d.get("reason") or "", source=d.get("source") or "",
+                   rule=d.get("rule") or "", status=d.get("status"), justification=d.get("justification"),
+                   expires=date.fromisoformat(d["expires"]) if d.get("expires") else None)
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the rule no longer applies at ``now``."""
+        return self.expires is not None and now.astimezone(timezone.utc).date() >= self.expires
+
+
+@dataclass(frozen=True)
 class Finding:
     """One vulnerability in one installed package, normalised across scanners."""
 
@@ -212,6 +253,9 @@ class Finding:
     """Whether a public exploit is known, when the scanner says."""
     purl: str | None = None
     """Package URL of the affected package, when known."""
+    suppression: Suppression | None = None
+    """The ignore rule or VEX statement that suppresses it (only in
+    :attr:`ScanResult.suppressed`); None for a finding that counts."""
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -254,6 +298,7 @@ class Finding:
             "links": list(self.links),
             "scanner": self.scanner,
             "exploit_available": self.exploit_available,
+            **({"suppression": self.suppression.to_dict()} if self.suppression is not None else {}),
         }
 
     @classmethod
@@ -275,6 +320,7 @@ class Finding:
             links=tuple(d.get("links") or ()),
             scanner=d.get("scanner") or "",
             exploit_available=d.get("exploit_available"),
+            suppression=Suppression.from_dict(d["suppression"]) if d.get("suppression") else None,
         )
 
 
@@ -359,11 +405,23 @@ class ScanResult:
     """OS ecosystem detected in the image, e.g. ``Debian:12``."""
     notes: tuple[str, ...] = ()
     """Human-readable remarks (quota reached so previous findings kept, stale data, ...)."""
+    suppressed: tuple[Finding, ...] = ()
+    """Findings an ignore rule or VEX statement suppresses, each with its
+    :attr:`Finding.suppression`: kept and shown, but not in :attr:`findings`, so never counted,
+    gated on or notified (the policy stage moves them here, between matching and diff)."""
 
     @property
     def counts(self) -> dict[str, int]:
-        """Findings per severity name."""
+        """Findings per severity name (suppressed ones not counted)."""
         return severity_counts(self.findings)
+
+    def unsuppressed(self) -> "ScanResult":
+        """The result as the scanner made it: suppressed findings back among the findings, without
+        their suppression (what the policy is applied to)."""
+        if not self.suppressed:
+            return self
+        return replace(self, findings=self.findings + tuple(replace(f, suppression=None) for f in self.suppressed),
+                       suppressed=())
 
 
 @dataclass(frozen=True)
@@ -398,6 +456,94 @@ class EventKind(str, enum.Enum):
     """A tag moved to a new digest; compared against the tag's previous digest."""
 
 
+class ReasonKind(str, enum.Enum):
+    """Why findings moved: each :class:`ChangeReason` of an :class:`Event` names one."""
+
+    NEW_IMAGE = "new_image"
+    """A digest seen for the first time: its findings are all new to us."""
+    IMAGE_CHANGED = "image_changed"
+    """A rebuild: a tag moved to a new digest, compared against the digest it pointed to."""
+    ADVISORY_DATA_CHANGED = "advisory_data_changed"
+    """Same image, the advisory data moved (records added, changed or withdrawn)."""
+    ENRICHMENT_DATA_CHANGED = "enrichment_data_changed"
+    """Same image, an enrichment source moved (KEV, EPSS, CVE records), changing no score."""
+    RESCORE = "rescore"
+    """Same image and finding, its rating moved (severity, score; KEV listing, EPSS where an
+    enrichment adds them to :attr:`vulnwatch.diff.RESCORE_FIELDS`)."""
+    IGNORE_RULE_EXPIRED = "ignore_rule_expired"
+    """A finding suppressed before is back: the ignore rule or VEX statement expired."""
+    IGNORE_RULE_REMOVED = "ignore_rule_removed"
+    """A finding suppressed before is back: its rule or VEX statement is gone (removed, changed,
+    or a VEX status other than not_affected/fixed now)."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One source of the data findings are judged by, as of a scan: the advisory data of an
+    ecosystem (``advisory``) or an enrichment source (``enrichment``)."""
+
+    kind: str
+    """``advisory`` (OSV records) or ``enrichment`` (KEV, EPSS, CVE records, ...)."""
+    name: str
+    """Its name: the OSV ecosystem (``Debian``, ``PyPI``) or the enrichment source (``kev``)."""
+    version: str | None = None
+    """Its version as the source says (a catalog version, an export's Last-Modified or ETag)."""
+    updated_at: datetime | None = None
+    """When it was last imported (or confirmed unchanged)."""
+    location: str = ""
+    """Where it came from (URL or file)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "version": self.version,
+                "updated_at": self.updated_at.isoformat() if self.updated_at else None, "location": self.location}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DataSource":
+        return cls(kind=d.get("kind") or "advisory", name=d.get("name") or "", version=d.get("version"),
+                   updated_at=datetime.fromisoformat(d["updated_at"]) if d.get("updated_at") else None,
+                   location=d.get("location") or "")
+
+    def describe(self) -> str:
+        """``Debian (version W/"abc", imported 2026-12-02 07:00 UTC)``."""
+        bits = []
+        if self.version:
+            bits.append(f"version {self.version}")
+        if self.updated_at:
+            bits.append(f"imported {self.updated_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC")
+        return f"{self.name} ({', '.join(bits)})" if bits else self.name
+
+
+@dataclass(frozen=True)
+class ChangeReason:
+    """Why some of an event's findings moved."""
+
+    kind: ReasonKind
+    summary: str
+    """One line for people: ``ignore rule expired: CVE-2023-1 in openssl (.trivyignore:3, expired 2026-12-01)``."""
+    findings: tuple[tuple[str, str, str, str], ...] = ()
+    """:attr:`Finding.key` of each added, fixed or changed finding this reason explains; empty when
+    it explains all of the event's findings (an event with one reason)."""
+    data: tuple[DataSource, ...] = ()
+    """For data changes and re-scores: the data as of this scan (its version and date)."""
+    suppression: Suppression | None = None
+    """For ``ignore_rule_expired`` / ``ignore_rule_removed``: the rule that no longer applies."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "summary": self.summary,
+                "findings": [{"vulnerability_id": k[0], "ecosystem": k[1], "package_name": k[2],
+                              "package_version": k[3]} for k in self.findings],
+                "data": [d.to_dict() for d in self.data],
+                "suppression": self.suppression.to_dict() if self.suppression is not None else None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ChangeReason":
+        return cls(kind=ReasonKind(d["kind"]), summary=d.get("summary") or "",
+                   findings=tuple((k["vulnerability_id"], k.get("ecosystem") or "", k["package_name"],
+                                   k["package_version"]) for k in d.get("findings") or ()),
+                   data=tuple(DataSource.from_dict(x) for x in d.get("data") or ()),
+                   suppression=Suppression.from_dict(d["suppression"]) if d.get("suppression") else None)
+
+
 @dataclass(frozen=True)
 class Event:
     """A change worth telling someone about. Written to the outbox, delivered at least once."""
@@ -420,6 +566,9 @@ class Event:
     """For ``REBUILD``: the digest the tag pointed to before."""
     moved_tags: tuple[str, ...] = ()
     """For ``REBUILD``: the tags that moved."""
+    reasons: tuple[ChangeReason, ...] = ()
+    """Why the findings moved (the image changed, the data changed, a rule expired, a re-score);
+    every added, fixed and changed finding is explained by one of them."""
 
     @property
     def subject(self) -> str:
@@ -448,6 +597,7 @@ class Event:
             "fixed": [f.to_dict() for f in self.fixed],
             "changed": [{"before": c.before.to_dict(), "after": c.after.to_dict(),
                          "what": list(c.what)} for c in self.changed],
+            "reasons": [r.to_dict() for r in self.reasons],
         }
 
     @classmethod
@@ -469,6 +619,7 @@ class Event:
             fixed=tuple(Finding.from_dict(x) for x in d.get("fixed") or ()),
             changed=tuple(FindingChange(Finding.from_dict(x["before"]), Finding.from_dict(x["after"]))
                           for x in d.get("changed") or ()),
+            reasons=tuple(ChangeReason.from_dict(x) for x in d.get("reasons") or ()),
         )
 
 
@@ -497,3 +648,75 @@ def findings_signature(findings) -> str:
     equal signatures, nothing for ``diff`` to report. Being a sum, it can be built package by
     package, which is how re-matching a whole fleet stays cheap."""
     return signature_of(len(findings), sum(finding_hash(f) for f in findings))
+
+
+# --------------------------------------------------------------------------------------------
+# deadlines
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point in time (``time.monotonic()``) by which some work must end, and what set it
+    (``limits.image_timeout (10m)``), for the error that says it was reached.
+
+    The one in force for the current thread is :func:`current_deadline`; :func:`deadline_scope`
+    narrows it for a block (a per-image deadline inside a cycle's). Whatever blocks (a request, a
+    blob download, a wait) asks :func:`current_deadline` for the time it has left."""
+
+    at: float
+    """``time.monotonic()`` value at which the deadline is reached."""
+    what: str = "deadline"
+    """The limit that set it, as a user configures it."""
+
+    @classmethod
+    def after(cls, seconds: float, what: str = "deadline") -> "Deadline":
+        import time
+
+        return cls(time.monotonic() + seconds, what)
+
+    def remaining(self) -> float:
+        """Seconds left (0 when reached)."""
+        import time
+
+        return max(0.0, self.at - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0.0
+
+
+_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("vulnwatch_deadline", default=None)
+
+
+def current_deadline() -> Deadline | None:
+    """The earliest deadline in force in this thread's context, or None."""
+    return _DEADLINE.get()
+
+
+class deadline_scope:
+    """``with deadline_scope(d):`` -- ``d`` (or the one already in force, if earlier) is the
+    deadline for the block. ``None`` changes nothing. A thread pool's task inherits it only when
+    run in a copied context (``contextvars.copy_context().run``)."""
+
+    def __init__(self, deadline: Deadline | None) -> None:
+        self._deadline = deadline
+        self._token = None
+
+    def __enter__(self) -> Deadline | None:
+        var = _DEADLINE
+        outer = var.get()
+        d = self._deadline
+        if d is None or (outer is not None and outer.at <= d.at):
+            d = outer
+        self._token = var.set(d)
+        return d
+
+    def __exit__(self, *exc: object) -> None:
+        _DEADLINE.reset(self._token)
+
+
+def result_signature(result: "ScanResult") -> str:
+    """The findings signature a store keeps with a snapshot: of every finding the scanner made,
+    suppressed ones included (suppression is not part of :func:`finding_hash`), so re-matching
+    compares it with what the matcher gives, whatever the ignore rules."""
+    return findings_signature(result.findings + result.suppressed)

@@ -15,6 +15,7 @@ claim's fence, and the outbox is worked by one of them at a time (the ``dispatch
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import logging
 import os
@@ -29,7 +30,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .diff import diff
-from .model import Event, Image, ScanResult, utcnow
+from .logs import redact
+from .model import DataSource, Deadline, Event, Image, ScanResult, deadline_scope, utcnow
+from .policy import Policy
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
@@ -86,6 +89,60 @@ class CycleReport:
     @property
     def ok(self) -> bool:
         return not self.failures and self.interrupted is None
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One piece of a fanned-out cycle (a queue message of the serverless deployment): the
+    images of one repository, or of slice ``slice`` of ``slices`` of it, or only ``digests``."""
+
+    registry: str
+    repository: str
+    slice: int = 0
+    slices: int = 1
+    digests: tuple[str, ...] = ()
+    """Only these images (a re-queued remainder whose scans were still running)."""
+    attempt: int = 0
+    """How many times this remainder was put back already."""
+
+    def to_dict(self) -> dict:
+        out: dict = {"v": 1, "registry": self.registry, "repository": self.repository}
+        if self.slices != 1:
+            out.update(slice=self.slice, slices=self.slices)
+        if self.digests:
+            out["digests"] = list(self.digests)
+        if self.attempt:
+            out["attempt"] = self.attempt
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "WorkItem":
+        if not isinstance(data, Mapping) or not isinstance(data.get("registry"), str) \
+                or not isinstance(data.get("repository"), str):
+            raise ValueError("a work item names a registry and a repository")
+        slices = int(data.get("slices", 1))
+        index = int(data.get("slice", 0))
+        if slices < 1 or not 0 <= index < slices:
+            raise ValueError(f"bad slice {index} of {slices}")
+        return cls(data["registry"], data["repository"], index, slices,
+                   tuple(str(d) for d in data.get("digests") or ()), int(data.get("attempt", 0)))
+
+
+def slice_of(digest: str, slices: int) -> int:
+    """The slice (of ``slices``) an image belongs to: fixed by its digest alone."""
+    return int(hashlib.sha256(digest.encode()).hexdigest()[:8], 16) % slices
+
+
+@dataclass(frozen=True)
+class CollectReport:
+    """What :meth:`Pipeline.collect` did with one work item."""
+
+    item: WorkItem
+    report: CycleReport
+    pending: tuple[Image, ...] = ()
+    """Images whose scan was still running: not read, to be asked for again later."""
+    more: tuple[WorkItem, ...] = ()
+    """The other slices of a repository too large for one invocation."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -270,6 +327,9 @@ class Watch:
     """``targets`` selectors; empty with no watch list means every repository."""
     watch_list: Sequence[str] | None = None
     """Repository names from a watch list file (the older JSON-array format), if configured."""
+    watch_list_error: str | None = None
+    """Why the configured watch list could not be read (the registry then fails in each cycle,
+    naming the file; the other registries go on)."""
 
 
 @dataclass(frozen=True)
@@ -311,10 +371,24 @@ class Pipeline:
     def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
                  progress: Progress | None = None, resources: ScanResources | None = None,
+<<<<<<< HEAD
                  advisory_base_url: str | None = None, record_batch: int = 200) -> None:
         self.store = store
         self.record_batch = max(1, int(record_batch))
         """Results written per transaction (:meth:`Store.commit_scans`)."""
+=======
+                 advisory_base_url: str | None = None, policy: Policy | None = None,
+                 cycle_timeout: float | None = None, delivery_timeout: float | None = None) -> None:
+        self.store = store
+        self.policy = policy or Policy()
+        """The ignore rules and VEX statements: applied to every result before it is diffed
+        (:meth:`suppress`), the one place suppression happens in a cycle and in re-matching."""
+        self.cycle_timeout = cycle_timeout
+        """Seconds one cycle may take, delivery included (``limits.cycle_timeout``); None: no bound."""
+        self.delivery_timeout = delivery_timeout or 0.0
+        """The part of ``cycle_timeout`` kept for delivery (``limits.delivery_timeout``): scanning
+        stops that long before the cycle's deadline."""
+>>>>>>> main
         self.watches = list(watches)
         self.sinks = list(sinks)
         self.resources = resources
@@ -335,6 +409,9 @@ class Pipeline:
         globs need the registry to list its repositories. A named repository the registry does
         not have is a warning (in ``warnings``), not a failure."""
         reg = watch.registry
+        if watch.watch_list_error is not None:
+            failures.append(_failure(reg.name, watch.watch_list_error, "WatchListError"))
+            return []
         plan = plan_repositories(watch.selectors, watch.watch_list)
         listed: list[str] = []
         if plan.needs_listing:
@@ -366,8 +443,14 @@ class Pipeline:
         return images
 
     # -- recording -------------------------------------------------------------------------
+    def suppress(self, result: ScanResult, now=None) -> ScanResult:
+        """``result`` with the findings the policy suppresses at ``now`` moved to
+        :attr:`~vulnwatch.model.ScanResult.suppressed` (and those it no longer suppresses back):
+        the policy stage, between matching and diff."""
+        return self.policy.apply(result, now)
+
     def record(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool = True,
-               keep_inventory: bool = False) -> Event | None:
+               keep_inventory: bool = False, data: Sequence[DataSource] = ()) -> Event | None:
         """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction.
 
         A result identical to the stored snapshot (same scan, same findings, same tags) of an image
@@ -375,17 +458,23 @@ class Pipeline:
 
         The commit is conditional on ``previous`` still being the stored snapshot: when another
         writer (an overlapping cycle) recorded the image in between, the snapshot is read again
-        and the diff made again against it, so one change is recorded once."""
+        and the diff made again against it, so one change is recorded once.
+
+        The policy is applied first (:meth:`suppress`); ``data`` names the data the result was
+        judged by, for the reasons of its event (:func:`vulnwatch.diff.explain`)."""
+        result = self.suppress(result)
         for _attempt in range(_CONFLICT_RETRIES):
             try:
-                return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+                return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory,
+                                         data=data)
             except StoreConflict:
                 log.info("%s was recorded by another writer meanwhile; diffing again", result.image)
                 previous = self.store.snapshot(*result.image.key, with_inventory=not keep_inventory)
                 has_error = True
-        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory, data=data)
 
     def _record_once(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
+<<<<<<< HEAD
                      keep_inventory: bool) -> Event | None:
         commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep_inventory)
         if commit is not None:
@@ -395,6 +484,9 @@ class Pipeline:
     def _prepare(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
                  keep_inventory: bool) -> tuple[ScanCommit | None, Event | None]:
         """What recording ``result`` writes (None: nothing, it is the stored snapshot) and its event."""
+=======
+                     keep_inventory: bool, data: Sequence[DataSource] = ()) -> Event | None:
+>>>>>>> main
         image = result.image
         if (previous is not None and not has_error and image.tags == previous.image.tags
                 and result == replace(previous, image=image)):
@@ -408,7 +500,7 @@ class Pipeline:
                     moved.append(tag)
                     if base is None:
                         base = self.store.snapshot(image.registry, image.repository, old)
-        event = diff(result, previous, base, tuple(moved))
+        event = diff(result, previous, base, tuple(moved), data=data)
         deliveries: list[tuple[Event, list[str]]] = []
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
@@ -528,7 +620,7 @@ class Pipeline:
             keeper.hold(held)
             try:
                 with self.store.fenced(held):
-                    report = self._cycle(deliver=deliver, stop=halt)
+                    report = self._cycle(deliver=deliver, stop=halt, fence=(held,))
             except LeaseLost as e:
                 report = CycleReport(interrupted=f"lease lost: {e}")
             finally:
@@ -569,60 +661,147 @@ class Pipeline:
                 keeper.hold(*taken)
                 yield [by_name[c.name] for c in taken], {by_name[c.name].key: c for c in taken}
 
+    def _deadlines(self) -> tuple[Deadline | None, Deadline | None]:
+        """(the cycle's deadline, the end of its scanning: ``delivery_timeout`` before it)."""
+        if not self.cycle_timeout:
+            return None, None
+        whole = _spell(self.cycle_timeout)
+        cycle = Deadline.after(self.cycle_timeout, f"limits.cycle_timeout ({whole})")
+        scan = Deadline(cycle.at - min(self.delivery_timeout, self.cycle_timeout / 2),
+                        f"limits.cycle_timeout ({whole}) less limits.delivery_timeout "
+                        f"({_spell(self.delivery_timeout)})")
+        return cycle, scan
+
     def _cycle(self, *, deliver: bool, stop: threading.Event | None = None,
-               claims: tuple[CycleLease, LeaseKeeper] | None = None) -> CycleReport:
+               claims: tuple[CycleLease, LeaseKeeper] | None = None, fence: tuple[Lease, ...] = ()) -> CycleReport:
+        cycle_deadline, scan_deadline = self._deadlines()
+        tallies: list[_CycleTally] = []
+        with deadline_scope(scan_deadline):
+            if len(self.watches) <= 1:
+                for watch in self.watches:
+                    if stop is not None and stop.is_set():
+                        break
+                    tallies.append(self._watch_cycle(watch, stop, claims))
+            else:
+                tallies = self._watches_at_once(stop, claims, fence, scan_deadline)
         t = _CycleTally()
-        for watch in self.watches:
-            if stop is not None and stop.is_set():
-                break
-            images = self.targets(watch, t.failures, t.warnings)
-            t.selected += len(images)
-            statuses = self.store.images()
-            failing = {st.image.key for st in statuses if st.last_error}
-            if watch.scanner.stores_inventories:     # large snapshots: one at a time
-                previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
-                                                                 if st.last_scanned_at})
-            else:                                      # small ones: all in one query
-                wanted = {img.key for img in images}
-                previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
-                            if s.image.key in wanted}
-            self.progress("scan", 0, len(images))
-            t.done, t.total = 0, len(images)
-            for batch, claimed in self._batches(watch, images, stop, claims):
-                checked: list[tuple[str, str, str]] = []
-                finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
-                try:
-                    self._scan_batch(watch, batch, previous, failing, claimed, stop, checked, finished, t)
-                finally:
-                    if claims is not None:
-                        claims[1].drop(*claimed.values())
-                        for key, c in claimed.items():     # abandoned ones are free for others at once
-                            with contextlib.suppress(Exception):
-                                self.store.release_lease(c, done=key in finished)
-                try:
-                    with self._fence(*(claimed[k] for k in checked if k in claimed)):
-                        self.store.mark_checked(checked, utcnow())
-                except LeaseLost:
-                    if not claimed:
-                        raise
-                if stop is not None and stop.is_set():
-                    break
+        for part in tallies:
+            t.merge(part)
         interrupted = None
         if stop is not None and stop.is_set():
             interrupted = stop.reason() if isinstance(stop, _Either) else "stopped"
         if deliver and interrupted is None:
-            delivery = self._deliver_as_worker(claims[0], stop) if claims is not None else self.deliver()
+            with deadline_scope(cycle_deadline):
+                delivery = self._deliver_as_worker(claims[0], stop) if claims is not None else self.deliver()
         else:
             delivery = None
         return CycleReport(images=t.selected, scanned=t.scanned, events=tuple(t.events),
                            failures=tuple(t.failures), delivery=delivery, notes=_grouped(t.notes),
                            warnings=tuple(t.warnings), interrupted=interrupted)
 
+    def _watches_at_once(self, stop: threading.Event | None, claims: tuple[CycleLease, LeaseKeeper] | None,
+                         fence: tuple[Lease, ...], scan_deadline: Deadline | None) -> list[_CycleTally]:
+        """Every watch (registry) in a thread of its own, so that a slow registry holds up only
+        its own images: each gets this thread's deadline and fence. A watch still busy when the
+        scanning time is over (a request that does not end) is left behind, named as a failure,
+        and whatever it records later is recorded under the same fence."""
+        results: dict[int, _CycleTally] = {}
+        errors: list[BaseException] = []
+
+        def run(i: int, watch: Watch) -> None:
+            try:
+                with self._fence(*fence):
+                    results[i] = self._watch_cycle(watch, stop, claims)
+            except BaseException as e:   # raised again in the cycle's thread
+                errors.append(e)
+
+        report, counts, lock = self.progress, {}, threading.Lock()
+
+        def progress(stage: str, done: int, total: int) -> None:   # one bar over every watch
+            if stage != "scan":
+                return report(stage, done, total)
+            with lock:
+                counts[threading.current_thread().name] = (done, total)
+                done, total = sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values())
+            report(stage, done, total)
+
+        self.progress = progress
+        try:
+            return self._run_watches(run, results, errors, scan_deadline)
+        finally:
+            self.progress = report
+
+    def _run_watches(self, run, results: dict, errors: list, scan_deadline: Deadline | None) -> list[_CycleTally]:
+        threads = []
+        for i, watch in enumerate(self.watches):
+            ctx = contextvars.copy_context()
+            th = threading.Thread(target=ctx.run, args=(run, i, watch), daemon=True,
+                                  name=f"vulnwatch-watch-{watch.registry.name}")
+            th.start()
+            threads.append(th)
+        grace = 5.0
+        late: list[Watch] = []
+        for watch, th in zip(self.watches, threads):
+            th.join(None if scan_deadline is None else scan_deadline.remaining() + grace)
+            if th.is_alive():
+                late.append(watch)
+        if errors:
+            raise errors[0]
+        out = [results[i] for i in sorted(results)]
+        for watch in late:
+            t = _CycleTally()
+            t.failures.append(_failure(watch.registry.name, f"still busy when the scanning time ran out "
+                                       f"({scan_deadline.what if scan_deadline else 'deadline'}): a request to it "
+                                       "does not end; its unfinished images are scanned in the next cycle",
+                                       "Timeout"))
+            out.append(t)
+        return out
+
+    def _watch_cycle(self, watch: Watch, stop: threading.Event | None,
+                     claims: tuple[CycleLease, LeaseKeeper] | None) -> "_CycleTally":
+        """Select, scan and record the images of one watch."""
+        t = _CycleTally()
+        images = self.targets(watch, t.failures, t.warnings)
+        t.selected += len(images)
+        statuses = self.store.images()
+        failing = {st.image.key for st in statuses if st.last_error}
+        if watch.scanner.stores_inventories:     # large snapshots: one at a time
+            previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
+                                                             if st.last_scanned_at})
+        else:                                      # small ones: all in one query
+            wanted = {img.key for img in images}
+            previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
+                        if s.image.key in wanted}
+        self.progress("scan", 0, len(images))
+        t.done, t.total = 0, len(images)
+        t.data = watch.scanner.data_sources() if images else ()
+        for batch, claimed in self._batches(watch, images, stop, claims):
+            checked: list[tuple[str, str, str]] = []
+            finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
+            try:
+                self._scan_batch(watch, batch, previous, failing, claimed, stop, checked, finished, t)
+            finally:
+                if claims is not None:
+                    claims[1].drop(*claimed.values())
+                    for key, c in claimed.items():     # abandoned ones are free for others at once
+                        with contextlib.suppress(Exception):
+                            self.store.release_lease(c, done=key in finished)
+            try:
+                with self._fence(*(claimed[k] for k in checked if k in claimed)):
+                    self.store.mark_checked(checked, utcnow())
+            except LeaseLost:
+                if not claimed:
+                    raise
+            if stop is not None and stop.is_set():
+                break
+        return t
+
     def _fence(self, *leases: Lease):
         return self.store.fenced(*leases) if leases else contextlib.nullcontext()
 
     def _scan_batch(self, watch: Watch, batch: list[Image], previous: Mapping, failing: set,
                     claimed: Mapping[tuple[str, str, str], Lease], stop: threading.Event | None,
+<<<<<<< HEAD
                     checked: list, finished: set, t: "_CycleTally") -> None:
         """Scan one group of images and record the results (under their claims' fences, if any),
         ``record_batch`` at a time in one write (what stop or a crash leaves unwritten is
@@ -680,6 +859,46 @@ class Pipeline:
             pending.clear()    # an error of the cycle itself: what is not written is scanned again
             raise
         flush()                # what was scanned is recorded (a stop too: these scans are whole)
+=======
+                    checked: list, finished: set, t: "_CycleTally", pending: list | None = None) -> None:
+        """Scan one group of images and record each result (under its claim's fence, if any).
+        With ``pending``, an image whose scan is still running (``ScanTimeout``) is put there
+        instead of being recorded as failed: the caller asks again later."""
+        for image, outcome in watch.scanner.scan_many(batch, previous):
+            if stop is not None and stop.is_set():
+                break      # the rest of this group is abandoned: nothing of it written
+            t.done += 1
+            self.progress("scan", t.done, t.total)
+            if pending is not None and isinstance(outcome, ScanError) and outcome.code == "ScanTimeout":
+                pending.append(image)
+                continue
+            claim = claimed.get(image.key)
+            try:
+                with self._fence(*([claim] if claim else [])):
+                    if isinstance(outcome, ScanError):
+                        t.failures.append(_failure(str(image), _reason(outcome, str(image)), outcome.code))
+                        self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
+                        finished.add(image.key)
+                        continue
+                    event = self.record(outcome, previous.get(image.key), has_error=image.key in failing,
+                                        data=t.data)
+                checked.append(image.key)
+                finished.add(image.key)
+            except LeaseLost:
+                if claim is None:
+                    raise          # the cycle lease is gone: stop the cycle
+                log.warning("%s: claim taken over by another worker; left to it", image)
+                continue
+            except Exception as e:  # a broken record must not stop the others
+                log.exception("recording %s failed", image)
+                t.failures.append(_failure(str(image), f"recording failed: {e}", type(e).__name__))
+                continue
+            t.scanned += 1
+            for n in outcome.notes:
+                t.notes.setdefault(n, []).append(str(image))
+            if event is not None:
+                t.events.append(event)
+>>>>>>> main
 
     def _deliver_as_worker(self, lease: CycleLease, stop: threading.Event | None) -> DispatchReport | None:
         """Worker mode: the outbox is worked by one worker at a time (the ``dispatch`` lease); a
@@ -702,6 +921,100 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 self.store.release_lease(held)
 
+    # -- fanned-out cycles (the serverless deployment) -----------------------------------
+    def work_items(self, failures: list[Failure] | None = None,
+                   warnings: list[Failure] | None = None) -> list["WorkItem"]:
+        """The cycle as independent pieces of work: one :class:`WorkItem` per watched
+        repository (what the ``schedule`` handler sends, one queue message each). Names known
+        exactly need no listing; globs list the registry's repositories."""
+        failures = [] if failures is None else failures
+        items: list[WorkItem] = []
+        for watch in self.watches:
+            plan = plan_repositories(watch.selectors, watch.watch_list)
+            listed: list[str] = []
+            if plan.needs_listing:
+                try:
+                    listed = list(watch.registry.repositories())
+                except RegistryError as e:
+                    failures.append(_failure(watch.registry.name, _reason(e, watch.registry.name),
+                                             type(e).__name__))
+                    continue
+            items.extend(WorkItem(watch.registry.name, repo) for repo, _sel in plan.select(listed))
+        return items
+
+    def collect(self, item: "WorkItem", *, slice_size: int = 200, give_up: bool = False) -> "CollectReport":
+        """One piece of a fanned-out cycle: the images of one repository (or of one slice of
+        it, or only ``item.digests``), scanned where due and recorded as any cycle records
+        them (diff + snapshot + outbox in one conditional commit; nothing is written for an
+        image whose snapshot is current).
+
+        A repository with more than ``slice_size`` selected images, asked for whole, is split:
+        this call does slice 0 and returns the others in :attr:`CollectReport.more` for other
+        invocations (an image belongs to slice ``hash(digest) mod n``, the same in every
+        invocation). Images whose scan is still running are not read: they are returned in
+        :attr:`CollectReport.pending` (unless ``give_up``: then they fail with ``ScanTimeout``).
+        Unchanged images are not stamped as checked (that would be a write per image per cycle)."""
+        t = _CycleTally()
+        watch = next((w for w in self.watches if w.registry.name == item.registry), None)
+        if watch is None:
+            t.failures.append(_failure(item.registry, "no such registry in the configuration", "UnknownRegistry"))
+            return CollectReport(item, CycleReport(failures=tuple(t.failures)))
+        chosen = dict(plan_repositories(watch.selectors, [item.repository]).select())
+        selector = chosen.get(item.repository)
+        if selector is None:      # left the watch list since the message was sent
+            return CollectReport(item, CycleReport(notes=(f"{item.repository}: no longer watched",)))
+        target = f"{watch.registry.name}/{item.repository}"
+        try:
+            images = select_images(watch.registry.images(item.repository), selector)
+        except RepositoryNotFoundError as e:
+            t.warnings.append(_failure(target, f"{_reason(e, target)}; remove it from the watch list or fix the "
+                                       "name", "RepositoryNotFound", kind="warning"))
+            return CollectReport(item, CycleReport(warnings=tuple(t.warnings)))
+        except RegistryError as e:
+            t.failures.append(_failure(target, _reason(e, target), "RegistryError"))
+            return CollectReport(item, CycleReport(failures=tuple(t.failures)))
+        more: list[WorkItem] = []
+        slices = item.slices
+        if item.digests:
+            wanted = set(item.digests)
+            images = [img for img in images if img.digest in wanted]
+        else:
+            if slices == 1 and len(images) > slice_size:
+                slices = -(-len(images) // slice_size)
+                more = [replace(item, slice=i, slices=slices) for i in range(1, slices)]
+            if slices > 1:
+                images = [img for img in images if slice_of(img.digest, slices) == item.slice]
+        t.selected = len(images)
+        t.data = watch.scanner.data_sources() if images else ()     # what events' reasons name
+        previous, failing = self.store.current([img.key for img in images])
+        pending: list[Image] = []
+        self._scan_batch(watch, images, previous, failing, {}, None, [], set(), t,
+                         pending=None if give_up else pending)
+        report = CycleReport(images=t.selected, scanned=t.scanned, events=tuple(t.events),
+                             failures=tuple(t.failures), notes=_grouped(t.notes), warnings=tuple(t.warnings))
+        return CollectReport(item, report, pending=tuple(pending), more=tuple(more))
+
+    def event_of_change(self, old: ScanResult | None, new: ScanResult | None) -> Event | None:
+        """The event one stored change means (a stream record's old and new snapshot): a new
+        image, or the per-finding diff of old against new; None when nothing a user is told
+        about moved. The same :func:`~vulnwatch.diff.diff` the cycle used, so the same id."""
+        if new is None:
+            return None
+        return diff(new, old)
+
+    def deliver_events(self, event_ids: Sequence[str]) -> tuple[DispatchReport, set[str]]:
+        """Deliver what is due in the outbox (as :meth:`deliver`), then say which of
+        ``event_ids`` still have deliveries pending (a sink was down): the caller has those
+        retried. Delivered ones are marked, so a retry sends each to each sink once."""
+        report = self.deliver()
+        wanted = set(event_ids)
+        if not wanted:
+            return report, set()
+        from .store.interface import DeliveryStatus
+
+        pending = {d.event.id for d in self.store.deliveries(DeliveryStatus.PENDING, limit=10_000)}
+        return report, pending & wanted
+
     # -- the advisory data and re-matching -----------------------------------------------
     def _resources(self) -> ScanResources:
         if self.resources is None:
@@ -723,6 +1036,7 @@ class Pipeline:
         checked, in one statement."""
         from .scanners.builtin import BuiltinScanner
 
+<<<<<<< HEAD
         resources = self._resources()
         scanner = BuiltinScanner.for_rematch(resources)
         index = resources.vulndb
@@ -730,6 +1044,10 @@ class Pipeline:
         changed = index.changes_since(self.store.marker(_REMATCHED))
         if changed is not None and not changed:
             return []                          # the data did not change since the last re-match
+=======
+        scanner = BuiltinScanner.for_rematch(self._resources())
+        data = scanner.data_sources()
+>>>>>>> main
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
         for inv in self.store.inventories():
@@ -742,6 +1060,7 @@ class Pipeline:
             (unchanged if same else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
         events = []
+<<<<<<< HEAD
         step = self.record_batch
         for i in range(0, len(moved), step):      # read, re-match and write a batch at a time
             chunk = moved[i:i + step]
@@ -757,6 +1076,16 @@ class Pipeline:
                 if got is not None:
                     events.append(got)
         self.store.set_marker(_REMATCHED, version)
+=======
+        for inv in self.store.inventories(keys=moved):
+            old = self.store.snapshot(*inv.key, with_inventory=False)
+            if old is None:
+                continue
+            new = scanner.rematch(old, inv.packages, inv.distro)
+            ev = self.record(new, old, has_error=True, keep_inventory=True, data=data)
+            if ev is not None:
+                events.append(ev)
+>>>>>>> main
         return events
 
     def needed_ecosystems(self) -> list[str]:
@@ -777,10 +1106,11 @@ class Pipeline:
     def import_advisories(self, path: Path):
         """Import one local OSV export (an ``all.zip`` or a folder of records); returns its
         :class:`~vulnwatch.vulndb.interface.ImportReport`. Raises ``VulnDBError``."""
-        from .vulndb.sync import import_path, local_source
+        from .vulndb.sync import import_path, local_source, local_version
 
         path = path.resolve()
-        return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path))
+        return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path),
+                           last_modified=local_version(path))
 
     def advisory_sources(self) -> tuple[list, int, Path]:
         """The sources in the local index (:class:`~vulnwatch.vulndb.interface.SourceStatus`), its
@@ -818,6 +1148,27 @@ class _CycleTally:
     failures: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)      # note -> the images it was said of
+    data: tuple = ()                               # the data the watch's scanner judges by
+
+    def merge(self, other: "_CycleTally") -> None:
+        self.selected += other.selected
+        self.scanned += other.scanned
+        self.events.extend(other.events)
+        self.failures.extend(other.failures)
+        self.warnings.extend(other.warnings)
+        for note, images in other.notes.items():
+            self.notes.setdefault(note, []).extend(images)
+
+
+def _spell(seconds: float) -> str:
+    """``3600`` -> ``1h``, ``90`` -> ``1m30s`` (as the configuration writes durations)."""
+    ms = round(seconds * 1000)
+    parts = []
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        n, ms = divmod(ms, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"
 
 
 class _Either(threading.Event):
@@ -850,6 +1201,7 @@ def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Fa
     """A :class:`Failure` (or warning), logged with its fields (``event``, ``target``, ``code``,
     ``error``) at INFO only: the caller presents the report's failures and warnings (the CLI
     prints them, as JSON objects with ``--log-format json``)."""
+    error = redact(error)      # what a server said back can hold what it was sent
     log.info("%s %s: %s", kind, target, error, extra={"event": kind, "target": target, "code": code, "error": error})
     return Failure(target, error, code)
 

@@ -125,6 +125,26 @@ def test_docker_hub_like_anonymous_pulls_without_catalog(home, hub):
         proxy.httpd.server_close()
 
 
+def test_docker_hub_like_401_for_a_repository_not_granted_is_a_warning(home, hub):
+    """Docker Hub answers a repository that does not exist with 401 to the anonymous token it
+    issued without pull, never 404: a warning naming the repository, the others still run."""
+    reg, server = hub
+    proxy = start_proxy(reg.url, refuse_catalog=401)
+    try:
+        cfg = home.config(registries=_oci(proxy.url, "[{name: library/webapp}, {name: acme/gone}]"))
+        r = vw("-c", cfg, "run", "--format", "json")
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.stdout)
+        assert out["scanned"] == 1 and out["failures"] == []
+        [warning] = out["warnings"]
+        assert warning["target"] == "lab/acme/gone"
+        assert "repository not found, or not pullable with no credentials configured" in warning["error"]
+        assert "tags/list answered 401" in warning["error"]
+    finally:
+        proxy.httpd.shutdown()
+        proxy.httpd.server_close()
+
+
 def test_ghcr_like_token_flow_with_a_bot_token(home, hub, monkeypatch):
     reg, server = hub
     proxy = start_proxy(reg.url, refuse_catalog=404)

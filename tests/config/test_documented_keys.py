@@ -16,13 +16,16 @@ from vulnwatch.config import (ArchiveRegistryConfig, Config, DeliverySettings, E
 from vulnwatch.config.notifications import (ConsoleSinkConfig, EmailSinkConfig, SlackSinkConfig, TeamsSinkConfig,
                                             WebhookSinkConfig)
 from vulnwatch.config.problems import schema_models
+from vulnwatch.config.ignore import IgnoreConfig, IgnoreRuleConfig
+from vulnwatch.config.limits import LimitsConfig
 from vulnwatch.config.service import ServiceSettings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 REGISTRIES = [EcrRegistryConfig, OciRegistryConfig, ArchiveRegistryConfig]
 SINKS = [SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig, EmailSinkConfig, ConsoleSinkConfig]
 SECTIONS = {"state": [StateConfig], "registries[]": REGISTRIES, "notifications[]": SINKS, "vulndb": [VulnDBConfig],
-            "layer_cache": [LayerCacheConfig], "delivery": [DeliverySettings], "service": [ServiceSettings]}
+            "layer_cache": [LayerCacheConfig], "delivery": [DeliverySettings], "service": [ServiceSettings],
+            "ignore": [IgnoreConfig], "ignore.rules[]": [IgnoreRuleConfig], "limits": [LimitsConfig]}
 LEADS = {"`type: ecr`": [EcrRegistryConfig], "`type: oci`": [OciRegistryConfig], "`type: email`": [EmailSinkConfig],
          "post to a URL": [SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig]}
 

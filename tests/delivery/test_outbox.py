@@ -177,3 +177,21 @@ def test_failed_digest_is_retried_as_one_message(store, receiver):
     report = d.dispatch(store.deliveries()[0].next_attempt_at)
     assert report.delivered == 3
     assert len(receiver.requests) == 2 and len(receiver.requests[1].json()["data"]["events"]) == 3
+
+
+def test_delivery_stops_at_the_deadline_in_force_and_keeps_the_rest(store, receiver):
+    """What is due when the cycle's deadline is reached stays in the outbox, said as such."""
+    from tests.support.events import enqueue, event
+    from vulnwatch.delivery.outbox import Dispatcher
+    from vulnwatch.model import Deadline, deadline_scope
+    from vulnwatch.notify.webhook import WebhookNotifier
+
+    hook = WebhookNotifier("hook", f"{receiver.url}/hook")
+    for i in range(3):
+        enqueue(store, event(repository=f"team/app{i}"), ["hook"])
+    d = Dispatcher(store, {"hook": hook})
+    with deadline_scope(Deadline(0.0, "limits.cycle_timeout (1s)")):
+        report = d.dispatch()
+    assert report.delivered == 0 and report.skipped == 3 and receiver.requests == []
+    assert "left in the outbox for the next cycle: limits.cycle_timeout (1s) reached" in report.errors["hook"]
+    assert d.dispatch().delivered == 3          # the next cycle sends them

@@ -119,7 +119,7 @@ def test_corrupt_blob_on_disk_is_detected(plain_registry, plain, images):
 
 def test_max_blob_size(plain_registry, images):
     reg = OCIRegistry("local", plain_registry.url, insecure=True, max_blob_size=10)
-    with pytest.raises(RegistryError, match="max_blob_size"):
+    with pytest.raises(RegistryError, match="max_blob_bytes"):
         with reg.blob("app", images.v1.layer_digests[0]) as f:
             f.read()
 

@@ -324,3 +324,18 @@ def test_scan_status_from_the_registry_listing_saves_the_describe_images_call(mo
     assert all(r.findings == (OLD_FINDING,) for r in results.values())
     assert s.calls["DescribeImages"] == 0                        # the listing already said it all
     assert s.calls["DescribeImageScanFindings"] == 0 and s.calls["StartImageScan"] == 0
+
+
+def test_the_cycle_deadline_ends_the_wait_for_findings(moto, pusher, proxy):
+    from vulnwatch.model import Deadline, deadline_scope
+
+    digest = pusher.push("app", "latest")
+    proxy.queue_status(digest, "IN_PROGRESS", times=10_000)
+    img = image("app", digest)
+    s = scanner(proxy.url, wait_timeout=timedelta(minutes=10), poll_initial=0.05, poll_max=0.2)
+    started = time.monotonic()
+    with deadline_scope(Deadline.after(0.5, "limits.cycle_timeout (test)")):
+        [(got, outcome)] = list(s.scan_many([img], {img.key: previous_of(img, NOW - timedelta(days=2))}))
+    assert time.monotonic() - started < 3
+    assert got == img and isinstance(outcome, ScanError) and outcome.code == "Timeout"
+    assert "limits.cycle_timeout (test)" in str(outcome)

@@ -247,3 +247,48 @@ def test_status_and_stale(db, tmp_path):
     assert stale(db, timedelta(days=1)) == []
     assert stale(db, timedelta(days=1), ecosystems=["PyPI", "Debian"]) == ["Debian"]
     assert status(db.path)[0].records == 1  # a path works too
+
+
+def test_a_folder_published_by_swapping_a_link_is_imported_whole(db, tmp_path):
+    """`vulndb.imports` naming a symbolic link that a publisher swaps atomically to a new folder
+    (the usual way to publish a folder): each import reads one folder whole, the old or the new,
+    never a file list of one read through the other (that once failed a run with 'No such file')."""
+    import os
+    import time
+
+    from vulnwatch.vulndb.sync import import_changed
+
+    variants = []
+    for v in range(2):
+        folder = tmp_path / f"v{v}"
+        folder.mkdir()
+        for i in range(150):
+            (folder / f"V{v}-{i}.json").write_text(json.dumps(_record(f"V{v}-{i}")))
+        variants.append({f"V{v}-{i}" for i in range(150)})
+    link = tmp_path / "osv"
+    link.symlink_to(tmp_path / "v0")
+    stop = threading.Event()
+
+    def swap():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            tmp = tmp_path / "osv.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(tmp_path / f"v{n % 2}")
+            os.replace(tmp, link)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        for round_ in range(15):
+            later = time.time() + 10 + round_ * 10      # newer than the last import: read again
+            for v in range(2):
+                for p in [tmp_path / f"v{v}", *(tmp_path / f"v{v}").iterdir()]:
+                    os.utime(p, (later, later))
+            [report] = import_changed(db, [link])
+            ids = set(db.record_ids_for("PyPI", "demo"))
+            assert ids in variants, f"round {round_}: a mix of both folders ({len(ids)} records)"
+    finally:
+        stop.set()
+        swapper.join()

@@ -142,11 +142,12 @@ def test_symlink_target_cannot_escape_root():
 
 def test_oversize_file_skipped_with_warning_or_error():
     l0 = layer_bytes(lambda w: w.file("big", b"x" * 2000))
-    res = walk_layers(streams(l0), wanted("big", size=1000))
+    res = walk_layers(streams(l0), wanted("big", size=1000), limits=LayerLimits(oversize_is_error=False))
     assert "big" not in res.files
     assert any("'big'" in w and "2000" in w for w in res.warnings)
-    with pytest.raises(LayerError, match="over the 1000-byte limit"):
-        walk_layers(streams(l0), wanted("big", size=1000), limits=LayerLimits(oversize_is_error=True))
+    with pytest.raises(LayerError, match="over the 1000-byte limit") as e:    # the default: never judged silently
+        walk_layers(streams(l0), wanted("big", size=1000))
+    assert e.value.code == "FileTooLarge" and e.value.path == "big"
 
 
 def test_decompression_bomb_is_refused():

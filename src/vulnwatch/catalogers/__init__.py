@@ -9,7 +9,7 @@ from __future__ import annotations
 from .apk import ApkCataloger
 from .dpkg import DpkgCataloger
 from .golang import GoBinaryCataloger
-from .interface import CatalogContext, Cataloger, CatalogError, CatalogResult, Distro
+from .interface import CatalogContext, Cataloger, CatalogError, CatalogLimitError, CatalogLimits, CatalogResult, Distro
 from .java import JavaArchiveCataloger
 from .npm import NpmCataloger
 from .python import PythonCataloger
@@ -35,5 +35,5 @@ def all_catalogers(names: list[str] | tuple[str, ...] | None = None) -> list[Cat
     return out
 
 
-__all__ = ["CATALOGERS", "all_catalogers", "Cataloger", "CatalogContext", "CatalogError", "CatalogResult",
-           "Distro"]
+__all__ = ["CATALOGERS", "all_catalogers", "Cataloger", "CatalogContext", "CatalogError", "CatalogLimitError",
+           "CatalogLimits", "CatalogResult", "Distro"]

@@ -12,7 +12,7 @@ def stanzas(text: str) -> Iterator[tuple[int, dict[str, str]]]:
     fields: dict[str, str] = {}
     start = 0
     last: str | None = None
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(_lines(text), 1):
         if not line.strip():
             if fields:
                 yield start, fields
@@ -31,3 +31,15 @@ def stanzas(text: str) -> Iterator[tuple[int, dict[str, str]]]:
         fields[last] = value.strip()
     if fields:
         yield start, fields
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` one at a time (no list of them all: a status file can hold millions)."""
+    start, n = 0, len(text)
+    while start < n:
+        end = text.find("\n", start)
+        if end < 0:
+            end = n
+        line = text[start:end]
+        yield line[:-1] if line.endswith("\r") else line
+        start = end + 1

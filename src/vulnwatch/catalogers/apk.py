@@ -28,12 +28,15 @@ class ApkCataloger(Cataloger):
         distro = context.distro
         namespace = distro.id if distro else "alpine"
         ecosystem = context.distro_ecosystem or "Alpine"
+        records = 0
         for path in sorted(files):
             data = files[path]
             if data in seen_data:
                 continue
             seen_data.add(data)
             for lineno, fields in stanzas(data.decode("utf-8", "replace")):
+                records += 1
+                context.limits.check_records(self.name, path, records)
                 name, version = fields.get("P"), fields.get("V")
                 if not name or not version:
                     warnings.append(f"apk: {path}: line {lineno}: record without P: or V:; skipped")

@@ -37,9 +37,12 @@ class DpkgCataloger(Cataloger):
         packages: list[Package] = []
         warnings: list[str] = []
         seen: set[tuple[str, str, str]] = set()
+        records = 0
         for path in sorted(files):
             text = files[path].decode("utf-8", "replace")
             for lineno, fields in stanzas(text):
+                records += 1
+                context.limits.check_records(self.name, path, records)
                 name = fields.get("Package")
                 version = fields.get("Version")
                 if not name or not version:

@@ -39,6 +39,44 @@ class CatalogError(Exception):
         self.path = path
 
 
+class CatalogLimitError(CatalogError):
+    """A limit of :class:`CatalogLimits` was reached while reading an image's package metadata
+    (too many records, too many bytes, a zip bomb): unlike other catalog errors it fails the
+    image (it is not a warning), naming the file and the ``limits.*`` key."""
+
+    def __init__(self, cataloger: str, path: str, message: str, *, key: str) -> None:
+        super().__init__(cataloger, path, f"{message} ({key}); the image is refused (raise the limit if it is "
+                         "genuine)")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class CatalogLimits:
+    """Bounds on what the catalogers read of one image (``limits`` in the configuration)."""
+
+    max_packages: int = 100_000
+    """Packages of one image, all catalogers together."""
+    max_cataloger_packages: int = 50_000
+    """Records one cataloger reads from one image (checked as they are read)."""
+    max_cataloger_bytes: int = 256 * 1024 * 1024
+    """Bytes of metadata handed to one cataloger for one image."""
+    zip_max_depth: int = 3
+    """Archive nesting read (1: the top-level archive only)."""
+    zip_max_ratio: float = 100.0
+    """Inflated/compressed ratio of one zip member, checked once it has inflated ``zip_ratio_min_bytes``."""
+    zip_ratio_min_bytes: int = 1024 * 1024
+    zip_max_inflated_bytes: int = 1024 * 1024 * 1024
+    """Bytes inflated while reading one archive, nested archives included."""
+    zip_max_members: int = 200_000
+    """Entries of one archive, nested ones included."""
+
+    def check_records(self, cataloger: str, path: str, count: int) -> None:
+        """Raise :class:`CatalogLimitError` once ``count`` records exceed ``max_cataloger_packages``."""
+        if count > self.max_cataloger_packages:
+            raise CatalogLimitError(cataloger, path, f"more than {self.max_cataloger_packages} package records",
+                                    key="limits.max_cataloger_packages")
+
+
 @dataclass(frozen=True)
 class Distro:
     """The operating system of an image, from ``etc/os-release``."""
@@ -69,6 +107,8 @@ class CatalogContext:
     """The image's operating system, None when no os-release was found."""
     layer_of: Mapping[str, str] = field(default_factory=dict)
     """Path -> digest (diff id) of the layer the file's final version came from."""
+    limits: CatalogLimits = field(default_factory=CatalogLimits)
+    """What a cataloger may read of this image."""
 
     @property
     def distro_ecosystem(self) -> str | None:
@@ -112,6 +152,10 @@ class Cataloger(abc.ABC):
     """When True, the walker hands each wanted file to :meth:`reduce` as it streams past,
     and keeps only what that returns: memory stays small whatever the file's size (used by
     the Java cataloger for archives)."""
+
+    limits: CatalogLimits = CatalogLimits()
+    """Bounds for what :meth:`reduce` reads (set by the catalog plan; :meth:`catalog` has them in
+    its context too)."""
 
     _pattern_re: re.Pattern[str] | None = None
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import IO
 
 from ..model import Package
-from .interface import CatalogContext, Cataloger, CatalogResult
+from .interface import CatalogContext, Cataloger, CatalogLimitError, CatalogLimits, CatalogResult
 from .purl import purl
 
 ARCHIVE_SUFFIXES = (".jar", ".war", ".ear", ".jpi", ".hpi")
@@ -55,6 +55,83 @@ class _Unreadable(Exception):
     """The archive cannot be read forward only (or is not a zip)."""
 
 
+class _Budget:
+    """What reading one top-level archive may cost, nested archives included
+    (:class:`~vulnwatch.catalogers.interface.CatalogLimits`: members, inflated bytes, the ratio
+    of a member, and a member that inflates past its declared size). A breach raises
+    :class:`CatalogLimitError` naming the archive and the member."""
+
+    def __init__(self, limits: CatalogLimits, path: str) -> None:
+        self.limits = limits
+        self.path = path
+        self.members = 0
+        self.inflated = 0
+
+    def _fail(self, message: str, key: str) -> CatalogLimitError:
+        return CatalogLimitError("java", self.path, message, key=key)
+
+    def member(self, name: str, n: int = 1) -> None:
+        self.members += n
+        if self.members > self.limits.zip_max_members:
+            raise self._fail(f"more than {self.limits.zip_max_members} zip entries (nested archives included; "
+                             f"at {name!r})", "limits.zip_max_members")
+
+    def declared(self, name: str, usize: int, csize: int) -> None:
+        """Refuse a member by its header before inflating it: a ratio no real file has, or more
+        than the archive's inflation budget has left."""
+        lim = self.limits
+        if usize >= lim.zip_ratio_min_bytes and usize / max(1, csize) > lim.zip_max_ratio:
+            raise self._fail(f"zip member {name!r} declares {usize} bytes from {csize} compressed, a ratio of "
+                             f"{usize / max(1, csize):.0f}:1 over {lim.zip_max_ratio:.0f}:1 (a zip bomb)",
+                             "limits.zip_max_ratio")
+        if self.inflated + usize > lim.zip_max_inflated_bytes:
+            raise self._fail(f"zip member {name!r} would inflate the archive past {lim.zip_max_inflated_bytes} "
+                             "bytes (nested archives included)", "limits.zip_max_inflated_bytes")
+
+    def inflate(self, name: str, produced: int, consumed: int, total_out: int, declared: int | None) -> None:
+        """Count ``produced`` bytes just inflated from ``name`` (``total_out`` so far of
+        ``consumed`` compressed bytes; ``declared``: the size its header states, if it states one)."""
+        lim = self.limits
+        self.inflated += produced
+        if declared is not None and total_out > declared:
+            raise self._fail(f"zip member {name!r} declares {declared} bytes but inflates to more (a lying "
+                             "header)", "the member's declared size")
+        if total_out >= lim.zip_ratio_min_bytes and total_out / max(1, consumed) > lim.zip_max_ratio:
+            raise self._fail(f"zip member {name!r} inflates {consumed} compressed bytes to {total_out}, a ratio "
+                             f"over {lim.zip_max_ratio:.0f}:1 (a zip bomb)", "limits.zip_max_ratio")
+        if self.inflated > lim.zip_max_inflated_bytes:
+            raise self._fail(f"more than {lim.zip_max_inflated_bytes} bytes inflated (nested archives included; "
+                             f"at {name!r})", "limits.zip_max_inflated_bytes")
+
+
+def _read_member(zf: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
+    """A member's bytes. ``zipfile`` would stop a member at the size the central directory
+    declares (and then fail its CRC, silently skipping it): a deflated member is inflated here
+    from its own compressed bytes, at most one byte past its declared size, so that a lying
+    header is refused as such."""
+    at = info.header_offset
+    if (info.compress_type != zipfile.ZIP_DEFLATED or data[at:at + 4] != b"PK\x03\x04"
+            or at + 30 > len(data) or info.flag_bits & 0x01):
+        return zf.read(info)
+    nlen, xlen = struct.unpack_from("<HH", data, at + 26)
+    start = at + 30 + nlen + xlen
+    out = zlib.decompressobj(-15).decompress(data[start:start + info.compress_size], info.file_size + 1)
+    if len(out) > info.file_size:
+        raise budget._fail(f"zip member {info.filename!r} declares {info.file_size} bytes but inflates to more "
+                           "(a lying header)", "the member's declared size")
+    if len(out) != info.file_size or zlib.crc32(out) != info.CRC:
+        raise zipfile.BadZipFile(f"bad CRC-32 or size for {info.filename!r}")
+    return out
+
+
+def _central_count(data: bytes) -> int | None:
+    """The entry count an archive's end-of-central-directory record states (None: not found)."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if at < 0 or at + 22 > len(data):
+        return None
+    return struct.unpack_from("<H", data, at + 10)[0]
+
+
 def _write_reduced(entries: list[tuple[str, bytes]]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
@@ -63,25 +140,41 @@ def _write_reduced(entries: list[tuple[str, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def reduce_bytes(data: bytes, depth: int = 0) -> bytes:
-    """The reduced form of an archive held in memory (random access through ``zipfile``)."""
+def reduce_bytes(data: bytes, depth: int = 0, budget: _Budget | None = None) -> bytes:
+    """The reduced form of an archive held in memory (random access through ``zipfile``, which
+    stops at each member's declared size and checks its CRC)."""
+    budget = budget or _Budget(CatalogLimits(), "archive")
+    stated = _central_count(data)
+    if stated is not None:
+        budget.member("(central directory)", stated)
+        budget.members -= stated     # counted again, one by one, below
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise _Unreadable(str(e)) from None
+    max_depth = budget.limits.zip_max_depth
     entries: list[tuple[str, bytes]] = []
     for info in infos:
         name = info.filename
+        budget.member(name)
         try:
             if _kept(name) and info.file_size <= MAX_KEPT_ENTRY:
-                entries.append((name, zf.read(info)))
-            elif (name.endswith(ARCHIVE_SUFFIXES) and depth + 1 < MAX_DEPTH
+                budget.declared(name, info.file_size, info.compress_size)
+                got = _read_member(zf, data, info, budget)
+                budget.inflate(name, len(got), info.compress_size, len(got), info.file_size)
+                entries.append((name, got))
+            elif (name.endswith(ARCHIVE_SUFFIXES) and depth + 1 < max_depth
                   and 0 < info.file_size <= MAX_NESTED_SIZE):
+                budget.declared(name, info.file_size, info.compress_size)
+                nested = _read_member(zf, data, info, budget)
+                budget.inflate(name, len(nested), info.compress_size, len(nested), info.file_size)
                 try:
-                    entries.append((name, reduce_bytes(zf.read(info), depth + 1)))
+                    entries.append((name, reduce_bytes(nested, depth + 1, budget)))
                 except _Unreadable:
                     continue  # not an archive after all: catalog() would skip it too
+                finally:
+                    del nested
         except _ENTRY_ERRORS:
             continue
     return _write_reduced(entries)
@@ -134,31 +227,51 @@ class _EntryReader(io.RawIOBase):
     """One entry's uncompressed bytes, read forward from the archive (stored or deflated;
     ``csize`` None means "until the deflate stream ends", for data-descriptor entries)."""
 
-    def __init__(self, src: _Forward, method: int, csize: int | None) -> None:
+    def __init__(self, src: _Forward, method: int, csize: int | None, *, name: str = "",
+                 budget: _Budget | None = None, declared: int | None = None) -> None:
         super().__init__()
         self._src = src
         self._left = csize
         self._inflater = zlib.decompressobj(-15) if method == 8 else None
         self._pending = b""
         self.ended = False
+        self._name = name
+        self._budget = budget
+        self._declared = declared
+        self._consumed = 0
+        self._produced = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
         while not self._pending and not self.ended:
-            want = _CHUNK if self._left is None else min(_CHUNK, self._left)
-            raw = self._src.read(want) if want > 0 else b""
-            if self._left is not None:
-                self._left -= len(raw)
+            tail = self._inflater.unconsumed_tail if self._inflater is not None else b""
+            if tail:
+                raw = tail
+            else:
+                want = _CHUNK if self._left is None else min(_CHUNK, self._left)
+                raw = self._src.read(want) if want > 0 else b""
+                if self._left is not None:
+                    self._left -= len(raw)
+                self._consumed += len(raw)
             if self._inflater is None:
                 if not raw:
                     self.ended = True
                 self._pending = raw
+                self._produced += len(raw)
+                if self._budget is not None and raw:
+                    self._budget.inflate(self._name, len(raw), self._consumed, self._produced, self._declared)
                 continue
             if not raw and self._left is None:
                 raise _Unreadable("archive ends inside a deflated entry")
-            self._pending = self._inflater.decompress(raw) if raw else self._inflater.flush()
+            # at most a chunk out per call: a bomb never lands in memory at once
+            self._pending = self._inflater.decompress(raw, _CHUNK) if raw else self._inflater.flush()
+            self._produced += len(self._pending)
+            if self._budget is not None and self._pending:
+                self._budget.inflate(self._name, len(self._pending),
+                                     self._consumed - len(self._inflater.unconsumed_tail), self._produced,
+                                     self._declared)
             if self._inflater.eof:
                 if self._left is None and self._inflater.unused_data:
                     self._src.unread(self._inflater.unused_data)   # the bytes after this entry
@@ -205,8 +318,10 @@ def _zip64_sizes(extra: bytes, usize: int, csize: int) -> tuple[int, int]:
     return usize, csize
 
 
-def reduce_stream(stream: IO[bytes], size: int | None, depth: int = 0) -> bytes:
+def reduce_stream(stream: IO[bytes], size: int | None, depth: int = 0, budget: _Budget | None = None) -> bytes:
     """The reduced form of an archive read forward only, by its local file headers."""
+    budget = budget or _Budget(CatalogLimits(), "archive")
+    max_depth = budget.limits.zip_max_depth
     src = _Forward(stream, size)
     entries: list[tuple[str, bytes]] = []
     first = True
@@ -220,6 +335,7 @@ def reduce_stream(stream: IO[bytes], size: int | None, depth: int = 0) -> bytes:
         (_ver, flags, method, _t, _d, _crc, csize, usize, nlen, xlen) = struct.unpack("<HHHHHIIIHH",
                                                                                     src.exactly(26))
         name = src.exactly(nlen).decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        budget.member(name)
         extra = src.exactly(xlen)
         zip64 = csize == 0xFFFFFFFF or usize == 0xFFFFFFFF
         if zip64:
@@ -232,13 +348,16 @@ def reduce_stream(stream: IO[bytes], size: int | None, depth: int = 0) -> bytes:
             raise _Unreadable(f"{name}: compression method {method} with a data descriptor")
         if method == 0 and not known:
             raise _Unreadable(f"{name}: stored entry with a data descriptor")
-        wanted = _kept(name) or (name.endswith(ARCHIVE_SUFFIXES) and depth + 1 < MAX_DEPTH)
+        wanted = _kept(name) or (name.endswith(ARCHIVE_SUFFIXES) and depth + 1 < max_depth)
         if method not in (0, 8):
             src.skip(csize)
         elif not wanted and known:
             src.skip(csize)
         else:
-            reader = _EntryReader(src, method, csize if known else None)
+            if known and usize:
+                budget.declared(name, usize, csize)
+            reader = _EntryReader(src, method, csize if known else None, name=name, budget=budget,
+                                  declared=usize if known else None)
             if _kept(name):
                 data = reader.read_up_to(MAX_KEPT_ENTRY + 1)
                 if len(data) <= MAX_KEPT_ENTRY:
@@ -247,9 +366,9 @@ def reduce_stream(stream: IO[bytes], size: int | None, depth: int = 0) -> bytes:
                 entry_size = usize if (known and usize) else None
                 try:
                     if entry_size is not None and entry_size <= WHOLE_LIMIT:
-                        entries.append((name, reduce_bytes(reader.read_up_to(entry_size), depth + 1)))
+                        entries.append((name, reduce_bytes(reader.read_up_to(entry_size), depth + 1, budget)))
                     else:
-                        entries.append((name, reduce_stream(reader, entry_size, depth + 1)))
+                        entries.append((name, reduce_stream(reader, entry_size, depth + 1, budget)))
                 except _Unreadable:
                     pass  # not an archive after all
             reader.drain()
@@ -300,11 +419,13 @@ class JavaArchiveCataloger(Cataloger):
     reduces = True
 
     def reduce(self, path: str, stream: IO[bytes], size: int) -> bytes | None:
-        """A small stored zip holding only what :meth:`catalog` reads of the archive."""
+        """A small stored zip holding only what :meth:`catalog` reads of the archive, within
+        :attr:`limits` (a zip bomb raises :class:`CatalogLimitError`, failing the image)."""
+        budget = _Budget(self.limits, path)
         try:
             if size <= WHOLE_LIMIT:
-                return reduce_bytes(stream.read(size))
-            return reduce_stream(stream, size)
+                return reduce_bytes(stream.read(size), 0, budget)
+            return reduce_stream(stream, size, 0, budget)
         except (_Unreadable, zlib.error, struct.error) as e:
             # keep a marker: catalog() then reports the archive as unreadable, naming it
             return _UNREADABLE + str(e).encode()[:200]
@@ -344,7 +465,7 @@ class JavaArchiveCataloger(Cataloger):
             pkg = self._from_manifest(zf, label, path, layer)
             if pkg:
                 packages.append(pkg)
-        if depth + 1 >= MAX_DEPTH:
+        if depth + 1 >= self.limits.zip_max_depth:
             return
         for info in zf.infolist():
             if info.filename.endswith(ARCHIVE_SUFFIXES) and 0 < info.file_size <= MAX_NESTED_SIZE:

@@ -22,7 +22,7 @@ from ..model import Package
 from ..walker import (ExecutableReader, LayerCache, LayerLimits, LayerStack, ReducerFor, WalkPlan, WalkResult,
                       walk_cached)
 from ..walker.cache import FORMAT_VERSION, LayerProgress
-from .interface import CatalogContext, Cataloger, CatalogError, Distro
+from .interface import CatalogContext, Cataloger, CatalogError, CatalogLimitError, CatalogLimits, Distro
 from .os_release import OS_RELEASE_MAX_SIZE, OS_RELEASE_PATHS, find_distro
 
 __all__ = ["CatalogPlan", "Inventory", "cache_key", "catalog_image", "catalog_layers"]
@@ -51,11 +51,16 @@ class CatalogPlan:
     """What a set of catalogers asks of the walker, built once from their declarations:
     :attr:`walk` (the walker's plan) and :meth:`catalog` (the merged view -> an inventory)."""
 
-    def __init__(self, catalogers: Sequence[Cataloger] | None = None) -> None:
+    def __init__(self, catalogers: Sequence[Cataloger] | None = None, limits: CatalogLimits | None = None) -> None:
         if catalogers is None:
             from . import all_catalogers
             catalogers = all_catalogers()
+        self.limits = limits or CatalogLimits()
+        """What the catalogers may read of one image."""
         self.catalogers: list[Cataloger] = list(catalogers)
+        if limits is not None:
+            for c in self.catalogers:
+                c.limits = limits
         """The catalogers, in the order their packages are reported."""
         os_paths = frozenset(OS_RELEASE_PATHS)
         cats = self.catalogers
@@ -87,6 +92,7 @@ class CatalogPlan:
                     return c.reduce
             return None
 
+
         self.walk = WalkPlan(wants, reader, reducer_for if reducing else None)
         """The walker's plan: which files to keep for these catalogers."""
 
@@ -99,7 +105,8 @@ class CatalogPlan:
         :class:`CatalogError` becomes a warning."""
         files = walked.data()
         distro = find_distro(files)
-        context = CatalogContext(distro=distro, layer_of=walked.layer_of())
+        lim = self.limits
+        context = CatalogContext(distro=distro, layer_of=walked.layer_of(), limits=lim)
         packages: list[Package] = []
         warnings = list(walked.warnings)
         for c in self.catalogers:
@@ -109,18 +116,32 @@ class CatalogPlan:
                     mine.setdefault(p, f.data)
             if not mine:
                 continue
+            size = sum(len(d) for d in mine.values())
+            if size > lim.max_cataloger_bytes:
+                biggest = max(mine, key=lambda p: len(mine[p]))
+                raise CatalogLimitError(c.name, biggest, f"{size} bytes of metadata in {len(mine)} file(s), over "
+                                        f"{lim.max_cataloger_bytes}", key="limits.max_cataloger_bytes")
             try:
                 result = c.catalog(mine, context)
+            except CatalogLimitError:
+                raise
             except CatalogError as e:
                 warnings.append(str(e))
                 continue
+            if len(result.packages) > lim.max_cataloger_packages:
+                raise CatalogLimitError(c.name, result.packages[-1].path or "", f"{len(result.packages)} packages, "
+                                        f"over {lim.max_cataloger_packages}", key="limits.max_cataloger_packages")
             packages.extend(result.packages)
             warnings.extend(result.warnings)
+            if len(packages) > lim.max_packages:
+                raise CatalogLimitError(c.name, result.packages[-1].path or "", f"the image has more than "
+                                        f"{lim.max_packages} packages", key="limits.max_packages")
         return Inventory(packages=tuple(packages), distro=distro, warnings=tuple(warnings),
                          layers=walked.layers)
 
 
-def cache_key(catalogers: Sequence[Cataloger], limits: LayerLimits | None = None) -> str:
+def cache_key(catalogers: Sequence[Cataloger], limits: LayerLimits | None = None,
+              catalog_limits: CatalogLimits | None = None) -> str:
     """The per-layer cache key of these catalogers: a hash of everything besides the layers that
     decides what the walker keeps (the catalogers' declarations in order, the os-release files,
     the limits, the vulnwatch and cache format versions)."""
@@ -129,6 +150,8 @@ def cache_key(catalogers: Sequence[Cataloger], limits: LayerLimits | None = None
         "vulnwatch": __version__,
         "os_release": [list(OS_RELEASE_PATHS), OS_RELEASE_MAX_SIZE],
         "limits": dataclasses.asdict(limits or LayerLimits()),
+        # what reduce() keeps depends on the zip limits (nesting depth)
+        "zip": [(catalog_limits or CatalogLimits()).zip_max_depth],
         "catalogers": [{
             "class": f"{type(c).__module__}.{type(c).__qualname__}",
             "name": c.name,
@@ -144,11 +167,11 @@ def cache_key(catalogers: Sequence[Cataloger], limits: LayerLimits | None = None
 
 
 def catalog_image(layers: Iterable[tuple[str, BinaryIO]], catalogers: Sequence[Cataloger] | None = None, *,
-                  limits: LayerLimits | None = None) -> Inventory:
+                  limits: LayerLimits | None = None, catalog_limits: CatalogLimits | None = None) -> Inventory:
     """Walk ``layers`` once for all ``catalogers`` (default: every registered one) and
     return the packages found. Raises :class:`~vulnwatch.walker.LayerError` when a layer is
     unsafe or unreadable; a cataloger's :class:`CatalogError` becomes a warning."""
-    plan = CatalogPlan(catalogers)
+    plan = CatalogPlan(catalogers, catalog_limits)
     stack = plan.stack(limits)
     for layer, stream in layers:
         stack.add(layer, stream)
@@ -157,12 +180,13 @@ def catalog_image(layers: Iterable[tuple[str, BinaryIO]], catalogers: Sequence[C
 
 def catalog_layers(layers: Sequence[str], open_blob: Callable[[str], BinaryIO],
                    catalogers: Sequence[Cataloger] | None = None, *, limits: LayerLimits | None = None,
-                   cache: LayerCache | None = None, progress: LayerProgress | None = None) -> Inventory:
+                   cache: LayerCache | None = None, progress: LayerProgress | None = None,
+                   catalog_limits: CatalogLimits | None = None) -> Inventory:
     """Catalog an image given its layer digests, bottom first, and ``open_blob(digest)`` (a
     stream, closed after reading), through the per-layer ``cache`` when given (layers found in it
     are never opened). Raises :class:`~vulnwatch.walker.LayerError` and whatever ``open_blob``
     raises."""
-    plan = CatalogPlan(catalogers)
-    key = cache_key(plan.catalogers, limits or LayerLimits()) if cache is not None else ""
+    plan = CatalogPlan(catalogers, catalog_limits)
+    key = cache_key(plan.catalogers, limits or LayerLimits(), plan.limits) if cache is not None else ""
     walked = walk_cached(layers, open_blob, plan.walk, key=key, limits=limits, cache=cache, progress=progress)
     return plan.catalog(walked)

@@ -85,7 +85,8 @@ class RpmCataloger(Cataloger):
             if err:
                 warnings.append(f"rpm: {path}: cannot open as SQLite rpmdb ({err}); RPM packages not listed")
                 continue
-            for hnum, blob in rows:
+            for n, (hnum, blob) in enumerate(rows, 1):
+                context.limits.check_records(self.name, path, n)
                 if not isinstance(blob, bytes):  # the column's type is not enforced by SQLite
                     warnings.append(f"rpm: {path}: record {hnum}: header is {type(blob).__name__}, not a blob; "
                                     "skipped")

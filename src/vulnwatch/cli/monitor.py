@@ -276,6 +276,20 @@ def events(
     consoles.out.print(table)
 
 
+def _policy_problems(cfg) -> list:
+    """The ignore files and VEX documents of ``cfg`` read: one that cannot be used is a problem
+    naming its file and line (at the config key that names it)."""
+    from ..build import build_policy
+    from ..config import ConfigProblem
+    from ..policy.interface import PolicyError
+
+    try:
+        build_policy(cfg)
+    except PolicyError as e:
+        return [ConfigProblem(e.file, e.line or 1, "", e.message)]
+    return []
+
+
 @app.command("check-config", epilog=exit_codes("0    the configuration is valid",
                                               "2    it has problems (all listed, each with file, line and key)"))
 def check_config(
@@ -292,11 +306,15 @@ def check_config(
     source = find_config(state.config_path)
     try:
         cfg = load_or_raise(state)
-        problems = file_checks(cfg)
+        from ..build import check_watch_lists
+
+        problems = file_checks(cfg) + check_watch_lists(cfg)
     except ConfigError as e:
         cfg, problems = None, list(e.problems)
         if not problems:
             config_error(state, e)
+    if cfg is not None and not problems:
+        problems = _policy_problems(cfg)
     if output == "json":
         consoles.out.print_json(json.dumps({
             "ok": not problems, "config": str(source) if source else None,

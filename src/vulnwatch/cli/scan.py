@@ -21,7 +21,7 @@ import typer
 from .. import logs
 from ..formats import FORMATTERS
 from ..model import Severity
-from .app import (EXIT_CONFIG, EXIT_ERROR, EXIT_FAILURES, EXIT_OK, app, config_option, exit_codes, fail, load,
+from .app import (EXIT_CONFIG, EXIT_ERROR, EXIT_FAILURES, EXIT_OK, app, config_error, config_option, exit_codes, fail, load,
                   option, quiet_option, verb_state, TableOrJson)
 from .common import WIDE, consoles, report, stdout_is_terminal, stdout_write, without_subject
 
@@ -31,10 +31,10 @@ app.add_typer(db_app, name="db")
 
 ScanFormat = Literal[tuple(FORMATTERS)]  # type: ignore[valid-type]
 
-SCAN_SECTIONS = ("vulndb", "layer_cache")
-"""What ``scan`` reads of the configuration: the advisory data and the layer cache (nothing it
-does not use, so an unset ``${SLACK_URL}`` does not stop it)."""
-DB_SECTIONS = ("state", "vulndb", "layer_cache", "delivery", "notifications")
+SCAN_SECTIONS = ("vulndb", "layer_cache", "ignore", "limits")
+"""What ``scan`` reads of the configuration: the advisory data, the layer cache, the ignore rules and the limits
+(nothing it does not use, so an unset ``${SLACK_URL}`` does not stop it)."""
+DB_SECTIONS = ("state", "vulndb", "layer_cache", "delivery", "notifications", "ignore")
 """``db update`` / ``db import``: the data, and the stored inventories to re-match, whose changes
 go to the outbox of every sink (their routes are needed even with ``--no-deliver``)."""
 
@@ -134,6 +134,11 @@ def scan(
                                     "after the filters is at least this severe."),
     exit_code: Optional[int] = option(None, "--exit-code", help="Exit with this code when findings are left after "
                                       "the filters (with --fail-on: one at least that severe)."),
+    ignorefile: Optional[list[Path]] = option(None, "--ignorefile", help="Ignore rules: a .trivyignore (ids, "
+                                              "exp:YYYY-MM-DD) or a rules YAML; repeatable. Default: ./.trivyignore "
+                                              "when there is one (as Trivy)."),
+    vex: Optional[list[Path]] = option(None, "--vex", help="An OpenVEX or CycloneDX VEX document (not_affected, "
+                                       "fixed); repeatable."),
     timeout: Optional[str] = option(None, "--timeout", help="Give up after this long (30s, 5m, 1h); default: no "
                                     "limit."),
     platform: str = option("linux/amd64", "--platform", help="Platform to pick from a multi-platform image."),
@@ -162,6 +167,7 @@ def scan(
         fail(state, EXIT_ERROR, "output_error", f"cannot write the report to {target}: no such folder "
                                                 f"{target.parent}", path=str(target))
     cfg = load(state, SCAN_SECTIONS)
+    policy = _policy(state, cfg, ignorefile, vex)
     show = state.interactive
     if show:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -196,7 +202,10 @@ def scan(
         fail(state, EXIT_ERROR, "timeout", f"scan of {image} did not finish within {timeout} (--timeout)",
              image=image)
     shown = FindingFilter(severities=wanted, min_severity=threshold or Severity.UNKNOWN, fixable_only=ignore_unfixed)
-    result = replace(result, findings=() if sbom else shown.apply(result.findings))
+    if not sbom:
+        result = policy.apply(result)      # suppressed findings: shown, never counted or gated on
+    result = replace(result, findings=() if sbom else shown.apply(result.findings),
+                     suppressed=() if sbom else shown.apply(result.suppressed))
     try:
         if output_format == "table":
             width = consoles.out.width if (target is None and stdout_is_terminal()) else WIDE
@@ -226,6 +235,25 @@ def scan(
     raise typer.Exit(EXIT_OK)
 
 
+def _policy(state, cfg, ignorefile: Optional[list[Path]], vex: Optional[list[Path]]):
+    """The ignore rules of the config, ``--ignorefile`` (else ``./.trivyignore`` when present) and
+    ``--vex``; exits 2 naming the file and line of one that cannot be used."""
+    from ..build import build_policy
+    from ..policy.interface import PolicyError
+
+    files = list(ignorefile or ())
+    if not files and Path(".trivyignore").is_file():
+        files = [Path(".trivyignore")]
+        report(state, "info", "note", "note: using ./.trivyignore", style="dim", note="using ./.trivyignore")
+    for p in [*files, *(vex or ())]:
+        if not p.is_file():
+            fail(state, EXIT_CONFIG, "usage_error", f"{p}: no such file", path=str(p))
+    try:
+        return build_policy(cfg, ignore_files=files, vex=list(vex or ()))
+    except PolicyError as e:
+        fail(state, EXIT_CONFIG, "ignore_error", f"error: {e}", file=e.file, line=e.line)
+
+
 def _cannot(state, verb: str, image: str, subject: str, error: Exception):
     reason = getattr(error, "reason", None) or (error.strerror if isinstance(error, OSError) and error.strerror
                                                 else str(error))
@@ -234,6 +262,17 @@ def _cannot(state, verb: str, image: str, subject: str, error: Exception):
     reason = without_subject(logs.redact(str(reason)), image, subject, str(Path(subject)))
     fail(state, EXIT_ERROR, f"cannot_{verb}", f"cannot {verb} {image}: {reason}", image=image,
          error_type=type(error).__name__)
+
+
+def _pipeline(state, cfg):
+    """The pipeline of ``db update|import`` (no registries); exits 2 on a bad ignore file or VEX document."""
+    from ..build import build_pipeline
+    from ..config import ConfigError
+
+    try:
+        return build_pipeline(cfg, with_watches=False)
+    except ConfigError as e:
+        config_error(state, e)
 
 
 def _format_option():
@@ -293,12 +332,11 @@ def db_update(
     quiet: bool = quiet_option(),
 ) -> None:
     """Download OSV exports (<base_url>/<Ecosystem>/all.zip), only when changed."""
-    from ..build import build_pipeline
     from ..vulndb.interface import VulnDBError
 
     state = verb_state(ctx, config, quiet)
     cfg = load(state, DB_SECTIONS)
-    pipeline = build_pipeline(cfg, with_watches=False)
+    pipeline = _pipeline(state, cfg)
     try:
         wanted = list(ecosystems or cfg.vulndb.ecosystems or pipeline.needed_ecosystems())
         if not wanted:
@@ -337,7 +375,6 @@ def db_import(
     quiet: bool = quiet_option(),
 ) -> None:
     """Import OSV data from local files (air-gapped sites)."""
-    from ..build import build_pipeline
     from ..vulndb.interface import VulnDBError
 
     state = verb_state(ctx, config, quiet)
@@ -345,7 +382,7 @@ def db_import(
         if not p.exists():
             fail(state, EXIT_CONFIG, "usage_error", f"{p}: no such file or folder", path=str(p))
     cfg = load(state, DB_SECTIONS)
-    pipeline = build_pipeline(cfg, with_watches=False)
+    pipeline = _pipeline(state, cfg)
     try:
         results = []
         for p in paths:

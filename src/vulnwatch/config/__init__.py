@@ -45,6 +45,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .delivery import DeliverySettings
+from .ignore import IgnoreConfig, IgnoreRuleConfig
 from .loader import Document, InterpolationError, interpolate, key_path
 from .notifications import (ConsoleSinkConfig, SinkConfig, SlackSinkConfig, WebhookSinkConfig)
 from .problems import ConfigError, ConfigProblem, known_keys, problems_from_validation
@@ -59,7 +60,8 @@ from .vulndb import LayerCacheConfig, VulnDBConfig
 
 __all__ = [
     "ArchiveRegistryConfig", "Config", "ConfigError", "ConfigProblem", "ConsoleSinkConfig", "DEFAULT_STATE_PATH",
-    "DeliverySettings", "Duration", "EcrRegistryConfig", "EcrScanSettings", "InterpolationError",
+    "DeliverySettings", "Duration", "EcrRegistryConfig", "EcrScanSettings", "IgnoreConfig", "IgnoreRuleConfig",
+    "InterpolationError",
     "LayerCacheConfig", "OciRegistryConfig", "RegistryConfig", "RepositorySelector", "ScanSettings",
     "SECTIONS", "SinkConfig", "SlackSinkConfig", "StateConfig", "TagFilter", "VulnDBConfig", "WebhookSinkConfig",
     "check_config", "config_summary", "format_duration", "interpolate", "is_glob", "key_path", "load_config",

@@ -13,7 +13,7 @@ __all__ = ["check_config"]
 
 def check_config(cfg: Config) -> list[ConfigProblem]:
     """Problems with the paths ``cfg`` names: archives (``registries[].path``), local watch lists,
-    ``vulndb.imports`` and email ``ca_file``. Each names the file, the line of its key and the
+    ``vulndb.imports``, email ``ca_file``, ``ignore.files`` and ``ignore.vex``. Each names the file, the line of its key and the
     path; none are raised."""
     problems: list[ConfigProblem] = []
     for i, reg in enumerate(cfg.registries):
@@ -35,4 +35,9 @@ def check_config(cfg: Config) -> list[ConfigProblem]:
         ca = getattr(sink, "ca_file", None)
         if ca is not None and not ca.is_file():
             problems.append(cfg.problem(("notifications", k, "ca_file"), f"no such file: {ca} (a PEM bundle)"))
+    for key, what in (("files", "an ignore file: rules YAML or .trivyignore"), ("vex", "an OpenVEX or CycloneDX VEX "
+                                                                                     "document")):
+        for n, path in enumerate(getattr(cfg.ignore, key)):
+            if not path.is_file():
+                problems.append(cfg.problem(("ignore", key, n), f"no such file: {path} ({what})"))
     return problems

@@ -23,6 +23,39 @@ _VAR_RE = re.compile(r"\$\$\{|\$\{([^}]*)(\})?")
 _VAR_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.S)
 
 
+MAX_VALUES = 100_000
+"""Values (keys, items, scalars) a configuration may expand to, aliases and merge keys
+included: far above any real file, far below what a "billion laughs" alias bomb expands to."""
+
+
+class _TooLarge(Exception):
+    """The document expands past :data:`MAX_VALUES`."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _merged_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many key/value pairs a mapping has once its merge keys (``<<``) are flattened,
+    without flattening it (memoised per node: an alias is counted, not expanded)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 0          # a cycle counts as nothing here; _build refuses recursive aliases
+    total = 0
+    for k, v in node.value if isinstance(node, yaml.MappingNode) else ():
+        if k.tag == "tag:yaml.org,2002:merge":
+            sources = v.value if isinstance(v, yaml.SequenceNode) else [v]
+            total += sum(_merged_size(src, memo) for src in sources if isinstance(src, yaml.MappingNode))
+        else:
+            total += 1
+        if total > MAX_VALUES:
+            break
+    memo[key] = total
+    return total
+
+
 class InterpolationError(ValueError):
     """A ``${...}`` reference that cannot be replaced; the message says why and what to write."""
 
@@ -60,17 +93,25 @@ class Document:
         self.lines: dict[tuple[Any, ...], int] = {(): 1}
         self.problems: list[ConfigProblem] = []
         self.environ = environ
-        loader = yaml.SafeLoader(text)
+        loader = None
         try:
+            loader = yaml.SafeLoader(text)     # refuses control characters at once (a ReaderError)
             node = loader.get_single_node()
             self._loader = loader
             self._active: set[int] = set()
             self._explicit: set[tuple[Any, ...]] = set()
+            self._built = 0
+            self._sizes: dict[int, int] = {}
             if node is None:
                 self.data: Any = {}
             else:
                 self.lines[()] = node.start_mark.line + 1
                 self.data = self._build(node, ())
+        except _TooLarge as e:
+            self.problems.append(ConfigProblem(file, e.line, "", f"the document expands to more than {MAX_VALUES} "
+                                               "values through its aliases (*name) and merge keys (<<): an alias "
+                                               "bomb (\"billion laughs\")? Refused; write the values out"))
+            self.data = None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
             line = mark.line + 1 if mark is not None else 1
@@ -80,21 +121,31 @@ class Document:
             self.problems.append(ConfigProblem(file, line, "", msg))
             self.data = None
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
 
     def _build(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         if id(node) in self._active:
             raise yaml.YAMLError(f"recursive alias at {key_path(path)}")
+        self._built += 1
+        if self._built > MAX_VALUES:
+            raise _TooLarge(node.start_mark.line + 1)
         self._active.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):
                 explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+                if self._built + _merged_size(node, self._sizes) > MAX_VALUES:
+                    raise _TooLarge(node.start_mark.line + 1)
                 self._loader.flatten_mapping(node)  # merge keys (<<): merged pairs come first
                 n_merged = len(node.value) - explicit
                 out: dict[Any, Any] = {}
                 for index, (key_node, value_node) in enumerate(node.value):
-                    key = self._loader.construct_object(key_node, deep=True)
                     line = key_node.start_mark.line + 1
+                    if not isinstance(key_node, yaml.ScalarNode):   # never expanded: it may be an alias bomb
+                        self.problems.append(ConfigProblem(self.file, line, key_path(path),
+                                                           "a key must be a plain value"))
+                        continue
+                    key = self._loader.construct_object(key_node, deep=True)
                     try:
                         hash(key)
                     except TypeError:

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from .delivery import DeliverySettings
+from .limits import LimitsConfig
+from .ignore import IgnoreConfig
 from .notifications import SinkConfig, SlackSinkConfig, WebhookSinkConfig
 from .problems import ConfigProblem, merged_error, problems_error
 from .registries import ArchiveRegistryConfig, EcrRegistryConfig, OciRegistryConfig, RegistryConfig
@@ -19,7 +21,8 @@ from .web import WebConfig
 
 __all__ = ["Config", "SECTIONS"]
 
-SECTIONS = ("state", "registries", "notifications", "delivery", "vulndb", "layer_cache", "web")
+SECTIONS = ("state", "registries", "notifications", "delivery", "vulndb", "layer_cache", "web", "ignore",
+            "limits")
 """The top-level sections of the file (a command may load only those it uses)."""
 
 
@@ -42,6 +45,11 @@ class Config(Model):
     """The dashboard and HTTP API of ``vulnwatch serve``."""
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     """The daemon (``vulnwatch watch``): schedule, leases on the store, health endpoint."""
+    ignore: IgnoreConfig = Field(default_factory=IgnoreConfig)
+    """Ignore rules, ignore files and VEX documents: what to suppress."""
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    """Deadlines (per request, blob, image, cycle) and size bounds (manifests, layers, package
+    metadata, zip archives): a breach fails that image or registry only."""
 
     _source: Path | None = PrivateAttr(default=None)
     _file: str = PrivateAttr(default="<defaults>")

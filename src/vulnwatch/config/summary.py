@@ -5,6 +5,7 @@ from __future__ import annotations
 from .registries import EcrRegistryConfig, OciRegistryConfig, RepositorySelector
 from .notifications import EmailSinkConfig, SlackSinkConfig, TeamsSinkConfig, WebhookSinkConfig
 from .root import Config
+from .limits import format_bytes
 from .types import format_duration
 
 __all__ = ["config_summary"]
@@ -87,6 +88,12 @@ def config_summary(cfg: Config) -> list[str]:
     health = f"health on {sv.health_host}:{sv.health_port}" if sv.health_port else "no health endpoint"
     lines.append(f"service: cycles {when}, lease {format_duration(sv.lease_ttl)}, "
                  f"{'workers share the store (claims)' if sv.workers else 'one cycle at a time per store'}, {health}")
+    lim = cfg.limits
+    lines.append(f"limits: cycle {format_duration(lim.cycle_timeout)} ({format_duration(lim.delivery_timeout)} of it "
+                 f"kept for delivery), image {format_duration(lim.image_timeout)}, blob "
+                 f"{format_duration(lim.blob_timeout)}, request {format_duration(lim.request_timeout)} (read "
+                 f"{format_duration(lim.read_timeout)}); manifests up to {format_bytes(lim.max_manifest_bytes)}, "
+                 f"metadata up to {format_bytes(lim.max_metadata_bytes)} and {lim.max_packages:,} packages per image")
     d = cfg.delivery
     lines.append(f"delivery: up to {d.max_attempts} attempts, backoff {format_duration(d.backoff_base)} "
                  f"doubling to {format_duration(d.backoff_max)}")

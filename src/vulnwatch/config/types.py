@@ -29,12 +29,22 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError(f"bad duration {value!r}: {_DURATION_HINT}")
     if isinstance(value, (int, float)):
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except (OverflowError, ValueError):
+            raise ValueError(f"bad duration {value!r}: out of range; {_DURATION_HINT}") from None
     if not isinstance(value, str):
         raise ValueError(f"bad duration {value!r}: {_DURATION_HINT}")
     text = value.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return timedelta(seconds=float(text))
+    try:
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return timedelta(seconds=float(text))
+        return _parse_parts(value, text)
+    except OverflowError:
+        raise ValueError(f"bad duration {value!r}: out of range; {_DURATION_HINT}") from None
+
+
+def _parse_parts(value: Any, text: str) -> timedelta:
     pos, total = 0, 0.0
     for m in _DURATION_PART.finditer(text):
         if m.start() != pos:

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from ..model import stable_id, utcnow
+from ..model import current_deadline, stable_id, utcnow
 from ..store.interface import Delivery, LeaseLost, Store
 from ..logs import redact
 from ..notify.interface import DeliveryError, Notifier
@@ -150,7 +150,15 @@ class Dispatcher:
             batches = self._digest_batches(deliveries)
         else:
             batches = [[d] for d in deliveries]
+        deadline = current_deadline()
         for i, batch in enumerate(batches):
+            if deadline is not None and deadline.expired:   # the cycle's time is up: the rest waits
+                left = sum(len(b) for b in batches[i:])
+                tally.skipped += left
+                msg = f"sink {sink!r}: {left} notification(s) left in the outbox for the next cycle: {deadline.what} reached"
+                log.warning("%s", msg)
+                tally.errors.setdefault(sink, msg)
+                return
             error = self._send(notifier, batch)
             if error is None:
                 self.store.mark_delivered([d.id for d in batch], now)

@@ -12,6 +12,11 @@
   ``CVE-`` ids, else OSV), ratings (severity, and score, vector and method CVSSv2/v3/v31/v4
   when known), description (title), references (aliases), advisories (links),
   ``affects[{ref}]`` and recommendation ``Upgrade to <fixed>`` when fixed versions are known.
+  A suppressed finding is a vulnerability too, with an ``analysis``: a VEX statement's state
+  (OpenVEX ``not_affected`` -> ``not_affected``, ``fixed`` -> ``resolved``; CycloneDX's as given)
+  and justification (OpenVEX labels mapped to CycloneDX's), an ignore rule's ``responses:
+  [will_not_fix]`` (it is accepted, not judged unaffected); ``detail`` gives the reason, the
+  rule's source and its expiry; property ``vulnwatch:suppressed`` is ``true``.
   As cyclonedx-python-lib writes them, vectors lose their ``CVSS:3.1/`` prefix (``method``
   says the version), purls are re-encoded canonically (``+`` -> ``%2B``, ``:`` -> ``%3A``), and
   components and vulnerabilities come sorted by the library, not by severity.
@@ -31,9 +36,10 @@ from typing import Any
 from cyclonedx.model import Property, XsUri
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.impact_analysis import ImpactAnalysisJustification, ImpactAnalysisResponse, ImpactAnalysisState
 from cyclonedx.model.vulnerability import (
-    BomTarget, Vulnerability, VulnerabilityAdvisory, VulnerabilityRating, VulnerabilityReference,
-    VulnerabilityScoreSource, VulnerabilitySeverity, VulnerabilitySource,
+    BomTarget, Vulnerability, VulnerabilityAdvisory, VulnerabilityAnalysis, VulnerabilityRating,
+    VulnerabilityReference, VulnerabilityScoreSource, VulnerabilitySeverity, VulnerabilitySource,
 )
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
@@ -47,6 +53,42 @@ CDX_SEVERITY = {Severity.CRITICAL: VulnerabilitySeverity.CRITICAL, Severity.HIGH
                 Severity.MEDIUM: VulnerabilitySeverity.MEDIUM, Severity.LOW: VulnerabilitySeverity.LOW,
                 Severity.NEGLIGIBLE: VulnerabilitySeverity.INFO, Severity.UNKNOWN: VulnerabilitySeverity.UNKNOWN}
 """CycloneDX severity of each of ours (NEGLIGIBLE is ``info``)."""
+
+OPENVEX_STATE = {"not_affected": ImpactAnalysisState.NOT_AFFECTED, "fixed": ImpactAnalysisState.RESOLVED}
+"""CycloneDX analysis state of an OpenVEX status that suppresses."""
+OPENVEX_JUSTIFICATION = {
+    "component_not_present": ImpactAnalysisJustification.CODE_NOT_PRESENT,
+    "vulnerable_code_not_present": ImpactAnalysisJustification.CODE_NOT_PRESENT,
+    "vulnerable_code_not_in_execute_path": ImpactAnalysisJustification.CODE_NOT_REACHABLE,
+    "vulnerable_code_cannot_be_controlled_by_adversary": ImpactAnalysisJustification.REQUIRES_ENVIRONMENT,
+    "inline_mitigations_already_exist": ImpactAnalysisJustification.PROTECTED_BY_MITIGATING_CONTROL,
+}
+"""CycloneDX justification of each OpenVEX justification label."""
+
+
+def analysis_of(f: Finding) -> VulnerabilityAnalysis | None:
+    """The CycloneDX ``analysis`` of a suppressed finding (None for one that counts)."""
+    s = f.suppression
+    if s is None:
+        return None
+    until = f"; until {s.expires}" if s.expires else ""
+    state = justification = None
+    responses = []
+    if s.kind == "vex":
+        try:
+            state = OPENVEX_STATE.get(s.status or "") or ImpactAnalysisState(s.status)
+        except ValueError:
+            state = None
+        try:
+            justification = OPENVEX_JUSTIFICATION.get(s.justification or "") or (
+                ImpactAnalysisJustification(s.justification) if s.justification else None)
+        except ValueError:
+            justification = None
+        detail = f"VEX {s.status}: {s.reason} ({s.source}{until})"
+    else:
+        responses = [ImpactAnalysisResponse.WILL_NOT_FIX]
+        detail = f"ignored: {s.reason} ({s.source}{until})"
+    return VulnerabilityAnalysis(state=state, justification=justification, responses=responses, detail=detail)
 
 def source_of(vulnerability_id: str) -> VulnerabilitySource:
     """Where an id is defined: NVD for ``CVE-`` ids, OSV for every other (GHSA, PYSEC, DSA, ...)."""
@@ -115,7 +157,7 @@ class CycloneDxFormatter(Formatter):
             index_of = {id(p): i for i, p in enumerate(packages)}
             extra: dict[tuple[str, str, str, str], Component] = {}
             used_refs = set(refs)
-            for f in severity_order(result.findings):
+            for f in [*severity_order(result.findings), *severity_order(result.suppressed)]:
                 pkg = lookup.find(f)
                 if pkg is not None:
                     component = components[index_of[id(pkg)]]
@@ -201,6 +243,9 @@ class CycloneDxFormatter(Formatter):
         if f.exploit_available is not None:
             props.append(Property(name="vulnwatch:exploit-available",
                                   value="true" if f.exploit_available else "false"))
+        if f.suppression is not None:
+            props.append(Property(name="vulnwatch:suppressed", value="true"))
+            props.append(Property(name="vulnwatch:suppression-source", value=f.suppression.source))
         return Vulnerability(
             bom_ref=f"vuln:{f.vulnerability_id}:{component.bom_ref.value}",
             id=f.vulnerability_id,
@@ -212,4 +257,5 @@ class CycloneDxFormatter(Formatter):
             advisories=advisories,
             affects=[BomTarget(ref=component.bom_ref.value)],
             properties=props,
+            analysis=analysis_of(f),
         )

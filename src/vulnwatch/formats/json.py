@@ -26,7 +26,12 @@ order below. Lists are in a stable order, so two renderings of the same result a
     score). Omitted with ``--sbom-only``.
 ``counts``
     Findings per severity name, every severity present, most severe first. Omitted with
-    ``--sbom-only``.
+    ``--sbom-only``. Suppressed findings are not counted.
+``suppressed``
+    Findings an ignore rule or VEX statement suppresses, as ``findings`` are, each with a
+    ``suppression`` object: ``kind`` (``ignore`` or ``vex``), ``reason``, ``source`` (``FILE:LINE``,
+    or ``FILE#statements[N]``), ``rule`` (what it matches), ``status`` and ``justification`` (VEX),
+    ``expires`` (``YYYY-MM-DD`` or null). Omitted with ``--sbom-only``.
 ``notes``
     Human-readable remarks from the scanner (list of strings).
 
@@ -104,6 +109,17 @@ JSON_SCHEMA: dict[str, Any] = {
                 "scanner": {"type": "string"}, "exploit_available": {"type": ["boolean", "null"]},
             },
         }},
+        "suppressed": {"type": "array", "items": {
+            "type": "object", "required": ["vulnerability_id", "package_name", "package_version", "severity",
+                                           "suppression"],
+            "properties": {"suppression": {
+                "type": "object", "required": ["kind", "reason", "source", "rule", "status", "justification",
+                                               "expires"],
+                "properties": {"kind": {"enum": ["ignore", "vex"]}, "reason": {"type": "string"},
+                               "source": {"type": "string"}, "rule": {"type": "string"},
+                               "status": _nullable_str, "justification": _nullable_str,
+                               "expires": {"type": ["string", "null"], "format": "date"}}}},
+        }},
         "counts": {"type": "object", "required": _severity_names,
                    "additionalProperties": False,
                    "properties": {n: {"type": "integer", "minimum": 0} for n in _severity_names}},
@@ -142,6 +158,7 @@ def scan_to_dict(result: ScanResult, *, sbom_only: bool = False) -> dict[str, An
     if not sbom_only:
         doc["findings"] = [f.to_dict() for f in severity_order(result.findings)]
         doc["counts"] = severity_counts(result.findings)
+        doc["suppressed"] = [f.to_dict() for f in severity_order(result.suppressed)]
     doc["notes"] = list(result.notes)
     return doc
 

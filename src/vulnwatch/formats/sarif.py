@@ -7,6 +7,10 @@
   LOW/NEGLIGIBLE/UNKNOWN ``note``), a message naming package, version and fix,
   ``properties.security-severity`` when the CVSS score is known, and a ``partialFingerprints``
   entry that stays the same across scans of the same (vulnerability, package, version).
+- Suppressed findings (ignore rules, VEX) are results too, each with ``suppressions``: one
+  ``{"kind": "external", "status": "accepted", "justification": ...}`` naming the reason, the rule's
+  source and, for VEX, its status and justification; code-scanning dashboards show them as
+  dismissed, not as alerts.
 - Location: the file the package was read from (``Package.path``, relative to the image root,
   ``uriBaseId`` ``IMAGE_ROOT``) when the inventory says; else a logical location
   ``image:<repository>@<digest>``.
@@ -69,15 +73,16 @@ class SarifFormatter(Formatter):
         image_name = f"image:{img.repository}@{img.digest}"
         lookup = PackageLookup(result.packages)
         findings = severity_order(result.findings)
+        suppressed = severity_order(result.suppressed)
 
         by_id: dict[str, list[Finding]] = {}
-        for f in findings:  # most severe first, so rules come in that order too
+        for f in (*findings, *suppressed):  # most severe first, so rules come in that order too
             by_id.setdefault(f.vulnerability_id, []).append(f)
         rule_index = {vid: i for i, vid in enumerate(by_id)}
         rules = [self._rule(same[0], same) for same in by_id.values()]
 
         results = [self._result(f, rule_index[f.vulnerability_id], lookup.find(f), image_name)
-                   for f in findings]
+                   for f in (*findings, *suppressed)]
 
         invocation: dict[str, Any] = {
             "executionSuccessful": result.state is ScanState.COMPLETE,
@@ -184,7 +189,7 @@ class SarifFormatter(Formatter):
             props["cvssVector"] = f.cvss_vector
         if preferred_id(f) != f.vulnerability_id:
             props["cve"] = preferred_id(f)
-        return {
+        out = {
             "ruleId": f.vulnerability_id,
             "ruleIndex": index,
             "level": LEVELS[f.severity],
@@ -194,3 +199,15 @@ class SarifFormatter(Formatter):
             "partialFingerprints": {"vulnwatchFinding/v1": stable_id(*f.key)},
             "properties": props,
         }
+        s = f.suppression
+        if s is not None:
+            what = f"VEX {s.status}" + (f" ({s.justification})" if s.justification else "") if s.kind == "vex" \
+                else "ignore rule"
+            until = f"; until {s.expires}" if s.expires else ""
+            out["suppressions"] = [{"kind": "external", "status": "accepted",
+                                    "justification": f"{what}: {s.reason} ({s.source}{until})",
+                                    "properties": {"source": s.source, "rule": s.rule, "kind": s.kind,
+                                                   "status": s.status, "vexJustification": s.justification,
+                                                   "expires": s.expires.isoformat() if s.expires else None}}]
+            props["suppressed"] = True
+        return out

@@ -71,6 +71,7 @@ class TableFormatter(Formatter):
             return
         if not result.findings:
             console.print(Text("No vulnerabilities found.", style="green"))
+            self._suppressed(console, result)
             return
         table = Table(show_lines=False, expand=False, header_style="bold")
         table.add_column("Severity")
@@ -90,6 +91,29 @@ class TableFormatter(Formatter):
                           Text(f.title, no_wrap=True, overflow="ellipsis"))
         console.print(table)
         console.print(Text(self.summary(result)))
+        self._suppressed(console, result)
+
+    @staticmethod
+    def _suppressed(console: Console, result: ScanResult) -> None:
+        """The suppressed findings, marked as such with why and by which rule (not counted)."""
+        if not result.suppressed:
+            return
+        n = len(result.suppressed)
+        console.print(Text(f"Suppressed (not counted): {n} finding{'' if n == 1 else 's'}", style="bold"))
+        table = Table(show_lines=False, expand=False, header_style="bold")
+        table.add_column("Severity")
+        table.add_column("Vulnerability", no_wrap=True)
+        table.add_column("Package", overflow="fold")
+        table.add_column("Installed", overflow="fold")
+        table.add_column("Suppressed by", overflow="fold")
+        table.add_column("Reason")
+        for f in severity_order(result.suppressed):
+            s = f.suppression
+            by = "-" if s is None else (f"VEX {s.status}" if s.kind == "vex" else "ignore rule") + f" ({s.source})" + (
+                f", until {s.expires}" if s is not None and s.expires else "")
+            table.add_row(Text(f"SUPPRESSED {f.severity.name}", style="dim"), preferred_id(f), f.package_name,
+                          f.package_version, by, Text(s.reason if s else "", no_wrap=True, overflow="ellipsis"))
+        console.print(table)
 
     @staticmethod
     def summary(result: ScanResult) -> str:

@@ -7,13 +7,13 @@ name the sink, never the URL (it carries a token) or any header.
 from __future__ import annotations
 
 import email.utils
-import ssl
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
 import httpx
 
 from ..logs import redact
+from ..net import tls_verify_error
 from .interface import DeliveryError
 
 __all__ = ["parse_retry_after", "post_message"]
@@ -46,18 +46,6 @@ def _short_body(response: httpx.Response, url: str) -> str:
         return ""
     text = " ".join(text.split())[:200]
     return redact(text, url, urls=True)
-
-
-def tls_verify_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate verification failure behind ``exc`` (its cause or context), if any."""
-    seen = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
 
 
 def post_message(client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str],

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ..diff import change_parts
+from ..diff import REASON_LABELS, change_parts
 from ..model import Event, Finding, Severity, stable_id
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "MIN_PAYLOAD_BYTES", "JsonBudget", "change_text", "check_max_payload",
@@ -114,6 +114,19 @@ def first_listed(event: Event, name: str, n: int) -> list:
 def change_text(event: Event) -> str:
     """``2 new, 1 fixed, 1 changed`` (:func:`vulnwatch.diff.change_parts`, without signs)."""
     return ", ".join(f"{n} {what}" for what, n in change_parts(event)) or "no finding changes"
+
+
+def reason_text(event: Event, limit: int = 600) -> str:
+    """Why the findings moved, in one line within ``limit`` characters: each reason's summary,
+    ``; ``-separated (``advisory data changed: Debian (version ..., imported ...)``); empty for an
+    event without reasons (stored before they existed)."""
+    text = "; ".join(r.summary for r in event.reasons)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def reason_labels(event: Event) -> str:
+    """The reasons' kinds, short: ``ignore rule expired, re-scored``."""
+    return ", ".join(dict.fromkeys(REASON_LABELS.get(r.kind, r.kind.value) for r in event.reasons))
 
 
 def digest_order(events: Sequence[Event]) -> list[Event]:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ..diff import finding_order, summarize
+from ..diff import finding_order, summarize, why
 from ..model import Event, Finding
 from .interface import Notifier
 
@@ -25,6 +25,8 @@ def render(event: Event, max_listed: int = 10) -> str:
     """A few lines: the headline, then the new, fixed and changed findings (most severe first)."""
     img = event.image
     out = [f"[vulnwatch] {event.subject} ({img.registry}, {img.short_digest}): {summarize(event)}"]
+    if event.reasons:
+        out.append(f"  {why(event)}")
     sections = (("new", sorted(event.added, key=finding_order)),
                 ("fixed", sorted(event.fixed, key=finding_order)))
     for title, items in sections:

@@ -42,9 +42,9 @@ from typing import Any, Literal
 from ..diff import KIND_LABELS
 from ..logs import redact, reveal
 from ..model import Event, EventKind, Finding, FindingChange
-from ._http import tls_verify_error
+from ..net import tls_verify_error
 from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, change_text, count_parts, cut_subject, digest_order,
-                       first_listed)
+                       first_listed, reason_labels, reason_text)
 from .interface import DeliveryError, Notifier
 from ._payload import digest_id
 
@@ -151,6 +151,8 @@ def _event_parts(event: Event, max_listed: int, *, digest: bool) -> tuple[str, s
         moved = ", ".join(event.moved_tags) or ", ".join(img.tags)
         facts.append(("Rebuilt from", event.previous_digest + (f" ({moved} moved)" if moved else "")))
     facts += [("Counts", _counts(event)), ("Change", change_text(event))]
+    if event.reasons:
+        facts.append(("Why", reason_text(event)))
     text = [headline(event), "=" * min(len(headline(event)), 72) if not digest else "-" * 40]
     text += [f"{k + ':':<14}{v}" for k, v in facts]
     tag = "h3" if digest else "h2"
@@ -182,8 +184,10 @@ def _event_parts(event: Event, max_listed: int, *, digest: bool) -> tuple[str, s
 
 
 def _image_line(event: Event) -> tuple[str, str]:
-    text = f"  {headline(event, 100)} · {_counts(event)} · {change_text(event)} ({event.image.registry})"
-    return text + "\n", f"<li>{_e(headline(event, 100))} · {_e(_counts(event))} · {_e(change_text(event))}</li>\n"
+    why = f" · {reason_labels(event)}" if event.reasons else ""
+    text = f"  {headline(event, 100)} · {_counts(event)} · {change_text(event)}{why} ({event.image.registry})"
+    return text + "\n", (f"<li>{_e(headline(event, 100))} · {_e(_counts(event))} · {_e(change_text(event))}"
+                         f"{_e(why)}</li>\n")
 
 
 def _bodies(events: Sequence[Event], max_listed: int, budget: int, ident: str) -> tuple[str, str]:

@@ -35,8 +35,9 @@ from ..diff import KIND_LABELS
 from ..logs import reveal
 from ..model import Event, EventKind, Finding, FindingChange, Severity
 from ._http import post_message
-from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, JsonBudget, change_text, check_max_payload, count_parts,
-                       cut_subject, digest_order, first_listed, json_bytes, json_size, severity_order)
+from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, change_text, check_max_payload, count_parts, cut_subject,
+                       digest_order, first_listed, json_bytes, json_size, JsonBudget, reason_labels,
+                       reason_text, severity_order)
 from .interface import DeliveryError, Notifier
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,9 @@ def event_blocks(event: Event, max_listed: int, section_max: int = SECTION_MAX) 
         {"type": "context", "elements": [{"type": "mrkdwn", "text": _truncate(_about(event), SECTION_MAX)}]},
         _section(counts_text(event)),
     ]
+    if event.reasons:
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": _truncate(f"*Why:* {escape(reason_text(event))}", SECTION_MAX)}]})
     for name, title, line in (("added", "New findings", added_line), ("fixed", "Fixed", fixed_line),
                               ("changed", "Changed", changed_line)):
         total = len(getattr(event, name))
@@ -190,13 +194,16 @@ def _image_lines(event: Event, max_listed: int) -> tuple[list[str], int]:
 def image_section(event: Event, max_listed: int) -> dict[str, Any]:
     """A digest image in detail: headline, about, counts, change, its most severe findings."""
     title = f"*{escape(headline(event))}* · {_about(event)}\n{counts_text(event)} · {_summary(event)}"
+    if event.reasons:
+        title += f"\n_Why:_ {escape(reason_text(event, 400))}"
     lines, total = _image_lines(event, max_listed)
     return _section(bullet_list(title, lines, max_listed, SECTION_MAX, total) if total else title)
 
 
 def image_line(event: Event) -> str:
     """A digest image in one line: headline, counts, change."""
-    return f"• *{escape(headline(event, 100))}* · {counts_text(event)} · {_summary(event)}"
+    why = f" · {escape(reason_labels(event))}" if event.reasons else ""
+    return f"• *{escape(headline(event, 100))}* · {counts_text(event)} · {_summary(event)}{why}"
 
 
 def _more_images(n: int) -> dict[str, Any]:

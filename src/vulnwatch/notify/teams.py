@@ -41,8 +41,9 @@ from ..logs import reveal
 from ..model import Event, EventKind, Finding, FindingChange, Severity
 from ._http import post_message
 from ..diff import KIND_LABELS
-from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, JsonBudget, change_text, check_max_payload, count_parts,
-                       cut_subject, digest_order, first_listed, json_bytes, json_size)
+from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, change_text, check_max_payload, count_parts, cut_subject,
+                       digest_order, first_listed, json_bytes, json_size, JsonBudget, reason_labels,
+                       reason_text)
 from .interface import DeliveryError, Notifier
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ _LISTS = (("added", "New findings", added_line), ("fixed", "Fixed", fixed_line),
 
 def _event_body(event: Event, max_listed: int, budget: JsonBudget) -> list[dict[str, Any]]:
     body = [_text(headline(event), size="Medium", weight="Bolder"), _facts(event), _text(counts_text(event))]
+    if event.reasons:
+        body.append(_text(f"**Why:** {escape(reason_text(event))}", isSubtle=True))
     for el in body:
         budget.take(el)
     wanted = [(name, title, fmt) for name, title, fmt in _LISTS if getattr(event, name)]
@@ -195,6 +198,8 @@ def _image_container(event: Event, max_listed: int) -> dict[str, Any]:
     items = [_text(f"**{escape(headline(event))}**"),
              _line(f"registry {escape(img.registry)} · digest {img.short_digest} · scanner {escape(event.scanner)}"),
              _line(f"{counts_text(event)} · {change_text(event)}")]
+    if event.reasons:
+        items.append(_line(f"Why: {escape(reason_text(event, 400))}"))
     lines = [added_line(f) for f in first_listed(event, "added", max_listed)]
     lines += [fixed_line(f) for f in first_listed(event, "fixed", max_listed - len(lines))]
     items += [_line(x) for x in lines]
@@ -205,7 +210,8 @@ def _image_container(event: Event, max_listed: int) -> dict[str, Any]:
 
 
 def image_line(event: Event) -> str:
-    return f"• **{escape(headline(event, 100))}** · {counts_text(event)} · {change_text(event)}"
+    why = f" · {escape(reason_labels(event))}" if event.reasons else ""
+    return f"• **{escape(headline(event, 100))}** · {counts_text(event)} · {change_text(event)}{why}"
 
 
 def _digest_body(events: Sequence[Event], max_listed: int, budget: JsonBudget) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from ..model import Image
 from .archive import ArchiveRegistry
 from .auth import credentials_for
 from .ecr import ECRRegistry
-from .interface import Registry, RegistryError
+from .interface import Registry, RegistryError, RequestLimits
 from .oci import OCIRegistry
 from .reference import api_host, parse_reference
 
@@ -30,7 +30,8 @@ ARCHIVE_PREFIXES = ("docker-archive:", "oci-archive:", "oci:")
 """How ``vulnwatch scan`` names a local image: ``docker-archive:PATH``, ``oci:PATH[:TAG]``."""
 
 
-def resolve_image(text: str, *, platform: str = "linux/amd64", insecure: bool = False) -> tuple[Registry, Image]:
+def resolve_image(text: str, *, platform: str = "linux/amd64", insecure: bool = False,
+                  limits: RequestLimits | None = None) -> tuple[Registry, Image]:
     """``docker-archive:PATH``, ``oci:PATH[:TAG]`` or a registry reference ``host/repo:tag[@digest]``
     -> (the registry to read it from, the image). Raises :class:`RegistryError` naming the input
     (a missing file, a tag the archive does not have, an archive with several images and none named)."""
@@ -42,7 +43,7 @@ def resolve_image(text: str, *, platform: str = "linux/amd64", insecure: bool = 
     host = api_host(ref.registry)
     scheme = "http" if insecure else "https"
     registry = OCIRegistry(ref.registry, f"{scheme}://{host}", credentials=credentials_for(host),
-                           insecure=insecure, platform=platform)
+                           insecure=insecure, platform=platform, limits=limits)
     reference = ref.digest or ref.tag or "latest"
     try:
         digest, media_type, _ = registry.resolve(ref.repository, reference)

@@ -57,7 +57,9 @@ def parse_platform(text: str) -> tuple[str, str, str | None]:
 
 def platform_string(p: dict | None) -> str | None:
     """``{"os":..,"architecture":..,"variant":..}`` -> ``os/arch[/variant]``."""
-    if not p or not p.get("os") or not p.get("architecture"):
+    if not isinstance(p, dict) or not p.get("os") or not p.get("architecture"):
+        return None
+    if not all(isinstance(p.get(k), (str, type(None))) for k in ("os", "architecture", "variant")):
         return None
     s = f"{p['os']}/{p['architecture']}"
     return f"{s}/{p['variant']}" if p.get("variant") else s
@@ -83,6 +85,14 @@ def parse_manifest(raw: bytes, media_type: str | None, digest: str, where: dict)
     if mt in DOCKER_SCHEMA1 or doc.get("schemaVersion") == 1:
         raise RegistryError("Docker schema 1 manifests are not supported; re-push the image with a "
                             "current client", **where)
+    if not isinstance(mt, str):
+        raise RegistryError("manifest has a mediaType that is not a string", **where)
+    for key in ("manifests", "layers"):
+        value = doc.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(d, dict) for d in value)):
+            raise RegistryError(f"manifest's {key!r} is not a list of descriptors", **where)
+    if "config" in doc and not isinstance(doc["config"], dict):
+        raise RegistryError("manifest's 'config' is not a descriptor", **where)
     if not mt:
         mt = OCI_INDEX if "manifests" in doc else OCI_MANIFEST
     doc["mediaType"] = mt
@@ -154,8 +164,10 @@ class VerifyingReader(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes], digest: str, *, expected_size: int | None = None,
                  max_size: int | None = None, where: dict | None = None, on_close=None,
-                 hashed_by=None) -> None:
+                 hashed_by=None, deadline=None) -> None:
         super().__init__()
+        self._deadline = deadline
+        """A :class:`~vulnwatch.model.Deadline` for the whole blob (None: none)."""
         self._where = where or {}
         self._prehashed = hashed_by is not None
         """``hashed_by``: a hash object the chunk source already feeds (in its own thread)."""
@@ -179,15 +191,31 @@ class VerifyingReader(io.RawIOBase):
             except StopIteration:
                 self._finish()
                 break
+            except TimeoutError as e:
+                raise RegistryError(f"blob download timed out after {self._seen} bytes: {e or 'deadline'} reached; "
+                                    "the registry is too slow or stopped sending", retryable=True,
+                                    **self._where) from None
+            except httpx.TimeoutException as e:
+                if self._deadline is not None and self._deadline.expired:   # the deadline cut the read
+                    raise RegistryError(f"blob download timed out after {self._seen} bytes: {self._deadline.what} "
+                                        "reached; the registry is too slow or stopped sending", retryable=True,
+                                        **self._where) from None
+                raise RegistryError(f"blob download stalled after {self._seen} bytes: nothing arrived within "
+                                    f"limits.read_timeout ({type(e).__name__})", retryable=True,
+                                    **self._where) from None
             except httpx.HTTPError as e:
                 raise RegistryError(f"blob download broke off after {self._seen} bytes: {type(e).__name__}",
                                     retryable=True, **self._where) from None
+            if self._deadline is not None and self._deadline.expired:
+                raise RegistryError(f"blob download timed out after {self._seen + len(chunk)} bytes: "
+                                    f"{self._deadline.what} reached; the registry is too slow", retryable=True,
+                                    **self._where)
             if not chunk:
                 continue
             self._seen += len(chunk)
             if self._max_size is not None and self._seen > self._max_size:
                 raise RegistryError(f"blob is larger than the limit of {self._max_size} bytes "
-                                    "(max_blob_size)", **self._where)
+                                    "(limits.max_blob_bytes)", **self._where)
             if not self._prehashed:
                 self._hash.update(chunk)
             self._buf = chunk

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..model import Image
-from .interface import Manifest, Registry, RegistryError, RepositoryNotFoundError
+from .interface import Manifest, Registry, RegistryError, RepositoryNotFoundError, RequestLimits
 from ._manifest import DOCKER_MANIFEST, VerifyingReader, resolve_manifests
 from .reference import DOCKER_HUB, InvalidReferenceError, parse_reference
 
@@ -217,15 +217,18 @@ class ArchiveRegistry(Registry):
     """
 
     @classmethod
-    def from_config(cls, registry: Any) -> "ArchiveRegistry":
-        return cls(registry.name, registry.path)
+    def from_config(cls, registry: Any, limits: RequestLimits | None = None) -> "ArchiveRegistry":
+        limits = limits or RequestLimits()
+        return cls(registry.name, registry.path, max_blob_size=limits.max_blob_bytes,
+                   max_manifest_size=limits.max_manifest_bytes)
 
     def __init__(self, name: str, path: str | os.PathLike, *, platform: str = "linux/amd64",
-                 max_blob_size: int | None = None) -> None:
+                 max_blob_size: int | None = None, max_manifest_size: int = 4 << 20) -> None:
         self.name = name
         self.path = Path(path)
         self.platform = platform
         self.max_blob_size = max_blob_size
+        self.max_manifest_size = max_manifest_size
         self._lock = threading.Lock()
         self._loaded = False
         self._source: _Source | None = None
@@ -386,7 +389,11 @@ class ArchiveRegistry(Registry):
                 raise self._fail("no such manifest in the archive", **where)
             return raw
         with self.blob(repository, digest) as f:
-            return f.read()
+            raw = f.read(self.max_manifest_size + 1)
+        if len(raw) > self.max_manifest_size:
+            raise self._fail(f"manifest is larger than {self.max_manifest_size} bytes "
+                             "(limits.max_manifest_bytes); refused", **where)
+        return raw
 
     def manifest(self, repository: str, reference: str) -> Manifest:
         self._load()
@@ -420,7 +427,7 @@ class ArchiveRegistry(Registry):
             raise RegistryError(f"{self.path}: blob not in the archive (truncated or incomplete?)", **where)
         actual = self._source.size(name)
         if self.max_blob_size is not None and actual > self.max_blob_size:
-            raise RegistryError(f"{self.path}: blob is {actual} bytes, over max_blob_size", **where)
+            raise RegistryError(f"{self.path}: blob is {actual} bytes, over limits.max_blob_bytes", **where)
         f = self._source.open(name)
 
         def chunks():

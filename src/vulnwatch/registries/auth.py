@@ -73,7 +73,9 @@ class Credentials:
         if self.password is None:
             return None
         raw = f"{self.username or ''}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
+        encoded = base64.b64encode(raw).decode()
+        register_secret(encoded)      # a server echoing the header must not put it in a log
+        return "Basic " + encoded
 
 
 # ---------------------------------------------------------------------------- docker config
@@ -370,8 +372,9 @@ class RegistryAuth:
         except (ValueError, TypeError, AttributeError):
             raise RegistryError(f"token endpoint {realm} answered something that is not a token",
                                 registry=self.registry_name) from None
-        if not token:
+        if not isinstance(token, str) or not token:
             raise RegistryError(f"token endpoint {realm} answered without a token", registry=self.registry_name)
+        register_secret(token)
         # expire a little early so a token is never used in its last seconds
         margin = min(10.0, expires_in / 4)
         with self._lock:

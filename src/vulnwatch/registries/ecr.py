@@ -19,7 +19,7 @@ from typing import Any
 from .. import aws
 from ..model import Image
 from ._manifest import INDEX_TYPES, MANIFEST_TYPES, resolve_manifests
-from .interface import Manifest, Registry, RegistryError, RepositoryNotFoundError
+from .interface import Manifest, Registry, RegistryError, RepositoryNotFoundError, RequestLimits
 
 ACCEPTED_MEDIA_TYPES = [*MANIFEST_TYPES, *INDEX_TYPES]
 """Manifest media types asked for with ``BatchGetImage`` (single-platform and index)."""
@@ -92,7 +92,7 @@ class ECRRegistry(Registry):
     default_scanner = "ecr"
 
     @classmethod
-    def from_config(cls, registry: Any) -> "ECRRegistry":
+    def from_config(cls, registry: Any, limits: RequestLimits | None = None) -> "ECRRegistry":
         endpoint = str(registry.endpoint_url).rstrip("/") if registry.endpoint_url else None
         return cls(registry.name, region=registry.region, registry_id=registry.registry_id, endpoint_url=endpoint,
                    max_concurrency=registry.max_concurrency)

@@ -52,6 +52,26 @@ class CatalogUnavailableError(RegistryError):
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """How long and how much a registry may take (``limits`` in the configuration): per request
+    (connect, the wait for the next bytes, a whole non-blob answer), per blob, and the sizes of
+    manifests and blobs. A breach is a :class:`RegistryError` naming the limit."""
+
+    connect_timeout: float = 10.0
+    """Seconds to connect (TCP and TLS)."""
+    read_timeout: float = 30.0
+    """Seconds to wait for the next bytes of an answer."""
+    request_timeout: float = 120.0
+    """Seconds for the whole answer to a request other than a blob download."""
+    blob_timeout: float = 1200.0
+    """Seconds for one blob's whole download."""
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    """Largest manifest or index read."""
+    max_blob_bytes: int | None = None
+    """Largest blob read (None: no bound)."""
+
+
+@dataclass(frozen=True)
 class Descriptor:
     """An OCI content descriptor (a layer, a config, or a manifest inside an index)."""
 
@@ -94,9 +114,9 @@ class Registry(abc.ABC):
     """The scanner (a name in :data:`vulnwatch.scanners.SCANNERS`) that scans this registry's images."""
 
     @classmethod
-    def from_config(cls, registry: Any) -> "Registry":
-        """The registry of one ``registries[]`` entry of its type. Secrets are revealed with
-        :func:`vulnwatch.logs.reveal` (registered for redaction)."""
+    def from_config(cls, registry: Any, limits: RequestLimits | None = None) -> "Registry":
+        """The registry of one ``registries[]`` entry of its type, bounded by ``limits``. Secrets
+        are revealed with :func:`vulnwatch.logs.reveal` (registered for redaction)."""
         raise NotImplementedError(f"{cls.__name__} cannot be built from the configuration")
 
     @abc.abstractmethod

@@ -12,7 +12,9 @@ verified against their digest. Plain HTTP only with ``insecure=True``.
 
 from __future__ import annotations
 
+import contextvars
 import io
+import json
 import queue
 import random
 import re
@@ -23,18 +25,33 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+import httpcore
 import httpx
 
-from ..logs import httpx_event_hooks, reveal
-from ..model import Image
+from ..logs import httpx_event_hooks, redact, reveal
+from ..model import Deadline, Image, current_deadline, deadline_scope
+from ..net import tls_verify_error
 from .auth import CATALOG_SCOPE, Credentials, RegistryAuth, credentials_for, parse_challenge, repository_scope
 from ._manifest import (ACCEPT_MANIFESTS, INDEX_TYPES, VerifyingReader, descriptor, digest_of, hasher_for,
                         parse_manifest, parse_platform, resolve_manifests)
-from .interface import CatalogUnavailableError, Manifest, Registry, RegistryError, RepositoryNotFoundError
+from .interface import (CatalogUnavailableError, Manifest, Registry, RegistryError, RepositoryNotFoundError,
+                        RequestLimits)
 from .reference import DOCKER_HUB, DOCKER_HUB_API, api_host, normalize_registry
 
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+_MAX_JSON_BYTES = 16 << 20
+"""Largest answer to a listing request (a page of tags or repositories)."""
+
+
+def _earliest(*deadlines: Deadline | None) -> Deadline | None:
+    found = [d for d in deadlines if d is not None]
+    return min(found, key=lambda d: d.at) if found else None
+
+
+def _timed_out(deadline: Deadline, what: str, where: dict) -> RegistryError:
+    return RegistryError(f"{what} timed out: {deadline.what} reached; the registry is too slow or does not "
+                         "answer (the other images go on)", retryable=True, **where)
 
 
 def _codes(err: RegistryError) -> str:
@@ -44,6 +61,68 @@ def _codes(err: RegistryError) -> str:
     return text[at:] if at >= 0 else ""
 
 
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write waits no longer than the deadline in force
+    (:func:`~vulnwatch.model.current_deadline`), and fails once it is reached: a server that
+    drips its status line and headers a byte at a time is cut off too (a per-read timeout alone
+    never fires while bytes keep coming)."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    @staticmethod
+    def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+        d = current_deadline()
+        if d is None:
+            return timeout
+        left = d.remaining()
+        if left <= 0:
+            raise error(f"{d.what} reached")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> "_DeadlineStream":
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname,
+                                                     self._bounded(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str):
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend with :class:`_DeadlineStream` sockets."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        timeout = _DeadlineStream._bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        return _DeadlineStream(self._inner.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport(verify: bool) -> httpx.HTTPTransport:
+    """An httpx transport whose sockets honour the deadline in force (see :class:`_DeadlineStream`)."""
+    transport = httpx.HTTPTransport(verify=verify)
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):   # httpcore 1.x; else per-read timeouts only
+        pool._network_backend = _DeadlineBackend()
+    return transport
+
+
 class _ReadAhead:
     """Pulls chunks from ``source`` in a thread, at most ``depth`` ahead, feeding ``hasher``:
     socket reads and hashing (both release the GIL) overlap with the consumer's decompression
@@ -51,12 +130,16 @@ class _ReadAhead:
 
     _END = object()
 
-    def __init__(self, source: Iterator[bytes], hasher, depth: int = 4) -> None:
+    def __init__(self, source: Iterator[bytes], hasher, depth: int = 4, deadline: Deadline | None = None) -> None:
         self._hasher = hasher
+        self.deadline = deadline
+        """Past it, the consumer's next read raises ``TimeoutError`` (the thread is stopped)."""
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._done = False
-        self._thread = threading.Thread(target=self._run, args=(source,), daemon=True, name="vulnwatch-blob")
+        # in a copy of this context: its socket reads end at the deadline in force here too
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run, source), daemon=True,
+                                        name="vulnwatch-blob")
         self._thread.start()
 
     def _put(self, item: object) -> bool:
@@ -84,7 +167,14 @@ class _ReadAhead:
     def __next__(self) -> bytes:
         if self._done:
             raise StopIteration
-        item = self._queue.get()
+        if self.deadline is None:
+            item = self._queue.get()
+        else:
+            try:
+                item = self._queue.get(timeout=self.deadline.remaining())
+            except queue.Empty:
+                self.close()
+                raise TimeoutError(self.deadline.what) from None
         if item is self._END:
             self._done = True
             raise StopIteration
@@ -96,7 +186,7 @@ class _ReadAhead:
     def close(self) -> None:
         self._stop.set()
         self._done = True
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=2)    # a read in progress ends within limits.read_timeout
 
 
 class OCIRegistry(Registry):
@@ -115,7 +205,7 @@ class OCIRegistry(Registry):
     """
 
     @classmethod
-    def from_config(cls, registry: Any) -> "OCIRegistry":
+    def from_config(cls, registry: Any, limits: RequestLimits | None = None) -> "OCIRegistry":
         url = str(registry.url).rstrip("/")
         scheme, _, rest = url.rpartition("://")
         host = api_host(rest)
@@ -124,13 +214,14 @@ class OCIRegistry(Registry):
         creds = credentials_for(host, registry.username, reveal(registry.password))
         every = registry.platform == "all"
         return cls(registry.name, url, credentials=creds, insecure=registry.insecure,
-                   platform="linux/amd64" if every else registry.platform, all_platforms=every)
+                   platform="linux/amd64" if every else registry.platform, all_platforms=every,
+                   limits=limits or RequestLimits())
 
     def __init__(self, name: str, url: str, *, credentials: Credentials | None = None, insecure: bool = False,
                  platform: str = "linux/amd64", all_platforms: bool = False, timeout: float = 30.0,
                  max_blob_size: int | None = None, client: httpx.Client | None = None,
                  page_size: int = 100, retries: int = 3, backoff: float = 0.5, concurrency: int = 8,
-                 docker_hub: bool | None = None) -> None:
+                 docker_hub: bool | None = None, limits: RequestLimits | None = None) -> None:
         self.name = name
         url = url.strip().rstrip("/")
         if "://" not in url:
@@ -155,13 +246,19 @@ class OCIRegistry(Registry):
         self.insecure = insecure
         self.platform = platform
         self.all_platforms = all_platforms
-        self.max_blob_size = max_blob_size
+        if limits is None:
+            limits = RequestLimits(connect_timeout=timeout, read_timeout=timeout, max_blob_bytes=max_blob_size)
+        self.limits = limits
+        self.max_blob_size = max_blob_size if max_blob_size is not None else limits.max_blob_bytes
         self.page_size = page_size
         self.retries = retries
         self.backoff = backoff
         self.concurrency = concurrency
         self._own_client = client is None
-        self._client = client or httpx.Client(timeout=timeout, verify=not insecure, follow_redirects=False,
+        http_timeout = httpx.Timeout(connect=limits.connect_timeout, read=limits.read_timeout,
+                                     write=limits.read_timeout, pool=limits.connect_timeout)
+        self._client = client or httpx.Client(timeout=http_timeout, verify=not insecure, follow_redirects=False,
+                                              transport=_deadline_transport(not insecure),
                                               headers={"User-Agent": "vulnwatch"},
                                               event_hooks=httpx_event_hooks())
         self.auth = RegistryAuth(name, self.host, credentials, self._client, allow_http_realm=insecure)
@@ -172,22 +269,45 @@ class OCIRegistry(Registry):
     # ------------------------------------------------------------------ HTTP core
 
     def _send(self, method: str, url: str | httpx.URL, *, scope: str | None, where: dict,
-              headers: dict | None = None, stream: bool = False) -> httpx.Response:
-        """One request with auth, retries and redirects (no ``Authorization`` off this host)."""
+              headers: dict | None = None, stream: bool = False,
+              deadline: Deadline | None = None) -> httpx.Response:
+        """One request with auth, retries and redirects (no ``Authorization`` off this host),
+        within ``deadline`` and the one in force (:func:`~vulnwatch.model.current_deadline`).
+        A TLS failure is permanent: not retried, and said as such."""
         attempt = 0
         retried_auth = False
         redirects = 0
         url = httpx.URL(str(url))
+        deadline = _earliest(deadline, current_deadline())
+        what = f"{method} {url.path}"
         while True:
+            if deadline is not None and deadline.expired:
+                raise _timed_out(deadline, what, where)
             req_headers = dict(headers or {})
             req_headers.update(self.auth.headers_for(url, scope))
             try:
                 request = self._client.build_request(method, url, headers=req_headers)
-                resp = self._client.send(request, stream=stream, follow_redirects=False)
+                if deadline is not None:   # no single wait longer than the time left
+                    left = max(0.05, deadline.remaining())
+                    request.extensions["timeout"] = httpx.Timeout(
+                        connect=min(self.limits.connect_timeout, left), read=min(self.limits.read_timeout, left),
+                        write=min(self.limits.read_timeout, left), pool=min(self.limits.connect_timeout, left)
+                    ).as_dict()
+                with deadline_scope(deadline):
+                    resp = self._client.send(request, stream=stream, follow_redirects=False)
             except httpx.TransportError as e:
+                tls = tls_verify_error(e)
+                if tls is not None:
+                    detail = redact(str(getattr(tls, "verify_message", None) or getattr(tls, "reason", None) or tls))
+                    raise RegistryError(f"TLS certificate verification failed for {self.base_url} ({detail}); "
+                                        "not retried (a permanent error): give the registry a certificate this "
+                                        "machine trusts (or set insecure: true for a test registry)",
+                                        **where) from None
+                if deadline is not None and deadline.expired:
+                    raise _timed_out(deadline, what, where) from None
                 if attempt < self.retries:
                     attempt += 1
-                    self._sleep(attempt, None)
+                    self._sleep(attempt, None, deadline)
                     continue
                 raise RegistryError(f"cannot reach {self.base_url} ({type(e).__name__}) after "
                                     f"{attempt + 1} attempts", retryable=True, **where) from None
@@ -212,26 +332,73 @@ class OCIRegistry(Registry):
                     resp.close()
                     continue
             if resp.status_code in _RETRY_STATUS and attempt < self.retries:
+                delay = self._delay(attempt + 1, resp.headers.get("retry-after"))
+                if deadline is not None and delay >= deadline.remaining():
+                    return resp      # no time for another attempt: the caller reports this answer
                 attempt += 1
-                retry_after = resp.headers.get("retry-after")
                 resp.close()
-                self._sleep(attempt, retry_after)
+                time.sleep(delay)
                 continue
             return resp
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds before attempt ``attempt + 1``: exponential with jitter, at least ``Retry-After``."""
         delay = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-        if retry_after and retry_after.isdigit():
+        if retry_after and retry_after.strip().isdigit():
             delay = max(delay, float(retry_after))
-        time.sleep(min(delay, 30.0))
+        return min(delay, 30.0)
+
+    def _sleep(self, attempt: int, retry_after: str | None, deadline: Deadline | None = None) -> None:
+        delay = self._delay(attempt, retry_after)
+        if deadline is not None:
+            delay = min(delay, deadline.remaining())
+        time.sleep(delay)
+
+    def _read_body(self, resp: httpx.Response, limit: int, deadline: Deadline | None, what: str,
+                   where: dict, key: str) -> bytes:
+        """The body of a streamed response, at most ``limit`` bytes (``key`` names the limit)
+        and within ``deadline``: a server that drips is cut off, a huge answer refused early."""
+        try:
+            length = resp.headers.get("content-length")
+            if length and length.isdigit() and int(length) > limit:
+                raise RegistryError(f"{what}: the answer is {int(length)} bytes, over the limit of {limit} ({key}); "
+                                    "refused without reading it", **where)
+            parts: list[bytes] = []
+            total = 0
+            with deadline_scope(deadline):
+                for chunk in resp.iter_bytes():      # as they arrive: a drip is seen, not buffered
+                    total += len(chunk)
+                    if total > limit:
+                        raise RegistryError(f"{what}: the answer is larger than {limit} bytes ({key}); refused",
+                                            **where)
+                    parts.append(chunk)
+                    if deadline is not None and deadline.expired:
+                        raise _timed_out(deadline, what, where)
+            return b"".join(parts)
+        except httpx.TimeoutException as e:
+            if deadline is not None and deadline.expired:
+                raise _timed_out(deadline, what, where) from None
+            raise RegistryError(f"{what}: no answer within limits.read_timeout ({type(e).__name__})",
+                                retryable=True, **where) from None
+        except httpx.HTTPError as e:
+            raise RegistryError(f"{what}: the answer broke off ({type(e).__name__})", retryable=True,
+                                **where) from None
+        finally:
+            resp.close()
+
+    def _request_deadline(self) -> Deadline:
+        return _earliest(Deadline.after(self.limits.request_timeout, "limits.request_timeout"),
+                         current_deadline())
 
     def _error(self, resp: httpx.Response, what: str, where: dict, scope: str | None = None) -> RegistryError:
         """A :class:`RegistryError` for a failed response, with the registry's error codes."""
         if not resp.is_closed:
             try:
-                resp.read()
-            except httpx.HTTPError:
-                pass
+                body = self._read_body(resp, 64 << 10, self._request_deadline(), "error answer", where,
+                                       "error body")
+                resp._content = body
+            except RegistryError:
+                resp._content = b""
         codes = []
         try:
             for err in resp.json().get("errors") or ():
@@ -278,17 +445,33 @@ class OCIRegistry(Registry):
         if resp.status_code == 404:
             return RepositoryNotFoundError(f"repository not found (tags/list answered 404{_codes(err)})",
                                            **where)
+        challenge = parse_challenge(resp.headers.get("www-authenticate", ""))
+        if (resp.status_code == 401 and challenge is not None and challenge.scheme == "bearer"
+                and self.auth.has_token(scope)):
+            # Docker Hub (and GHCR) answer a repository that does not exist with 401 to a token
+            # that was issued without pull on it, never 404: from outside, "missing" and "not
+            # yours" look the same, so say both and treat it like a 404 (a warning, not a failure).
+            return RepositoryNotFoundError(
+                f"repository not found, or not pullable with {self.auth._creds_desc()} (tags/list answered 401 "
+                f"to a token the token server issued without {scope}; Docker Hub and GHCR answer so for a "
+                "repository that does not exist)", **where)
         return err
 
     def _get_json(self, url: str, scope: str, where: dict, what: str,
                   errors=None) -> tuple[dict, httpx.Response]:
-        resp = self._send("GET", url, scope=scope, where=where, headers={"Accept": "application/json"})
+        deadline = self._request_deadline()
+        resp = self._send("GET", url, scope=scope, where=where, headers={"Accept": "application/json"},
+                          stream=True, deadline=deadline)
         if resp.status_code != 200:
             raise (errors or self._error)(resp, what, where, scope)
+        body = self._read_body(resp, _MAX_JSON_BYTES, deadline, what, where, "a listing page")
         try:
-            return resp.json(), resp
-        except ValueError:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
             raise RegistryError(f"{what}: the registry answered something that is not JSON", **where) from None
+        if not isinstance(doc, dict):
+            raise RegistryError(f"{what}: the registry answered JSON that is not an object", **where)
+        return doc, resp
 
     def _paginate(self, path: str, key: str, scope: str, where: dict, what: str, errors=None) -> Iterator[str]:
         url: str | None = f"{self.base_url}{path}?n={self.page_size}"
@@ -307,7 +490,7 @@ class OCIRegistry(Registry):
     def check(self) -> None:
         """``GET /v2/``: raises :class:`RegistryError` unless the registry answers and accepts us."""
         where = {"registry": self.name}
-        resp = self._send("GET", f"{self.base_url}/v2/", scope=None, where=where)
+        resp = self._send("GET", f"{self.base_url}/v2/", scope=None, where=where, deadline=self._request_deadline())
         if resp.status_code != 200:
             raise self._error(resp, "GET /v2/", where)
 
@@ -338,7 +521,7 @@ class OCIRegistry(Registry):
         where = {"registry": self.name, "repository": repository, "reference": reference}
         url = f"{self.base_url}/v2/{repository}/manifests/{quote(reference, safe=':')}"
         resp = self._send("HEAD", url, scope=repository_scope(repository), where=where,
-                          headers={"Accept": ACCEPT_MANIFESTS})
+                          headers={"Accept": ACCEPT_MANIFESTS}, deadline=self._request_deadline())
         if resp.status_code == 200 and resp.headers.get("docker-content-digest"):
             size = resp.headers.get("content-length")
             return (resp.headers["docker-content-digest"], resp.headers.get("content-type"),
@@ -383,13 +566,14 @@ class OCIRegistry(Registry):
         repository = self.canonical_repository(repository)
         where = {"registry": self.name, "repository": repository, "reference": reference}
         url = f"{self.base_url}/v2/{repository}/manifests/{quote(reference, safe=':')}"
+        deadline = self._request_deadline()
         resp = self._send("GET", url, scope=repository_scope(repository), where=where,
-                          headers={"Accept": ACCEPT_MANIFESTS})
+                          headers={"Accept": ACCEPT_MANIFESTS}, stream=True, deadline=deadline)
         if resp.status_code != 200:
             raise self._error(resp, "GET manifest", where, repository_scope(repository))
-        raw = resp.content
-        if self.max_blob_size is not None and len(raw) > max(self.max_blob_size, 4 << 20):
-            raise RegistryError("manifest is implausibly large", **where)
+        headers = resp.headers
+        raw = self._read_body(resp, self.limits.max_manifest_bytes, deadline, "GET manifest", where,
+                              "limits.max_manifest_bytes")
         if ":" in reference:  # by digest: the bytes must hash to it
             h = hasher_for(reference, where)
             h.update(raw)
@@ -399,10 +583,10 @@ class OCIRegistry(Registry):
             digest = reference
         else:
             digest = digest_of(raw)
-            header = resp.headers.get("docker-content-digest")
+            header = headers.get("docker-content-digest")
             if header and header.startswith("sha256:") and header != digest:
                 raise RegistryError(f"manifest bytes hash to {digest} but the registry says {header}", **where)
-        media_type = (resp.headers.get("content-type") or "").split(";")[0].strip() or None
+        media_type = (headers.get("content-type") or "").split(";")[0].strip() or None
         return raw, media_type, digest
 
     def _manifests(self, repository: str, reference: str, every: bool) -> list[Manifest]:
@@ -423,10 +607,12 @@ class OCIRegistry(Registry):
         where = {"registry": self.name, "repository": repository, "reference": digest}
         hasher_for(digest, where)
         if size is not None and self.max_blob_size is not None and size > self.max_blob_size:
-            raise RegistryError(f"blob is {size} bytes, over the limit of {self.max_blob_size} (max_blob_size)",
+            raise RegistryError(f"blob is {size} bytes, over the limit of {self.max_blob_size} (limits.max_blob_bytes)",
                                 **where)
         url = f"{self.base_url}/v2/{repository}/blobs/{digest}"
-        resp = self._send("GET", url, scope=repository_scope(repository), where=where, stream=True)
+        deadline = _earliest(Deadline.after(self.limits.blob_timeout, "limits.blob_timeout"), current_deadline())
+        resp = self._send("GET", url, scope=repository_scope(repository), where=where, stream=True,
+                          deadline=deadline)
         if resp.status_code != 200:
             err = self._error(resp, "GET blob", where, repository_scope(repository))
             resp.close()
@@ -435,9 +621,10 @@ class OCIRegistry(Registry):
         expected = size if size is not None else (int(length) if length and length.isdigit()
                                                   and not resp.headers.get("content-encoding") else None)
         hasher = hasher_for(digest, where)
-        chunks = _ReadAhead(resp.iter_bytes(1 << 18), hasher)
+        with deadline_scope(deadline):
+            chunks = _ReadAhead(resp.iter_bytes(), hasher, deadline=deadline)   # chunks as they arrive
         raw = VerifyingReader(chunks, digest, expected_size=expected, max_size=self.max_blob_size, where=where,
-                              on_close=lambda: (chunks.close(), resp.close()), hashed_by=hasher)
+                              on_close=lambda: (chunks.close(), resp.close()), hashed_by=hasher, deadline=deadline)
         return io.BufferedReader(raw, buffer_size=1 << 16)
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ their new result).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -17,15 +18,16 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..catalogers.interface import Cataloger
+from ..catalogers.interface import CatalogLimitError, CatalogLimits, Cataloger
 from ..catalogers.plan import Inventory, catalog_layers
 from ..walker import LayerCache, LayerError, LayerLimits
-from ..model import Image, PackageRow, ScanResult, finding_hash, signature_of, utcnow
+from ..model import (DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash, signature_of,
+                     utcnow)
 from ..registries.interface import Registry, RegistryError
 from ..vulndb.index import VulnIndex
 from ..vulndb.interface import VulnDBError
 from ..vulndb.match import Matcher
-from .interface import ScanError, ScanResources, Scanner
+from .interface import ScanError, ScanLimits, ScanResources, Scanner, deadline_error
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,10 @@ class BuiltinScanner(Scanner):
 
     @classmethod
     def from_config(cls, registry_config: Any, registry: Registry, resources: ScanResources) -> "BuiltinScanner":
+        lim = resources.limits
         return cls(registry, resources.vulndb, max_age=resources.max_age,
-                   max_concurrency=min(registry_config.max_concurrency, 4), layer_cache=resources.layer_cache)
+                   max_concurrency=min(registry_config.max_concurrency, 4), layer_cache=resources.layer_cache,
+                   limits=lim.layers, catalog_limits=lim.catalog, image_timeout=lim.image_timeout)
 
     @classmethod
     def for_rematch(cls, resources: ScanResources) -> "BuiltinScanner":
@@ -61,8 +65,12 @@ class BuiltinScanner(Scanner):
                  limits: LayerLimits | None = None, max_age: timedelta = timedelta(days=7),
                  max_concurrency: int = 2, matcher: Matcher | None = None,
                  layer_progress: LayerProgress | None = None, clock: Callable[[], datetime] = utcnow,
-                 layer_cache: LayerCache | None = None) -> None:
+                 layer_cache: LayerCache | None = None, catalog_limits: CatalogLimits | None = None,
+                 image_timeout: float | None = None) -> None:
         self.registry = registry
+        self.catalog_limits = catalog_limits
+        self.image_timeout = image_timeout
+        """Seconds one image may take (``limits.image_timeout``); None: no bound of its own."""
         self.index = index
         self.catalogers = catalogers
         self.limits = limits
@@ -104,7 +112,10 @@ class BuiltinScanner(Scanner):
         try:
             return catalog_layers([layer.digest for layer in manifest.layers],
                                   lambda digest: self.registry.blob(image.repository, digest),
-                                  self.catalogers, limits=self.limits, cache=self.layer_cache, progress=progress)
+                                  self.catalogers, limits=self.limits, cache=self.layer_cache, progress=progress,
+                                  catalog_limits=self.catalog_limits)
+        except CatalogLimitError as e:
+            raise ScanError(image, str(e), code="LimitExceeded") from e
         except LayerError as e:
             raise ScanError(image, str(e), code=getattr(e, "code", "LayerError")) from e
         except RegistryError as e:
@@ -134,16 +145,32 @@ class BuiltinScanner(Scanner):
                           notes=tuple(extra_notes) + notes)
 
     def scan(self, image: Image, previous: ScanResult | None = None) -> ScanResult:
+        """Scan one image within ``image_timeout`` (and the deadline in force, the cycle's)."""
+        own = Deadline.after(self.image_timeout, f"limits.image_timeout ({_seconds(self.image_timeout)})") \
+            if self.image_timeout else None
+        with deadline_scope(own):
+            return self._scan(image, previous)
+
+    def _scan(self, image: Image, previous: ScanResult | None = None) -> ScanResult:
         if previous is not None and previous.scanner == self.name and (previous.packages or previous.distro):
             # Same digest: no pull, only a re-match. When nothing moved, the stored snapshot is
             # still the answer (with the tags seen now), so the pipeline has nothing to write.
             result = self.match(image, previous.packages, previous.distro)
-            if (result.findings, result.notes, result.vulnerability_source_updated_at) == (
-                    previous.findings, previous.notes, previous.vulnerability_source_updated_at):
+            stored = previous.unsuppressed()     # the policy stage decides suppression anew
+            if (result.notes, result.vulnerability_source_updated_at) == (
+                    previous.notes, previous.vulnerability_source_updated_at) and (
+                    result.findings == stored.findings or set(result.findings) == set(stored.findings)):
                 return replace(previous, image=image)
             return result
         inv = self.inventory(image)
         return self.match(image, inv.packages, inv.ecosystem, inv.warnings)
+
+    def data_sources(self) -> tuple[DataSource, ...]:
+        """Each imported OSV source: its export's Last-Modified (else ETag) and when it was imported."""
+        if self.index is None:
+            return ()
+        return tuple(DataSource(kind="advisory", name=s.ecosystem, version=s.last_modified or s.etag,
+                                updated_at=s.imported_at, location=s.location) for s in self.index.sources())
 
     # -- re-matching stored inventories ---------------------------------------------------
     def fingerprint(self, rows: Iterable[Sequence], distro: str | None) -> str:
@@ -200,10 +227,15 @@ class BuiltinScanner(Scanner):
             yield from super().scan_many(images, previous)
             return
         def one(img: Image) -> ScanResult:
+            late = deadline_error(img)      # the cycle's deadline passed while it waited its turn
+            if late is not None:
+                raise late
             return self.scan(img, previous.get(img.key))   # read in the worker: one at a time
 
-        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="vulnwatch-scan") as pool:
-            futures = {pool.submit(one, img): img for img in images}
+        pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="vulnwatch-scan")
+        try:
+            # each task in a copy of this thread's context: the cycle's deadline goes with it
+            futures = {pool.submit(contextvars.copy_context().run, one, img): img for img in images}
             for fut in as_completed(futures):
                 img = futures[fut]
                 try:
@@ -213,8 +245,23 @@ class BuiltinScanner(Scanner):
                 except Exception as e:  # a broken image never stops the others
                     log.exception("scanning %s failed", img)
                     yield img, ScanError(img, f"{type(e).__name__}: {e}", code=type(e).__name__)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         if self.registry is not None:
             self.registry.close()
 
+
+
+def _seconds(value: float) -> str:
+    """``600`` -> ``10m``, ``90`` -> ``1m30s``, ``2.5`` -> ``2.5s``."""
+    if value != int(value):
+        return f"{value:g}s"
+    n = int(value)
+    out = ""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        q, n = divmod(n, size)
+        if q:
+            out += f"{q}{unit}"
+    return out or "0s"

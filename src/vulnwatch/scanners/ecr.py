@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 
 from .. import aws
-from ..model import Finding, Image, ScanResult, Severity, by_finding_key, utcnow
+from ..model import Finding, Image, ScanResult, Severity, by_finding_key, current_deadline, utcnow
 from ..registries.ecr import ECRRegistry
 from .interface import Scanner, ScanError
 
@@ -362,15 +362,27 @@ class ECRScanner(Scanner):
         def schedule(job: _Job, at: datetime) -> None:
             heapq.heappush(scheduled, (at, next(seq), job))
 
+        cycle = current_deadline()          # the cycle's: waiting for findings stops at it
         while running or scheduled:
             now = self.clock()
+            if cycle is not None and cycle.expired and scheduled:
+                for _, _, job in scheduled:
+                    yield job.image, ScanError(job.image, f"scan findings not read: {cycle.what} reached while "
+                                               "waiting for them; read in the next cycle", code="Timeout",
+                                               retryable=True)
+                scheduled.clear()
+                if not running:
+                    break
             while scheduled and scheduled[0][0] <= now:
                 _, _, job = heapq.heappop(scheduled)
                 running[pool.submit(self._read, job)] = (job, "read")
             if not running:
-                self.sleep(max(0.0, (scheduled[0][0] - self.clock()).total_seconds()))
+                pause = max(0.0, (scheduled[0][0] - self.clock()).total_seconds())
+                self.sleep(min(pause, cycle.remaining() + 0.01) if cycle is not None else pause)
                 continue
             timeout = max(0.0, (scheduled[0][0] - now).total_seconds()) if scheduled else None
+            if cycle is not None and scheduled:
+                timeout = min(timeout, cycle.remaining() + 0.01)
             done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
             for fut in done:
                 job, step = running.pop(fut)
@@ -386,7 +398,10 @@ class ECRScanner(Scanner):
                 if step == "prepare" and outcome is None:
                     job.deadline = now + self.wait_timeout
                     job.delay = self.poll_initial
-                    schedule(job, now + timedelta(seconds=self.poll_initial) if job.started else now)
+                    # the first look at a scan just started: after poll_initial, but never past
+                    # the deadline (a caller that waits less re-queues the image instead)
+                    first = min(timedelta(seconds=self.poll_initial), self.wait_timeout)
+                    schedule(job, now + first if job.started else now)
                 elif outcome is _WAIT:
                     if job.deadline is not None and now >= job.deadline:
                         yield job.image, ScanError(

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ..model import Image, ScanResult
+from ..catalogers.interface import CatalogLimits
+from ..model import DataSource, Image, ScanResult, current_deadline
+from ..walker.limits import LayerLimits
 
 
 class ScanError(Exception):
@@ -31,18 +34,32 @@ class ScanError(Exception):
         self.retryable = retryable
 
 
+@dataclass(frozen=True)
+class ScanLimits:
+    """What one image may cost a scanner (``limits`` in the configuration)."""
+
+    image_timeout: float | None = None
+    """Seconds for one image (manifest, layers, cataloging); None: no bound."""
+    layers: LayerLimits = field(default_factory=LayerLimits)
+    """The walker's bounds (image bytes, ratio, entries, metadata kept)."""
+    catalog: CatalogLimits = field(default_factory=CatalogLimits)
+    """The catalogers' bounds (packages, metadata bytes, zip archives)."""
+
+
 class ScanResources:
     """What the scanners of one pipeline share, each opened on first use and at most once: the
     vulnerability data (so configured local exports are imported once) and the layer cache."""
 
     def __init__(self, open_vulndb: Callable[[], Any], open_layer_cache: Callable[[], Any] = lambda: None, *,
-                 max_age: timedelta = timedelta(days=7)) -> None:
+                 max_age: timedelta = timedelta(days=7), limits: ScanLimits | None = None) -> None:
         self._open_vulndb = open_vulndb
         self._open_layer_cache = open_layer_cache
         self._vulndb: Any = None
         self._layer_cache: Any = False
         self.max_age = max_age
         """Scans warn when the vulnerability data is older than this."""
+        self.limits = limits or ScanLimits()
+        """What one image may cost."""
 
     @property
     def vulndb(self) -> Any:
@@ -94,10 +111,29 @@ class Scanner(abc.ABC):
         ``previous`` maps :attr:`Image.key` to the stored snapshot.
         """
         for image in images:
+            late = deadline_error(image)
+            if late is not None:
+                yield image, late
+                continue
             try:
                 yield image, self.scan(image, previous.get(image.key))
             except ScanError as e:
                 yield image, e
 
+    def data_sources(self) -> tuple[DataSource, ...]:
+        """The data this scanner judges images by, with versions and dates (advisory sources,
+        enrichment sources), for the reasons of change events; () when it cannot say."""
+        return ()
+
     def close(self) -> None:
         """Release resources."""
+
+
+def deadline_error(image: Image) -> ScanError | None:
+    """A :class:`ScanError` (code ``Timeout``) when the deadline in force (the cycle's) has been
+    reached before ``image`` was started, else None."""
+    d = current_deadline()
+    if d is None or not d.expired:
+        return None
+    return ScanError(image, f"not scanned: {d.what} reached before this image's turn; it is scanned in the next "
+                     "cycle", code="Timeout", retryable=True)

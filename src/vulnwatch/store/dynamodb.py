@@ -150,9 +150,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, utcnow
+from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, result_signature, utcnow
 from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store,
-                        StoreConflict, StoredInventory, StoreError)
+                        StoreConflict, StoredInventory, StoreError, stored_error)
 
 __all__ = ["DynamoDBStore", "SnapshotChange", "snapshot_change", "snapshot_from_image", "table_definition",
            "LAYOUT_VERSION"]
@@ -171,8 +171,6 @@ _TX_BUDGET = 3_500_000
 """Estimated bytes per TransactWriteItems (DynamoDB's limit: 4 MB)."""
 _BATCH_GET = 100
 """Keys per BatchGetItem (DynamoDB's limit)."""
-_MAX_ERROR_CHARS = 4000
-"""Longer error texts are cut (a scanner's error can carry a whole HTTP body)."""
 _COMMIT_ATTEMPTS = 6
 """Tries of one commit when a tag pointer or an event id lost a race (not for StoreConflict)."""
 _JOURNAL_MIN_AGE = 60.0
@@ -523,6 +521,7 @@ def _result_of(snap: Mapping[str, Any], image: Image, blobs: _Blobs, *, with_inv
         packages=packages,
         distro=snap.get("distro"),
         notes=tuple(json.loads(snap.get("notes") or "[]")),
+        suppressed=tuple(Finding.from_dict(d) for d in json.loads(snap.get("suppressed") or "[]")),
     )
 
 
@@ -824,7 +823,7 @@ class DynamoDBStore(Store):
     # --- snapshots -----------------------------------------------------------------------------------
     _WITHOUT_INVENTORY = ("registry", "repository", "digest", "tags", "pushed_at", "media_type", "size_bytes",
                           "scanner", "scanned_at", "vulnerability_source_updated_at", "state", "notes",
-                          "findings", "findings_ref", "distro")
+                          "findings", "findings_ref", "distro", "suppressed")
 
     def _where(self, registry: str, repository: str, digest: str) -> str:
         return f"{registry}/{repository}@{digest}"
@@ -879,6 +878,21 @@ class DynamoDBStore(Store):
         snaps = self._batch_get("reading snapshots", [self._snap_key(*k) for k in by_key])
         out = [self._result(v, by_key.get((v["registry"], v["repository"], v["digest"]))) for v in snaps]
         return sorted(out, key=lambda r: r.image.key)
+
+    def current(self, keys: Sequence[tuple[str, str, str]]
+                ) -> tuple[dict[tuple[str, str, str], ScanResult], set[tuple[str, str, str]]]:
+        """One consistent BatchGetItem per 50 images (their snapshot and status items), the
+        inventories left out: what a serverless collector reads before scanning a slice."""
+        wanted = list(dict.fromkeys(tuple(k) for k in keys))
+        request = [k for key in wanted for k in (self._snap_key(*key), self._status_key(*key))]
+        items = self._batch_get("reading the snapshots of a slice", request,
+                                projection=(*self._WITHOUT_INVENTORY, "last_error"))
+        snaps = {(i["registry"], i["repository"], i["digest"]): i for i in items if i["sk"].endswith("#V")}
+        statuses = {(i["registry"], i["repository"], i["digest"]): i for i in items if i["sk"].endswith("#S")}
+        out = {key: self._result(snap, statuses.get(key), with_inventory=False) for key, snap in snaps.items()
+               if snap.get("scanned_at")}
+        failing = {key for key, st in statuses.items() if st.get("last_error")}
+        return out, failing
 
     def inventories(self, registry: str | None = None,
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
@@ -1064,7 +1078,7 @@ class DynamoDBStore(Store):
             "digest": _S(img.digest), "scanner": _S(result.scanner), "scanned_at": _S(_ts(result.scanned_at)),
             "recorded_at": _S(_ts(now)), "state": _S(ScanState(result.state).value),
             "notes": _S(_dumps(list(result.notes))), "counts": _S(_dumps(result.counts)),
-            "findings_signature": _S(findings_signature(result.findings)),
+            "findings_signature": _S(result_signature(result)),
         }
         if img.tags:
             values["tags"] = _SS(img.tags)
@@ -1074,6 +1088,8 @@ class DynamoDBStore(Store):
                 values[name] = _S(_ts(v)) if name == "pushed_at" else _N(v) if name == "size_bytes" else _S(v)
         if result.vulnerability_source_updated_at is not None:
             values["vulnerability_source_updated_at"] = _S(_ts(result.vulnerability_source_updated_at))
+        if result.suppressed:   # a few findings, with their reasons: kept inline
+            values["suppressed"] = _S(_dumps(_finding_dicts(result.suppressed)))
         placed = [blobs["findings"]] + ([] if keep_inventory else [blobs["packages"]])
         self._place(values, placed, what, reserved=stored_packages if keep_inventory else 0)
         u = _Update()
@@ -1084,6 +1100,8 @@ class DynamoDBStore(Store):
         if result.vulnerability_source_updated_at is None:
             u.remove("vulnerability_source_updated_at")
         u.remove("findings_ref" if "findings" in values else "findings")
+        if not result.suppressed:
+            u.remove("suppressed")
         if keep_inventory:
             if result.distro is not None:
                 u.set_if_absent("distro", _S(result.distro))
@@ -1099,7 +1117,7 @@ class DynamoDBStore(Store):
                 sig = u.n("findings_signature")
                 u.condition = (f"{u.n('scanned_at')} = {u.v(_S(_ts(expected.scanned_at)))} AND "
                                f"(attribute_not_exists({sig}) OR {sig} = "
-                               f"{u.v(_S(findings_signature(expected.findings)))})")
+                               f"{u.v(_S(result_signature(expected)))})")
         return u
 
     def _status_update(self, result: ScanResult, now: datetime, keep_inventory: bool) -> _Update:
@@ -1299,7 +1317,7 @@ class DynamoDBStore(Store):
     # --- failures and checks -----------------------------------------------------------------------
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
         u = self._image_fields(image, utcnow())
-        u.set("last_error", _S(str(error)[:_MAX_ERROR_CHARS]))
+        u.set("last_error", _S(stored_error(error)))
         u.set("last_error_at", _S(_ts(at))).set("last_error_scanner", _S(scanner))
         self._call(f"recording the failure of {self._where(*image.key)}", "update_item",
                    **_without_table(u.request(self.table, self._status_key(*image.key))))
@@ -1438,7 +1456,7 @@ class DynamoDBStore(Store):
         def build(delivery_id: int) -> _Update:
             u = _Update().set("status", _S(status.value))
             u.set_raw(f"{u.n('attempts')} = {u.n('attempts')} + {u.v(_N(1))}")
-            u.set("last_error", _S(str(error)[:_MAX_ERROR_CHARS])).set("last_attempt_at", _S(_ts(at)))
+            u.set("last_error", _S(stored_error(error))).set("last_attempt_at", _S(_ts(at)))
             u.set("gsi2pk", _S(f"L#{status.value}"))
             if next_attempt_at is not None:
                 u.set("next_attempt_at", _S(_ts(next_attempt_at))).set("gsi1pk", _S("DUE"))

@@ -20,6 +20,7 @@ from typing import Any
 
 from collections.abc import Iterator
 
+from ..logs import redact
 from ..model import (Event, EventKind, Finding, Image, PackageRow, ScanResult, Severity,  # noqa: F401
                      StoredInventory)  # PackageRow, StoredInventory: re-exported
 
@@ -310,6 +311,22 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def snapshots(self, registry: str | None = None) -> list[ScanResult]:
         """All current snapshots (optionally of one registry)."""
+
+    def current(self, keys: Sequence[tuple[str, str, str]]
+                ) -> tuple[dict[tuple[str, str, str], ScanResult], set[tuple[str, str, str]]]:
+        """For the images of ``keys`` (``Image.key``): their current snapshots (those that have
+        one) and the keys whose last scan failed (a recorded error). What one slice of a
+        repository needs before it is scanned, without listing the whole store. This default
+        asks per key; stores override it with one batched read."""
+        wanted = list(dict.fromkeys(tuple(k) for k in keys))
+        snaps = {}
+        for key in wanted:
+            snap = self.snapshot(*key)
+            if snap is not None:
+                snaps[key] = snap
+        want = set(wanted)
+        failing = {st.image.key for st in self.images() if st.last_error and st.image.key in want}
+        return snaps, failing
 
     @abc.abstractmethod
     def inventories(self, registry: str | None = None,
@@ -685,3 +702,15 @@ def sweep_fixes(marks, since: datetime) -> list[FixRecord]:
         if at >= since:
             out.append(FixRecord(registry, repository, key[0], key[1], key[2], first, at))
     return out
+
+
+MAX_ERROR_CHARS = 4000
+"""Longer error texts are cut (a scanner's error can carry a whole HTTP body)."""
+
+
+def stored_error(text: object) -> str:
+    """An error text as every store writes it (``last_error`` of images and deliveries): through
+    :func:`vulnwatch.logs.redact` -- registered secrets and whatever looks like a credential,
+    also in what a server sent back -- and cut to :data:`MAX_ERROR_CHARS`. The stores' one
+    choke point: nothing else writes an error."""
+    return redact(str(text))[:MAX_ERROR_CHARS]

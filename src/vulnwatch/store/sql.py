@@ -40,19 +40,17 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity, signature_of,
-                     utcnow)
+from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity, finding_hash,
+                     findings_signature, result_signature, signature_of, utcnow)
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
-                        TrendPoint, bucket_width, sweep_fixes)
+                        TrendPoint, bucket_width, stored_error, sweep_fixes)
 from ._finding_sets import finding_parts, signature_total, summarise
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
 
-_MAX_ERROR_CHARS = 4000
-"""Longer error texts are cut (a scanner's error can carry a whole HTTP body)."""
 _CHUNK = 500
 """Ids per ``IN (...)`` list, well under SQLite's parameter limit."""
 _PG_MIGRATION_LOCK = 0x76756C6E  # "vuln": pg_advisory_xact_lock key serialising migrations
@@ -122,6 +120,7 @@ snapshots_t = Table(
     Column("notes", Text),
     Column("counts", Text),
     Column("finding_sets", Text),     # migration 7: ids of its finding sets (NULL: findings inline)
+    Column("suppressed", Text),     # migration 8
 )
 store_meta_t = Table(                 # migration 7: markers (name -> value)
     "store_meta", _md,
@@ -239,7 +238,7 @@ def _finding_from_dict(d: dict) -> Finding:
     key = (g("vulnerability_id"), g("package_name"), g("package_version"), g("ecosystem"), g("severity"),
            g("cvss_score"), g("cvss_vector"), g("title"), g("fix_available"), g("scanner"),
            g("exploit_available"), g("purl"), tuple(g("aliases") or ()), tuple(g("fixed_versions") or ()),
-           tuple(g("links") or ()))
+           tuple(g("links") or ()), _dumps(g("suppression")) if g("suppression") else None)
     hit = _FROM_DICT_CACHE.get(key)
     if hit is None:
         if len(_FROM_DICT_CACHE) >= 1 << 16:
@@ -447,20 +446,14 @@ class SQLStore(Store):
 
     def _applied_versions(self, conn: Connection) -> set[int]:
         schema_migrations.create(conn, checkfirst=True)
-        return set(conn.scalars(select(schema_migrations.c.version)))
+        return set(conn.execute(select(schema_migrations.c.version)).scalars())
 
     def _migrate(self) -> None:
         with self._tx("reading the schema version", write=True) as conn:
             self._lock_schema(conn)
             applied = self._applied_versions(conn)
-        known = {m.version for m in MIGRATIONS}
-        if applied - known:
-            newest = max(applied)
-            raise StoreError(
-                f"state store {self._display} has schema version {newest}, but this vulnwatch "
-                f"knows versions up to {LATEST_VERSION}: it was written by a newer vulnwatch. "
-                "Upgrade vulnwatch (or point state at another database).")
-        for migration in MIGRATIONS:     # in order, each one not applied yet (gaps allowed)
+        self._refuse_unknown(applied)
+        for migration in MIGRATIONS:
             if migration.version in applied:
                 continue
             with self._tx(f"migration {migration.version} ({migration.description})", write=True) as conn:
@@ -470,6 +463,15 @@ class SQLStore(Store):
                 migration.apply(conn)
                 conn.execute(schema_migrations.insert().values(
                     version=migration.version, description=migration.description, applied_at=utcnow()))
+
+    def _refuse_unknown(self, applied: set[int]) -> None:
+        """A database that ran a migration this code does not know was written by a newer vulnwatch."""
+        unknown = sorted(applied - {m.version for m in MIGRATIONS})
+        if unknown:
+            raise StoreError(
+                f"state store {self._display} has schema version {max(applied)}, but this vulnwatch "
+                f"knows versions up to {LATEST_VERSION}: it was written by a newer vulnwatch. "
+                "Upgrade vulnwatch (or point state at another database).")
 
     def _check_schema(self) -> None:
         """For a read-only store: the schema must be the one this code reads."""
@@ -496,7 +498,7 @@ class SQLStore(Store):
                          snapshots_t.c.scanner, snapshots_t.c.scanned_at,
                          snapshots_t.c.vulnerability_source_updated_at, snapshots_t.c.state,
                          snapshots_t.c.findings, snapshots_t.c.finding_sets, snapshots_t.c.packages,
-                         snapshots_t.c.distro, snapshots_t.c.notes)
+                         snapshots_t.c.distro, snapshots_t.c.notes, snapshots_t.c.suppressed)
 
     def _snapshot_query(self, *, with_inventory: bool = True):
         cols = self._SNAPSHOT_COLUMNS if with_inventory else [c for c in self._SNAPSHOT_COLUMNS
@@ -559,6 +561,7 @@ class SQLStore(Store):
                                for r in _load_packages(row.packages)) if with_inventory else (),
                 distro=row.distro,
                 notes=tuple(json.loads(row.notes)),
+                suppressed=tuple(_finding_from_dict(d) for d in json.loads(row.suppressed or "[]")),
             )
         except (ValueError, KeyError, TypeError) as e:
             raise StoreError(f"state store {self._display}: cannot read the {where} ({e}); "
@@ -707,7 +710,10 @@ class SQLStore(Store):
             registry=img.registry, repository=img.repository, digest=img.digest,
             scanner=result.scanner, scanned_at=result.scanned_at, recorded_at=now,
             vulnerability_source_updated_at=result.vulnerability_source_updated_at, state=state,
-            findings="[]", finding_sets=refs, findings_signature=signature_of(len(result.findings), total),
+            findings="[]", finding_sets=refs,
+            findings_signature=signature_of(len(result.findings) + len(result.suppressed),
+                                            total + sum(finding_hash(f) for f in result.suppressed)),
+            suppressed="[" + ",".join(_finding_json(f) for f in result.suppressed) + "]",
             notes=_dumps(list(result.notes)), counts=counts)
         if not it.keep_inventory:
             snapshot.update(packages=_dump_packages(result.packages), distro=result.distro)
@@ -772,7 +778,7 @@ class SQLStore(Store):
                     if row is not None:
                         conflict = StoreConflict(f"{img}: another writer recorded this image first")
                 elif row is None or row[0] != expected.scanned_at or (
-                        row[1] is not None and row[1] != _signature(expected.findings)):
+                        row[1] is not None and row[1] != _signature(expected.findings + expected.suppressed)):
                     conflict = StoreConflict(f"{img}: the stored snapshot changed since it was read")
                     if row is None:
                         dropped.append(r["key"])
@@ -943,7 +949,7 @@ class SQLStore(Store):
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
         with self._tx(f"recording the failure of {image.registry}/{image.repository}@{image.digest}",
                       write=True) as conn:
-            self._upsert_image(conn, image, utcnow(), last_error=str(error)[:_MAX_ERROR_CHARS],
+            self._upsert_image(conn, image, utcnow(), last_error=stored_error(error),
                                last_error_at=at, last_error_scanner=scanner)
 
     def mark_checked(self, keys: Sequence[tuple[str, str, str]], at: datetime) -> None:
@@ -1044,7 +1050,7 @@ class SQLStore(Store):
                 conn.execute(update(d).where(
                     d.c.id.in_(chunk), d.c.status != DeliveryStatus.DELIVERED.value,
                 ).values(status=status.value, attempts=d.c.attempts + 1,
-                         last_error=str(error)[:_MAX_ERROR_CHARS], last_attempt_at=at,
+                         last_error=stored_error(error), last_attempt_at=at,
                          next_attempt_at=next_attempt_at))
 
     def deliveries(self, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:

@@ -289,7 +289,13 @@ def local_source(path: Path) -> str:
 
 def _newest_mtime(path: Path) -> float:
     if path.is_dir():
-        return max((p.stat().st_mtime for p in path.rglob("*.json")), default=path.stat().st_mtime)
+        newest = path.stat().st_mtime
+        for p in path.rglob("*.json"):
+            try:
+                newest = max(newest, p.stat().st_mtime)
+            except FileNotFoundError:     # removed while we looked: it is not part of the export
+                continue
+        return newest
     return path.stat().st_mtime
 
 
@@ -301,7 +307,20 @@ def import_changed(db: VulnIndex, paths: Iterable[Path]) -> list[ImportReport]:
     reports = []
     for path in paths:
         seen = known.get(str(path))
-        if seen is None or seen.imported_at.timestamp() < _newest_mtime(path):
-            reports.append(import_path(db, path, source=local_source(path), location=str(path)))
+        # Read through the link once: a folder published by swapping a symbolic link (a new
+        # folder, then an atomic rename of the link) is imported whole, the old or the new one,
+        # never files listed in one and read from the other.
+        real = Path(path).resolve()
+        if seen is None or seen.imported_at.timestamp() < _newest_mtime(real):
+            reports.append(import_path(db, real, source=local_source(path), location=str(path),
+                                       last_modified=local_version(real)))
     return reports
+
+
+def local_version(path: Path) -> str:
+    """The version of a local export, as a download's ``Last-Modified`` is written: its newest
+    modification time (``Wed, 02 Dec 2026 07:00:00 GMT``); change events name it."""
+    from email.utils import formatdate
+
+    return formatdate(_newest_mtime(path), usegmt=True)
 

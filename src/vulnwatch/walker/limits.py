@@ -30,8 +30,10 @@ class LayerLimits:
 
     max_file_size: int = 256 * 1024 * 1024
     """Upper bound for any kept file, whatever a cataloger asks for."""
-    oversize_is_error: bool = False
-    """False: a wanted file over its size limit is skipped with a warning; True: LayerError."""
+    oversize_is_error: bool = True
+    """True: a wanted file (package metadata a cataloger reads) over its size limit is a
+    LayerError for the image (its packages could not be judged, so it is not reported as
+    clean); False: the file is skipped with a warning."""
     max_total_bytes: int = 16 * 1024 * 1024 * 1024
     """Uncompressed bytes over all layers of one image."""
     max_ratio: float = 200.0
@@ -44,3 +46,6 @@ class LayerLimits:
     """Symlinks followed while resolving one path (Linux uses 40); more is a loop."""
     max_executable_size: int = 256 * 1024 * 1024
     """Executables larger than this are not offered to the executable reader."""
+    max_kept_bytes: int = 512 * 1024 * 1024
+    """Bytes kept over all layers of one image (wanted files, executables' extracts, reduced
+    archives), counted as they are kept: what the walk holds in memory (``limits.max_metadata_bytes``)."""

@@ -58,6 +58,8 @@ class LayerStack:
         """Uncompressed bytes of the layers applied so far."""
         self.entries = 0
         """Tar entries of the layers applied so far."""
+        self.kept_bytes = 0
+        """Bytes kept by the layers applied so far (against ``LayerLimits.max_kept_bytes``)."""
         self._state = MergedView()
         self._warnings: list[str] = []
         self._names: list[str] = []
@@ -74,7 +76,8 @@ class LayerStack:
         source = open_layer(layer, stream, self.limits, self.total_bytes)
         if source is None:
             return LayerContents(layer)  # empty blob: an empty layer
-        return LayerReader(layer, source, self.plan, self.limits, self._state, self.entries).read()
+        return LayerReader(layer, source, self.plan, self.limits, self._state, self.entries,
+                           self.kept_bytes).read()
 
     def apply(self, contents: LayerContents) -> None:
         """Put one layer's contents on top: its whiteouts hide the layers below, then its
@@ -82,12 +85,18 @@ class LayerStack:
         lim = self.limits
         layer = contents.layer
         if self.entries + contents.entries > lim.max_entries:
-            raise LayerError(layer, f"more than {lim.max_entries} tar entries (LayerLimits.max_entries)",
+            raise LayerError(layer, f"more than {lim.max_entries} tar entries (limits.max_tar_entries)",
                              code="LayerTooLarge")
         if self.total_bytes + contents.uncompressed_bytes > lim.max_total_bytes:
             raise LayerError(layer, f"image exceeds {lim.max_total_bytes} uncompressed bytes "
-                             "(LayerLimits.max_total_bytes); raise the limit if the image is genuine",
+                             "(limits.max_image_bytes); raise the limit if the image is genuine",
                              code="LayerTooLarge")
+        kept = (sum(len(f.data) for f in contents.files.values())
+                + sum(len(f.data) for f in contents.executables.values()))
+        if self.kept_bytes + kept > lim.max_kept_bytes:
+            raise LayerError(layer, f"more than {lim.max_kept_bytes} bytes of package metadata kept from the image "
+                             "(limits.max_metadata_bytes); an image this dense in metadata is refused (raise the "
+                             "limit if it is genuine)", code="MetadataTooLarge")
         state = self._state
         for path, opaque in contents.deletions:
             state.delete(path, keep_self=opaque)
@@ -102,6 +111,7 @@ class LayerStack:
         self._names.append(layer)
         self.total_bytes += contents.uncompressed_bytes
         self.entries += contents.entries
+        self.kept_bytes += kept
 
     def result(self) -> WalkResult:
         """The merged view of the wanted files after the layers applied so far."""

@@ -55,7 +55,7 @@ class LayerReader:
     the image). One reader reads one layer once."""
 
     def __init__(self, layer: str, source: LayerSource, plan: WalkPlan, limits: LayerLimits,
-                 below: LayerBelow, entries_before: int) -> None:
+                 below: LayerBelow, entries_before: int, kept_before: int = 0) -> None:
         self.layer = layer
         self.source = source
         self.plan = plan
@@ -63,6 +63,8 @@ class LayerReader:
         self.below = below
         self.entries = entries_before
         self._first_entry = entries_before
+        self.kept = kept_before
+        """Bytes kept so far, the layers below included (against ``LayerLimits.max_kept_bytes``)."""
         self.warnings: list[str] = []
         self.files: dict[str, WalkedFile] = {}
         self.executables: dict[str, WalkedFile] = {}
@@ -94,7 +96,7 @@ class LayerReader:
                 self.entries += 1
                 if self.entries > self.limits.max_entries:
                     raise LayerError(layer, f"more than {self.limits.max_entries} tar entries "
-                                     "(LayerLimits.max_entries)", path=member.name, code="LayerTooLarge")
+                                     "(limits.max_tar_entries)", path=member.name, code="LayerTooLarge")
                 source.current_path = member.name
                 path = self._path_of(member)
                 if path is None:
@@ -173,6 +175,14 @@ class LayerReader:
         else:
             self.files[path] = WalkedFile(path, source.data, self.layer, member.mode)
 
+    def _keep(self, table: dict[str, WalkedFile], path: str, data: bytes, mode: int) -> None:
+        self.kept += len(data)
+        if self.kept > self.limits.max_kept_bytes:
+            raise LayerError(self.layer, f"more than {self.limits.max_kept_bytes} bytes of package metadata kept "
+                             "from the image (limits.max_metadata_bytes); an image this dense in metadata is "
+                             "refused (raise the limit if it is genuine)", path=path, code="MetadataTooLarge")
+        table[path] = WalkedFile(path, data, self.layer, mode)
+
     def _sparse(self, path: str, member: TarEntry) -> None:
         self._replace_with_file(path)
         limit = wanted_size(path, self._aliases(path), self.plan.wants)
@@ -191,23 +201,28 @@ class LayerReader:
                 if kept is None:
                     self.warnings.append(f"layer {layer}: {path!r} could not be read; not cataloged")
                 else:
-                    self.files[path] = WalkedFile(path, kept, layer, member.mode)
+                    self._keep(self.files, path, kept, member.mode)
                 return
             limit = min(limit, limits.max_file_size)
             if member.size > limit:
                 if limits.oversize_is_error:
-                    raise LayerError(layer, f"file is {member.size} bytes, over the {limit}-byte limit",
-                                     path=path, code="FileTooLarge")
+                    raise LayerError(layer, f"file is {member.size} bytes, over the {limit}-byte limit for the "
+                                     "package metadata it is read as; its packages cannot be judged, so the image "
+                                     "is refused rather than reported without them", path=path, code="FileTooLarge")
                 self.warnings.append(f"layer {layer}: {path!r} is {member.size} bytes, over the {limit}-byte "
                                      "limit for this file; not read")
                 return
-            self.files[path] = WalkedFile(path, member.open().read(), layer, member.mode)
+            if self.kept + member.size > limits.max_kept_bytes:   # refused before it is read
+                raise LayerError(layer, f"more than {limits.max_kept_bytes} bytes of package metadata kept from "
+                                 "the image (limits.max_metadata_bytes); an image this dense in metadata is "
+                                 "refused (raise the limit if it is genuine)", path=path, code="MetadataTooLarge")
+            self._keep(self.files, path, member.open().read(), member.mode)
             return
         if (plan.executable_reader is not None and member.mode & 0o111
                 and 0 < member.size <= limits.max_executable_size):
             kept = plan.executable_reader(path, member.open(), member.size)
             if kept is not None:
-                self.executables[path] = WalkedFile(path, kept, layer, member.mode)
+                self._keep(self.executables, path, kept, member.mode)
 
     # ------------------------------------------------------------------ helpers
     def _replace_with_file(self, path: str) -> None:

@@ -152,13 +152,13 @@ class LayerSource:
         lim = self._limits
         if self._total_before + self.count > lim.max_total_bytes:
             raise LayerError(self._layer, f"image exceeds {lim.max_total_bytes} uncompressed bytes "
-                             "(LayerLimits.max_total_bytes); raise the limit if the image is genuine",
+                             "(limits.max_image_bytes); raise the limit if the image is genuine",
                              path=self.current_path, code="LayerTooLarge")
         if self.compressed is not None and self.count >= lim.ratio_min_bytes:
             ratio = self.count / max(1, self.compressed)
             if ratio > lim.max_ratio:
                 raise LayerError(self._layer, f"compression ratio {ratio:.0f}:1 exceeds {lim.max_ratio:.0f}:1 "
-                                 "(possible decompression bomb; LayerLimits.max_ratio)",
+                                 "(possible decompression bomb; limits.max_compression_ratio)",
                                  path=self.current_path, code="LayerBomb")
         return chunk
 
