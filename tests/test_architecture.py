@@ -37,7 +37,8 @@ ENTRY_ALSO = {"aws_lambda": ("aws",)}
 """Per entry point, what it may use besides: the Lambda handlers build their SQS, S3, SSM and
 Secrets Manager clients with ``aws.client`` (the one way boto3 clients are made), as the
 stages do; they reach ECR and DynamoDB only through the pipeline and the store."""
-EXTENSION_POINTS = ("registries", "catalogers", "scanners", "policy", "store", "notify", "formats", "vulndb.versions")
+EXTENSION_POINTS = ("registries", "catalogers", "scanners", "policy", "store", "notify", "formats", "vulndb.versions",
+                    "vulndb.enrichment")
 """Packages of interchangeable implementations (rule 3)."""
 NOT_IMPLEMENTATIONS = {"catalogers": ("plan", "purl", "os_release"), "store": ("migrations",),
                        "registries": ("reference", "auth")}

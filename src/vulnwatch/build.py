@@ -79,8 +79,30 @@ def open_vulndb(cfg: Config):
     from .vulndb.sync import import_changed
 
     index = VulnIndex(cfg.vulndb.path)
+    if not cfg.is_demo and cfg.vulndb.path is None:
+        _drop_example_data(index)
     import_changed(index, cfg.vulndb.imports)
     return index
+
+
+def _drop_example_data(index) -> None:
+    """The bundled example records serve the embedded-defaults demo only: the default index,
+    where an older vulnwatch's demo imported them (``vulndb.imports: [examples/osv]``), loses
+    them. (Importing them on purpose, ``db import .../examples/osv/Debian``, is left alone.)"""
+    demo = str(Path(__file__).parent / "examples" / "osv")
+    for s in index.sources():
+        if s.location == demo:
+            index.drop_source(s.ecosystem)
+
+
+def enrichment_default_url(kind: str) -> str:
+    """Where enrichment source ``kind`` is downloaded from when its ``url`` is not configured."""
+    from .vulndb.enrichment import SOURCES
+
+    url = SOURCES[kind].default_url
+    if url is None:
+        raise ValueError(f"enrichment source {kind!r} has no default URL; configure vulndb.enrichment[].url")
+    return url
 
 
 def open_layer_cache(cfg: Config):
@@ -127,8 +149,14 @@ def scan_resources(cfg: Config, *, layer_cache: bool = True) -> ScanResources:
     opened on first use."""
     from .scanners import ScanResources
 
+    fetch = None
+    if cfg.vulndb.auto_update:
+        def fetch(index, ecosystems):
+            from .vulndb.sync import fetch_missing
+
+            return fetch_missing(index, ecosystems, cfg.vulndb.base_url)
     return ScanResources(lambda: open_vulndb(cfg), (lambda: open_layer_cache(cfg)) if layer_cache else (lambda: None),
-                         max_age=cfg.vulndb.max_age, limits=scan_limits(cfg))
+                         max_age=cfg.vulndb.max_age, limits=scan_limits(cfg), fetch_missing=fetch)
 
 
 def selectors_of(reg) -> tuple:
@@ -176,7 +204,7 @@ def route_of(s) -> Route:
     """The :class:`~vulnwatch.delivery.routing.Route` of one configured sink."""
     from .delivery.routing import Route
 
-    return Route(min_severity=s.min_severity, fixable_only=s.fixable_only,
+    return Route(min_severity=s.min_severity, fixable_only=s.fixable_only, kev_only=s.kev_only, min_epss=s.min_epss,
                  repositories=tuple(s.repositories or ()), mode=s.mode, kinds=frozenset(s.kinds))
 
 
@@ -225,7 +253,8 @@ def build_pipeline(cfg: Config, *, store: Store | None = None, progress: Progres
                     backoff_max=d.backoff_max.total_seconds(), progress=progress, resources=resources,
                     advisory_base_url=cfg.vulndb.base_url, policy=policy,
                     cycle_timeout=cfg.limits.cycle_timeout.total_seconds(),
-                    delivery_timeout=cfg.limits.delivery_timeout.total_seconds())
+                    delivery_timeout=cfg.limits.delivery_timeout.total_seconds(),
+                    epss_threshold=cfg.vulndb.epss_threshold)
 
 
 @dataclass
@@ -259,5 +288,6 @@ def image_scan(cfg: Config, text: str, *, platform: str = "linux/amd64", insecur
     scanner = SCANNERS["builtin"](registry, None if inventory_only else resources.vulndb,
                                   max_age=resources.max_age, layer_progress=layer_progress,
                                   layer_cache=resources.layer_cache, limits=lim.layers,
-                                  catalog_limits=lim.catalog, image_timeout=lim.image_timeout)
+                                  catalog_limits=lim.catalog, image_timeout=lim.image_timeout,
+                                  fetch_missing=resources.fetch_missing)
     return ImageScan(scanner, image, resources)

@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from .model import (ChangeReason, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
-                    ScanState, Suppression, by_finding_key, stable_id, utcnow)
+                    ScanState, Suppression, by_finding_key, priority_order, stable_id, utcnow)
 
 __all__ = ["KIND_LABELS", "REASON_LABELS", "RESCORE_FIELDS", "change_parts", "diff", "event_id_of", "explain",
            "summarize", "finding_order", "why"]
@@ -40,9 +40,9 @@ reason) when nothing else about the finding changed. An enrichment that adds fie
 
 
 def finding_order(finding: Finding) -> tuple:
-    """Sort key: most severe first, then by vulnerability id, package and version."""
-    return (-int(finding.severity), finding.vulnerability_id, finding.ecosystem,
-            finding.package_name, finding.package_version)
+    """Sort key: by priority (:func:`vulnwatch.model.priority_order`: in KEV, severity, EPSS),
+    then by vulnerability id, package and version."""
+    return priority_order(finding)
 
 
 def _meaningful(result: ScanResult | None) -> ScanResult | None:
@@ -54,7 +54,7 @@ def _meaningful(result: ScanResult | None) -> ScanResult | None:
 
 def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult | None = None,
          moved_tags: Iterable[str] = (), *, now: datetime | None = None,
-         data: Sequence[DataSource] = ()) -> Event | None:
+         data: Sequence[DataSource] = (), epss_threshold: float = 0.1) -> Event | None:
     """The event describing how ``current`` differs, or None when nothing worth telling changed.
 
     ``previous`` is the stored snapshot of the same digest. ``tag_base`` is the snapshot of
@@ -65,6 +65,9 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
 
     A current result that is not ``COMPLETE`` (the scanner cannot scan this image) never
     makes an event; a not-``COMPLETE`` previous snapshot counts as no snapshot.
+    ``now`` is the event's ``occurred_at`` (default: the current time). A finding whose EPSS
+    score moved by at least ``epss_threshold`` is ``changed`` (``what`` has ``epss``), as is one
+    listed in or removed from KEV (``kev``).
     ``now`` is the event's ``occurred_at`` (default: the current time). ``data`` is the data the
     current result was judged by (advisory and enrichment sources with their versions), for the
     reasons of an event about the same image.
@@ -94,8 +97,8 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
     added = sorted((f for k, f in now_by_key.items() if k not in before_by_key), key=finding_order)
     fixed = sorted((f for k, f in before_by_key.items() if k not in now_by_key and k not in suppressed_now),
                    key=finding_order)
-    changed = sorted((FindingChange(before_by_key[k], f) for k, f in now_by_key.items()
-                      if k in before_by_key and FindingChange(before_by_key[k], f).what),
+    changed = sorted((c for c in (FindingChange(before_by_key[k], f, epss_threshold)
+                                  for k, f in now_by_key.items() if k in before_by_key) if c.what),
                      key=lambda c: finding_order(c.after))
     if not (added or fixed or changed):
         return None

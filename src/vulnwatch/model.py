@@ -253,6 +253,22 @@ class Finding:
     """Whether a public exploit is known, when the scanner says."""
     purl: str | None = None
     """Package URL of the affected package, when known."""
+    severity_source: str = ""
+    """Where ``severity`` came from: ``record:<id>`` (the record's own CVSS), ``alias:<id>``
+    (the CVSS of another record sharing an alias), ``cve5:cna:<org>`` / ``cve5:adp:<org>`` /
+    ``nvd:<source>`` (an enrichment source), ``text:<id>`` (the record's textual rating),
+    ``none`` (UNKNOWN: no source has one); the scanner's name for ECR; empty when not said."""
+    kev: "KevListing | None" = None
+    """The CISA Known Exploited Vulnerabilities entry of this vulnerability, when listed."""
+    epss: float | None = None
+    """FIRST EPSS probability of exploitation in the next 30 days (0-1), when known."""
+    epss_percentile: float | None = None
+    """Percentile of ``epss`` among all scored CVEs (0-1), when known."""
+
+    @property
+    def in_kev(self) -> bool:
+        """True when the vulnerability is in CISA's KEV catalog."""
+        return self.kev is not None
     suppression: Suppression | None = None
     """The ignore rule or VEX statement that suppresses it (only in
     :attr:`ScanResult.suppressed`); None for a finding that counts."""
@@ -298,6 +314,10 @@ class Finding:
             "links": list(self.links),
             "scanner": self.scanner,
             "exploit_available": self.exploit_available,
+            "severity_source": self.severity_source,
+            "kev": self.kev.to_dict() if self.kev is not None else None,
+            "epss": self.epss,
+            "epss_percentile": self.epss_percentile,
             **({"suppression": self.suppression.to_dict()} if self.suppression is not None else {}),
         }
 
@@ -320,8 +340,41 @@ class Finding:
             links=tuple(d.get("links") or ()),
             scanner=d.get("scanner") or "",
             exploit_available=d.get("exploit_available"),
+            severity_source=d.get("severity_source") or "",
+            kev=KevListing.from_dict(d["kev"]) if isinstance(d.get("kev"), dict) else None,
+            epss=d.get("epss"),
+            epss_percentile=d.get("epss_percentile"),
             suppression=Suppression.from_dict(d["suppression"]) if d.get("suppression") else None,
         )
+
+
+@dataclass(frozen=True)
+class KevListing:
+    """A vulnerability's entry in CISA's Known Exploited Vulnerabilities catalog."""
+
+    date_added: str
+    """When CISA added it (``YYYY-MM-DD``)."""
+    due_date: str | None = None
+    """Remediation due date for US federal agencies (``YYYY-MM-DD``)."""
+    ransomware: bool | None = None
+    """``knownRansomwareCampaignUse``: True for ``Known``, None for ``Unknown``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"date_added": self.date_added, "due_date": self.due_date, "known_ransomware": self.ransomware}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "KevListing":
+        return cls(date_added=str(d.get("date_added") or ""), due_date=d.get("due_date"),
+                   ransomware=d.get("known_ransomware"))
+
+
+def priority_order(finding: "Finding") -> tuple:
+    """The one order of findings in every output: listed in KEV first, then most severe, then
+    highest EPSS, then highest CVSS score (unknowns last), then by id, package and version."""
+    return (not finding.in_kev, -int(finding.severity),
+            -(finding.epss if finding.epss is not None else -1.0),
+            -(finding.cvss_score if finding.cvss_score is not None else -1.0),
+            finding.vulnerability_id, finding.ecosystem, finding.package_name, finding.package_version)
 
 
 @dataclass(frozen=True)
@@ -336,17 +389,26 @@ class FindingFilter:
     """Only findings rated at least this."""
     fixable_only: bool = False
     """Only findings with a known fix."""
+    kev_only: bool = False
+    """Only findings listed in CISA's KEV catalog."""
+    min_epss: float | None = None
+    """Only findings whose EPSS score is at least this (unknown EPSS fails)."""
 
     @property
     def narrows(self) -> bool:
         """True when the filter can leave findings out."""
-        return self.severities is not None or self.min_severity > Severity.UNKNOWN or self.fixable_only
+        return (self.severities is not None or self.min_severity > Severity.UNKNOWN or self.fixable_only
+                or self.kev_only or self.min_epss is not None)
 
     def wants(self, finding: "Finding") -> bool:
         """Whether ``finding`` passes."""
         if self.severities is not None and finding.severity not in self.severities:
             return False
         if finding.severity < self.min_severity:
+            return False
+        if self.kev_only and finding.kev is None:
+            return False
+        if self.min_epss is not None and (finding.epss is None or finding.epss < self.min_epss):
             return False
         return finding.fixable or not self.fixable_only
 
@@ -372,6 +434,107 @@ def severity_counts(findings: tuple[Finding, ...] | list[Finding]) -> dict[str, 
     for f in findings:
         counts[f.severity.name] += 1
     return counts
+
+
+@dataclass(frozen=True)
+class EcosystemCoverage:
+    """Whether the advisory data covers one ecosystem and release an image needs."""
+
+    ecosystem: str
+    """As the packages need it: ``Debian:12``, ``Alpine:v3.17``, ``PyPI``."""
+    packages: int
+    """Packages of the image in it."""
+    present: bool
+    """True when the data holds advisories for exactly this ecosystem (and release)."""
+    records: int = 0
+    """Advisory records for it in the data."""
+    updated_at: datetime | None = None
+    """When its data was last imported (or confirmed unchanged), None when absent."""
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        age = None
+        if self.updated_at is not None:
+            age = round(((now or utcnow()) - self.updated_at).total_seconds() / 86400, 1)
+        return {"ecosystem": self.ecosystem, "packages": self.packages, "present": self.present,
+                "records": self.records, "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+                "age_days": age}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EcosystemCoverage":
+        at = d.get("updated_at")
+        return cls(ecosystem=d["ecosystem"], packages=int(d.get("packages") or 0), present=bool(d.get("present")),
+                   records=int(d.get("records") or 0), updated_at=datetime.fromisoformat(at) if at else None)
+
+
+@dataclass(frozen=True)
+class UnjudgedPackage:
+    """A package (or a package database) that could not be held against the advisory data."""
+
+    ecosystem: str
+    name: str
+    """Package name, or the path of a package database that was not read."""
+    version: str
+    reason: str
+    """Why: ``no advisory data for Alpine:v3.17``, the comparator's refusal, ``BerkeleyDB rpmdb
+    not read``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ecosystem": self.ecosystem, "name": self.name, "version": self.version, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "UnjudgedPackage":
+        return cls(d.get("ecosystem") or "", d.get("name") or "", d.get("version") or "", d.get("reason") or "")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the advisory data could judge of one image: per ecosystem and release, and the
+    packages it could not judge, each named."""
+
+    ecosystems: tuple[EcosystemCoverage, ...] = ()
+    unjudged: tuple[UnjudgedPackage, ...] = ()
+    """Packages not judged (no data for their release, a version the comparator refuses) and
+    package databases not read."""
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Ecosystems (with release) the image needs and the data does not cover."""
+        return tuple(e.ecosystem for e in self.ecosystems if not e.present)
+
+    @property
+    def complete(self) -> bool:
+        """True when every needed ecosystem is covered and every package was judged."""
+        return not self.missing and not self.unjudged
+
+    @property
+    def state(self) -> str:
+        """``complete``, ``partial`` (some packages not judged) or ``missing`` (an ecosystem
+        without data)."""
+        return "missing" if self.missing else "partial" if self.unjudged else "complete"
+
+    def summary(self) -> str:
+        """One line: ``complete`` or what is missing."""
+        if self.complete:
+            return "complete"
+        parts = []
+        if self.missing:
+            parts.append("no advisory data for " + ", ".join(self.missing))
+        refused = len(self.unjudged)
+        if refused:
+            parts.append(f"{refused} package{'s' if refused != 1 else ''} not judged")
+        return "; ".join(parts)
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        return {"state": self.state, "missing": list(self.missing),
+                "ecosystems": [e.to_dict(now) for e in self.ecosystems],
+                "unjudged_count": len(self.unjudged), "unjudged": [u.to_dict() for u in self.unjudged]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Coverage | None":
+        if not isinstance(d, dict):
+            return None
+        return cls(ecosystems=tuple(EcosystemCoverage.from_dict(e) for e in d.get("ecosystems") or ()),
+                   unjudged=tuple(UnjudgedPackage.from_dict(u) for u in d.get("unjudged") or ()))
 
 
 class ScanState(str, enum.Enum):
@@ -405,6 +568,8 @@ class ScanResult:
     """OS ecosystem detected in the image, e.g. ``Debian:12``."""
     notes: tuple[str, ...] = ()
     """Human-readable remarks (quota reached so previous findings kept, stale data, ...)."""
+    coverage: Coverage | None = None
+    """What the advisory data could judge of the image (None: the scanner does not say, e.g. ECR)."""
     suppressed: tuple[Finding, ...] = ()
     """Findings an ignore rule or VEX statement suppresses, each with its
     :attr:`Finding.suppression`: kept and shown, but not in :attr:`findings`, so never counted,
@@ -430,10 +595,13 @@ class FindingChange:
 
     before: Finding
     after: Finding
+    epss_threshold: float = 0.1
+    """An EPSS move at least this large is a change (``vulndb.epss_threshold``)."""
 
     @property
     def what(self) -> tuple[str, ...]:
-        """Names of the fields that changed: ``severity``, ``cvss_score``, ``fix_available``."""
+        """Names of the fields that changed: ``severity``, ``cvss_score``, ``fix_available``,
+        ``kev`` (listed in or removed from KEV), ``epss`` (moved by at least ``epss_threshold``)."""
         out = []
         if self.before.severity != self.after.severity:
             out.append("severity")
@@ -442,6 +610,12 @@ class FindingChange:
         if self.before.fixable != self.after.fixable or (
                 set(self.before.fixed_versions) != set(self.after.fixed_versions)):
             out.append("fix_available")
+        if self.before.in_kev != self.after.in_kev:
+            out.append("kev")
+        b, a = self.before.epss, self.after.epss
+        if (b is None) != (a is None) or (b is not None and a is not None
+                                          and abs(a - b) >= self.epss_threshold - 1e-12):
+            out.append("epss")
         return tuple(out)
 
 
@@ -596,7 +770,7 @@ class Event:
             "added": [f.to_dict() for f in self.added],
             "fixed": [f.to_dict() for f in self.fixed],
             "changed": [{"before": c.before.to_dict(), "after": c.after.to_dict(),
-                         "what": list(c.what)} for c in self.changed],
+                         "what": list(c.what), "epss_threshold": c.epss_threshold} for c in self.changed],
             "reasons": [r.to_dict() for r in self.reasons],
         }
 
@@ -617,7 +791,8 @@ class Event:
             previous_counts=dict(d.get("previous_counts") or {}),
             added=tuple(Finding.from_dict(x) for x in d.get("added") or ()),
             fixed=tuple(Finding.from_dict(x) for x in d.get("fixed") or ()),
-            changed=tuple(FindingChange(Finding.from_dict(x["before"]), Finding.from_dict(x["after"]))
+            changed=tuple(FindingChange(Finding.from_dict(x["before"]), Finding.from_dict(x["after"]),
+                                        float(x.get("epss_threshold", 0.1)))
                           for x in d.get("changed") or ()),
             reasons=tuple(ChangeReason.from_dict(x) for x in d.get("reasons") or ()),
         )
@@ -629,12 +804,25 @@ def stable_id(*parts: Any) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:32]}"
 
 
+EPSS_BAND = 0.05
+"""Width of the EPSS bands re-matching tells apart (see :func:`finding_hash`)."""
+
+
+def epss_band(score: float | None) -> int:
+    """The band of an EPSS score (-1 when unknown)."""
+    return -1 if score is None else int(score / EPSS_BAND + 1e-9)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def finding_hash(f: Finding) -> int:
     """A 128-bit hash of what :func:`vulnwatch.diff.diff` compares of a finding (identity,
-    severity, score, fixability, fixed versions; not titles or links)."""
+    severity, score, fixability, fixed versions, KEV listing, EPSS band; not titles or links).
+    EPSS counts by its band of :data:`EPSS_BAND` (a daily wobble does not move every image;
+    a move across a band boundary does, and the diff then applies the configured threshold)."""
     text = "|".join((f.vulnerability_id, f.ecosystem, f.package_name, f.package_version, f.severity.name,
                      repr(f.cvss_score), str(f.fixable), ",".join(sorted(f.fixed_versions))))
+    if f.kev is not None or f.epss is not None:     # findings without enrichment hash as before
+        text += f"|{f.kev is not None}|{epss_band(f.epss)}"
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
 
 

@@ -371,15 +371,14 @@ class Pipeline:
     def __init__(self, store: Store, watches: Sequence[Watch], sinks: Sequence[Sink] = (), *,
                  max_attempts: int = 8, backoff_base: float = 30.0, backoff_max: float = 3600.0,
                  progress: Progress | None = None, resources: ScanResources | None = None,
-<<<<<<< HEAD
-                 advisory_base_url: str | None = None, record_batch: int = 200) -> None:
+                 advisory_base_url: str | None = None, policy: Policy | None = None,
+                 cycle_timeout: float | None = None, delivery_timeout: float | None = None,
+                 epss_threshold: float = 0.1, record_batch: int = 200) -> None:
         self.store = store
+        self.epss_threshold = epss_threshold
+        """An EPSS move at least this large is a change (``vulndb.epss_threshold``)."""
         self.record_batch = max(1, int(record_batch))
         """Results written per transaction (:meth:`Store.commit_scans`)."""
-=======
-                 advisory_base_url: str | None = None, policy: Policy | None = None,
-                 cycle_timeout: float | None = None, delivery_timeout: float | None = None) -> None:
-        self.store = store
         self.policy = policy or Policy()
         """The ignore rules and VEX statements: applied to every result before it is diffed
         (:meth:`suppress`), the one place suppression happens in a cycle and in re-matching."""
@@ -388,7 +387,6 @@ class Pipeline:
         self.delivery_timeout = delivery_timeout or 0.0
         """The part of ``cycle_timeout`` kept for delivery (``limits.delivery_timeout``): scanning
         stops that long before the cycle's deadline."""
->>>>>>> main
         self.watches = list(watches)
         self.sinks = list(sinks)
         self.resources = resources
@@ -474,19 +472,17 @@ class Pipeline:
         return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory, data=data)
 
     def _record_once(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
-<<<<<<< HEAD
-                     keep_inventory: bool) -> Event | None:
-        commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep_inventory)
+                     keep_inventory: bool, data: Sequence[DataSource] = ()) -> Event | None:
+        commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep_inventory,
+                                      data=data)
         if commit is not None:
             self.store.commit_scan(result, commit.deliveries, keep_inventory=keep_inventory, expected=previous)
         return event
 
     def _prepare(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
-                 keep_inventory: bool) -> tuple[ScanCommit | None, Event | None]:
+                 keep_inventory: bool, data: Sequence[DataSource] = ()
+                 ) -> tuple[ScanCommit | None, Event | None]:
         """What recording ``result`` writes (None: nothing, it is the stored snapshot) and its event."""
-=======
-                     keep_inventory: bool, data: Sequence[DataSource] = ()) -> Event | None:
->>>>>>> main
         image = result.image
         if (previous is not None and not has_error and image.tags == previous.image.tags
                 and result == replace(previous, image=image)):
@@ -500,7 +496,7 @@ class Pipeline:
                     moved.append(tag)
                     if base is None:
                         base = self.store.snapshot(image.registry, image.repository, old)
-        event = diff(result, previous, base, tuple(moved), data=data)
+        event = diff(result, previous, base, tuple(moved), data=data, epss_threshold=self.epss_threshold)
         deliveries: list[tuple[Event, list[str]]] = []
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
@@ -508,8 +504,8 @@ class Pipeline:
         return ScanCommit(result, tuple(deliveries), keep_inventory, previous), event
 
     def record_many(self, items: Sequence[tuple[ScanResult, ScanResult | None, bool, bool]],
-                    claims: Mapping[tuple[str, str, str], Lease] | None = None
-                    ) -> list[Event | None | Exception]:
+                    claims: Mapping[tuple[str, str, str], Lease] | None = None, *,
+                    data: Sequence[DataSource] = ()) -> list[Event | None | Exception]:
         """:meth:`record` for many results (``(result, previous, has_error, keep_inventory)``) in
         batched writes (:meth:`Store.commit_scans`: one transaction for all, each image still all
         or nothing with its outbox rows). An image another writer recorded meanwhile is diffed and
@@ -523,8 +519,10 @@ class Pipeline:
         events: dict[int, Event | None] = {}
         for n, (result, previous, has_error, keep) in enumerate(items):
             try:
+                result = self.suppress(result)     # the policy first, as in record
                 with self._fence(*([claims[result.image.key]] if result.image.key in claims else [])):
-                    commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep)
+                    commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep,
+                                                  data=data)
             except Exception as e:     # a read failed: this image is not recorded
                 out[n] = e
                 continue
@@ -560,7 +558,8 @@ class Pipeline:
                     if conflicts is not None:     # another writer got there first: diff again
                         log.info("%s was recorded by another writer meanwhile; diffing again", result.image)
                         previous = self.store.snapshot(*result.image.key, with_inventory=not commit.keep_inventory)
-                    out[n] = self.record(result, previous, has_error=True, keep_inventory=commit.keep_inventory)
+                    out[n] = self.record(result, previous, has_error=True, keep_inventory=commit.keep_inventory,
+                                         data=data)
             except LeaseLost as e:
                 if claim is None:
                     raise
@@ -801,27 +800,28 @@ class Pipeline:
 
     def _scan_batch(self, watch: Watch, batch: list[Image], previous: Mapping, failing: set,
                     claimed: Mapping[tuple[str, str, str], Lease], stop: threading.Event | None,
-<<<<<<< HEAD
-                    checked: list, finished: set, t: "_CycleTally") -> None:
+                    checked: list, finished: set, t: "_CycleTally", pending: list | None = None) -> None:
         """Scan one group of images and record the results (under their claims' fences, if any),
         ``record_batch`` at a time in one write (what stop or a crash leaves unwritten is
-        scanned again next cycle: nothing is owed for it yet)."""
-        pending: list[tuple[Image, ScanResult]] = []
+        scanned again next cycle: nothing is owed for it yet). With ``pending``, an image whose
+        scan is still running (``ScanTimeout``) is put there instead of being recorded as
+        failed: the caller asks again later."""
+        ready: list[tuple[Image, ScanResult]] = []
 
         def flush() -> None:
-            if not pending:
+            if not ready:
                 return
-            batch = list(pending)
-            pending.clear()
+            batch = list(ready)
+            ready.clear()
             outcomes = self.record_many([(res, previous.get(img.key), img.key in failing, False)
-                                         for img, res in batch], claimed)
+                                         for img, res in batch], claimed, data=t.data)
             for (image, result), got in zip(batch, outcomes):
                 if isinstance(got, LeaseLost):
                     log.warning("%s: claim taken over by another worker; left to it", image)
                     continue
                 if isinstance(got, Exception):
                     log.error("recording %s failed: %s", image, got)
-                    t.failures.append(Failure(str(image), f"recording failed: {got}", type(got).__name__))
+                    t.failures.append(_failure(str(image), f"recording failed: {got}", type(got).__name__))
                     continue
                 checked.append(image.key)
                 finished.add(image.key)
@@ -837,6 +837,9 @@ class Pipeline:
                     break      # the rest of this group is abandoned: nothing of it written
                 t.done += 1
                 self.progress("scan", t.done, t.total)
+                if pending is not None and isinstance(outcome, ScanError) and outcome.code == "ScanTimeout":
+                    pending.append(image)
+                    continue
                 claim = claimed.get(image.key)
                 if isinstance(outcome, ScanError):
                     try:
@@ -850,55 +853,15 @@ class Pipeline:
                         log.warning("%s: claim taken over by another worker; left to it", image)
                     except Exception as e:  # a broken record must not stop the others
                         log.exception("recording %s failed", image)
-                        t.failures.append(Failure(str(image), f"recording failed: {e}", type(e).__name__))
+                        t.failures.append(_failure(str(image), f"recording failed: {e}", type(e).__name__))
                     continue
-                pending.append((image, outcome))
-                if len(pending) >= self.record_batch:
+                ready.append((image, outcome))
+                if len(ready) >= self.record_batch:
                     flush()
         except BaseException:
-            pending.clear()    # an error of the cycle itself: what is not written is scanned again
+            ready.clear()      # an error of the cycle itself: what is not written is scanned again
             raise
         flush()                # what was scanned is recorded (a stop too: these scans are whole)
-=======
-                    checked: list, finished: set, t: "_CycleTally", pending: list | None = None) -> None:
-        """Scan one group of images and record each result (under its claim's fence, if any).
-        With ``pending``, an image whose scan is still running (``ScanTimeout``) is put there
-        instead of being recorded as failed: the caller asks again later."""
-        for image, outcome in watch.scanner.scan_many(batch, previous):
-            if stop is not None and stop.is_set():
-                break      # the rest of this group is abandoned: nothing of it written
-            t.done += 1
-            self.progress("scan", t.done, t.total)
-            if pending is not None and isinstance(outcome, ScanError) and outcome.code == "ScanTimeout":
-                pending.append(image)
-                continue
-            claim = claimed.get(image.key)
-            try:
-                with self._fence(*([claim] if claim else [])):
-                    if isinstance(outcome, ScanError):
-                        t.failures.append(_failure(str(image), _reason(outcome, str(image)), outcome.code))
-                        self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
-                        finished.add(image.key)
-                        continue
-                    event = self.record(outcome, previous.get(image.key), has_error=image.key in failing,
-                                        data=t.data)
-                checked.append(image.key)
-                finished.add(image.key)
-            except LeaseLost:
-                if claim is None:
-                    raise          # the cycle lease is gone: stop the cycle
-                log.warning("%s: claim taken over by another worker; left to it", image)
-                continue
-            except Exception as e:  # a broken record must not stop the others
-                log.exception("recording %s failed", image)
-                t.failures.append(_failure(str(image), f"recording failed: {e}", type(e).__name__))
-                continue
-            t.scanned += 1
-            for n in outcome.notes:
-                t.notes.setdefault(n, []).append(str(image))
-            if event is not None:
-                t.events.append(event)
->>>>>>> main
 
     def _deliver_as_worker(self, lease: CycleLease, stop: threading.Event | None) -> DispatchReport | None:
         """Worker mode: the outbox is worked by one worker at a time (the ``dispatch`` lease); a
@@ -1036,18 +999,14 @@ class Pipeline:
         checked, in one statement."""
         from .scanners.builtin import BuiltinScanner
 
-<<<<<<< HEAD
         resources = self._resources()
         scanner = BuiltinScanner.for_rematch(resources)
+        data = scanner.data_sources()
         index = resources.vulndb
         version = index.data_version()         # read first: what changes meanwhile is seen next time
         changed = index.changes_since(self.store.marker(_REMATCHED))
         if changed is not None and not changed:
             return []                          # the data did not change since the last re-match
-=======
-        scanner = BuiltinScanner.for_rematch(self._resources())
-        data = scanner.data_sources()
->>>>>>> main
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
         for inv in self.store.inventories():
@@ -1060,7 +1019,6 @@ class Pipeline:
             (unchanged if same else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
         events = []
-<<<<<<< HEAD
         step = self.record_batch
         for i in range(0, len(moved), step):      # read, re-match and write a batch at a time
             chunk = moved[i:i + step]
@@ -1070,22 +1028,12 @@ class Pipeline:
                 inv = invs.get(old.image.key)
                 if inv is not None:
                     items.append((scanner.rematch(old, inv.packages, inv.distro), old, True, True))
-            for (new, _old, _e, _k), got in zip(items, self.record_many(items)):
+            for got in self.record_many(items, data=data):
                 if isinstance(got, Exception):
                     raise got
                 if got is not None:
                     events.append(got)
         self.store.set_marker(_REMATCHED, version)
-=======
-        for inv in self.store.inventories(keys=moved):
-            old = self.store.snapshot(*inv.key, with_inventory=False)
-            if old is None:
-                continue
-            new = scanner.rematch(old, inv.packages, inv.distro)
-            ev = self.record(new, old, has_error=True, keep_inventory=True, data=data)
-            if ev is not None:
-                events.append(ev)
->>>>>>> main
         return events
 
     def needed_ecosystems(self) -> list[str]:
@@ -1104,19 +1052,36 @@ class Pipeline:
         return update(self._resources().vulndb, list(ecosystems), **kwargs)
 
     def import_advisories(self, path: Path):
-        """Import one local OSV export (an ``all.zip`` or a folder of records); returns its
-        :class:`~vulnwatch.vulndb.interface.ImportReport`. Raises ``VulnDBError``."""
-        from .vulndb.sync import import_path, local_source, local_version
+        """Import one local OSV export (an ``all.zip`` or a folder of records), or an enrichment
+        file (KEV, EPSS, CVE JSON 5, NVD: recognised by content, imported when it changed); returns
+        its :class:`~vulnwatch.vulndb.interface.ImportReport` or
+        :class:`~vulnwatch.vulndb.enrichment.EnrichmentReport`. Raises ``VulnDBError``."""
+        from .vulndb.sync import detect_kind, import_enrichment, import_path, local_source, local_version
 
         path = path.resolve()
+        if detect_kind(path) is not None:
+            return import_enrichment(self._resources().vulndb, path)
         return import_path(self._resources().vulndb, path, source=local_source(path), location=str(path),
                            last_modified=local_version(path))
+
+    def update_enrichment(self, sources: Sequence[tuple[str, str]]) -> list:
+        """Download each ``(name, url)`` enrichment source where it changed (conditional GET, then
+        content hash); returns an :class:`~vulnwatch.vulndb.enrichment.EnrichmentReport` each.
+        Raises :class:`~vulnwatch.vulndb.interface.VulnDBError`."""
+        from .vulndb.sync import update_enrichment
+
+        return update_enrichment(self._resources().vulndb, list(sources))
 
     def advisory_sources(self) -> tuple[list, int, Path]:
         """The sources in the local index (:class:`~vulnwatch.vulndb.interface.SourceStatus`), its
         record count and its file."""
         index = self._resources().vulndb
         return index.sources(), index.count(), index.path
+
+    def enrichment_sources(self) -> list:
+        """The enrichment sources in the local index (KEV, EPSS, CVE JSON 5, NVD), as
+        :class:`~vulnwatch.vulndb.interface.SourceStatus` (``ecosystem`` is the source name)."""
+        return self._resources().vulndb.enrichment_sources()
 
     def _delivered(self, n: int) -> None:
         self._sent += n

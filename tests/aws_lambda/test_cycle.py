@@ -191,3 +191,40 @@ def test_two_collectors_racing_on_one_image_record_one_change_and_one_event(depl
     from vulnwatch.store.interface import DeliveryStatus
 
     assert len(_store(dep).deliveries(DeliveryStatus.DELIVERED)) == 1
+
+
+def test_a_batch_in_the_dlq_is_replayed_and_delivered_once_with_the_same_id(deploy, pusher, receiver):
+    """notify fails every retry (the receiver is down): Lambda's on-failure destination gets the
+    batch's description (DDBStreamBatchInfo, the shape AWS sends); the documented replay reads
+    those records back from the stream and delivers them under the same event id."""
+    from vulnwatch.aws_lambda import replay
+
+    pusher.push("team/app", "v1")
+    receiver.responses = [(503, {"Retry-After": "0"}, b"down")] * 4
+    dep = deploy(["team/app"])
+    dep.schedule()
+    dep.collect()
+    records = dep.stream_records()
+    answers = dep.notify(records=records, retries=3)
+    assert all(a["batchItemFailures"] for a in answers) and len(answers) == 4
+    failed_ids = {r.json()["id"] for r in receiver.requests}
+    assert len(failed_ids) == 1
+
+    dlq = dep.sqs.create_queue(QueueName="vw-notify-dlq")["QueueUrl"]
+    shard = dep.streams.describe_stream(StreamArn=dep.stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    seqs = [r["dynamodb"]["SequenceNumber"] for r in records]
+    dep.sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({
+        "requestContext": {"requestId": "c9b8fa9f-5a7f-4a3a-9b0e-3a1e2d0f4c11", "condition": "RetryAttemptsExhausted",
+                           "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:vulnwatch-notify",
+                           "approximateInvokeCount": 4},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": None},
+        "version": "1.0", "timestamp": "2026-12-02T09:00:00.000Z",
+        "DDBStreamBatchInfo": {"shardId": shard, "startSequenceNumber": seqs[0], "endSequenceNumber": seqs[-1],
+                               "approximateArrivalOfFirstRecord": "2026-12-02T08:59:00Z",
+                               "approximateArrivalOfLastRecord": "2026-12-02T08:59:00Z",
+                               "batchSize": len(seqs), "streamArn": dep.stream_arn}}))
+    receiver.clear()
+    out = replay.replay(dlq)
+    assert out["replayed"] == 1 and out["still_failing"] == 0 and out["records"] == len(records)
+    assert [r.json()["id"] for r in receiver.requests] == list(failed_ids)       # once, the same id
+    assert dep.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=0).get("Messages") is None

@@ -80,6 +80,10 @@ def _importtime(*args: str, cwd: Path) -> set[str]:
 
 
 def test_the_scan_path_loads_no_aws_library(tmp_path):
+    # a scan never uses the bundled example data on its own: give it the example's records
+    examples = Path(IMAGE_ARCHIVE).parent / "osv"
+    (tmp_path / "vulnwatch.yaml").write_text(f"vulndb: {{path: {tmp_path / 'osv.db'}, imports: "
+                                            f"[{examples / 'Debian'}, {examples / 'PyPI'}]}}\n")
     help_modules = _importtime("scan", "--help", cwd=tmp_path)
     scan_modules = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "-f", "json", "-q", cwd=tmp_path)
     assert "vulnwatch.scanners.builtin" in scan_modules and "vulnwatch.cli.scan" in help_modules

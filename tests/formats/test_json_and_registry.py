@@ -50,7 +50,8 @@ def test_document_has_the_documented_shape_and_validates_against_its_schema(resu
     jsonschema.Draft202012Validator(JSON_SCHEMA, format_checker=jsonschema.FormatChecker()).validate(doc)
     assert doc["schema"] == SCHEMA_ID == "vulnwatch.scan/v1"
     assert list(doc) == ["schema", "image", "distro", "scanner", "state", "scanned_at",
-                         "vulnerability_source_updated_at", "packages", "findings", "counts", "suppressed", "notes"]
+                         "vulnerability_source_updated_at", "packages", "findings", "counts", "coverage", "suppressed",
+                         "notes"]
     assert doc["image"] == {"registry": "prod-ecr", "repository": "team/app", "digest": DIGEST,
                             "tags": ["1.4.2", "latest"], "pushed_at": "2024-05-01T18:02:00+00:00",
                             "media_type": "application/vnd.oci.image.manifest.v1+json",

@@ -139,7 +139,7 @@ def test_one_broken_image_never_stops_the_others(env, tmp_path):
     type: archive
     path: {broken}
 notifications:"""))
-    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"))
+    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"), str(OSV_DIR / "Debian"))   # every ecosystem the image needs
     r = cli(cfg, "run", "--format", "json")
     out = json.loads(r.stdout)
     assert r.exit_code == 1
@@ -170,7 +170,7 @@ def test_hostile_layer_is_a_clear_per_image_error_and_the_run_goes_on(env, tmp_p
     type: archive
     path: {layout.path}
 notifications:"""))
-    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"))
+    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"), str(OSV_DIR / "Debian"))   # every ecosystem the image needs
     r = cli(cfg, "run", "--format", "json")
     assert r.exit_code == 1
     out = json.loads(r.stdout)
@@ -187,7 +187,7 @@ def test_scan_oci_layout_directory(env, tmp_path):
     import subprocess
 
     _, cfg, _ = env
-    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"))
+    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"), str(OSV_DIR / "Debian"))   # every ecosystem the image needs
     layout = tmp_path / "layout"
     subprocess.run(["skopeo", "copy", "--quiet", f"docker-archive:{IMAGE_ARCHIVE}", f"oci:{layout}:1.0"],
                    check=True)
@@ -213,7 +213,7 @@ def test_unchanged_images_are_stamped_not_rewritten(env):
     import sqlite3
 
     tmp, cfg, _ = env
-    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"))
+    cli(cfg, "db", "import", str(OSV_DIR / "PyPI"), str(OSV_DIR / "Debian"))   # every ecosystem the image needs
     assert cli(cfg, "run").exit_code == 0
     first = json.loads(cli(cfg, "status", "--format", "json").stdout)[0]
     assert cli(cfg, "run").exit_code == 0

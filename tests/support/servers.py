@@ -129,3 +129,63 @@ def start_receiver() -> Receiver:
     holder["r"] = rec
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return rec
+
+
+@dataclass
+class FileServer:
+    """A real HTTP server for downloads: ``files`` maps a path to its bytes; answers with an
+    ETag (the content's sha256) and 304 to a matching ``If-None-Match``; records each GET."""
+
+    server: ThreadingHTTPServer
+    files: dict[str, bytes] = field(default_factory=dict)
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    etags: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def statuses(self) -> list[int]:
+        return [int(r.headers.get("x-status", 0)) for r in self.requests]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_file_server(files: dict[str, bytes] | None = None, *, etags: bool = True) -> FileServer:
+    import hashlib
+
+    holder: dict[str, FileServer] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):  # quiet
+            pass
+
+        def do_GET(self):  # noqa: N802
+            fs = holder["s"]
+            body = fs.files.get(self.path.split("?", 1)[0])
+            headers = dict(self.headers.items())
+            if body is None:
+                status, out, extra = 404, b"not found", {}
+            else:
+                tag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+                extra = {"ETag": tag} if fs.etags else {}
+                if fs.etags and self.headers.get("If-None-Match") == tag:
+                    status, out = 304, b""
+                else:
+                    status, out = 200, body
+            headers["x-status"] = str(status)
+            fs.requests.append(ReceivedRequest("GET", self.path, headers, b""))
+            self.send_response(status)
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    fs = FileServer(server, dict(files or {}), etags=etags)
+    holder["s"] = fs
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return fs

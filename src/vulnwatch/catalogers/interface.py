@@ -124,6 +124,9 @@ class CatalogResult:
     """Packages found, in file order."""
     warnings: tuple[str, ...] = ()
     """Human-readable remarks naming the file (unsupported format, skipped record, ...)."""
+    unread: tuple[tuple[str, str], ...] = ()
+    """Package databases found and not read, as ``(path, reason)``: their packages are missing
+    from the inventory (reported in the scan's coverage, never dropped silently)."""
 
 
 class Cataloger(abc.ABC):

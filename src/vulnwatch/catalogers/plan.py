@@ -40,6 +40,8 @@ class Inventory:
     """Remarks from the walker and the catalogers, naming layer/file."""
     layers: tuple[str, ...] = ()
     """Layers read, bottom first."""
+    unread: tuple[tuple[str, str], ...] = ()
+    """Package databases found and not read (``(path, reason)``), from the catalogers."""
 
     @property
     def ecosystem(self) -> str | None:
@@ -109,6 +111,7 @@ class CatalogPlan:
         context = CatalogContext(distro=distro, layer_of=walked.layer_of(), limits=lim)
         packages: list[Package] = []
         warnings = list(walked.warnings)
+        unread: list[tuple[str, str]] = []
         for c in self.catalogers:
             mine = {p: d for p, d in files.items() if c.wants(p)}
             if c.wants_executables:
@@ -133,10 +136,11 @@ class CatalogPlan:
                                         f"over {lim.max_cataloger_packages}", key="limits.max_cataloger_packages")
             packages.extend(result.packages)
             warnings.extend(result.warnings)
+            unread.extend(result.unread)
             if len(packages) > lim.max_packages:
                 raise CatalogLimitError(c.name, result.packages[-1].path or "", f"the image has more than "
                                         f"{lim.max_packages} packages", key="limits.max_packages")
-        return Inventory(packages=tuple(packages), distro=distro, warnings=tuple(warnings),
+        return Inventory(packages=tuple(packages), distro=distro, warnings=tuple(warnings), unread=tuple(unread),
                          layers=walked.layers)
 
 

@@ -75,11 +75,14 @@ class RpmCataloger(Cataloger):
     def catalog(self, files: Mapping[str, bytes], context: CatalogContext) -> CatalogResult:
         packages: list[Package] = []
         warnings: list[str] = []
+        unread: list[tuple[str, str]] = []
         for path in sorted(files):
             base = path.rpartition("/")[2]
             if base in UNSUPPORTED:
                 warnings.append(f"rpm: {path}: {UNSUPPORTED[base]} rpmdb is not read (only rpmdb.sqlite is); "
                                 "RPM packages of this image are not listed")
+                unread.append((path, f"{UNSUPPORTED[base]} rpmdb not read (only rpmdb.sqlite is): its RPM "
+                                     "packages are not judged"))
                 continue
             rows, err = self._rows(files[path])
             if err:
@@ -101,7 +104,7 @@ class RpmCataloger(Cataloger):
                     warnings.append(f"rpm: {path}: record {hnum}: no NAME/VERSION; skipped")
                 elif pkg.name != "gpg-pubkey":
                     packages.append(pkg)
-        return CatalogResult(tuple(packages), tuple(warnings))
+        return CatalogResult(tuple(packages), tuple(warnings), tuple(unread))
 
     @staticmethod
     def _rows(data: bytes) -> tuple[list[tuple[int, bytes]], str | None]:

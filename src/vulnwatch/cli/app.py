@@ -41,6 +41,9 @@ log = logging.getLogger("vulnwatch.cli")
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_BUSY = 75
+EXIT_INCOMPLETE = 4
+"""``scan``: the advisory data does not cover an ecosystem or release the image needs (the report
+says which); ``--allow-missing-data`` (``vulndb.allow_missing_data``) accepts that."""
 """Another process holds the store's cycle lease; nothing was done (sysexits' EX_TEMPFAIL)."""
 
 EXIT_CODES_HELP = """\b
@@ -50,6 +53,8 @@ Exit codes:
        run had images, registries or deliveries fail
   2    bad configuration or usage
   3    could not run (image, output file, state store or data unusable; --timeout)
+  4    scan: the advisory data does not cover an ecosystem/release the image needs
+       (--allow-missing-data accepts it)
   75   run: another cycle holds the store; nothing done (--wait waits for it)
   130  interrupted
 \b
@@ -206,7 +211,10 @@ def load_or_raise(state: State, sections: Collection[str] | None = None) -> Conf
     from ..config import Config, load_config
 
     path = find_config(state.config_path)
-    cfg = load_config(path, sections=sections) if path else Config.default()
+    # without a file: the embedded demo for the verbs that watch registries; the others (scan, db,
+    # status) get plain defaults, so the bundled example data never serves a user's scan
+    demo = sections is None or "registries" in sections
+    cfg = load_config(path, sections=sections) if path else (Config.default() if demo else Config())
     from ..build import register_config_secrets
 
     register_config_secrets(cfg)
@@ -236,4 +244,5 @@ def fail(state: State | None, code: int, event: str, text: str, **fields: Any) -
 
 
 __all__ = ["app", "load", "load_or_raise", "find_config", "fail", "option", "config_option", "quiet_option", "verb_state", "exit_codes",
-           "TableOrJson", "EXIT_OK", "EXIT_FAILURES", "EXIT_CONFIG", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_BUSY"]
+           "TableOrJson", "EXIT_OK", "EXIT_FAILURES", "EXIT_CONFIG", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_BUSY",
+           "EXIT_INCOMPLETE"]

@@ -21,7 +21,7 @@ import typer
 from .. import logs
 from ..formats import FORMATTERS
 from ..model import Severity
-from .app import (EXIT_CONFIG, EXIT_ERROR, EXIT_FAILURES, EXIT_OK, app, config_error, config_option, exit_codes, fail, load,
+from .app import (EXIT_CONFIG, EXIT_ERROR, EXIT_FAILURES, EXIT_INCOMPLETE, EXIT_OK, app, config_error, config_option, exit_codes, fail, load,
                   option, quiet_option, verb_state, TableOrJson)
 from .common import WIDE, consoles, report, stdout_is_terminal, stdout_write, without_subject
 
@@ -113,7 +113,10 @@ SCAN_EXIT_CODES = exit_codes(
     "0    scanned; no finding left after the filters, or neither --exit-code nor --fail-on given",
     "N    findings left (--exit-code N alone), or one at least --fail-on (N: --exit-code, default 1)",
     "2    bad usage or configuration",
-    "3    could not scan: the image cannot be opened or read, the output file cannot be written, --timeout")
+    "3    could not scan: the image cannot be opened or read, the output file cannot be written, --timeout,",
+    "     no advisory data for an ecosystem it needs and the download failed (offline: vulnwatch db import)",
+    "4    the advisory data does not cover an ecosystem or release the image needs (the report names it);",
+    "     --allow-missing-data (vulndb.allow_missing_data) exits as if it did")
 
 
 @app.command(epilog=SCAN_EXIT_CODES)
@@ -130,6 +133,13 @@ def scan(
     min_severity: Optional[str] = option(None, "--min-severity", help="Only findings at least this severe "
                                          "(a threshold: HIGH keeps HIGH and CRITICAL)."),
     ignore_unfixed: bool = option(False, "--ignore-unfixed", help="Hide findings without a known fix."),
+    kev_only: bool = option(False, "--kev-only", help="Only findings listed in CISA's KEV catalog."),
+    min_epss: Optional[float] = option(None, "--min-epss", min=0.0, max=1.0,
+                                       help="Only findings with an EPSS score at least this (0-1)."),
+    allow_missing_data: Optional[bool] = option(None, "--allow-missing-data/--no-allow-missing-data",
+                                                help="Exit as usual when the advisory data does not cover an "
+                                                     "ecosystem or release the image needs (default: exit 4; "
+                                                     "vulndb.allow_missing_data)."),
     fail_on: Optional[str] = option(None, "--fail-on", help="Exit with --exit-code (default 1) when a finding left "
                                     "after the filters is at least this severe."),
     exit_code: Optional[int] = option(None, "--exit-code", help="Exit with this code when findings are left after "
@@ -201,7 +211,8 @@ def scan(
     except _Timeout:
         fail(state, EXIT_ERROR, "timeout", f"scan of {image} did not finish within {timeout} (--timeout)",
              image=image)
-    shown = FindingFilter(severities=wanted, min_severity=threshold or Severity.UNKNOWN, fixable_only=ignore_unfixed)
+    shown = FindingFilter(severities=wanted, min_severity=threshold or Severity.UNKNOWN, fixable_only=ignore_unfixed,
+                          kev_only=kev_only, min_epss=min_epss)
     if not sbom:
         result = policy.apply(result)      # suppressed findings: shown, never counted or gated on
     result = replace(result, findings=() if sbom else shown.apply(result.findings),
@@ -226,6 +237,15 @@ def scan(
         stdout_write(text)
     for note in result.notes:
         report(state, "info", "note", f"note: {note}", style="dim", note=note)
+    cov = result.coverage
+    if not sbom and cov is not None and not cov.complete:
+        allowed = cfg.vulndb.allow_missing_data if allow_missing_data is None else allow_missing_data
+        level = "warning" if cov.missing and not allowed else "info"
+        report(state, level, "coverage", f"coverage: {cov.summary()}"
+               + (" (exit 4; --allow-missing-data to accept)" if cov.missing and not allowed else ""),
+               missing=list(cov.missing), unjudged=len(cov.unjudged))
+        if cov.missing and not allowed:
+            raise typer.Exit(EXIT_INCOMPLETE)
     if not sbom:
         if fail_sev is not None:
             if any(f.severity >= fail_sev for f in result.findings):
@@ -327,11 +347,13 @@ def db_update(
                                                                "else those of the stored inventories)."),
     rematch: bool = option(True, "--rematch/--no-rematch", help="Re-match stored inventories afterwards."),
     deliver: bool = option(True, "--deliver/--no-deliver", help="Deliver the resulting notifications."),
+    enrich: bool = option(True, "--enrichment/--no-enrichment", help="Also download the enrichment sources "
+                          "(vulndb.enrichment: KEV, EPSS, CVE JSON 5, NVD)."),
     output: TableOrJson = _format_option(),
     config: Optional[Path] = config_option(),
     quiet: bool = quiet_option(),
 ) -> None:
-    """Download OSV exports (<base_url>/<Ecosystem>/all.zip), only when changed."""
+    """Download OSV exports (<base_url>/<Ecosystem>/all.zip) and the enrichment sources, only when changed."""
     from ..vulndb.interface import VulnDBError
 
     state = verb_state(ctx, config, quiet)
@@ -356,7 +378,21 @@ def db_update(
                                         f"removed, {r.report.withdrawn} withdrawn"})
             else:
                 results.append({"ecosystem": r.ecosystem, "changed": False, "text": f"{r.ecosystem}: unchanged"})
+        for src in cfg.vulndb.enrichment if enrich else ():
+            url = src.url or _default_url(src.type)
+            try:
+                rep = pipeline.update_enrichment([(src.type, url)])[0]
+            except VulnDBError as e:     # the OSV data is in; the scores keep their last import
+                report(state, "warning", "enrichment_failed", f"enrichment {src.type}: {e}", source=src.type,
+                       url=url)
+                results.append({"source": src.type, "changed": False, "error": str(e),
+                                "text": f"{src.type}: download failed (kept the last import)"})
+                continue
+            changed = changed or rep.changed
+            results.append(_enrichment_result(rep))
         if changed and rematch:
+            # an enrichment download that failed is a warning: the OSV data is in, the scores keep
+            # their last import (`db status` shows its age)
             raise typer.Exit(_rematch_and_report(state, pipeline, deliver, output, results))
         _print_results(output, results)
         raise typer.Exit(EXIT_OK)
@@ -364,17 +400,36 @@ def db_update(
         pipeline.close()
 
 
+def _default_url(kind: str) -> str:
+    from ..build import enrichment_default_url
+
+    return enrichment_default_url(kind)
+
+
+def _enrichment_result(rep) -> dict:
+    if not rep.changed:
+        return {"source": rep.source, "changed": False, "location": rep.location,
+                "text": f"{rep.source}: unchanged ({rep.location})"}
+    version = f", version {rep.version}" if rep.version else ""
+    return {"source": rep.source, "changed": True, "location": rep.location, "records": rep.records,
+            "version": rep.version, "skipped": [{"record": w, "reason": y} for w, y in rep.skipped],
+            "text": f"{rep.source}: {rep.records} vulnerabilities imported{version}"
+                    + (f", {len(rep.skipped)} entries skipped" if rep.skipped else "")}
+
+
 @db_app.command("import", epilog=DB_EXIT_CODES)
 def db_import(
     ctx: typer.Context,
-    paths: list[Path] = typer.Argument(..., help="OSV exports: all.zip files or folders of OSV *.json."),
+    paths: list[Path] = typer.Argument(..., help="OSV exports (all.zip files or folders of OSV *.json) or "
+                                                 "enrichment files (KEV, EPSS, CVE JSON 5, NVD)."),
     rematch: bool = option(True, "--rematch/--no-rematch", help="Re-match stored inventories afterwards."),
     deliver: bool = option(True, "--deliver/--no-deliver", help="Deliver the resulting notifications."),
     output: TableOrJson = _format_option(),
     config: Optional[Path] = config_option(),
     quiet: bool = quiet_option(),
 ) -> None:
-    """Import OSV data from local files (air-gapped sites)."""
+    """Import OSV data or enrichment files (KEV JSON, EPSS CSV, CVE JSON 5, NVD API 2.0 JSON;
+    recognised by content) from local files (air-gapped sites)."""
     from ..vulndb.interface import VulnDBError
 
     state = verb_state(ctx, config, quiet)
@@ -391,6 +446,9 @@ def db_import(
             except VulnDBError as e:
                 fail(state, EXIT_ERROR, "import_failed", f"import of {p} failed: {without_subject(str(e), str(p))}",
                      path=str(p))
+            if not hasattr(rep, "imported"):      # an enrichment file
+                results.append({"path": str(p), **_enrichment_result(rep)})
+                continue
             results.append({"path": str(p), "imported": rep.imported, "removed": rep.removed,
                             "withdrawn": rep.withdrawn, "skipped": [{"record": w, "reason": y} for w, y in rep.skipped],
                             "text": f"{p}: {rep.imported} records imported, {rep.removed} removed, {rep.withdrawn} "
@@ -423,6 +481,7 @@ def db_status(
     pipeline = build_pipeline(cfg, with_watches=False)
     try:
         sources, total, path = pipeline.advisory_sources()
+        enrichment = pipeline.enrichment_sources()
     finally:
         pipeline.close()
     if output == "json":
@@ -430,7 +489,10 @@ def db_status(
             "path": str(path), "records": total, "max_age_days": cfg.vulndb.max_age.total_seconds() / 86400,
             "sources": [{"source": s.ecosystem, "records": s.records, "imported_at": s.imported_at.isoformat(),
                          "age_days": s.age.days, "stale": s.is_stale(cfg.vulndb.max_age), "from": s.location}
-                        for s in sources]}))
+                        for s in sources],
+            "enrichment": [{"source": s.ecosystem, "records": s.records, "version": s.version,
+                            "imported_at": s.imported_at.isoformat(), "age_days": s.age.days,
+                            "stale": s.is_stale(cfg.vulndb.max_age), "from": s.location} for s in enrichment]}))
         return
     table = Table(title=f"OSV data: {total} records in {path}")
     for col in ("source", "records", "imported", "age", "from"):
@@ -440,3 +502,12 @@ def db_status(
         table.add_row(s.ecosystem, str(s.records), s.imported_at.strftime("%Y-%m-%d %H:%M"),
                       f"[red]{s.age.days}d (stale)[/]" if stale else f"{s.age.days}d", s.location)
     consoles.out.print(table)
+    if enrichment:
+        et = Table(title="Enrichment (severity, KEV, EPSS)")
+        for col in ("source", "vulnerabilities", "version", "imported", "age", "from"):
+            et.add_column(col)
+        for s in enrichment:
+            stale = s.is_stale(cfg.vulndb.max_age)
+            et.add_row(s.ecosystem, str(s.records), s.version or "-", s.imported_at.strftime("%Y-%m-%d %H:%M"),
+                       f"[red]{s.age.days}d (stale)[/]" if stale else f"{s.age.days}d", s.location)
+        consoles.out.print(et)

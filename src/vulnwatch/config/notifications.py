@@ -30,6 +30,10 @@ class _RoutedSink(Model):
     """Only findings rated at least this (UNKNOWN, NEGLIGIBLE, LOW, MEDIUM, HIGH, CRITICAL)."""
     fixable_only: bool = False
     """Only findings with a known fix."""
+    kev_only: bool = False
+    """Only findings listed in CISA's Known Exploited Vulnerabilities catalog."""
+    min_epss: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Only findings whose EPSS score is at least this (0-1; a finding without one is left out)."""
     repositories: list[SinkRepositoryGlob] = Field(default_factory=list)
     """Globs over ``<registry name>/<repository>`` (e.g. ``prod/*``); empty = every repository."""
     mode: Literal["per_image", "digest"] = "per_image"

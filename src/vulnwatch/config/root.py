@@ -55,6 +55,7 @@ class Config(Model):
     _file: str = PrivateAttr(default="<defaults>")
     _lines: dict = PrivateAttr(default_factory=dict)
     _deferred: tuple = PrivateAttr(default=())
+    _demo: bool = PrivateAttr(default=False)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -106,11 +107,23 @@ class Config(Model):
         scanned offline against the bundled OSV records, notifications printed to the console,
         SQLite state in the default place."""
         examples = Path(__file__).parent.parent / "examples"
-        return cls.model_validate({
+        import os
+
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vulnwatch"
+        cfg = cls.model_validate({
             "registries": [{"name": "example", "type": "archive", "path": str(examples / "image.tar")}],
             "notifications": [{"name": "console", "type": "console"}],
-            "vulndb": {"imports": [str(examples / "osv")]},
+            # the example records live in an index of their own: they never become a user's data
+            "vulndb": {"imports": [str(examples / "osv")], "path": str(cache / "example-osv.db"),
+                       "enrichment": [], "auto_update": False},
         })
+        cfg._demo = True
+        return cfg
+
+    @property
+    def is_demo(self) -> bool:
+        """True for :meth:`default` (the bundled example, offline)."""
+        return self._demo
 
     @property
     def source(self) -> Path | None:

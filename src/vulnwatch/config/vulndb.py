@@ -5,11 +5,26 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field, ValidationInfo, field_validator
 
 from .types import Duration, Model, resolve_path
 
-__all__ = ["LayerCacheConfig", "VulnDBConfig"]
+__all__ = ["EnrichmentSourceConfig", "LayerCacheConfig", "VulnDBConfig"]
+
+ENRICHMENT_TYPES = ("kev", "epss", "cve5", "nvd")
+
+
+class EnrichmentSourceConfig(Model):
+    """One enrichment source ``db update`` downloads (conditional GET, imported when changed)."""
+
+    type: Literal["kev", "epss", "cve5", "nvd"]
+    """``kev`` (CISA KEV catalog JSON), ``epss`` (FIRST EPSS CSV, plain or .gz), ``cve5`` (a zip of
+    CVE JSON 5 records), ``nvd`` (an NVD CVE API 2.0 response, or a zip of pages)."""
+    url: str | None = None
+    """Where to download it; default: CISA's feed for ``kev``, FIRST's daily file for ``epss``;
+    ``cve5`` and ``nvd`` need one (a mirror)."""
 
 
 class LayerCacheConfig(Model):
@@ -42,8 +57,30 @@ class VulnDBConfig(Model):
     max_age: Duration = timedelta(days=7)
     """Scans warn when the data is older than this."""
     imports: list[Path] = Field(default_factory=list)
-    """Local OSV exports (``all.zip`` files or folders of ``*.json``) imported before a run when
-    they are newer than the last import: the air-gapped way to feed the data."""
+    """Local OSV exports (``all.zip`` files or folders of ``*.json``) and enrichment files (KEV,
+    EPSS, CVE JSON 5, NVD; recognised by their content) imported before a run when they changed
+    since the last import: the air-gapped way to feed the data."""
+    enrichment: list[EnrichmentSourceConfig] = Field(
+        default_factory=lambda: [EnrichmentSourceConfig(type="kev"), EnrichmentSourceConfig(type="epss")])
+    """Enrichment sources ``db update`` downloads besides the OSV exports (default: KEV and EPSS
+    from their publishers); ``[]`` for none."""
+    auto_update: bool = True
+    """``scan`` and ``run`` download the OSV export of an ecosystem they need that the data has no
+    record of at all (from ``base_url``); offline they fail, naming ``vulnwatch db import``."""
+    allow_missing_data: bool = False
+    """``scan`` exits 0 (not 4) when the data does not cover an ecosystem or release the image
+    needs (the coverage is still reported); as ``--allow-missing-data``."""
+    epss_threshold: float = Field(default=0.1, ge=0.0, le=1.0)
+    """An EPSS score moving by at least this much is a change (an event) when findings are re-matched."""
+
+    @field_validator("enrichment")
+    @classmethod
+    def _enrichment(cls, value: list[EnrichmentSourceConfig]) -> list[EnrichmentSourceConfig]:
+        for e in value:
+            if e.url is None and e.type in ("cve5", "nvd"):
+                raise ValueError(f"enrichment source {e.type!r} needs a url (a mirror of the data); "
+                                 "or import its files with `vulnwatch db import PATH`")
+        return value
 
     @field_validator("path")
     @classmethod

@@ -32,6 +32,10 @@ class Route:
     """Findings rated below this are left out of ``added`` / ``fixed`` / ``changed``."""
     fixable_only: bool = False
     """Leave out findings with no known fix."""
+    kev_only: bool = False
+    """Leave out findings not listed in CISA's KEV catalog."""
+    min_epss: float | None = None
+    """Leave out findings whose EPSS score is below this (or unknown)."""
     repositories: tuple[str, ...] = ()
     """Glob patterns (:func:`fnmatch.fnmatchcase`) matched against ``<registry name>/<repository>``
     (as the config documents: ``prod/*`` is everything in the registry named ``prod``); empty
@@ -68,7 +72,8 @@ class Route:
     @functools.cached_property
     def findings(self) -> FindingFilter:
         """The route's finding filter (the one every output and sink applies)."""
-        return FindingFilter(min_severity=self.min_severity, fixable_only=self.fixable_only)
+        return FindingFilter(min_severity=self.min_severity, fixable_only=self.fixable_only, kev_only=self.kev_only,
+                             min_epss=self.min_epss)
 
     def wants(self, finding: Finding) -> bool:
         """Whether one finding passes the severity floor and the fixable filter."""
@@ -120,5 +125,6 @@ def route(event: Event, r: Route) -> Event | None:
         return None
     if (len(added), len(fixed), len(changed)) == (len(event.added), len(event.fixed), len(event.changed)):
         return event
-    new_id = stable_id("routed", event.id, r.min_severity.name, r.fixable_only)
+    extra = (r.kev_only, r.min_epss) if (r.kev_only or r.min_epss is not None) else ()   # ids as before otherwise
+    new_id = stable_id("routed", event.id, r.min_severity.name, r.fixable_only, *extra)
     return dataclasses.replace(event, id=new_id, added=added, fixed=fixed, changed=changed)

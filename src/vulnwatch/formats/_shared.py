@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..model import Finding, Image, Package
+from ..model import Finding, Image, Package, priority_order
 
-__all__ = ["PackageLookup", "image_label", "package_order", "preferred_id", "severity_order"]
+__all__ = ["PackageLookup", "coverage_lines", "image_label", "package_order", "preferred_id", "severity_order"]
 
 
 def preferred_id(finding: Finding) -> str:
@@ -21,12 +21,35 @@ def preferred_id(finding: Finding) -> str:
 
 
 def severity_order(findings: Iterable[Finding]) -> list[Finding]:
-    """Findings most severe first: severity, then CVSS score (unknown last), then package,
-    version and id, so that equal inputs always give the same order."""
-    return sorted(findings, key=lambda f: (-int(f.severity),
-                                           -(f.cvss_score if f.cvss_score is not None else -1.0),
-                                           f.package_name, f.package_version, f.vulnerability_id,
-                                           f.ecosystem))
+    """Findings by priority (:func:`vulnwatch.model.priority_order`): listed in KEV first, then
+    severity, then EPSS, then CVSS score (unknowns last), then id, package and version, so that
+    equal inputs always give the same order."""
+    return sorted(findings, key=priority_order)
+
+
+def coverage_lines(coverage) -> list[str]:
+    """Human lines about a result's coverage: one per ecosystem, then the packages not judged."""
+    if coverage is None:
+        return []
+    from ..model import utcnow
+
+    now = utcnow()
+    out = []
+    for e in coverage.ecosystems:
+        if e.present:
+            age = f", {(now - e.updated_at).days}d old" if e.updated_at is not None else ""
+            out.append(f"coverage: {e.ecosystem}: {e.records} advisories{age} ({e.packages} packages)")
+        else:
+            out.append(f"coverage: {e.ecosystem}: NO ADVISORY DATA ({e.packages} packages not judged): "
+                       f"`vulnwatch db update`, or `vulnwatch db import PATH` offline")
+    if coverage.unjudged:
+        shown = ", ".join(f"{u.name}@{u.version}" if u.version else u.name for u in coverage.unjudged[:10])
+        more = f" and {len(coverage.unjudged) - 10} more" if len(coverage.unjudged) > 10 else ""
+        out.append(f"coverage: {len(coverage.unjudged)} not judged: {shown}{more}")
+        for u in coverage.unjudged:
+            if "not read" in u.reason or "comparator" in u.reason:
+                out.append(f"  {u.name}{'@' + u.version if u.version else ''}: {u.reason}")
+    return out
 
 
 def package_order(packages: Iterable[Package]) -> list[Package]:

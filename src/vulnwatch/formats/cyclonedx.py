@@ -134,7 +134,8 @@ class CycloneDxFormatter(Formatter):
         tool = Component(type=ComponentType.APPLICATION, name="vulnwatch", version=__version__)
         metadata = BomMetaData(component=image_component, timestamp=result.scanned_at,
                                properties=[Property(name="vulnwatch:scanner", value=result.scanner),
-                                           Property(name="vulnwatch:state", value=result.state.value)])
+                                           Property(name="vulnwatch:state", value=result.state.value)]
+                               + _coverage_properties(result.coverage))
         metadata.tools.components.add(tool)
         bom = Bom(metadata=metadata,
                   serial_number=uuid.UUID(stable_id("cyclonedx", img.registry, img.repository, img.digest,
@@ -229,6 +230,8 @@ class CycloneDxFormatter(Formatter):
             method = VulnerabilityScoreSource.get_from_vector(f.cvss_vector)
             rating["method"] = method
             rating["vector"] = f.cvss_vector
+        if f.severity_source and f.severity_source != "none":
+            rating["source"] = VulnerabilitySource(name=f.severity_source)
         references = [VulnerabilityReference(id=a, source=source_of(a)) for a in f.aliases]
         advisories = []
         for link in f.links:
@@ -237,7 +240,15 @@ class CycloneDxFormatter(Formatter):
             except Exception:  # a link that is not a URI: keep it out rather than fail the BOM
                 continue
         recommendation = (f"Upgrade to {' or '.join(f.fixed_versions)}" if f.fixed_versions else None)
-        props = [Property(name="vulnwatch:fixable", value="true" if f.fixable else "false")]
+        props = [Property(name="vulnwatch:fixable", value="true" if f.fixable else "false"),
+                 Property(name="vulnwatch:severity-source", value=f.severity_source or "none"),
+                 Property(name="vulnwatch:kev", value="true" if f.in_kev else "false")]
+        if f.kev is not None:
+            props.append(Property(name="vulnwatch:kev:date-added", value=f.kev.date_added))
+        if f.epss is not None:
+            props.append(Property(name="vulnwatch:epss", value=f"{f.epss:g}"))
+            if f.epss_percentile is not None:
+                props.append(Property(name="vulnwatch:epss:percentile", value=f"{f.epss_percentile:g}"))
         if f.scanner:
             props.append(Property(name="vulnwatch:scanner", value=f.scanner))
         if f.exploit_available is not None:
@@ -259,3 +270,19 @@ class CycloneDxFormatter(Formatter):
             properties=props,
             analysis=analysis_of(f),
         )
+
+
+def _coverage_properties(coverage) -> list[Property]:
+    """``vulnwatch:coverage:*`` properties: the state, each ecosystem, each package not judged."""
+    if coverage is None:
+        return []
+    props = [Property(name="vulnwatch:coverage", value=coverage.state)]
+    for e in coverage.ecosystems:
+        when = e.updated_at.isoformat() if e.updated_at else "none"
+        props.append(Property(name="vulnwatch:coverage:ecosystem",
+                              value=f"{e.ecosystem} present={'true' if e.present else 'false'} "
+                                    f"records={e.records} packages={e.packages} updated={when}"))
+    for u in coverage.unjudged:
+        props.append(Property(name="vulnwatch:coverage:unjudged",
+                              value=f"{u.ecosystem}/{u.name}{'@' + u.version if u.version else ''}: {u.reason}"))
+    return props

@@ -22,8 +22,17 @@ order below. Lists are in a stable order, so two renderings of the same result a
     ``version``, ``ecosystem``, ``purl``, ``source_name``, ``source_version``, ``path``,
     ``layer`` (null when unknown). Empty for scanners that do not list packages (ECR).
 ``findings``
-    :meth:`vulnwatch.model.Finding.to_dict` objects, most severe first (severity, then CVSS
-    score). Omitted with ``--sbom-only``.
+    :meth:`vulnwatch.model.Finding.to_dict` objects by priority: listed in KEV first, then
+    severity, then EPSS, then CVSS score. Each says where its severity came from
+    (``severity_source``), its KEV entry (``kev``: ``date_added``, ``due_date``,
+    ``known_ransomware``, or null) and ``epss`` / ``epss_percentile`` (null when unknown).
+    Omitted with ``--sbom-only``.
+``coverage``
+    What the advisory data could judge (null when the scanner does not say): ``state``
+    (``complete``, ``partial``, ``missing``), ``missing`` (ecosystems and releases without
+    data), ``ecosystems`` (each: ``ecosystem``, ``packages``, ``present``, ``records``,
+    ``updated_at``, ``age_days``), ``unjudged_count`` and ``unjudged`` (``ecosystem``, ``name``,
+    ``version``, ``reason``).
 ``counts``
     Findings per severity name, every severity present, most severe first. Omitted with
     ``--sbom-only``. Suppressed findings are not counted.
@@ -107,8 +116,20 @@ JSON_SCHEMA: dict[str, Any] = {
                 "cvss_vector": _nullable_str, "title": {"type": "string"},
                 "links": {"type": "array", "items": {"type": "string"}},
                 "scanner": {"type": "string"}, "exploit_available": {"type": ["boolean", "null"]},
+                "severity_source": {"type": "string"},
+                "kev": {"type": ["object", "null"], "properties": {
+                    "date_added": {"type": "string"}, "due_date": _nullable_str,
+                    "known_ransomware": {"type": ["boolean", "null"]}}},
+                "epss": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "epss_percentile": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
             },
         }},
+        "coverage": {"type": ["object", "null"], "properties": {
+            "state": {"enum": ["complete", "partial", "missing"]},
+            "missing": {"type": "array", "items": {"type": "string"}},
+            "ecosystems": {"type": "array", "items": {"type": "object", "required": ["ecosystem", "present"]}},
+            "unjudged_count": {"type": "integer", "minimum": 0},
+            "unjudged": {"type": "array", "items": {"type": "object", "required": ["name", "reason"]}}}},
         "suppressed": {"type": "array", "items": {
             "type": "object", "required": ["vulnerability_id", "package_name", "package_version", "severity",
                                            "suppression"],
@@ -158,6 +179,7 @@ def scan_to_dict(result: ScanResult, *, sbom_only: bool = False) -> dict[str, An
     if not sbom_only:
         doc["findings"] = [f.to_dict() for f in severity_order(result.findings)]
         doc["counts"] = severity_counts(result.findings)
+        doc["coverage"] = result.coverage.to_dict() if result.coverage is not None else None
         doc["suppressed"] = [f.to_dict() for f in severity_order(result.suppressed)]
     doc["notes"] = list(result.notes)
     return doc

@@ -89,10 +89,14 @@ class SarifFormatter(Formatter):
             "endTimeUtc": result.scanned_at.isoformat(),
         }
         notes = list(result.notes)
+        cov = result.coverage
+        if cov is not None and not cov.complete:
+            invocation["toolExecutionNotifications"] = [
+                {"message": {"text": f"coverage: {cov.summary()}"}, "level": "warning"}]
         if result.state is ScanState.UNSUPPORTED:
             notes.insert(0, f"Scanner {result.scanner} cannot scan this image (unsupported).")
         if notes:
-            invocation["toolExecutionNotifications"] = [
+            invocation["toolExecutionNotifications"] = invocation.get("toolExecutionNotifications", []) + [
                 {"message": {"text": n}, "level": "note"} for n in notes]
 
         run: dict[str, Any] = {
@@ -116,6 +120,7 @@ class SarifFormatter(Formatter):
                 "distro": result.distro,
                 "vulnerabilitySourceUpdatedAt": (result.vulnerability_source_updated_at.isoformat()
                                                  if result.vulnerability_source_updated_at else None),
+                "coverage": cov.to_dict() if cov is not None else None,
             },
         }
         return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
@@ -187,6 +192,16 @@ class SarifFormatter(Formatter):
             props["security-severity"] = _score(f.cvss_score)
         if f.cvss_vector:
             props["cvssVector"] = f.cvss_vector
+        props["severitySource"] = f.severity_source or "none"
+        props["kev"] = f.in_kev
+        if f.kev is not None:
+            props["kevDateAdded"] = f.kev.date_added
+            if f.kev.ransomware:
+                props["kevKnownRansomware"] = True
+        if f.epss is not None:
+            props["epss"] = f.epss
+            if f.epss_percentile is not None:
+                props["epssPercentile"] = f.epss_percentile
         if preferred_id(f) != f.vulnerability_id:
             props["cve"] = preferred_id(f)
         out = {

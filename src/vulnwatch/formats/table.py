@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..model import ScanResult, ScanState, Severity, severity_counts
-from ._shared import image_label, package_order, preferred_id, severity_order
+from ._shared import coverage_lines, image_label, package_order, preferred_id, severity_order
 from .interface import FormatError, Formatter
 
 SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.HIGH: "red", Severity.MEDIUM: "yellow",
@@ -50,6 +50,9 @@ class TableFormatter(Formatter):
             self._packages(console, result)
         else:
             self._findings(console, result)
+            for line in coverage_lines(result.coverage):
+                missing = "NO ADVISORY DATA" in line or "not judged" in line
+                console.print(Text(line, style="bold yellow" if missing else "dim"))
         for note in result.notes:
             console.print(Text(f"note: {note}", style="italic"))
         return console.export_text(styles=self.color)
@@ -70,7 +73,12 @@ class TableFormatter(Formatter):
                                "no findings to show.", style="yellow"))
             return
         if not result.findings:
-            console.print(Text("No vulnerabilities found.", style="green"))
+            if result.coverage is not None and result.coverage.missing:
+                console.print(Text("No vulnerabilities found, but the advisory data does not cover "
+                                   + ", ".join(result.coverage.missing) + ": this image was NOT fully judged.",
+                                   style="bold yellow"))
+            else:
+                console.print(Text("No vulnerabilities found.", style="green"))
             self._suppressed(console, result)
             return
         table = Table(show_lines=False, expand=False, header_style="bold")
@@ -80,6 +88,14 @@ class TableFormatter(Formatter):
         table.add_column("Installed", overflow="fold")
         table.add_column("Fixed in", overflow="fold")
         table.add_column("Title")  # cells are one-line Texts that end in "…" when cut
+        # where the severity came from; KEV and EPSS when the data has them for any finding
+        table.add_column("Source", no_wrap=True)
+        kev = any(f.in_kev for f in result.findings)
+        epss = any(f.epss is not None for f in result.findings)
+        if kev:
+            table.add_column("KEV", no_wrap=True)
+        if epss:
+            table.add_column("EPSS", no_wrap=True)
         for f in severity_order(result.findings):
             sev = f.severity.name
             if f.cvss_score is not None:
@@ -88,7 +104,9 @@ class TableFormatter(Formatter):
                 "(fix exists)" if f.fix_available else "-")
             table.add_row(Text(sev, style=SEVERITY_STYLE[f.severity]), preferred_id(f), f.package_name,
                           f.package_version, fixed,
-                          Text(f.title, no_wrap=True, overflow="ellipsis"))
+                          Text(f.title, no_wrap=True, overflow="ellipsis"), _source(f.severity_source),
+                          *([Text("KEV", style="bold red") if f.in_kev else "-"] if kev else []),
+                          *([f"{f.epss:.2f}" if f.epss is not None else "-"] if epss else []))
         console.print(table)
         console.print(Text(self.summary(result)))
         self._suppressed(console, result)
@@ -117,12 +135,15 @@ class TableFormatter(Formatter):
 
     @staticmethod
     def summary(result: ScanResult) -> str:
-        """``7 findings (3 fixable): CRITICAL 1, HIGH 2, MEDIUM 0, ...``: every severity, most severe first."""
+        """``7 findings (3 fixable, 1 in KEV): CRITICAL 1, HIGH 2, MEDIUM 0, ...``: every severity,
+        most severe first."""
         counts = severity_counts(result.findings)
         fixable = sum(1 for f in result.findings if f.fixable)
+        kev = sum(1 for f in result.findings if f.in_kev)
         n = len(result.findings)
         by_sev = ", ".join(f"{name} {count}" for name, count in counts.items())
-        return f"{n} finding{'' if n == 1 else 's'} ({fixable} fixable): {by_sev}"
+        in_kev = f", {kev} in KEV" if kev else ""
+        return f"{n} finding{'' if n == 1 else 's'} ({fixable} fixable{in_kev}): {by_sev}"
 
     @staticmethod
     def _packages(console: Console, result: ScanResult) -> None:
@@ -142,3 +163,13 @@ class TableFormatter(Formatter):
         n = len(result.packages)
         console.print(Text(f"{n} package{'' if n == 1 else 's'}: "
                            + ", ".join(f"{eco} {c}" for eco, c in sorted(per_eco.items()))))
+
+
+def _source(source: str) -> str:
+    """The severity source, short: ``record``, ``alias``, ``cve5:adp``, ``nvd``, ``text``, ``-``."""
+    if not source or source == "none":
+        return "-"
+    kind, _, rest = source.partition(":")
+    if kind == "cve5":
+        return "cve5:" + rest.split(":", 1)[0]
+    return kind

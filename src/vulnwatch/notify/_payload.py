@@ -93,8 +93,31 @@ class JsonBudget:
 
 
 def severity_order(f: Finding) -> tuple:
-    """Most severe first, then the highest CVSS score, then by id and package."""
-    return (-int(f.severity), -(f.cvss_score or 0.0), f.vulnerability_id, f.package_name)
+    """By priority: listed in KEV first, then most severe, then highest EPSS, then the highest
+    CVSS score, then by id and package (:func:`vulnwatch.model.priority_order`)."""
+    return (not f.in_kev, -int(f.severity), -(f.epss if f.epss is not None else -1.0), -(f.cvss_score or 0.0),
+            f.vulnerability_id, f.package_name)
+
+
+def priority_text(f: Finding) -> str:
+    """`` [KEV] EPSS 0.45`` (a leading space) for a finding in KEV or with an EPSS score; empty otherwise."""
+    parts = []
+    if f.in_kev:
+        parts.append("[KEV" + (", ransomware" if f.kev is not None and f.kev.ransomware else "") + "]")
+    if f.epss is not None:
+        parts.append(f"EPSS {f.epss:.2f}")
+    return (" " + " ".join(parts)) if parts else ""
+
+
+def rescore_parts(c) -> list[str]:
+    """What a re-score changed beyond severity/CVSS/fix: ``listed in KEV``, ``EPSS 0.02 → 0.45``."""
+    a, b = c.before, c.after
+    parts = []
+    if "kev" in c.what:
+        parts.append("listed in KEV" if b.in_kev else "removed from KEV")
+    if "epss" in c.what:
+        parts.append(f"EPSS {a.epss if a.epss is not None else '?'} → {b.epss if b.epss is not None else '?'}")
+    return parts
 
 
 def most_severe(items: Iterable[T], n: int, key: Callable[[T], Any]) -> list[T]:

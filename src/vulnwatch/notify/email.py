@@ -43,7 +43,7 @@ from ..diff import KIND_LABELS
 from ..logs import redact, reveal
 from ..model import Event, EventKind, Finding, FindingChange
 from ..net import tls_verify_error
-from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, change_text, count_parts, cut_subject, digest_order,
+from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, priority_text, rescore_parts, change_text, count_parts, cut_subject, digest_order,
                        first_listed, reason_labels, reason_text)
 from .interface import DeliveryError, Notifier
 from ._payload import digest_id
@@ -96,6 +96,7 @@ def _changed_text(c: FindingChange) -> str:
                      f"{b.cvss_score if b.cvss_score is not None else '?'}")
     if "fix_available" in c.what:
         parts.append(f"fix: {_fixed_text(b)}" if b.fixable else "fix withdrawn")
+    parts += rescore_parts(c)
     return ", ".join(parts)
 
 
@@ -107,7 +108,8 @@ def _row(name: str, x: Any) -> tuple[str, str, str, str, str]:
     if name == "fixed":
         return (x.severity.name, x.vulnerability_id, x.link, f"{x.package_name} {x.package_version}",
                 f"was {x.severity.name}")
-    return x.severity.name, x.vulnerability_id, x.link, f"{x.package_name} {x.package_version}", f"→ {_fixed_text(x)}"
+    return (x.severity.name, x.vulnerability_id, x.link, f"{x.package_name} {x.package_version}",
+            f"→ {_fixed_text(x)}{priority_text(x)}")
 
 
 def _safe_link(url: str) -> str | None:

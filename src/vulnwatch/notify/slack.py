@@ -35,7 +35,7 @@ from ..diff import KIND_LABELS
 from ..logs import reveal
 from ..model import Event, EventKind, Finding, FindingChange, Severity
 from ._http import post_message
-from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, change_text, check_max_payload, count_parts, cut_subject,
+from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, priority_text, rescore_parts, change_text, check_max_payload, count_parts, cut_subject,
                        digest_order, first_listed, json_bytes, json_size, JsonBudget, reason_labels,
                        reason_text, severity_order)
 from .interface import DeliveryError, Notifier
@@ -89,7 +89,7 @@ def _fixed_text(f: Finding) -> str:
 def added_line(f: Finding) -> str:
     """``• :red_circle: CRITICAL <link|CVE-…> `pkg` 1.0 → 1.1``."""
     return (f"• {SEVERITY_EMOJI[f.severity]} *{f.severity.name}* {link(f.link, f.vulnerability_id)} "
-            f"`{escape(f.package_name)}` {escape(f.package_version)} → {_fixed_text(f)}")
+            f"`{escape(f.package_name)}` {escape(f.package_version)} → {_fixed_text(f)}{priority_text(f)}")
 
 
 def fixed_line(f: Finding) -> str:
@@ -109,6 +109,7 @@ def changed_line(c: FindingChange) -> str:
                      f"{b.cvss_score if b.cvss_score is not None else '?'}")
     if "fix_available" in c.what:
         parts.append(f"fix: {_fixed_text(b)}" if b.fixable else "fix withdrawn")
+    parts += rescore_parts(c)
     return (f"• {link(b.link, b.vulnerability_id)} `{escape(b.package_name)}` "
             f"{escape(b.package_version)}: " + ", ".join(parts))
 

@@ -41,7 +41,7 @@ from ..logs import reveal
 from ..model import Event, EventKind, Finding, FindingChange, Severity
 from ._http import post_message
 from ..diff import KIND_LABELS
-from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, change_text, check_max_payload, count_parts, cut_subject,
+from ._payload import (DEFAULT_MAX_PAYLOAD_BYTES, priority_text, rescore_parts, change_text, check_max_payload, count_parts, cut_subject,
                        digest_order, first_listed, json_bytes, json_size, JsonBudget, reason_labels,
                        reason_text)
 from .interface import DeliveryError, Notifier
@@ -90,7 +90,7 @@ def _fixed_text(f: Finding) -> str:
 def added_line(f: Finding) -> str:
     """``🔴 **CRITICAL** [CVE-…](url) openssl 3.0.11 → 3.0.13``."""
     return (f"{SEVERITY_MARK[f.severity]} **{f.severity.name}** {link(f.link, f.vulnerability_id)} "
-            f"{escape(f.package_name)} {escape(f.package_version)} → {_fixed_text(f)}")
+            f"{escape(f.package_name)} {escape(f.package_version)} → {_fixed_text(f)}{priority_text(f)}")
 
 
 def fixed_line(f: Finding) -> str:
@@ -106,6 +106,7 @@ def changed_line(c: FindingChange) -> str:
                      f"{b.cvss_score if b.cvss_score is not None else '?'}")
     if "fix_available" in c.what:
         parts.append(f"fix: {_fixed_text(b)}" if b.fixable else "fix withdrawn")
+    parts += rescore_parts(c)
     return (f"🔁 {link(b.link, b.vulnerability_id)} {escape(b.package_name)} {escape(b.package_version)}: "
             + ", ".join(parts))
 

@@ -13,7 +13,6 @@ applied to (by digest when that component is a ``pkg:oci`` purl).
 
 from __future__ import annotations
 
-from typing import Any
 
 from cyclonedx.model.impact_analysis import ImpactAnalysisJustification, ImpactAnalysisState
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
@@ -21,11 +22,11 @@ from typing import Any
 from ..catalogers.interface import CatalogLimitError, CatalogLimits, Cataloger
 from ..catalogers.plan import Inventory, catalog_layers
 from ..walker import LayerCache, LayerError, LayerLimits
-from ..model import (DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash, signature_of,
-                     utcnow)
+from ..model import (Coverage, DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash,
+                     signature_of, utcnow)
 from ..registries.interface import Registry, RegistryError
 from ..vulndb.index import VulnIndex
-from ..vulndb.interface import VulnDBError
+from ..vulndb.interface import VulnDBError, ecosystem_base
 from ..vulndb.match import Matcher
 from .interface import ScanError, ScanLimits, ScanResources, Scanner, deadline_error
 
@@ -54,7 +55,8 @@ class BuiltinScanner(Scanner):
         lim = resources.limits
         return cls(registry, resources.vulndb, max_age=resources.max_age,
                    max_concurrency=min(registry_config.max_concurrency, 4), layer_cache=resources.layer_cache,
-                   limits=lim.layers, catalog_limits=lim.catalog, image_timeout=lim.image_timeout)
+                   limits=lim.layers, catalog_limits=lim.catalog, image_timeout=lim.image_timeout,
+                   fetch_missing=resources.fetch_missing)
 
     @classmethod
     def for_rematch(cls, resources: ScanResources) -> "BuiltinScanner":
@@ -66,11 +68,18 @@ class BuiltinScanner(Scanner):
                  max_concurrency: int = 2, matcher: Matcher | None = None,
                  layer_progress: LayerProgress | None = None, clock: Callable[[], datetime] = utcnow,
                  layer_cache: LayerCache | None = None, catalog_limits: CatalogLimits | None = None,
-                 image_timeout: float | None = None) -> None:
+                 image_timeout: float | None = None,
+                 fetch_missing: Callable[[list[str]], None] | None = None) -> None:
         self.registry = registry
         self.catalog_limits = catalog_limits
         self.image_timeout = image_timeout
         """Seconds one image may take (``limits.image_timeout``); None: no bound of its own."""
+        self.fetch_missing = fetch_missing
+        """Called with the base ecosystems (``Debian``) an image needs that the data has no
+        record of at all, before matching (``db update`` from the configured source); raises
+        :class:`VulnDBError` when it cannot get them. None: nothing is fetched."""
+        self._fetched: set[str] = set()
+        self._fetch_lock = threading.Lock()
         self.index = index
         self.catalogers = catalogers
         self.limits = limits
@@ -133,16 +142,41 @@ class BuiltinScanner(Scanner):
                  f"run `vulnwatch db update`",) if stale else ()
         return notes, oldest
 
-    def match(self, image: Image, packages, distro: str | None, extra_notes: Sequence[str] = ()) -> ScanResult:
+    def ensure_data(self, packages, distro: str | None) -> None:
+        """Fetch the advisory data of ecosystems these packages need and the data has no record
+        of at all (once per ecosystem per scanner), when a fetcher is configured."""
+        if self.fetch_missing is None:
+            return
+        needed = {ecosystem_base(distro)} if distro else set()
+        needed |= {ecosystem_base(p[2] if isinstance(p, tuple) else p.ecosystem) for p in packages}
+        needed.discard("")
+        with self._fetch_lock:
+            missing = sorted(b for b in needed if b not in self._fetched and not self.index.has_base(b))
+            if not missing:
+                return
+            self._fetched.update(missing)
+            self.fetch_missing(missing)
+            if self._matcher is not None:
+                self._matcher.clear_cache()
+
+    def match(self, image: Image, packages, distro: str | None, extra_notes: Sequence[str] = (),
+              unread: Sequence[tuple[str, str]] = ()) -> ScanResult:
         """A ScanResult for an inventory, matched against the current data (no registry involved)."""
+        packages = list(packages)
         try:
-            findings = self.matcher.match(list(packages), distro)
+            self.ensure_data(packages, distro)
+            findings = self.matcher.match(packages, distro)
+            coverage = self.matcher.coverage(packages, distro, unread)
         except VulnDBError as e:
             raise ScanError(image, str(e), code=e.code) from e
         notes, fresh = self.data_notes()
+        if coverage.missing:      # said per image in `run` and stored with the snapshot
+            notes += (f"advisory data does not cover {', '.join(coverage.missing)}: "
+                      f"{sum(1 for u in coverage.unjudged if u.reason.startswith('no advisory data'))} packages "
+                      f"not judged; run `vulnwatch db update`, or `vulnwatch db import PATH` offline",)
         return ScanResult(image=image, scanner=self.name, scanned_at=self.clock(), findings=tuple(findings),
                           vulnerability_source_updated_at=fresh, packages=tuple(packages), distro=distro,
-                          notes=tuple(extra_notes) + notes)
+                          notes=tuple(extra_notes) + notes, coverage=coverage)
 
     def scan(self, image: Image, previous: ScanResult | None = None) -> ScanResult:
         """Scan one image within ``image_timeout`` (and the deadline in force, the cycle's)."""
@@ -155,7 +189,7 @@ class BuiltinScanner(Scanner):
         if previous is not None and previous.scanner == self.name and (previous.packages or previous.distro):
             # Same digest: no pull, only a re-match. When nothing moved, the stored snapshot is
             # still the answer (with the tags seen now), so the pipeline has nothing to write.
-            result = self.match(image, previous.packages, previous.distro)
+            result = self.match(image, previous.packages, previous.distro, unread=_unread(previous.coverage))
             stored = previous.unsuppressed()     # the policy stage decides suppression anew
             if (result.notes, result.vulnerability_source_updated_at) == (
                     previous.notes, previous.vulnerability_source_updated_at) and (
@@ -163,14 +197,16 @@ class BuiltinScanner(Scanner):
                 return replace(previous, image=image)
             return result
         inv = self.inventory(image)
-        return self.match(image, inv.packages, inv.ecosystem, inv.warnings)
+        return self.match(image, inv.packages, inv.ecosystem, inv.warnings, inv.unread)
 
     def data_sources(self) -> tuple[DataSource, ...]:
         """Each imported OSV source: its export's Last-Modified (else ETag) and when it was imported."""
         if self.index is None:
             return ()
         return tuple(DataSource(kind="advisory", name=s.ecosystem, version=s.last_modified or s.etag,
-                                updated_at=s.imported_at, location=s.location) for s in self.index.sources())
+                                updated_at=s.imported_at, location=s.location) for s in self.index.sources()) + tuple(
+            DataSource(kind="enrichment", name=s.ecosystem, version=s.version or s.last_modified or s.etag,
+                       updated_at=s.imported_at, location=s.location) for s in self.index.enrichment_sources())
 
     # -- re-matching stored inventories ---------------------------------------------------
     def fingerprint(self, rows: Iterable[Sequence], distro: str | None) -> str:
@@ -215,11 +251,13 @@ class BuiltinScanner(Scanner):
         current data, as of now."""
         try:
             found = self.matcher.match(list(packages), distro)
+            coverage = self.matcher.coverage(list(packages), distro, _unread(snapshot.coverage))
         except VulnDBError as e:
             raise ScanError(snapshot.image, str(e), code=e.code) from e
         _notes, fresh = self.data_notes()
         return ScanResult(image=snapshot.image, scanner=snapshot.scanner, scanned_at=self.clock(),
-                          findings=tuple(found), vulnerability_source_updated_at=fresh, distro=snapshot.distro)
+                          findings=tuple(found), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
+                          coverage=coverage)
 
     def scan_many(self, images, previous):
         images = list(images)
@@ -254,6 +292,12 @@ class BuiltinScanner(Scanner):
 
 
 
+def _unread(coverage: Coverage | None) -> list[tuple[str, str]]:
+    """The package databases an earlier scan found and could not read (kept with its coverage:
+    a re-match has only the packages)."""
+    if coverage is None:
+        return []
+    return [(u.name, u.reason) for u in coverage.unjudged if not u.version and "not read" in u.reason]
 def _seconds(value: float) -> str:
     """``600`` -> ``10m``, ``90`` -> ``1m30s``, ``2.5`` -> ``2.5s``."""
     if value != int(value):

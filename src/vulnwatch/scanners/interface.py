@@ -51,8 +51,10 @@ class ScanResources:
     vulnerability data (so configured local exports are imported once) and the layer cache."""
 
     def __init__(self, open_vulndb: Callable[[], Any], open_layer_cache: Callable[[], Any] = lambda: None, *,
-                 max_age: timedelta = timedelta(days=7), limits: ScanLimits | None = None) -> None:
+                 max_age: timedelta = timedelta(days=7), limits: ScanLimits | None = None,
+                 fetch_missing: Callable[[Any, list[str]], None] | None = None) -> None:
         self._open_vulndb = open_vulndb
+        self._fetch_missing = fetch_missing
         self._open_layer_cache = open_layer_cache
         self._vulndb: Any = None
         self._layer_cache: Any = False
@@ -67,6 +69,15 @@ class ScanResources:
         if self._vulndb is None:
             self._vulndb = self._open_vulndb()
         return self._vulndb
+
+    @property
+    def fetch_missing(self) -> Callable[[list[str]], None] | None:
+        """``fetch(ecosystems)``: get the advisory data of base ecosystems the data has no record
+        of (``db update`` from the configured source); None when not configured."""
+        if self._fetch_missing is None:
+            return None
+        fetch = self._fetch_missing
+        return lambda ecosystems: fetch(self.vulndb, ecosystems)
 
     @property
     def layer_cache(self) -> Any:

@@ -150,7 +150,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from ..model import Event, Finding, Image, Package, ScanResult, ScanState, findings_signature, result_signature, utcnow
+from ..model import Event, Finding, Image, Package, ScanResult, ScanState, result_signature, utcnow
 from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, PackageRow, Store,
                         StoreConflict, StoredInventory, StoreError, stored_error)
 

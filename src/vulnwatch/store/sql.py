@@ -40,8 +40,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity, finding_hash,
-                     findings_signature, result_signature, signature_of, utcnow)
+from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity,
+                     finding_hash, result_signature, signature_of, utcnow)
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
@@ -238,7 +238,8 @@ def _finding_from_dict(d: dict) -> Finding:
     key = (g("vulnerability_id"), g("package_name"), g("package_version"), g("ecosystem"), g("severity"),
            g("cvss_score"), g("cvss_vector"), g("title"), g("fix_available"), g("scanner"),
            g("exploit_available"), g("purl"), tuple(g("aliases") or ()), tuple(g("fixed_versions") or ()),
-           tuple(g("links") or ()), _dumps(g("suppression")) if g("suppression") else None)
+           tuple(g("links") or ()), _dumps(g("suppression")) if g("suppression") else None,
+           g("severity_source"), _dumps(g("kev")) if g("kev") else None, g("epss"), g("epss_percentile"))
     hit = _FROM_DICT_CACHE.get(key)
     if hit is None:
         if len(_FROM_DICT_CACHE) >= 1 << 16:

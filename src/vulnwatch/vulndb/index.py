@@ -11,6 +11,14 @@ Tables:
 - ``sources``: one row per imported source (ecosystem export): where it came from,
   its ETag / Last-Modified, when it was imported and how many records it holds.
 
+- ``record_cvss``: ``(vuln_id, record_id, kind, vector)``: every CVSS vector of a record, under
+  the record's id, each alias and each upstream CVE, so that a record without a vector can take
+  the one of another record about the same vulnerability (a GHSA or PYSEC record of the CVE).
+- Enrichment, kept apart from the OSV records and keyed by vulnerability id: ``enrichment_cvss``
+  (CVSS vectors from CVE JSON 5 records and NVD, by ``source`` and ``provider`` with a ``rank``),
+  ``enrichment_kev`` (the KEV catalog), ``enrichment_epss`` (EPSS scores), and
+  ``enrichment_sources`` (where each came from, its validators and content hash, its version).
+
 Queries are exact on the ecosystem string; the matcher asks for both ``Debian:11`` and
 ``Debian`` (records without a release apply to every release).
 """
@@ -33,7 +41,8 @@ from ..model import utcnow
 from .interface import SourceStatus, VulnDBError, ecosystem_base
 from .schema import RecordError, parse_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``record_cvss`` and the enrichment tables (a version-1 file is upgraded in place)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -69,6 +78,45 @@ CREATE TABLE IF NOT EXISTS sources (
     imported_at TEXT NOT NULL,
     records INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS record_cvss (
+    vuln_id TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    vector TEXT NOT NULL,
+    PRIMARY KEY (vuln_id, record_id, kind, vector)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS record_cvss_record ON record_cvss(record_id);
+CREATE TABLE IF NOT EXISTS enrichment_cvss (
+    vuln_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    vector TEXT NOT NULL,
+    PRIMARY KEY (vuln_id, source, provider, kind, vector)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS enrichment_cvss_source ON enrichment_cvss(source);
+CREATE TABLE IF NOT EXISTS enrichment_kev (
+    vuln_id TEXT PRIMARY KEY,
+    date_added TEXT NOT NULL,
+    due_date TEXT,
+    ransomware INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS enrichment_epss (
+    vuln_id TEXT PRIMARY KEY,
+    epss REAL NOT NULL,
+    percentile REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS enrichment_sources (
+    name TEXT PRIMARY KEY,
+    location TEXT NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    content_hash TEXT,
+    version TEXT,
+    imported_at TEXT NOT NULL,
+    records INTEGER NOT NULL
+);
 """
 
 _CASE_INSENSITIVE = {"NuGet", "Packagist", "Pub", "Hex", "SwiftURL"}
@@ -90,6 +138,25 @@ def index_name(ecosystem: str, name: str) -> str:
     if base in _CASE_INSENSITIVE:
         return name.lower()
     return name
+
+
+def cvss_rows(record: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """``(vuln_id, record_id, kind, vector)`` for every CVSS vector of ``record`` (its own
+    ``severity`` and its ``affected[].severity``), under its id, aliases and upstream CVEs."""
+    rid = record.get("id")
+    vectors = []
+    blocks = [record.get("severity")] + [a.get("severity") for a in record.get("affected") or ()
+                                         if isinstance(a, Mapping)]
+    for block in blocks:
+        for e in block if isinstance(block, list) else ():
+            if (isinstance(e, Mapping) and str(e.get("type", "")).startswith("CVSS_")
+                    and isinstance(e.get("score"), str) and (e["type"], e["score"]) not in vectors):
+                vectors.append((e["type"], e["score"]))
+    if not vectors or not isinstance(rid, str):
+        return []
+    ids = {rid} | {a for a in record.get("aliases") or () if isinstance(a, str)} | {
+        u for u in record.get("upstream") or () if isinstance(u, str)}
+    return [(i, rid, kind, vector) for i in sorted(ids) for kind, vector in vectors]
 
 
 def pack(record: Mapping[str, Any]) -> bytes:
@@ -134,18 +201,32 @@ class VulnIndex:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise VulnDBError(f"{self.path}: OSV index schema version {version} is not supported "
                                   f"(expected {SCHEMA_VERSION}); delete the file and import again",
                                   code="SchemaMismatch")
             self._conn.executescript(_SCHEMA)
             self._conn.execute("INSERT OR IGNORE INTO index_meta (key, value) VALUES ('instance', ?)",
                                (uuid.uuid4().hex,))
+            if version == 1:
+                self._fill_record_cvss()
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as e:
             raise VulnDBError(f"{self.path}: cannot open the OSV index ({e}); check the path or delete "
                               f"the file and import again", code="IndexUnreadable") from e
         self.lock = threading.RLock()
+
+    def _fill_record_cvss(self) -> None:
+        """Upgrade from version 1: the ``record_cvss`` rows of the records already stored."""
+        rows = []
+        for rid, blob in self._conn.execute("SELECT id, data FROM records").fetchall():
+            try:
+                rows += cvss_rows(unpack(blob))
+            except RecordError:
+                continue
+        self._conn.execute("BEGIN")
+        self._conn.executemany("INSERT OR IGNORE INTO record_cvss VALUES (?, ?, ?, ?)", rows)
+        self._conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -226,6 +307,171 @@ class VulnIndex:
         findings other than through records (default: everything may have moved)."""
         with self.lock:
             self._conn.executemany("INSERT INTO changes (ecosystem, name) VALUES (?, ?)", list(pairs))
+    def alias_cvss(self, ids: "tuple[str, ...] | list[str]") -> list[tuple[str, str, str]]:
+        """``(record_id, kind, vector)`` of every record that has a CVSS vector and names one of
+        ``ids`` (as its id, an alias or an upstream CVE), by record id."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return [tuple(r) for r in self._rows(
+            f"SELECT DISTINCT record_id, kind, vector FROM record_cvss WHERE vuln_id IN ({marks}) "
+            f"ORDER BY record_id, kind, vector", tuple(ids))]
+
+    def enrichment_cvss(self, ids: "tuple[str, ...] | list[str]") -> list[tuple[str, str, int, str, str]]:
+        """``(source, provider, rank, kind, vector)`` of the enrichment CVSS vectors of ``ids``,
+        best rank first."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return [tuple(r) for r in self._rows(
+            f"SELECT source, provider, rank, kind, vector FROM enrichment_cvss WHERE vuln_id IN ({marks}) "
+            f"ORDER BY rank, vuln_id, provider, kind, vector", tuple(ids))]
+
+    def kev(self, ids: "tuple[str, ...] | list[str]") -> tuple[str, str | None, bool | None] | None:
+        """``(date_added, due_date, ransomware)`` of the first of ``ids`` in the KEV catalog, or None."""
+        if not ids:
+            return None
+        marks = ",".join("?" * len(ids))
+        rows = self._rows(f"SELECT date_added, due_date, ransomware FROM enrichment_kev WHERE vuln_id IN ({marks}) "
+                          f"ORDER BY date_added LIMIT 1", tuple(ids))
+        if not rows:
+            return None
+        d, due, ransom = rows[0]
+        return d, due, None if ransom is None else bool(ransom)
+
+    def epss(self, ids: "tuple[str, ...] | list[str]") -> tuple[float, float | None] | None:
+        """``(epss, percentile)``: the highest EPSS score among ``ids``, or None."""
+        if not ids:
+            return None
+        marks = ",".join("?" * len(ids))
+        rows = self._rows(f"SELECT epss, percentile FROM enrichment_epss WHERE vuln_id IN ({marks}) "
+                          f"ORDER BY epss DESC LIMIT 1", tuple(ids))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def kev_epss(self, ids: "tuple[str, ...] | list[str]"):
+        """``(kev, epss)`` of ``ids`` in one query: as :meth:`kev` and :meth:`epss` return them."""
+        if not ids:
+            return None, None
+        marks = ",".join("?" * len(ids))
+        rows = self._rows(
+            f"SELECT 0, date_added, due_date, ransomware FROM enrichment_kev WHERE vuln_id IN ({marks}) "
+            f"UNION ALL SELECT 1, epss, percentile, NULL FROM enrichment_epss WHERE vuln_id IN ({marks})",
+            tuple(ids) * 2)
+        kev = min(((r[1], r[2], None if r[3] is None else bool(r[3])) for r in rows if r[0] == 0), default=None)
+        epss = max(((r[1], r[2]) for r in rows if r[0] == 1), default=None)
+        return kev, epss
+
+    def enrichment_kinds(self) -> frozenset[str]:
+        """Which enrichment tables hold anything: ``cvss``, ``kev``, ``epss`` (lookups into an
+        empty one are skipped)."""
+        out = set()
+        for name, table in (("cvss", "enrichment_cvss"), ("kev", "enrichment_kev"), ("epss", "enrichment_epss")):
+            if self._rows(f"SELECT 1 FROM {table} LIMIT 1"):
+                out.add(name)
+        return frozenset(out)
+
+    def has_enrichment(self) -> bool:
+        """True when any enrichment source was imported."""
+        return bool(self._rows("SELECT 1 FROM enrichment_sources LIMIT 1"))
+
+    def enrichment_sources(self, now: datetime | None = None) -> list[SourceStatus]:
+        """Freshness of every imported enrichment source (``ecosystem`` is the source's name:
+        ``kev``, ``epss``, ``cve5``, ``nvd``; ``last_modified`` as downloaded)."""
+        now = now or utcnow()
+        out = []
+        for name, location, etag, last_modified, _h, version, imported_at, records in self._rows(
+                "SELECT name, location, etag, last_modified, content_hash, version, imported_at, records "
+                "FROM enrichment_sources ORDER BY name"):
+            at = datetime.fromisoformat(imported_at)
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=timezone.utc)
+            out.append(SourceStatus(ecosystem=name, records=records, imported_at=at, age=now - at,
+                                    location=location, etag=etag, last_modified=last_modified, version=version))
+        return out
+
+    def enrichment_validators(self, name: str) -> tuple[str | None, str | None, str | None] | None:
+        """``(etag, last_modified, content_hash)`` of enrichment source ``name``, None if never imported."""
+        rows = self._rows("SELECT etag, last_modified, content_hash FROM enrichment_sources WHERE name = ?", (name,))
+        return tuple(rows[0]) if rows else None
+
+    def coverage_of(self, ecosystem: str) -> tuple[int, datetime | None]:
+        """``(records, imported_at)`` for an ecosystem string exactly as packages need it
+        (``Debian:12``): the records with an affected package of it, and when the oldest
+        source holding them was imported (None when there are none)."""
+        both = (ecosystem, ecosystem_base(ecosystem))     # records without a release apply to all
+        rows = self._rows("SELECT COUNT(DISTINCT record_id) FROM affected WHERE ecosystem IN (?, ?)", both)
+        n = rows[0][0] if rows else 0
+        if not n:
+            return 0, None
+        at = self._rows("SELECT MIN(s.imported_at) FROM sources s WHERE s.ecosystem IN ("
+                        "SELECT DISTINCT r.source FROM records r JOIN affected a ON a.record_id = r.id "
+                        "WHERE a.ecosystem IN (?, ?))", both)
+        when = None
+        if at and at[0][0]:
+            when = datetime.fromisoformat(at[0][0])
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+        return n, when
+
+    def has_base(self, base: str) -> bool:
+        """True when any record of base ecosystem ``base`` (``Debian``, ``PyPI``) is stored."""
+        return bool(self._rows("SELECT 1 FROM records WHERE ecosystem = ? LIMIT 1", (base,)))
+
+    def drop_source(self, source: str) -> int:
+        """Delete every record of ``source`` and its ``sources`` row; returns records deleted."""
+        with self.lock:
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                ids = [(r[0],) for r in c.execute("SELECT id FROM records WHERE source = ?", (source,))]
+                c.executemany("DELETE FROM affected WHERE record_id = ?", ids)
+                c.executemany("DELETE FROM record_cvss WHERE record_id = ?", ids)
+                c.executemany("DELETE FROM records WHERE id = ?", ids)
+                c.execute("DELETE FROM sources WHERE ecosystem = ?", (source,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return len(ids)
+
+    def replace_enrichment(self, name: str, *, location: str, cvss=(), kev=(), epss=(), records: int,
+                           etag: str | None = None, last_modified: str | None = None,
+                           content_hash: str | None = None, version: str | None = None) -> None:
+        """Replace what enrichment source ``name`` holds, in one transaction: its CVSS rows
+        ``(vuln_id, provider, rank, kind, vector)``, KEV rows ``(vuln_id, date_added, due_date,
+        ransomware)`` or EPSS rows ``(vuln_id, epss, percentile)``, and its ``enrichment_sources`` row."""
+        with self.lock:
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("DELETE FROM enrichment_cvss WHERE source = ?", (name,))
+                c.executemany("INSERT OR IGNORE INTO enrichment_cvss VALUES (?, ?, ?, ?, ?, ?)",
+                              ((v, name, p, r, k, vec) for v, p, r, k, vec in cvss))
+                if name == "kev":
+                    c.execute("DELETE FROM enrichment_kev")
+                    c.executemany("INSERT OR REPLACE INTO enrichment_kev VALUES (?, ?, ?, ?)", kev)
+                if name == "epss":
+                    c.execute("DELETE FROM enrichment_epss")
+                    c.executemany("INSERT OR REPLACE INTO enrichment_epss VALUES (?, ?, ?)", epss)
+                c.execute("INSERT INTO enrichment_sources (name, location, etag, last_modified, content_hash, version, "
+                          "imported_at, records) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                          "location = excluded.location, etag = excluded.etag, last_modified = excluded.last_modified, "
+                          "content_hash = excluded.content_hash, version = excluded.version, "
+                          "imported_at = excluded.imported_at, records = excluded.records",
+                          (name, location, etag, last_modified, content_hash, version, utcnow().isoformat(), records))
+                # enrichment is not per package: a re-match must look at every inventory
+                c.execute("INSERT INTO changes (ecosystem, name) VALUES ('*', '*')")
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    def touch_enrichment(self, name: str, *, etag: str | None = None, last_modified: str | None = None) -> None:
+        """Record that enrichment source ``name`` was confirmed unchanged."""
+        with self.lock:
+            self._conn.execute("UPDATE enrichment_sources SET imported_at = ?, etag = COALESCE(?, etag), "
+                               "last_modified = COALESCE(?, last_modified) WHERE name = ?",
+                               (utcnow().isoformat(), etag, last_modified, name))
 
     def ecosystems(self) -> list[str]:
         """Every ecosystem string found in ``affected`` (``Debian:11``, ``PyPI``, ...)."""
@@ -357,7 +603,7 @@ class IndexWriter:
             if row not in seen:
                 seen.add(row)
                 rows.append(row)
-        self._batch.append((rid, base, record.get("modified"), pack(record), rows))
+        self._batch.append((rid, base, record.get("modified"), pack(record), rows, cvss_rows(record)))
         if len(self._batch) >= self.BATCH:
             self._flush()
 
@@ -394,11 +640,14 @@ class IndexWriter:
         ids = [(b[0],) for b in self._batch]
         self._log_changes([b[0] for b in self._batch], {b[0]: (b[3], b[4]) for b in self._batch})
         c.executemany("DELETE FROM affected WHERE record_id = ?", ids)
+        c.executemany("DELETE FROM record_cvss WHERE record_id = ?", ids)
         c.executemany("INSERT OR REPLACE INTO records (id, ecosystem, source, modified, withdrawn, data) "
                       "VALUES (?, ?, ?, ?, NULL, ?)",
-                      [(rid, base, self.source, modified, blob) for rid, base, modified, blob, _ in self._batch])
+                      [(rid, base, self.source, modified, blob) for rid, base, modified, blob, _, _ in self._batch])
         c.executemany("INSERT OR IGNORE INTO affected (ecosystem, name, record_id) VALUES (?, ?, ?)",
                       [row for b in self._batch for row in b[4]])
+        c.executemany("INSERT OR IGNORE INTO record_cvss VALUES (?, ?, ?, ?)",
+                      [row for b in self._batch for row in b[5]])
         c.executemany("INSERT OR IGNORE INTO seen (id) VALUES (?)", ids)
         self.added += len(self._batch)
         self._batch.clear()
@@ -413,12 +662,14 @@ class IndexWriter:
             self._log_changes(list(self._withdrawn))
             w = [(i,) for i in self._withdrawn]
             c.executemany("DELETE FROM affected WHERE record_id = ?", w)
+            c.executemany("DELETE FROM record_cvss WHERE record_id = ?", w)
             c.executemany("DELETE FROM records WHERE id = ?", w)
         if replace:
             gone = [r[0] for r in c.execute(
                 "SELECT id FROM records WHERE source = ? AND id NOT IN (SELECT id FROM seen)", (self.source,))]
             self._log_changes(gone)
             c.executemany("DELETE FROM affected WHERE record_id = ?", [(i,) for i in gone])
+            c.executemany("DELETE FROM record_cvss WHERE record_id = ?", [(i,) for i in gone])
             c.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in gone])
             self.removed = len(gone)
         total = c.execute("SELECT COUNT(*) FROM records WHERE source = ?", (self.source,)).fetchone()[0]

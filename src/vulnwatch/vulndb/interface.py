@@ -146,6 +146,8 @@ class SourceStatus:
     """ETag of the downloaded export, when downloaded."""
     last_modified: str | None = None
     """Last-Modified of the downloaded export, when downloaded."""
+    version: str | None = None
+    """The data's own version, when it has one (KEV ``catalogVersion``, EPSS ``score_date``)."""
 
     def is_stale(self, max_age: timedelta) -> bool:
         """True when older than ``max_age``."""

@@ -41,11 +41,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..model import Finding, Package
+from ..model import Coverage, EcosystemCoverage, Finding, KevListing, Package, UnjudgedPackage
 from .index import VulnIndex, index_name
 from .interface import MatchStats, VersionError, VersionScheme, VulnDBError, ecosystem_base
 from .schema import MAX_VERSION_LENGTH, check_record
-from .severity import Rating, rate
+from .severity import UNKNOWN, Rating, best_vector, kind_rank, rate_text, rate_vectors
 from .versions import comparator_for, semver_for
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,10 @@ class _Affected:
     advisory: _Advisory
     versions: frozenset[str]
     ranges: tuple[tuple[VersionScheme, _Range], ...]
-    rating: Rating
+    rating: Rating | None
+    """From the record's own CVSS vectors (None: it has none)."""
+    text: Rating | None
+    """The record's own textual rating (None: it has none)."""
     fixed: tuple[str, ...]
     """Every ``fixed`` event of its ECOSYSTEM/SEMVER ranges."""
 
@@ -104,6 +107,8 @@ class _Hit:
     rating: Rating
     title: str
     links: tuple[str, ...]
+    kev: KevListing | None = None
+    epss: tuple[float, float | None] | None = None
 
 
 def _advisory(record: Mapping[str, Any]) -> _Advisory:
@@ -173,6 +178,15 @@ def _compile_range(scheme: VersionScheme, rng: Mapping[str, Any]) -> _Range:
     return _Range(tuple(events), tuple(limits) if limits else None)
 
 
+def _better(a: Rating | None, b: Rating | None) -> Rating | None:
+    """The higher of two ratings (by severity, then score); either may be None."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if (b.severity, b.score or 0.0) > (a.severity, a.score or 0.0) else a
+
+
 class _Order:
     """Sort helper: compares keys, with None (introduced "0") before everything."""
 
@@ -238,6 +252,10 @@ class Matcher:
         self._skipped_packages: dict[str, str] = {}
         self._packages = 0
         self._found = 0
+        self._refusals: dict[tuple[str, str, str], str] = {}
+        self._enriched: dict[tuple[str, frozenset], tuple[Rating, KevListing | None, tuple | None]] = {}
+        self._coverage: dict[str, tuple[int, Any]] = {}
+        self._kinds: frozenset[str] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -255,6 +273,10 @@ class Matcher:
         self._hits.clear()
         self._findings.clear()
         self._refused.clear()
+        self._refusals.clear()
+        self._enriched.clear()
+        self._coverage.clear()
+        self._kinds = None
 
     def match(self, packages: Sequence[Package], distro: str | None = None) -> list[Finding]:
         """Findings for the packages of one image (``distro``: the image's OS ecosystem, e.g. ``Debian:12``)."""
@@ -284,6 +306,50 @@ class Matcher:
         if base != eco:
             keys += ((base, index_name(base, name)),)
         return keys
+
+    def effective(self, p: Package, distro: str | None) -> tuple[str, str, str]:
+        """``(ecosystem, name, version)`` a package is looked up under (its release from the
+        image's distro; the source package for distributions)."""
+        eco = p.ecosystem
+        base = ecosystem_base(eco)
+        if distro and eco == base and ecosystem_base(distro) == base:
+            eco = distro
+        if base in DISTRO_ECOSYSTEMS:
+            return eco, p.source_name or p.name, p.source_version or p.version
+        return eco, p.name, p.version
+
+    def coverage(self, packages: Sequence[Package], distro: str | None,
+                 unread: Sequence[tuple[str, str]] = ()) -> Coverage:
+        """What the data could judge of these packages (call after :meth:`match` on them): per
+        ecosystem and release, whether there are advisories and how old; each package not
+        judged (no data for its release, a version the comparator refuses) named, and
+        ``unread`` package databases (``(path, reason)``) added."""
+        per: dict[str, int] = {}
+        unjudged: list[UnjudgedPackage] = []
+        keys = []
+        for p in packages:
+            if not p.ecosystem:
+                continue
+            k = self.effective(p, distro)
+            keys.append((p, k))
+            per[k[0]] = per.get(k[0], 0) + 1
+        ecos = []
+        for eco in sorted(per):
+            got = self._coverage.get(eco)
+            if got is None:
+                got = self._coverage[eco] = self.index.coverage_of(eco)
+            ecos.append(EcosystemCoverage(eco, per[eco], bool(got[0]), got[0], got[1]))
+        missing = {e.ecosystem for e in ecos if not e.present}
+        for p, (eco, name, version) in keys:
+            if eco in missing:
+                unjudged.append(UnjudgedPackage(p.ecosystem, p.name, p.version, f"no advisory data for {eco}"))
+                continue
+            why = self._refusals.get((eco, name, version))
+            if why is not None:
+                unjudged.append(UnjudgedPackage(p.ecosystem, p.name, p.version, why))
+        for path, why in unread:
+            unjudged.append(UnjudgedPackage(distro or "", path, "", why))
+        return Coverage(tuple(ecos), tuple(sorted(set(unjudged), key=lambda u: (u.ecosystem, u.name, u.version))))
 
     # ------------------------------------------------------------------ internals
 
@@ -316,6 +382,10 @@ class Matcher:
             links=h.links,
             scanner=self.scanner,
             purl=p.purl,
+            severity_source=h.rating.source or "none",
+            kev=h.kev,
+            epss=h.epss[0] if h.epss else None,
+            epss_percentile=h.epss[1] if h.epss else None,
         ) for h in hits)
 
     def _hits_for(self, eco: str, name: str, version: str) -> tuple[_Hit, ...]:
@@ -342,6 +412,7 @@ class Matcher:
                     keys[scheme.name] = None
                     shown = version if len(version) <= 80 else version[:77] + "..."
                     self._skipped_packages[f"{eco}/{name}@{shown}"] = str(e)
+                    self._refusals[(eco, name, version)] = f"version not understood by the {scheme.name} comparator: {e}"
             return keys[scheme.name]
 
         merged: dict[str, dict[str, Any]] = {}
@@ -357,6 +428,7 @@ class Matcher:
                           f"({type(e).__name__}: {e})")
                 log.warning("%s/%s@%s: %s", eco, name, shown, reason)
                 self._skipped_packages[f"{eco}/{name}@{shown}"] = reason
+                self._refusals[(eco, name, version)] = reason
                 continue
             if not affected:
                 continue
@@ -365,18 +437,54 @@ class Matcher:
                 m = merged.get(vid)
                 if m is None:
                     merged[vid] = {"aliases": set(adv.aliases - {vid}), "fixed": list(dict.fromkeys(fixes)),
-                                   "rating": entry.rating, "title": adv.title, "links": list(adv.links)}
+                                   "rating": entry.rating, "text": entry.text, "title": adv.title,
+                                   "links": list(adv.links)}
                     continue
                 m["aliases"] |= adv.aliases - {vid}
                 m["fixed"] += [f for f in fixes if f not in m["fixed"]]
-                r = m["rating"]
-                if (entry.rating.severity, entry.rating.score or 0.0) > (r.severity, r.score or 0.0):
-                    m["rating"] = entry.rating
+                m["rating"] = _better(m["rating"], entry.rating)
+                m["text"] = _better(m["text"], entry.text)
                 m["title"] = m["title"] or adv.title
                 m["links"] += [u for u in adv.links if u not in m["links"]]
-        return tuple(_Hit(vid, frozenset(m["aliases"]), tuple(m["fixed"]), m["rating"], m["title"],
-                          tuple(m["links"][:MAX_LINKS]))
-                     for vid, m in sorted(merged.items()))
+        out = []
+        for vid, m in sorted(merged.items()):
+            aliases = frozenset(m["aliases"])
+            rating, kev, epss = self._enrich(vid, aliases, m["rating"], m["text"])
+            out.append(_Hit(vid, aliases, tuple(m["fixed"]), rating, m["title"], tuple(m["links"][:MAX_LINKS]),
+                            kev, epss))
+        return tuple(out)
+
+    def _enrich(self, vid: str, aliases: frozenset, own: Rating | None, text: Rating | None
+                ) -> tuple[Rating, KevListing | None, tuple | None]:
+        """The severity by the order of sources (own CVSS -> another record's CVSS sharing an
+        alias -> enrichment CVSS -> the record's textual rating -> UNKNOWN), KEV and EPSS."""
+        k = (vid, aliases, own, text)
+        got = self._enriched.get(k)
+        if got is not None:
+            return got
+        ids = tuple(sorted({vid, *aliases}))
+        cves = tuple(i for i in ids if i.startswith("CVE-"))
+        if self._kinds is None:
+            self._kinds = self.index.enrichment_kinds()
+        kinds = self._kinds
+        rating = own
+        if rating is None:
+            rows = self.index.alias_cvss(ids)
+            if rows:
+                rating = best_vector(sorted(((kind, vec, f"alias:{rid}") for rid, kind, vec in rows),
+                                            key=lambda e: (kind_rank(e[0]), e[2], e[1])))
+        if rating is None and cves and "cvss" in kinds:
+            rows = self.index.enrichment_cvss(cves)
+            if rows:
+                rating = best_vector([(kind, vec, f"{src}:{prov}") for src, prov, _rank, kind, vec in
+                                      sorted(rows, key=lambda r: (r[2], kind_rank(r[3]), r[1], r[4]))])
+        rating = rating or text or Rating(UNKNOWN.severity, source="none")
+        kev_row = epss = None
+        if cves and ("kev" in kinds or "epss" in kinds):
+            kev_row, epss = self.index.kev_epss(cves)
+        kev = KevListing(*kev_row) if kev_row else None
+        got = self._enriched[k] = (rating, kev, epss)
+        return got
 
     def _evaluate_entry(self, entry: _Affected, version: str, key_of) -> tuple[bool, list[str]]:
         """(affected, fixed versions) of one compiled entry for one version."""
@@ -475,6 +583,10 @@ class Matcher:
                 compiled = _compile_range(use, rng)
                 ranges.append((use, compiled))
                 fixed += [raw for _k, kind_, raw in compiled.events if kind_ == _FIXED and raw not in fixed]
+            own = rate_vectors(record, aff)
+            text = rate_text(record, aff)
             out.append(_Affected(adv, frozenset(aff.get("versions") or ()), tuple(ranges),
-                                 rate(record, aff), tuple(fixed)))
+                                 Rating(own.severity, own.score, own.vector, f"record:{adv.record_id}") if own else None,
+                                 Rating(text.severity, source=f"text:{adv.record_id}") if text else None,
+                                 tuple(fixed)))
         return out

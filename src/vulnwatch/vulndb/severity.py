@@ -11,6 +11,7 @@ Otherwise :attr:`Severity.UNKNOWN`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -39,6 +40,10 @@ class Rating:
     """CVSS base score, when it came from a vector."""
     vector: str | None = None
     """The CVSS vector it came from, when it did."""
+    source: str = ""
+    """Where it came from (:attr:`vulnwatch.model.Finding.severity_source`): ``record:<id>`` (the
+    record's own CVSS), ``alias:<id>`` (another record of the same vulnerability), ``cve5:cna:<org>``,
+    ``cve5:adp:<org>``, ``nvd:<source>`` (enrichment), ``text:<id>`` (the record's own rating)."""
 
 
 UNKNOWN = Rating(Severity.UNKNOWN)
@@ -59,6 +64,7 @@ def rating_from_score(score: float, version: int = 3) -> Severity:
     return Severity.CRITICAL
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def score_vector(kind: str, vector: str) -> Rating | None:
     """Score one ``severity[]`` entry; None when its type is not CVSS or the vector does not parse.
 
@@ -115,6 +121,45 @@ def _from_specific(*blocks: Any) -> Rating | None:
                 sev = Severity.parse(value)
                 if sev is not Severity.UNKNOWN:
                     return Rating(sev)
+    return None
+
+
+def rate_vectors(record: Mapping[str, Any], affected: Mapping[str, Any] | None = None) -> Rating | None:
+    """The rating of ``record``'s own CVSS vectors for one ``affected`` entry (its own first,
+    then the record's), or None when it has no usable vector."""
+    if not isinstance(record, Mapping):
+        return None
+    if not isinstance(affected, Mapping):
+        affected = {}
+    return _from_vectors(affected.get("severity")) or _from_vectors(record.get("severity"))
+
+
+def rate_text(record: Mapping[str, Any], affected: Mapping[str, Any] | None = None) -> Rating | None:
+    """The record's own textual rating (``ecosystem_specific`` / ``database_specific``
+    ``severity``: GHSA's ``MODERATE``, a distribution's urgency), or None."""
+    if not isinstance(record, Mapping):
+        return None
+    if not isinstance(affected, Mapping):
+        affected = {}
+    return _from_specific(affected.get("ecosystem_specific"), affected.get("database_specific"),
+                          record.get("database_specific"))
+
+
+def kind_rank(kind: str) -> int:
+    """Position of a vector kind in :data:`VECTOR_PREFERENCE` (unknown kinds last)."""
+    try:
+        return VECTOR_PREFERENCE.index(kind)
+    except ValueError:
+        return len(VECTOR_PREFERENCE)
+
+
+def best_vector(entries: "list[tuple[str, str, str]]") -> Rating | None:
+    """The first usable of ``(kind, vector, source)`` triples, in the order given (sort them
+    with :func:`kind_rank` first)."""
+    for kind, vector, source in entries:
+        r = score_vector(kind, vector)
+        if r is not None:
+            return Rating(r.severity, r.score, r.vector, source)
     return None
 
 

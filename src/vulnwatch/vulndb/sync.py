@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -299,13 +300,19 @@ def _newest_mtime(path: Path) -> float:
     return path.stat().st_mtime
 
 
-def import_changed(db: VulnIndex, paths: Iterable[Path]) -> list[ImportReport]:
+def import_changed(db: VulnIndex, paths: Iterable[Path]) -> list:
     """Import each local export (``vulndb.imports``: the air-gapped way to feed the data) that
-    changed since it was last imported (by modification time); returns the reports of those
-    imported. Raises :class:`VulnDBError` naming a file that cannot be read."""
+    changed since it was last imported (OSV exports by modification time, enrichment files by
+    content); returns the reports of those imported. Raises :class:`VulnDBError` naming a file
+    that cannot be read."""
     known = {s.location: s for s in db.sources()}
     reports = []
     for path in paths:
+        if detect_kind(path) is not None:        # an enrichment file: imported when its content changed
+            rep = import_enrichment(db, path)
+            if rep.changed:
+                reports.append(rep)
+            continue
         seen = known.get(str(path))
         # Read through the link once: a folder published by swapping a symbolic link (a new
         # folder, then an atomic rename of the link) is imported whole, the old or the new one,
@@ -324,3 +331,122 @@ def local_version(path: Path) -> str:
 
     return formatdate(_newest_mtime(path), usegmt=True)
 
+
+# ---------------------------------------------------------------------------- enrichment
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file, or of every file of a folder (names and contents), for "changed?"."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if f != path:            # a folder: its names count too; a file: only its content
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def detect_kind(path: str | os.PathLike[str]) -> str | None:
+    """The enrichment source a file or folder is (``kev``, ``epss``, ``cve5``, ``nvd``), or None
+    for OSV data."""
+    from .enrichment import detect
+
+    return detect(Path(path))
+
+
+def import_enrichment(db: VulnIndex, path: str | os.PathLike[str], name: str | None = None, *,
+                      location: str | None = None, etag: str | None = None, last_modified: str | None = None,
+                      force: bool = False):
+    """Import one enrichment file (or folder, or zip) into ``db``'s enrichment tables, replacing
+    what that source held; unchanged content (same sha256 as the last import) is not imported
+    again unless ``force``. Returns an :class:`~.enrichment.EnrichmentReport`; raises
+    :class:`VulnDBError` naming the file when it cannot be used."""
+    from .enrichment import SOURCES, EnrichmentReport, detect
+
+    p = Path(path)
+    if not p.exists():
+        raise VulnDBError(f"{p}: no such file or folder", code="NotFound")
+    name = name or detect(p)
+    if name not in SOURCES:
+        raise VulnDBError(f"{p}: not a known enrichment format (CVE JSON 5, NVD CVE API 2.0, CISA KEV, EPSS CSV)",
+                          code="BadEnrichment")
+    digest = content_hash(p)
+    previous = db.enrichment_validators(name)
+    where = location or str(p)
+    if previous is not None and previous[2] == digest and not force:
+        db.touch_enrichment(name, etag=etag, last_modified=last_modified)
+        log.info("%s: %s unchanged", where, name)
+        return EnrichmentReport(name, where, changed=False)
+    data = SOURCES[name]().read(p)
+    db.replace_enrichment(name, location=where, cvss=data.cvss, kev=data.kev, epss=data.epss, records=data.records,
+                          etag=etag, last_modified=last_modified, content_hash=digest, version=data.version)
+    log.info("imported %s from %s: %d vulnerabilities (%d entries skipped)", name, where, data.records,
+             len(data.skipped))
+    return EnrichmentReport(name, where, changed=True, records=data.records, version=data.version,
+                            skipped=tuple(data.skipped))
+
+
+def update_enrichment(db: VulnIndex, sources: Iterable[tuple[str, str]], client: httpx.Client | None = None, *,
+                      timeout: float = 120.0) -> list:
+    """Download each ``(name, url)`` enrichment source with a conditional GET (ETag /
+    Last-Modified of the last download) and import it when its content changed (sha256).
+    Raises :class:`VulnDBError` naming the URL on an HTTP or network failure."""
+    from .enrichment import EnrichmentReport
+
+    own = client is None
+    http = client or httpx.Client(timeout=timeout, follow_redirects=True)
+    out = []
+    try:
+        for name, url in sources:
+            previous = db.enrichment_validators(name)
+            headers = {}
+            if previous is not None and previous[0]:
+                headers["If-None-Match"] = previous[0]
+            if previous is not None and previous[1]:
+                headers["If-Modified-Since"] = previous[1]
+            suffix = "".join(Path(url.split("?", 1)[0]).suffixes[-2:]) or ".dat"
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=suffix, dir=str(db.path.parent))
+            tmp = Path(tmp_name)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    try:
+                        with http.stream("GET", url, headers=headers) as resp:
+                            if resp.status_code == 304:
+                                db.touch_enrichment(name)
+                                out.append(EnrichmentReport(name, url, changed=False))
+                                continue
+                            if resp.status_code != 200:
+                                raise VulnDBError(f"{url}: HTTP {resp.status_code}; check vulndb.enrichment "
+                                                  f"({name}) or import the file with `vulnwatch db import PATH`",
+                                                  code="DownloadFailed")
+                            for chunk in resp.iter_bytes(1 << 20):
+                                fh.write(chunk)
+                            etag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+                    except httpx.HTTPError as e:
+                        raise VulnDBError(f"{url}: download failed ({type(e).__name__}: {e}); check the network, "
+                                          f"or import the file with `vulnwatch db import PATH`",
+                                          code="DownloadFailed") from e
+                out.append(import_enrichment(db, tmp, name, location=url, etag=etag, last_modified=modified))
+            finally:
+                tmp.unlink(missing_ok=True)
+        return out
+    finally:
+        if own:
+            http.close()
+
+
+def fetch_missing(db: VulnIndex, ecosystems: Iterable[str], base_url: str = DEFAULT_BASE_URL,
+                  client: httpx.Client | None = None) -> list[UpdateResult]:
+    """``db update`` for base ecosystems an image needs that the data has no record of at all
+    (a scan or a cycle on fresh data). Raises :class:`VulnDBError` naming the ecosystems, the
+    source and ``vulnwatch db import`` when the download fails (offline)."""
+    wanted = sorted(set(ecosystems))
+    try:
+        return update(db, wanted, base_url, client)
+    except VulnDBError as e:
+        names = ", ".join(wanted)
+        raise VulnDBError(
+            f"no advisory data for {names}, and downloading it from {base_url} failed ({e}); offline, import an "
+            f"OSV export: `vulnwatch db import {wanted[0]}/all.zip` (or set vulndb.imports)",
+            code="NoAdvisoryData") from e

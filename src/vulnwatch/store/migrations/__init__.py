@@ -9,10 +9,6 @@ applied: a database at 8 without 7 gets 7 when it is opened), and refuses a data
 records a version this code does not know. Migrations must therefore not depend on one
 another's data except through released ones.
 
-Versions are applied in order, each one not yet recorded; a version may be missing for a
-while (helpers land their steps in any order: a database at 7 without 6 gets 6 when it is
-added, so migrations must not depend on one another's data except through released ones).
-
 To change the schema: add a module ``m000N_<what>.py`` defining ``MIGRATION``, append it
 to :data:`MIGRATIONS`, and update the table definitions in :mod:`vulnwatch.store.sql`.
 Never edit a migration that has been released: databases out there already ran it.
