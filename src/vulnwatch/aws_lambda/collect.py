@@ -57,7 +57,11 @@ def handle_message(body: str) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     _runtime.start()
     if _runtime.env("VULNWATCH_INDEX"):
-        fetch_index()        # the built-in scanner's advisory data; a HEAD when unchanged
+        try:
+            fetch_index()    # the built-in scanner's advisory data; a HEAD when unchanged
+        except Exception as e:  # noqa: BLE001 - no index yet (or not readable): ECR's findings need none
+            log.warning("OSV index %s not fetched (%s): the built-in scanner matches against what /tmp has",
+                        _runtime.env("VULNWATCH_INDEX"), type(e).__name__, extra={"event": "index-not-fetched"})
     failures = []
     for record in event.get("Records") or ():
         try:
