@@ -249,3 +249,28 @@ def Event_round_trip(ev):
     from vulnwatch.model import Event
 
     return Event.from_dict(ev.to_dict())
+
+
+def test_kev_listing_and_epss_jump_are_rescores_naming_the_enrichment_data():
+    """An enrichment update (a KEV listing, an EPSS move over the threshold) re-scores findings:
+    a ``rescore`` reason naming the enrichment data, not "advisory data changed"; an EPSS move under
+    the threshold is no change at all."""
+    from vulnwatch.model import DataSource, KevListing, ReasonKind
+
+    data = (DataSource("advisory", "Debian", "e1", T0), DataSource("enrichment", "kev", "2026.12.01", T0),
+            DataSource("enrichment", "epss", "2026-12-01", T0))
+    before = scan([f("CVE-1"), f("CVE-2", epss=0.02), f("CVE-3", epss=0.30)])
+    after = scan([f("CVE-1", kev=KevListing("2026-12-01")), f("CVE-2", epss=0.45), f("CVE-3", epss=0.35)],
+                 at=T0 + timedelta(hours=1))
+    ev = diff(after, before, now=NOW, data=data, epss_threshold=0.2)
+    assert {c.after.vulnerability_id: c.what for c in ev.changed} == {"CVE-1": ("kev",), "CVE-2": ("epss",)}
+    assert ev.changed[0].after.vulnerability_id == "CVE-1"              # in KEV first
+    [why] = ev.reasons
+    assert why.kind is ReasonKind.RESCORE
+    assert "CVE-1 listed in KEV (2026-12-01)" in why.summary and "CVE-2 EPSS 0.02 -> 0.45" in why.summary
+    assert {d.name for d in why.data} == {"Debian", "kev", "epss"}
+    back = diff(before, after, now=NOW, data=data, epss_threshold=0.2)   # delisted, EPSS falls back
+    assert [r.kind for r in back.reasons] == [ReasonKind.RESCORE] and "CVE-1 removed from KEV" in back.reasons[0].summary
+    assert diff(after, before, now=NOW, epss_threshold=0.5) is not None  # the KEV listing alone still counts
+    only_epss = diff(scan([f("CVE-2", epss=0.45)]), scan([f("CVE-2", epss=0.02)]), now=NOW, epss_threshold=0.5)
+    assert only_epss is None                                             # 0.43 < 0.5: not a change

@@ -33,10 +33,28 @@ from .model import (ChangeReason, DataSource, Event, EventKind, Finding, Finding
 __all__ = ["KIND_LABELS", "REASON_LABELS", "RESCORE_FIELDS", "change_parts", "diff", "event_id_of", "explain",
            "summarize", "finding_order", "why"]
 
-RESCORE_FIELDS = {"severity", "cvss_score"}
+RESCORE_FIELDS = {"severity", "cvss_score", "kev", "epss"}
 """:attr:`~vulnwatch.model.FindingChange.what` names that make a change a re-score (a ``rescore``
-reason) when nothing else about the finding changed. An enrichment that adds fields to
-``FindingChange.what`` (a KEV listing, an EPSS jump) adds their names here."""
+reason) when nothing else about the finding changed: its severity or CVSS score, a KEV listing
+added or removed, an EPSS move over ``epss_threshold`` -- what an enrichment update moves."""
+
+
+def _rescore_text(c: FindingChange) -> str:
+    """One re-scored finding for a reason's summary: ``CVE-1 LOW -> CRITICAL``, ``CVE-2 listed in
+    KEV``, ``CVE-3 EPSS 0.02 -> 0.45``."""
+    b, a = c.before, c.after
+    parts = []
+    if "severity" in c.what or "cvss_score" in c.what:
+        parts.append(f"{b.severity.name} -> {a.severity.name}")
+    if "kev" in c.what:
+        parts.append(f"listed in KEV ({a.kev.date_added})" if a.kev is not None else "removed from KEV")
+    if "epss" in c.what:
+        parts.append(f"EPSS {_epss(b.epss)} -> {_epss(a.epss)}")
+    return f"{a.vulnerability_id} {', '.join(parts)}"
+
+
+def _epss(v: float | None) -> str:
+    return "none" if v is None else f"{v:.2f}"
 
 
 def finding_order(finding: Finding) -> tuple:
@@ -151,7 +169,8 @@ def explain(kind: EventKind, current: ScanResult, base: ScanResult | None, added
     - a new image (``new_image``) or a rebuild (``image_changed``, naming the tags and both digests);
     - for the same image: a finding suppressed in ``base`` that counts now is back because its
       rule expired (``ignore_rule_expired``) or is gone (``ignore_rule_removed``), one reason per
-      rule; a change only of :data:`RESCORE_FIELDS` is a ``rescore``; everything else moved with the
+      rule; a change only of :data:`RESCORE_FIELDS` (severity, score, KEV listing, EPSS) is a ``rescore``
+      (with the advisory and enrichment data's versions); everything else moved with the
       advisory data (``advisory_data_changed``, with the sources' versions and dates from ``data``).
     """
     if kind is EventKind.NEW_IMAGE:
@@ -187,8 +206,7 @@ def explain(kind: EventKind, current: ScanResult, base: ScanResult | None, added
         what = sorted({w for c in rescored for w in c.what})
         ds = _data_for(data, [c.after for c in rescored], ("advisory", "enrichment"))
         reasons.append(ChangeReason(ReasonKind.RESCORE, f"re-scored ({', '.join(what)}): "
-                                    + ", ".join(f"{c.after.vulnerability_id} {c.before.severity.name} -> "
-                                                f"{c.after.severity.name}" for c in rescored[:5])
+                                    + ", ".join(_rescore_text(c) for c in rescored[:5])
                                     + (f" and {len(rescored) - 5} more" if len(rescored) > 5 else "")
                                     + (f"; data: {'; '.join(d.describe() for d in ds)}" if ds else ""),
                                     tuple(c.after.key for c in rescored), ds))

@@ -642,8 +642,8 @@ class ReasonKind(str, enum.Enum):
     ENRICHMENT_DATA_CHANGED = "enrichment_data_changed"
     """Same image, an enrichment source moved (KEV, EPSS, CVE records), changing no score."""
     RESCORE = "rescore"
-    """Same image and finding, its rating moved (severity, score; KEV listing, EPSS where an
-    enrichment adds them to :attr:`vulnwatch.diff.RESCORE_FIELDS`)."""
+    """Same image and finding, its rating moved (severity, score, KEV listing, EPSS), as an
+    enrichment update moves them (:data:`vulnwatch.diff.RESCORE_FIELDS`)."""
     IGNORE_RULE_EXPIRED = "ignore_rule_expired"
     """A finding suppressed before is back: the ignore rule or VEX statement expired."""
     IGNORE_RULE_REMOVED = "ignore_rule_removed"

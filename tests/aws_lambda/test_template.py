@@ -28,6 +28,7 @@ EXPECTED_ACTIONS = {
                     "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                     "sqs:ChangeMessageVisibility", "sqs:SendMessage", "ecr:DescribeImages",
                     "ecr:DescribeImageScanFindings", "ecr:StartImageScan", "ecr:GetRegistryScanningConfiguration",
+                    "ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",  # scan.mode: builtin
                     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                     "dynamodb:ConditionCheckItem", "dynamodb:Query", "dynamodb:BatchGetItem", "ssm:GetParameter",
                     "secretsmanager:GetSecretValue"},

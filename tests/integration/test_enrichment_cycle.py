@@ -98,6 +98,9 @@ notifications:
         what = {c["after"]["vulnerability_id"]: c["what"] for c in event["changed"]}
         assert what["CVE-2023-0286"] == ["kev"] and what["CVE-2022-37434"] == ["epss"]
         assert event["changed"][0]["after"]["vulnerability_id"] == "CVE-2023-0286"   # in KEV: first
+        [why] = event["reasons"]                                  # a re-score, naming the enrichment data
+        assert why["kind"] == "rescore" and "CVE-2023-0286 listed in KEV (2025-08-26)" in why["summary"]
+        assert "CVE-2022-37434 EPSS 0.02 -> 0.45" in why["summary"] and "kev" in why["summary"]
         [kev_msg] = [b["data"] for b in receiver.bodies("/kev")]
         assert {c["after"]["vulnerability_id"] for c in kev_msg["changed"]} == {"CVE-2023-0286"}   # libssl, openssl
         assert kev_msg["changed"][0]["after"]["kev"]["date_added"] == "2025-08-26"

@@ -10,6 +10,10 @@ unfinished. The other slices of a large repository are sent as messages of their
 Answers SQS with ``batchItemFailures`` (the function's event source mapping reports them), so
 only the messages that failed come back; a message failing ``maxReceiveCount`` times goes to
 the queue's DLQ.
+
+A registry configured for the built-in scanner (``scan.mode: builtin``) is read through its
+Registry v2 API and matched against the OSV index of ``VULNWATCH_INDEX``, fetched into ``/tmp``
+when its ETag changed (as ``rematch`` does).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from ..pipeline import WorkItem
 from . import _runtime
+from .rematch import fetch_index
 from .schedule import send_items
 
 log = logging.getLogger("vulnwatch.aws_lambda.collect")
@@ -51,6 +56,12 @@ def handle_message(body: str) -> dict[str, Any]:
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     _runtime.start()
+    if _runtime.env("VULNWATCH_INDEX"):
+        try:
+            fetch_index()    # the built-in scanner's advisory data; a HEAD when unchanged
+        except Exception as e:  # noqa: BLE001 - no index yet (or not readable): ECR's findings need none
+            log.warning("OSV index %s not fetched (%s): the built-in scanner matches against what /tmp has",
+                        _runtime.env("VULNWATCH_INDEX"), type(e).__name__, extra={"event": "index-not-fetched"})
     failures = []
     for record in event.get("Records") or ():
         try:

@@ -32,9 +32,11 @@ def fetch_index() -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
     s3.download_file(bucket, key, str(tmp))
+    _runtime.reset(pipelines_only=True)     # the old index is closed with its pipeline, before the swap
+    for stale in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)       # the old file's write-ahead log would be read into the new one
     os.replace(tmp, path)
     etag_file.write_text(etag)
-    _runtime.reset(pipelines_only=True)     # the old index is closed with its pipeline
     return True
 
 

@@ -67,9 +67,10 @@ class ScanSettings(Model):
 class EcrScanSettings(ScanSettings):
     """ECR scan settings: which scanning the registry uses, as well as the timings."""
 
-    mode: Literal["auto", "basic", "enhanced"] = "auto"
-    """``basic`` (ECR basic scanning), ``enhanced`` (Amazon Inspector), or ``auto``: ask the
-    registry's scanning configuration."""
+    mode: Literal["auto", "basic", "enhanced", "builtin"] = "auto"
+    """``basic`` (ECR basic scanning), ``enhanced`` (Amazon Inspector), ``auto``: ask the
+    registry's scanning configuration; or ``builtin``: vulnwatch's own scanner, reading the
+    images through the registry's Registry v2 API with an ECR token (``registry_url``)."""
 
 
 class _RegistryBase(Model):
@@ -117,6 +118,12 @@ class EcrRegistryConfig(_RegistryBase):
     """12-digit AWS account id of the registry; unset = the caller's account."""
     endpoint_url: HttpUrl | None = None
     """Override the ECR API endpoint (a VPC endpoint, or moto in tests)."""
+    registry_url: HttpUrl | None = None
+    """Override the Registry v2 endpoint images are pulled from with ``scan.mode: builtin``
+    (default ``https://<registry_id>.dkr.ecr.<region>.amazonaws.com``; a VPC endpoint, or a
+    test registry)."""
+    insecure: bool = False
+    """Allow a plain-HTTP ``registry_url`` without TLS verification (a test registry only)."""
     scan: EcrScanSettings = Field(default_factory=EcrScanSettings)
     """Scanning mode and timings."""
 
@@ -139,6 +146,12 @@ class EcrRegistryConfig(_RegistryBase):
         if isinstance(value, str) and not re.fullmatch(r"\d{12}", value):
             raise ValueError(f"bad registry_id {value!r}: an AWS account id is 12 digits")
         return value
+
+    @model_validator(mode="after")
+    def _registry_url(self) -> "EcrRegistryConfig":
+        if self.registry_url and self.registry_url.startswith("http://") and not self.insecure:
+            raise loc_error(("registry_url",), "plain http:// needs insecure: true for this registry")
+        return self
 
 
 class OciRegistryConfig(_RegistryBase):

@@ -19,6 +19,9 @@ from .interface import Registry, RegistryError, RequestLimits
 from .oci import OCIRegistry
 from .reference import api_host, parse_reference
 
+ECRRegistry.v2_registry = OCIRegistry
+"""ECR's Registry v2 API (the built-in scanner's pulls) is read by the OCI client."""
+
 REGISTRIES: dict[str, type[Registry]] = {
     "ecr": ECRRegistry,
     "oci": OCIRegistry,

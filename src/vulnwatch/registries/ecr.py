@@ -4,21 +4,31 @@ Listing uses boto3 paginators (real ECR pages at 100 results). ECR's ``DescribeI
 may report one digest several times (one entry per tag, as moto does) or once with
 several tags (as real ECR does); either way :meth:`ECRRegistry.images` yields one
 :class:`~vulnwatch.model.Image` per digest with every tag, sorted.
+
+With ``scan.mode: builtin`` the images are read by vulnwatch's own scanner: manifests and blobs
+come from the registry's Registry v2 API (``https://<account>.dkr.ecr.<region>.amazonaws.com``,
+or ``registry_url``) through an :class:`~vulnwatch.registries.oci.OCIRegistry` that
+authenticates with basic auth ``AWS:<password>`` from ``GetAuthorizationToken``, fetched again
+before it expires (ECR tokens last 12 h); the password is registered with
+:func:`vulnwatch.logs.register_secret`. Digests are verified by the v2 client.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Iterator
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
+from typing import Any, BinaryIO
 
 from .. import aws
+from ..logs import register_secret
 from ..model import Image
 from ._manifest import INDEX_TYPES, MANIFEST_TYPES, resolve_manifests
+from .auth import Credentials
 from .interface import Manifest, Registry, RegistryError, RepositoryNotFoundError, RequestLimits
 
 ACCEPTED_MEDIA_TYPES = [*MANIFEST_TYPES, *INDEX_TYPES]
@@ -39,6 +49,11 @@ ADVICE = {
     "UnrecognizedClientException": "credentials rejected (check AWS_PROFILE / access keys)",
     "ExpiredTokenException": "credentials expired (refresh the session)",
 }
+
+TOKEN_REFRESH_MARGIN = 15 * 60.0
+"""Seconds before an ECR authorization token expires that a new one is fetched."""
+TOKEN_MIN_REUSE = 60.0
+"""A token is reused at least this long, even when it says it expires sooner (clock skew)."""
 
 
 def registry_error(exc: Exception, *, registry: str, repository: str | None = None,
@@ -86,24 +101,47 @@ class ECRRegistry(Registry):
     overrides the API endpoint (moto, VPC endpoints). ``client`` is a ready boto3 ECR
     client to use instead of building one. ``platform`` is the ``os/arch[/variant]`` that
     :meth:`manifest` picks from a multi-platform index. ``calls`` counts API calls per
-    operation.
+    operation. ``scanner`` is the scanner of its images: ``ecr`` (ECR's findings) or
+    ``builtin`` (ours: manifests and blobs through the Registry v2 API at ``registry_url``,
+    default the ``proxyEndpoint`` ``GetAuthorizationToken`` names; ``insecure`` allows plain
+    HTTP there; ``limits`` bound those requests).
     """
 
     default_scanner = "ecr"
+    v2_registry: Any = None
+    """The Registry v2 client class (:class:`~vulnwatch.registries.oci.OCIRegistry`, set by
+    :mod:`vulnwatch.registries`: implementations do not import each other)."""
 
     @classmethod
     def from_config(cls, registry: Any, limits: RequestLimits | None = None) -> "ECRRegistry":
         endpoint = str(registry.endpoint_url).rstrip("/") if registry.endpoint_url else None
+        builtin = registry.scan.mode == "builtin"
         return cls(registry.name, region=registry.region, registry_id=registry.registry_id, endpoint_url=endpoint,
-                   max_concurrency=registry.max_concurrency)
+                   max_concurrency=registry.max_concurrency, scanner="builtin" if builtin else "ecr",
+                   registry_url=str(registry.registry_url).rstrip("/") if registry.registry_url else None,
+                   insecure=registry.insecure, limits=limits)
 
     def __init__(self, name: str, *, region: str | None = None, registry_id: str | None = None,
                  endpoint_url: str | None = None, max_concurrency: int = 4, client: Any = None,
-                 platform: str = "linux/amd64") -> None:
+                 platform: str = "linux/amd64", scanner: str = "ecr", registry_url: str | None = None,
+                 insecure: bool = False, limits: RequestLimits | None = None,
+                 clock=time.time) -> None:
         self.name = name
         self.registry_id = registry_id
         self.max_concurrency = max_concurrency
         self.platform = platform
+        if scanner not in ("ecr", "builtin"):
+            raise ValueError(f"ECR registry scanner must be ecr or builtin, not {scanner!r}")
+        self.default_scanner = scanner
+        self.registry_url = registry_url
+        self.insecure = insecure
+        self.limits = limits
+        self._clock = clock
+        self._v2: Any = None
+        self._v2_lock = threading.Lock()
+        self._token_refresh_at = 0.0
+        self.token_fetches = 0
+        """How many times ``GetAuthorizationToken`` was called."""
         self.client = client if client is not None else aws.client(
             "ecr", region=region, endpoint_url=endpoint_url, max_pool_connections=max(10, max_concurrency * 2))
         self.calls = aws.CallCounter()
@@ -188,9 +226,68 @@ class ECRRegistry(Registry):
         media_type = img.get("imageManifestMediaType") or json.loads(raw).get("mediaType") or ""
         return img["imageId"]["imageDigest"], media_type, raw
 
+    # -- Registry v2 (the built-in scanner) ---------------------------------------------------
+    def _authorization(self) -> tuple[Credentials, float | None, str | None]:
+        """``GetAuthorizationToken``: (credentials, expiry as a timestamp, the proxy endpoint)."""
+        try:
+            resp = self.client.get_authorization_token(
+                **({"registryIds": [self.registry_id]} if self.registry_id else {}))
+            data = resp["authorizationData"][0]
+            user, sep, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+        except (aws.exceptions.BotoCoreError, aws.exceptions.ClientError) as e:
+            err = registry_error(e, registry=self.name)
+            raise RegistryError(f"GetAuthorizationToken failed ({err.reason}); the built-in scanner needs "
+                                "ecr:GetAuthorizationToken and ecr:BatchGetImage/GetDownloadUrlForLayer",
+                                registry=self.name, retryable=err.retryable) from None
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise RegistryError("GetAuthorizationToken answered without a usable token", registry=self.name) from None
+        if not sep or not password:
+            raise RegistryError("GetAuthorizationToken answered without a usable token", registry=self.name)
+        register_secret(password)
+        register_secret(data["authorizationToken"])
+        expires = data.get("expiresAt")
+        return (Credentials(username=user, password=password, source="ecr"),
+                expires.timestamp() if isinstance(expires, datetime) else None, data.get("proxyEndpoint"))
+
+    def registry_v2(self) -> Any:
+        """The :class:`~vulnwatch.registries.oci.OCIRegistry` of this registry's v2 API, with a
+        current ECR token (fetched again :data:`TOKEN_REFRESH_MARGIN` before it expires)."""
+        with self._v2_lock:
+            now = self._clock()
+            if self._v2 is not None and now < self._token_refresh_at:
+                return self._v2
+            creds, expires, endpoint = self._authorization()
+            self.token_fetches += 1
+            if self._v2 is None:
+                url = self.registry_url or endpoint
+                if not url:
+                    raise RegistryError("GetAuthorizationToken named no registry endpoint; set registry_url",
+                                        registry=self.name)
+                if self.v2_registry is None:
+                    raise RegistryError("no Registry v2 client is wired in (vulnwatch.registries sets it)",
+                                        registry=self.name)
+                self._v2 = self.v2_registry(self.name, url, credentials=creds, insecure=self.insecure,
+                                       platform=self.platform, limits=self.limits or RequestLimits(),
+                                       concurrency=self.max_concurrency)
+            else:
+                self._v2.auth.credentials = creds      # requests from now on send the new token
+            refresh = (expires - TOKEN_REFRESH_MARGIN) if expires is not None else now + 6 * 3600.0
+            self._token_refresh_at = max(refresh, now + TOKEN_MIN_REUSE)
+            return self._v2
+
+    def blob(self, repository: str, digest: str) -> BinaryIO:
+        """A blob through the Registry v2 API (verified against ``digest`` at EOF); only for
+        ``scanner="builtin"`` (the ECR scanner reads no blobs)."""
+        if self.default_scanner != "builtin":
+            return super().blob(repository, digest)
+        return self.registry_v2().blob(repository, digest)
+
     def manifest(self, repository: str, reference: str) -> Manifest:
-        """The manifest of a tag or digest via ``BatchGetImage``; an index is resolved to
+        """The manifest of a tag or digest via ``BatchGetImage`` (with ``scanner="builtin"``:
+        through the Registry v2 API, verified against the digest); an index is resolved to
         :attr:`platform`."""
+        if self.default_scanner == "builtin":
+            return self.registry_v2().manifest(repository, reference)
         where = {"registry": self.name, "repository": repository, "reference": reference}
 
         def fetch(ref: str) -> tuple[bytes, str | None, str]:
@@ -200,4 +297,6 @@ class ECRRegistry(Registry):
         return resolve_manifests(fetch, reference, self.platform, where)[0]
 
     def close(self) -> None:
+        if self._v2 is not None:
+            self._v2.close()
         self.client.close()

@@ -142,9 +142,10 @@ def create_app(cfg: Config, store: Store | None = None) -> FastAPI:
         severity: Annotated[SeverityName | Literal[""], Query(description="This severity or worse.")] = "",
         fixable: Annotated[Literal["", "yes", "no"], Query(description="yes: a fix is known; no: none.")] = "",
         package: Annotated[str, Query(max_length=200, description="Substring of the package name.")] = "",
+        kev: Annotated[Literal["", "yes"], Query(description="yes: only findings listed in CISA's KEV.")] = "",
     ) -> dict[str, Any]:
         return dict(severity=Severity[severity] if severity else None,
-                    fixable=None if not fixable else fixable == "yes", package=package)
+                    fixable=None if not fixable else fixable == "yes", package=package, kev=kev == "yes")
 
     Findings = Annotated[dict, Depends(finding_filters)]
     Registry = Annotated[str, PathParam(pattern=_NAME)]

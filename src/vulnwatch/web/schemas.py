@@ -94,6 +94,17 @@ class FindingOut(Doc):
     """The advisory."""
     url: str
     """This vulnerability's page on the dashboard."""
+    severity_source: str = ""
+    """Where the severity came from (the record's CVSS, an alias's, an enrichment source, the
+    record's own rating), as the scanner says."""
+    kev: bool = False
+    """Listed in CISA's Known Exploited Vulnerabilities catalog."""
+    kev_date_added: str | None = None
+    """When CISA listed it (``YYYY-MM-DD``)."""
+    epss: float | None = None
+    """FIRST EPSS probability of exploitation in the next 30 days (0-1), when known."""
+    suppressed: str | None = None
+    """For a suppressed finding: the ignore rule's or VEX statement's reason and where it is written."""
 
 
 class EventOut(Doc):
@@ -122,13 +133,15 @@ class ImageDetailOut(Doc):
     distro: str | None
     counts: Counts
     kev: int | None = None
-    """Not recorded yet (always null)."""
+    """Findings of the snapshot listed in CISA's KEV catalog."""
     notes: list[str]
     last_error: str | None
     superseded: bool
     findings_total: int
     """Findings of the snapshot before the filters."""
     findings: list[FindingOut]
+    suppressed: list[FindingOut] = []
+    """Findings an ignore rule or VEX statement suppresses: shown, never counted."""
     """After the filters, most severe first."""
     history: list[TrendValue]
     """Scans of this digest, oldest first."""

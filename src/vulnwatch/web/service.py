@@ -66,7 +66,16 @@ def finding_out(f: Finding) -> S.FindingOut:
     return S.FindingOut(vulnerability_id=f.vulnerability_id, aliases=list(f.aliases), package_name=f.package_name,
                         package_version=f.package_version, ecosystem=f.ecosystem, severity=f.severity.name,
                         cvss_score=f.cvss_score, fixable=f.fixable, fixed_versions=list(f.fixed_versions),
-                        title=f.title, link=f.link, url=vuln_url(f.vulnerability_id))
+                        title=f.title, link=f.link, url=vuln_url(f.vulnerability_id),
+                        severity_source=f.severity_source, kev=f.kev is not None,
+                        kev_date_added=f.kev.date_added if f.kev is not None else None, epss=f.epss,
+                        suppressed=(f"{f.suppression.reason} ({f.suppression.source})" if f.suppression is not None
+                                    else None))
+
+
+def priority_key(f: Finding):
+    """Fix-first order: listed in KEV, then severity, then EPSS, then score."""
+    return (f.kev is None, -f.severity, -(f.epss or 0.0), -(f.cvss_score or 0), f.vulnerability_id, f.package_name)
 
 
 def _short(digest: str | None) -> str:
@@ -169,7 +178,7 @@ class Dashboard:
 
     # -- one image ---------------------------------------------------------------------------
     def image(self, registry: str, repository: str, digest: str, *, severity: Severity | None = None,
-              fixable: bool | None = None, package: str = "") -> S.ImageDetailOut:
+              fixable: bool | None = None, package: str = "", kev: bool = False) -> S.ImageDetailOut:
         snap = self.store.snapshot(registry, repository, digest, with_inventory=False)
         key = (registry, repository, digest)
         rows = self.store.fleet(FleetQuery(registry=registry, text=repository, include_superseded=True,
@@ -186,15 +195,18 @@ class Dashboard:
         findings = [f for f in findings
                     if (severity is None or f.severity >= severity)
                     and (fixable is None or f.fixable == fixable)
-                    and (not pkg or pkg in f.package_name.lower())]
-        findings.sort(key=lambda f: (-f.severity, -(f.cvss_score or 0), f.vulnerability_id, f.package_name))
+                    and (not pkg or pkg in f.package_name.lower())
+                    and (not kev or f.kev is not None)]
+        findings.sort(key=priority_key)
+        kev_total = sum(1 for f in snap.findings if f.kev is not None) if snap else None
         return S.ImageDetailOut(
             image=image_ref(img), scanner=snap.scanner if snap else (row.status.scanner if row else None),
             scanned_at=snap.scanned_at if snap else None, state=snap.state.value if snap else None,
             distro=snap.distro if snap else None, counts=counts_of(snap.counts if snap else {}),
             notes=list(snap.notes) if snap else [], last_error=row.status.last_error if row else None,
             superseded=row.superseded if row else False, findings_total=total,
-            findings=[finding_out(f) for f in findings],
+            findings=[finding_out(f) for f in findings], kev=kev_total,
+            suppressed=[finding_out(f) for f in sorted(snap.suppressed, key=priority_key)] if snap else [],
             history=[trend_value(h.scanned_at, h.counts) for h in reversed(history)],
             timeline=[event_out(e, here=digest) for e in timeline])
 
