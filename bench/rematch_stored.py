@@ -34,6 +34,7 @@ import rematch as inventories_bench  # noqa: E402  (the same realistic inventori
 from vulnwatch.model import Image, ScanResult, utcnow  # noqa: E402
 from vulnwatch.pipeline import Pipeline  # noqa: E402
 from vulnwatch.scanners import ScanResources  # noqa: E402
+from vulnwatch.store.interface import ScanCommit  # noqa: E402
 from vulnwatch.store.sql import SQLStore  # noqa: E402
 from vulnwatch.vulndb.index import VulnIndex  # noqa: E402
 from vulnwatch.vulndb.match import Matcher  # noqa: E402
@@ -43,7 +44,8 @@ from vulnwatch.vulndb.sync import import_path  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--inventories", type=int, default=10_000)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "osv")
+    ap.add_argument("--data", type=Path, default=next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data" / "osv",
+                                     Path("/work/shared/data/osv")) if p.exists()), Path("data/osv")))
     ap.add_argument("--moved-share", type=int, default=20, help="hold back the Debian records of 1 in N "
                                                                  "source packages in the first import")
     args = ap.parse_args(argv)
@@ -68,12 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     build = time.perf_counter() - t
     store = SQLStore.from_path(tmp / "state.db")
     matcher = Matcher(index)
+    results = []
     t = time.perf_counter()
     for i, inv in enumerate(invs):
         img = Image("bench", f"repo{i % 50}", "sha256:%064x" % i, (f"t{i}",))
-        store.commit_scan(ScanResult(img, "builtin", utcnow(), findings=tuple(matcher.match(inv.packages, inv.distro)),
-                                     packages=inv.packages, distro=inv.distro), [])
+        results.append(ScanResult(img, "builtin", utcnow(), findings=tuple(matcher.match(inv.packages, inv.distro)),
+                                  packages=inv.packages, distro=inv.distro))
+    matched = time.perf_counter() - t
+    t = time.perf_counter()
+    for i in range(0, len(results), 200):     # as a cycle records them: Store.commit_scans, 200 a batch
+        store.commit_scans([ScanCommit(r) for r in results[i:i + 200]])
     stored = time.perf_counter() - t
+    del results
     packages = sum(len(inv.packages) for inv in invs)
     del invs
     pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
@@ -96,7 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
     n = args.inventories
     print(f"re-match of {n:,} stored inventories ({packages:,} packages; built in {build:.1f} s, "
-          f"stored with commit_scan in {stored:.1f} s)")
+          f"matched in {matched:.1f} s)")
+    print(f"  storing {n:,} new inventories (commit_scans, 200 a transaction): {stored:6.2f} s  "
+          f"({stored / n * 1000:.2f} ms per image); target <= {10.0 * n / 10_000:.1f} s: "
+          f"{'PASS' if stored <= 10.0 * n / 10_000 else 'MISS'}")
     print(f"  against the data they were matched on:  {before_update:6.2f} s, 0 events")
     print(f"  after an update that moves {len(events) * 100 // n} % of them: {updated:6.2f} s  ({len(events):,} images "
           f"moved, {added:,} findings added, each diffed and written with its event)")

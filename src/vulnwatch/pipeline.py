@@ -38,10 +38,14 @@ from .delivery.outbox import DispatchReport, Dispatcher
 from .delivery.routing import Route, route
 from .registries.interface import CatalogUnavailableError, Registry, RegistryError, RepositoryNotFoundError
 from .scanners.interface import ScanError, Scanner, ScanResources
-from .store.interface import Lease, LeaseHeld, LeaseLost, Store, StoreConflict
+from .store.interface import Lease, LeaseHeld, LeaseLost, ScanCommit, Store, StoreConflict
 from .targets import TargetError, plan_repositories, select_images  # TargetError: for callers of build_watches
 
 log = logging.getLogger(__name__)
+
+_REMATCHED = "rematched_advisory_version"
+"""Store marker: the advisory data version (``VulnIndex.data_version``) stored findings were last
+re-matched against; a re-match looks only at inventories holding packages changed since."""
 
 _CONFLICT_RETRIES = 3
 """Times one image's record is diffed again after another writer got there first."""
@@ -369,10 +373,12 @@ class Pipeline:
                  progress: Progress | None = None, resources: ScanResources | None = None,
                  advisory_base_url: str | None = None, policy: Policy | None = None,
                  cycle_timeout: float | None = None, delivery_timeout: float | None = None,
-                 epss_threshold: float = 0.1) -> None:
+                 epss_threshold: float = 0.1, record_batch: int = 200) -> None:
         self.store = store
         self.epss_threshold = epss_threshold
         """An EPSS move at least this large is a change (``vulndb.epss_threshold``)."""
+        self.record_batch = max(1, int(record_batch))
+        """Results written per transaction (:meth:`Store.commit_scans`)."""
         self.policy = policy or Policy()
         """The ignore rules and VEX statements: applied to every result before it is diffed
         (:meth:`suppress`), the one place suppression happens in a cycle and in re-matching."""
@@ -467,10 +473,20 @@ class Pipeline:
 
     def _record_once(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
                      keep_inventory: bool, data: Sequence[DataSource] = ()) -> Event | None:
+        commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep_inventory,
+                                      data=data)
+        if commit is not None:
+            self.store.commit_scan(result, commit.deliveries, keep_inventory=keep_inventory, expected=previous)
+        return event
+
+    def _prepare(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
+                 keep_inventory: bool, data: Sequence[DataSource] = ()
+                 ) -> tuple[ScanCommit | None, Event | None]:
+        """What recording ``result`` writes (None: nothing, it is the stored snapshot) and its event."""
         image = result.image
         if (previous is not None and not has_error and image.tags == previous.image.tags
                 and result == replace(previous, image=image)):
-            return None
+            return None, None
         base: ScanResult | None = None
         moved: list[str] = []
         if previous is None:
@@ -485,8 +501,72 @@ class Pipeline:
         if event is not None:
             sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
             deliveries.append((event, sinks))
-        self.store.commit_scan(result, deliveries, keep_inventory=keep_inventory, expected=previous)
-        return event
+        return ScanCommit(result, tuple(deliveries), keep_inventory, previous), event
+
+    def record_many(self, items: Sequence[tuple[ScanResult, ScanResult | None, bool, bool]],
+                    claims: Mapping[tuple[str, str, str], Lease] | None = None, *,
+                    data: Sequence[DataSource] = ()) -> list[Event | None | Exception]:
+        """:meth:`record` for many results (``(result, previous, has_error, keep_inventory)``) in
+        batched writes (:meth:`Store.commit_scans`: one transaction for all, each image still all
+        or nothing with its outbox rows). An image another writer recorded meanwhile is diffed and
+        written again on its own; when the batch cannot be written (a lost claim, a database
+        error) each image is recorded on its own, so one bad image costs only itself. Returns per
+        item its event (None: nothing to report) or the exception that kept it from being recorded
+        (``LeaseLost`` of its claim, or another error)."""
+        claims = claims or {}
+        out: list[Event | None | Exception] = [None] * len(items)
+        todo: list[tuple[int, ScanCommit]] = []
+        events: dict[int, Event | None] = {}
+        for n, (result, previous, has_error, keep) in enumerate(items):
+            try:
+                result = self.suppress(result)     # the policy first, as in record
+                with self._fence(*([claims[result.image.key]] if result.image.key in claims else [])):
+                    commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep,
+                                                  data=data)
+            except Exception as e:     # a read failed: this image is not recorded
+                out[n] = e
+                continue
+            events[n] = event
+            if commit is not None:
+                todo.append((n, commit))
+        conflicts: list | None = None
+        if todo:
+            fence = [claims[c.result.image.key] for _, c in todo if c.result.image.key in claims]
+            try:
+                with self._fence(*fence):
+                    conflicts = self.store.commit_scans([c for _, c in todo])
+            except LeaseLost:
+                if not fence:
+                    raise          # the cycle's own lease is gone: stop the cycle
+                conflicts = None
+            except Exception as e:
+                log.warning("writing %d results at once failed (%s); writing them one by one", len(todo), e)
+                conflicts = None
+        done = {n for n, _ in todo}
+        for n in events:
+            if n not in done:
+                out[n] = events[n]
+        for k, (n, commit) in enumerate(todo):
+            if conflicts is not None and conflicts[k] is None:
+                out[n] = events[n]
+                continue
+            result = commit.result
+            claim = claims.get(result.image.key)
+            try:
+                with self._fence(*([claim] if claim else [])):
+                    previous = commit.expected
+                    if conflicts is not None:     # another writer got there first: diff again
+                        log.info("%s was recorded by another writer meanwhile; diffing again", result.image)
+                        previous = self.store.snapshot(*result.image.key, with_inventory=not commit.keep_inventory)
+                    out[n] = self.record(result, previous, has_error=True, keep_inventory=commit.keep_inventory,
+                                         data=data)
+            except LeaseLost as e:
+                if claim is None:
+                    raise
+                out[n] = e
+            except Exception as e:
+                out[n] = e
+        return out
 
     # -- leases ----------------------------------------------------------------------------
     def supports_leases(self) -> bool:
@@ -721,43 +801,67 @@ class Pipeline:
     def _scan_batch(self, watch: Watch, batch: list[Image], previous: Mapping, failing: set,
                     claimed: Mapping[tuple[str, str, str], Lease], stop: threading.Event | None,
                     checked: list, finished: set, t: "_CycleTally", pending: list | None = None) -> None:
-        """Scan one group of images and record each result (under its claim's fence, if any).
-        With ``pending``, an image whose scan is still running (``ScanTimeout``) is put there
-        instead of being recorded as failed: the caller asks again later."""
-        for image, outcome in watch.scanner.scan_many(batch, previous):
-            if stop is not None and stop.is_set():
-                break      # the rest of this group is abandoned: nothing of it written
-            t.done += 1
-            self.progress("scan", t.done, t.total)
-            if pending is not None and isinstance(outcome, ScanError) and outcome.code == "ScanTimeout":
-                pending.append(image)
-                continue
-            claim = claimed.get(image.key)
-            try:
-                with self._fence(*([claim] if claim else [])):
-                    if isinstance(outcome, ScanError):
-                        t.failures.append(_failure(str(image), _reason(outcome, str(image)), outcome.code))
-                        self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
-                        finished.add(image.key)
-                        continue
-                    event = self.record(outcome, previous.get(image.key), has_error=image.key in failing,
-                                        data=t.data)
+        """Scan one group of images and record the results (under their claims' fences, if any),
+        ``record_batch`` at a time in one write (what stop or a crash leaves unwritten is
+        scanned again next cycle: nothing is owed for it yet). With ``pending``, an image whose
+        scan is still running (``ScanTimeout``) is put there instead of being recorded as
+        failed: the caller asks again later."""
+        ready: list[tuple[Image, ScanResult]] = []
+
+        def flush() -> None:
+            if not ready:
+                return
+            batch = list(ready)
+            ready.clear()
+            outcomes = self.record_many([(res, previous.get(img.key), img.key in failing, False)
+                                         for img, res in batch], claimed, data=t.data)
+            for (image, result), got in zip(batch, outcomes):
+                if isinstance(got, LeaseLost):
+                    log.warning("%s: claim taken over by another worker; left to it", image)
+                    continue
+                if isinstance(got, Exception):
+                    log.error("recording %s failed: %s", image, got)
+                    t.failures.append(_failure(str(image), f"recording failed: {got}", type(got).__name__))
+                    continue
                 checked.append(image.key)
                 finished.add(image.key)
-            except LeaseLost:
-                if claim is None:
-                    raise          # the cycle lease is gone: stop the cycle
-                log.warning("%s: claim taken over by another worker; left to it", image)
-                continue
-            except Exception as e:  # a broken record must not stop the others
-                log.exception("recording %s failed", image)
-                t.failures.append(_failure(str(image), f"recording failed: {e}", type(e).__name__))
-                continue
-            t.scanned += 1
-            for n in outcome.notes:
-                t.notes.setdefault(n, []).append(str(image))
-            if event is not None:
-                t.events.append(event)
+                t.scanned += 1
+                for n in result.notes:
+                    t.notes.setdefault(n, []).append(str(image))
+                if got is not None:
+                    t.events.append(got)
+
+        try:
+            for image, outcome in watch.scanner.scan_many(batch, previous):
+                if stop is not None and stop.is_set():
+                    break      # the rest of this group is abandoned: nothing of it written
+                t.done += 1
+                self.progress("scan", t.done, t.total)
+                if pending is not None and isinstance(outcome, ScanError) and outcome.code == "ScanTimeout":
+                    pending.append(image)
+                    continue
+                claim = claimed.get(image.key)
+                if isinstance(outcome, ScanError):
+                    try:
+                        with self._fence(*([claim] if claim else [])):
+                            t.failures.append(_failure(str(image), _reason(outcome, str(image)), outcome.code))
+                            self.store.record_failure(image, watch.scanner.name, str(outcome), utcnow())
+                        finished.add(image.key)
+                    except LeaseLost:
+                        if claim is None:
+                            raise          # the cycle lease is gone: stop the cycle
+                        log.warning("%s: claim taken over by another worker; left to it", image)
+                    except Exception as e:  # a broken record must not stop the others
+                        log.exception("recording %s failed", image)
+                        t.failures.append(_failure(str(image), f"recording failed: {e}", type(e).__name__))
+                    continue
+                ready.append((image, outcome))
+                if len(ready) >= self.record_batch:
+                    flush()
+        except BaseException:
+            ready.clear()      # an error of the cycle itself: what is not written is scanned again
+            raise
+        flush()                # what was scanned is recorded (a stop too: these scans are whole)
 
     def _deliver_as_worker(self, lease: CycleLease, stop: threading.Event | None) -> DispatchReport | None:
         """Worker mode: the outbox is worked by one worker at a time (the ``dispatch`` lease); a
@@ -885,30 +989,51 @@ class Pipeline:
         data, without touching any registry; what moved is diffed and written to the outbox like
         any scan. Returns the events.
 
-        Fast path: inventories stream from the store as light rows and the built-in scanner's
-        fingerprint of their new findings is compared with the stored one; only images whose
-        findings moved are read back whole, re-matched, diffed and written. The others are
-        stamped as checked, in one statement."""
+        Proportional to the change: the advisory index logs the package names of every record
+        added, changed, withdrawn or removed (``VulnIndex.changes_since``), and the store keeps the
+        data version it was last re-matched against, so a re-match with nothing changed since does
+        nothing, and otherwise only inventories holding a package of a changed name are
+        fingerprinted (each distinct package matched once). Inventories stream from the store as
+        light rows; only images whose findings moved are read back, re-matched, diffed and
+        written, a batch per transaction (``Store.commit_scans``). The others are stamped as
+        checked, in one statement."""
         from .scanners.builtin import BuiltinScanner
 
-        scanner = BuiltinScanner.for_rematch(self._resources())
+        resources = self._resources()
+        scanner = BuiltinScanner.for_rematch(resources)
         data = scanner.data_sources()
+        index = resources.vulndb
+        version = index.data_version()         # read first: what changes meanwhile is seen next time
+        changed = index.changes_since(self.store.marker(_REMATCHED))
+        if changed is not None and not changed:
+            return []                          # the data did not change since the last re-match
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
         for inv in self.store.inventories():
+            if changed is not None and inv.findings_signature is not None and not scanner.touches(
+                    inv.rows, inv.distro, changed):
+                unchanged.append(inv.key)       # no package of it is named by a changed record
+                continue
             same = (inv.findings_signature is not None
                     and scanner.fingerprint(inv.rows, inv.distro) == inv.findings_signature)
             (unchanged if same else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
         events = []
-        for inv in self.store.inventories(keys=moved):
-            old = self.store.snapshot(*inv.key, with_inventory=False)
-            if old is None:
-                continue
-            new = scanner.rematch(old, inv.packages, inv.distro)
-            ev = self.record(new, old, has_error=True, keep_inventory=True, data=data)
-            if ev is not None:
-                events.append(ev)
+        step = self.record_batch
+        for i in range(0, len(moved), step):      # read, re-match and write a batch at a time
+            chunk = moved[i:i + step]
+            invs = {inv.key: inv for inv in self.store.inventories(keys=chunk)}
+            items = []
+            for old in self.store.snapshots_of(chunk, with_inventory=False):
+                inv = invs.get(old.image.key)
+                if inv is not None:
+                    items.append((scanner.rematch(old, inv.packages, inv.distro), old, True, True))
+            for got in self.record_many(items, data=data):
+                if isinstance(got, Exception):
+                    raise got
+                if got is not None:
+                    events.append(got)
+        self.store.set_marker(_REMATCHED, version)
         return events
 
     def needed_ecosystems(self) -> list[str]:

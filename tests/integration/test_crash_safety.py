@@ -209,7 +209,11 @@ service: {{lease_ttl: 5s}}
     current: dict[tuple, set] = {}
     for s in snapshots:
         assert s["image_digest"] is not None and s["state"] == "COMPLETE"
-        found = [Finding.from_dict(d) for d in json.loads(s["findings"])]
+        found = [Finding.from_dict(d) for d in json.loads(s["findings"])]    # inline, then its sets
+        for sid in json.loads(s["finding_sets"] or "[]"):
+            body = db.execute("select findings from finding_sets where id = ?", (sid,)).fetchone()
+            assert body is not None, f"finding set {sid} of {s['digest']} is missing"
+            found += [Finding.from_dict(d) for d in json.loads(body[0])]
         assert s["findings_signature"] == findings_signature(found)
         assert db.execute("select count(*) from scan_history where registry = ? and repository = ? and "
                           "digest = ? and scanned_at = ?", (s["registry"], s["repository"], s["digest"],

@@ -30,3 +30,11 @@ def test_slack_and_teams_lines_carry_kev_and_epss_in_priority_order():
     plain = str(slack_render([event(added=[finding("CVE-2024-0001")], changed=[change("CVE-2024-0005",
                                                                                      Severity.LOW, Severity.HIGH)])]))
     assert "[KEV]" not in plain and "EPSS" not in plain
+
+
+def test_email_text_and_html_carry_kev_and_epss_in_priority_order():
+    from vulnwatch.notify.email import _event_parts
+
+    for text in _event_parts(_event(), 10, digest=False):
+        assert _order(text) == ["CVE-2024-0002", "CVE-2024-0003", "CVE-2024-0001"]
+        assert "[KEV]" in text and "EPSS 0.45" in text and "listed in KEV" in text

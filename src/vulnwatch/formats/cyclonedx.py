@@ -27,6 +27,7 @@ same result twice gives the same document.
 
 from __future__ import annotations
 
+import json
 import uuid
 import warnings
 from collections import Counter
@@ -45,7 +46,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from .. import __version__
-from ..model import Finding, Package, ScanResult, Severity, stable_id
+from ..model import Finding, Package, ScanResult, Severity, priority_order, stable_id
 from ._shared import PackageLookup, package_order, severity_order
 from .interface import FormatError, Formatter
 
@@ -118,9 +119,10 @@ class CycloneDxFormatter(Formatter):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the library warns about things we set on purpose
             try:
-                return JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
+                text = JsonV1Dot6(bom).output_as_string(indent=2)
             except Exception as e:  # the library's own errors carry no image name
                 raise FormatError(self.name, f"cannot write CycloneDX 1.6: {e}", image=result.image) from e
+        return _by_priority(text, result) + "\n"
 
     def bom(self, result: ScanResult, *, sbom_only: bool = False) -> Bom:
         """The :class:`cyclonedx.model.bom.Bom` that :meth:`render` serialises."""
@@ -286,3 +288,18 @@ def _coverage_properties(coverage) -> list[Property]:
         props.append(Property(name="vulnwatch:coverage:unjudged",
                               value=f"{u.ecosystem}/{u.name}{'@' + u.version if u.version else ''}: {u.reason}"))
     return props
+
+
+def _by_priority(text: str, result: ScanResult) -> str:
+    """The library writes ``vulnerabilities`` sorted by id; every output lists them by priority
+    (in KEV, then severity, then EPSS: :func:`vulnwatch.model.priority_order`), so reorder them."""
+    rank: dict[str, int] = {}
+    for i, f in enumerate(sorted((*result.findings, *result.suppressed), key=priority_order)):
+        rank.setdefault(f.vulnerability_id, i)
+    doc = json.loads(text)
+    vulns = doc.get("vulnerabilities")
+    if not vulns:
+        return text
+    doc["vulnerabilities"] = sorted(vulns, key=lambda v: rank.get(v.get("id"), len(rank)))   # stable: ties keep order
+    return json.dumps(doc, indent=2)
+

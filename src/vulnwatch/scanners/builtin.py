@@ -90,6 +90,7 @@ class BuiltinScanner(Scanner):
         self.clock = clock
         self.layer_cache = layer_cache
         self._fingerprints: dict[str | None, dict[tuple, tuple[int, int]]] = {}
+        self._touched: dict[tuple, dict[tuple, bool]] = {}
 
     @property
     def matcher(self) -> Matcher:
@@ -225,6 +226,25 @@ class BuiltinScanner(Scanner):
             count += hit[0]
             total += hit[1]
         return signature_of(count, total)
+
+    def touches(self, rows: Iterable[Sequence], distro: str | None, changed: set[tuple[str, str]]) -> bool:
+        """Whether a change of the advisory data naming ``changed`` (ecosystem, normalised name)
+        pairs (``VulnIndex.changes_since``) can move the findings of an inventory of ``rows``: one
+        of its packages is matched against records of those names. Answered per distinct
+        package once."""
+        if not changed:
+            return False
+        cache = self._touched.setdefault((distro, id(changed)), {})
+        get = cache.get
+        keys_of = self.matcher.index_keys
+        for r in rows:
+            k = (r[0], r[2], r[4])            # name, ecosystem, source name: what the lookup uses
+            hit = get(k)
+            if hit is None:
+                hit = cache[k] = any(key in changed for key in keys_of(PackageRow._make(r), distro))
+            if hit:
+                return True
+        return False
 
     def rematch(self, snapshot: ScanResult, packages: Sequence, distro: str | None) -> ScanResult:
         """``snapshot`` (stored without its inventory) matched again: its ``packages`` against the

@@ -56,6 +56,16 @@ UNCHECKED: Any = object()
 """``commit_scan(expected=UNCHECKED)``: write without comparing with the stored snapshot."""
 
 
+@dataclass(frozen=True)
+class ScanCommit:
+    """One image's write for :meth:`Store.commit_scans`: the arguments of :meth:`Store.commit_scan`."""
+
+    result: ScanResult
+    deliveries: Sequence[tuple[Event, Sequence[str]]] = ()
+    keep_inventory: bool = False
+    expected: ScanResult | None = UNCHECKED
+
+
 class DeliveryStatus(str, enum.Enum):
     PENDING = "pending"
     """Waiting for its first attempt or for its next retry (``next_attempt_at``)."""
@@ -347,6 +357,39 @@ class Store(abc.ABC):
         :func:`~vulnwatch.model.findings_signature`); otherwise nothing is written and
         :class:`StoreConflict` is raised. This is what keeps two writers from recording one
         change twice."""
+
+    def commit_scans(self, items: Sequence[ScanCommit]) -> list[StoreConflict | None]:
+        """Many :meth:`commit_scan` at once, as few transactions as the store can (SQLStore: one).
+        Still all or nothing per image: an image is written whole with its outbox rows, or not
+        at all. Returns, per item, None when it was written or the :class:`StoreConflict` that
+        kept it from being written (its ``expected`` snapshot is no longer the stored one; the
+        others are written). Any other error writes none of them (the caller may retry them one
+        by one). The same image twice in ``items`` is written in order."""
+        out: list[StoreConflict | None] = []
+        for it in items:
+            try:
+                self.commit_scan(it.result, it.deliveries, keep_inventory=it.keep_inventory, expected=it.expected)
+                out.append(None)
+            except StoreConflict as e:
+                out.append(e)
+        return out
+
+    def snapshots_of(self, keys: Sequence[tuple[str, str, str]], *,
+                     with_inventory: bool = True) -> Iterator[ScanResult]:
+        """The current snapshots of ``keys`` (``Image.key``), streamed, in no particular order;
+        keys without one are left out. SQLStore reads them a few hundred per query."""
+        for k in keys:
+            snap = self.snapshot(*k, with_inventory=with_inventory)
+            if snap is not None:
+                yield snap
+
+    def marker(self, name: str) -> str | None:
+        """A value the pipeline keeps in the store under ``name`` (``set_marker``), or None. The
+        default keeps none (re-matching then always looks at every inventory)."""
+        return None
+
+    def set_marker(self, name: str, value: str) -> None:
+        """Keep ``value`` under ``name`` (see :meth:`marker`); the default keeps nothing."""
 
     @abc.abstractmethod
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -40,11 +41,12 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity,
-                     result_signature, utcnow)
+                     finding_hash, result_signature, signature_of, utcnow)
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
-                        LeaseLost, PackageRow, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
+                        LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
                         TrendPoint, bucket_width, stored_error, sweep_fixes)
+from ._finding_sets import finding_parts, signature_total, summarise
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
@@ -117,7 +119,18 @@ snapshots_t = Table(
     Column("distro", String),
     Column("notes", Text),
     Column("counts", Text),
+    Column("finding_sets", Text),     # migration 7: ids of its finding sets (NULL: findings inline)
     Column("suppressed", Text),     # migration 8
+)
+store_meta_t = Table(                 # migration 7: markers (name -> value)
+    "store_meta", _md,
+    Column("name", String, primary_key=True),
+    Column("value", Text),
+)
+finding_sets_t = Table(               # migration 7: one package's findings, stored once (by hash)
+    "finding_sets", _md,
+    Column("id", String, primary_key=True),
+    Column("findings", Text),
 )
 snapshot_summary_t = Table(   # a view (migration 4): the small columns of snapshots, cheap to scan
     "snapshot_summary", _md,
@@ -144,6 +157,7 @@ scan_history_t = Table(
     Column("state", String),
     Column("counts", Text),
     Column("finding_keys", Text),
+    Column("finding_sets", Text),     # migration 7 (finding_keys then [])
 )
 tag_history_t = Table(
     "tag_history", _md,
@@ -195,10 +209,23 @@ _PACKAGE_FIELDS = frozenset(f.name for f in fields(Package))
 _ROW_FIELDS = list(PackageRow._fields)   # Package's fields, in order (PackageRow is derived from it)
 
 
-@functools.lru_cache(maxsize=1 << 16)
 def _finding_json(f: Finding) -> str:
-    """A finding as stored (cached: re-matching writes the same findings into many images)."""
-    return _dumps(f.to_dict())
+    """A finding as stored (cached by object)."""
+    return finding_parts(f)[1]
+
+
+def _signature(findings) -> str:
+    """:func:`~vulnwatch.model.findings_signature`, with the per-finding hashes cached by object."""
+    return signature_of(*signature_total(findings))
+
+
+def _as_utc(value: Any, dialect) -> datetime | None:
+    """A timestamp read by a text query (SQLite: text) or given by a caller, aware and in UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 _FROM_DICT_CACHE: dict[tuple, Finding] = {}
@@ -221,10 +248,25 @@ def _finding_from_dict(d: dict) -> Finding:
     return hit
 
 
+_ROW_OF = operator.attrgetter(*_ROW_FIELDS)
+_ROW_TEXT: dict[int, tuple[Any, str]] = {}
+_ROWS_HEAD = '{"v":2,"fields":' + json.dumps(_ROW_FIELDS, separators=(",", ":")) + ',"rows":['
+
+
 def _dump_packages(packages) -> str:
-    """Compact rows: field names once, then one list per package."""
-    rows = [[getattr(p, f) for f in _ROW_FIELDS] for p in packages]
-    return json.dumps({"v": 2, "fields": _ROW_FIELDS, "rows": rows}, separators=(",", ":"))
+    """Compact rows: field names once, then one list per package (each row's text cached by
+    object: a fleet's results share package objects, e.g. an inventory kept from a layer cache)."""
+    texts = []
+    get = _ROW_TEXT.get
+    for p in packages:
+        hit = get(id(p))
+        if hit is None or hit[0] is not p:
+            if len(_ROW_TEXT) >= 1 << 17:
+                _ROW_TEXT.clear()
+            hit = _ROW_TEXT[id(p)] = (p, json.dumps(p if type(p) is PackageRow else _ROW_OF(p),
+                                                    separators=(",", ":")))
+        texts.append(hit[1])
+    return _ROWS_HEAD + ",".join(texts) + "]}"
 
 
 def _load_rows(text: str | None) -> list:
@@ -263,6 +305,11 @@ def _reason(e: SQLAlchemyError) -> str:
     return f"{type(orig or e).__name__}: {first}"
 
 
+def _chunks_of(values: Sequence) -> Iterator[list]:
+    for i in range(0, len(values), _CHUNK):
+        yield list(values[i:i + _CHUNK])
+
+
 def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
     ids = list(dict.fromkeys(int(i) for i in ids))
     for i in range(0, len(ids), _CHUNK):
@@ -289,6 +336,8 @@ class SQLStore(Store):
         self._sqlite = backend == "sqlite"
         self._lock: Any = nullcontext()
         self._fences = threading.local()   # per thread: the leases its writes are fenced by
+        self._known_sets: set[str] = set()        # finding sets known to be stored (committed)
+        self._set_cache: dict[str, tuple[Finding, ...]] = {}   # finding set id -> its findings
         try:
             if self._sqlite:
                 self._engine = self._sqlite_engine(u)
@@ -428,12 +477,12 @@ class SQLStore(Store):
     def _check_schema(self) -> None:
         """For a read-only store: the schema must be the one this code reads."""
         try:
-            current = self.schema_version()
+            with self._tx("reading the schema version") as conn:
+                applied = set(conn.scalars(select(schema_migrations.c.version)))
         except StoreError as e:
             raise StoreError(f"{e} (opened read-only: is this a vulnwatch state store?)") from None
-        with self._tx("reading the schema version") as conn:
-            applied = set(conn.execute(select(schema_migrations.c.version)).scalars())
         if applied != {m.version for m in MIGRATIONS}:
+            current = max(applied, default=0)
             raise StoreError(
                 f"state store {self._display} has schema version {current}, this vulnwatch reads version "
                 f"{LATEST_VERSION}; it is opened read-only, so it cannot be migrated here: run any other "
@@ -449,11 +498,13 @@ class SQLStore(Store):
                          images_t.c.pushed_at, images_t.c.media_type, images_t.c.size_bytes,
                          snapshots_t.c.scanner, snapshots_t.c.scanned_at,
                          snapshots_t.c.vulnerability_source_updated_at, snapshots_t.c.state,
-                         snapshots_t.c.findings, snapshots_t.c.packages, snapshots_t.c.distro,
-                         snapshots_t.c.notes, snapshots_t.c.suppressed)
+                         snapshots_t.c.findings, snapshots_t.c.finding_sets, snapshots_t.c.packages,
+                         snapshots_t.c.distro, snapshots_t.c.notes, snapshots_t.c.suppressed)
 
-    def _snapshot_query(self):
-        return select(*self._SNAPSHOT_COLUMNS).select_from(snapshots_t.join(images_t, and_(
+    def _snapshot_query(self, *, with_inventory: bool = True):
+        cols = self._SNAPSHOT_COLUMNS if with_inventory else [c for c in self._SNAPSHOT_COLUMNS
+                                                                if c.name != "packages"]
+        return select(*cols).select_from(snapshots_t.join(images_t, and_(
             images_t.c.registry == snapshots_t.c.registry,
             images_t.c.repository == snapshots_t.c.repository,
             images_t.c.digest == snapshots_t.c.digest)))
@@ -464,6 +515,39 @@ class SQLStore(Store):
                      tags=tuple(json.loads(row.tags or "[]")), pushed_at=row.pushed_at,
                      media_type=row.media_type, size_bytes=row.size_bytes)
 
+    def _load_sets(self, rows) -> None:
+        """Read into the cache the finding sets ``rows`` (snapshot rows) refer to and it lacks."""
+        cache = self._set_cache
+        missing = list(dict.fromkeys(sid for r in rows if getattr(r, "finding_sets", None)
+                                     for sid in json.loads(r.finding_sets) if sid not in cache))
+        if not missing:
+            return
+        if len(cache) + len(missing) > 1 << 16:
+            cache.clear()
+        fs = finding_sets_t
+        with self._tx("reading finding sets") as conn:
+            for chunk in _chunks_of(missing):
+                for sid, body in conn.execute(select(fs.c.id, fs.c.findings).where(fs.c.id.in_(chunk))):
+                    cache[sid] = tuple(_finding_from_dict(d) for d in json.loads(body))
+
+    def _findings_of(self, row) -> tuple[Finding, ...]:
+        """A snapshot row's findings: inline, then those of its sets (loaded by :meth:`_load_sets`)."""
+        inline = tuple(_finding_from_dict(d) for d in json.loads(row.findings or "[]"))
+        refs = getattr(row, "finding_sets", None)
+        if not refs:
+            return inline
+        cache = self._set_cache
+        out = list(inline)
+        for sid in json.loads(refs):
+            found = cache.get(sid)
+            if found is None:
+                self._load_sets([row])
+                found = cache.get(sid)
+                if found is None:
+                    raise KeyError(f"finding set {sid} is missing")
+            out.extend(found)
+        return tuple(out)
+
     def _result(self, row, *, with_inventory: bool = True) -> ScanResult:
         where = f"snapshot of {row.registry}/{row.repository}@{row.digest}"
         try:
@@ -471,7 +555,7 @@ class SQLStore(Store):
                 image=self._image(row),
                 scanner=row.scanner,
                 scanned_at=row.scanned_at,
-                findings=tuple(_finding_from_dict(d) for d in json.loads(row.findings)),
+                findings=self._findings_of(row),
                 vulnerability_source_updated_at=row.vulnerability_source_updated_at,
                 state=ScanState(row.state),
                 packages=tuple(Package(*r) if isinstance(r, PackageRow) else r
@@ -487,10 +571,13 @@ class SQLStore(Store):
     def snapshot(self, registry: str, repository: str, digest: str, *,
                  with_inventory: bool = True) -> ScanResult | None:
         with self._tx(f"reading the snapshot of {registry}/{repository}@{digest}") as conn:
-            row = conn.execute(self._snapshot_query().where(
+            row = conn.execute(self._snapshot_query(with_inventory=with_inventory).where(
                 snapshots_t.c.registry == registry, snapshots_t.c.repository == repository,
                 snapshots_t.c.digest == digest)).first()
-        return self._result(row, with_inventory=with_inventory) if row is not None else None
+        if row is None:
+            return None
+        self._load_sets([row])
+        return self._result(row, with_inventory=with_inventory)
 
     def snapshots(self, registry: str | None = None) -> list[ScanResult]:
         q = self._snapshot_query().order_by(snapshots_t.c.registry, snapshots_t.c.repository,
@@ -499,7 +586,22 @@ class SQLStore(Store):
             q = q.where(snapshots_t.c.registry == registry)
         with self._tx("reading snapshots") as conn:
             rows = conn.execute(q).all()
+        self._load_sets(rows)
         return [self._result(r) for r in rows]
+
+    def snapshots_of(self, keys: Sequence[tuple[str, str, str]], *,
+                     with_inventory: bool = True) -> Iterator[ScanResult]:
+        keys = list(dict.fromkeys(tuple(k) for k in keys))
+        s = snapshots_t
+        for i in range(0, len(keys), 100):
+            chunk = keys[i:i + 100]
+            q = self._snapshot_query(with_inventory=with_inventory).where(or_(*[
+                and_(s.c.registry == r, s.c.repository == p, s.c.digest == d) for r, p, d in chunk]))
+            with self._tx("reading snapshots") as conn:
+                rows = conn.execute(q).all()
+            self._load_sets(rows)
+            for r in rows:
+                yield self._result(r, with_inventory=with_inventory)
 
     def inventories(self, registry: str | None = None,
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
@@ -558,100 +660,292 @@ class SQLStore(Store):
                       **{k: getattr(ex, k) for k in error}))
         conn.execute(stmt)
 
-    def _see_tag(self, conn: Connection, image: Image, tag: str, now: datetime) -> None:
-        """Record that ``tag`` points at ``image`` now; a moved tag is taken off its old image."""
-        row_id, digest = self._current_tag(conn, image.registry, image.repository, tag)
-        th = tag_history_t
-        if digest == image.digest:
-            conn.execute(update(th).where(th.c.id == row_id).values(last_seen=now))
-            return
-        conn.execute(th.insert().values(registry=image.registry, repository=image.repository, tag=tag,
-                                        digest=image.digest, first_seen=now, last_seen=now))
-        if digest is None:
-            return
-        key = and_(images_t.c.registry == image.registry, images_t.c.repository == image.repository,
-                   images_t.c.digest == digest)
-        old_tags = conn.scalar(select(images_t.c.tags).where(key))
-        if old_tags is not None:
-            kept = [t for t in json.loads(old_tags) if t != tag]
-            conn.execute(update(images_t).where(key).values(tags=_dumps(kept)))
-
     def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]], *,
                     keep_inventory: bool = False, expected: ScanResult | None = UNCHECKED) -> None:
-        img = result.image
+        conflict = self.commit_scans([ScanCommit(result, tuple(deliveries), keep_inventory, expected)])[0]
+        if conflict is not None:
+            raise conflict
+
+    def commit_scans(self, items: Sequence[ScanCommit]) -> list[StoreConflict | None]:
+        """One write transaction for all of ``items``, in set-wise statements (a few per batch,
+        not a few per image): the rows each image needs are read for the whole batch first
+        (stored snapshot, current tags, history entry), then written with ``executemany``.
+        An image whose ``expected`` snapshot is no longer the stored one is left out (its
+        conflict returned); any database error rolls the whole batch back."""
+        items = list(items)
+        if not items:
+            return []
+        keys = [it.result.image.key for it in items]
+        if len(set(keys)) < len(keys):     # one image twice: consecutive batches, in order
+            out: list[StoreConflict | None] = []
+            start, seen = 0, set()
+            for n, k in enumerate(keys):
+                if k in seen:
+                    out += self.commit_scans(items[start:n])
+                    start, seen = n, set()
+                seen.add(k)
+            return out + self.commit_scans(items[start:])
         now = utcnow()
-        counts = _dumps(result.counts)
+        rows = [self._scan_rows(it, now) for it in items]          # the CPU work, outside the lock
+        img = items[0].result.image
+        what = (f"recording the scan of {img.registry}/{img.repository}@{img.digest}" if len(items) == 1
+                else f"recording {len(items)} scans")
+        pending: set[str] = set()
+        with self._tx(what, write=True) as conn:
+            out = self._write_scans(conn, items, rows, now, pending)
+        if len(self._known_sets) > 1 << 18:
+            self._known_sets.clear()
+        self._known_sets.update(pending)      # committed: no need to write them again
+        return out
+
+    @staticmethod
+    def _scan_rows(it: ScanCommit, now: datetime) -> dict:
+        """The column values of one image's write (snapshot, history), computed once."""
+        result = it.result
+        img = result.image
+        sets, total, by_severity = summarise(result.findings)
+        refs = _dumps([sid for sid, _ in sets])
+        counts = _dumps(by_severity)
+        state = ScanState(result.state).value
         snapshot = dict(
+            registry=img.registry, repository=img.repository, digest=img.digest,
             scanner=result.scanner, scanned_at=result.scanned_at, recorded_at=now,
-            vulnerability_source_updated_at=result.vulnerability_source_updated_at,
-            state=ScanState(result.state).value,
-            findings="[" + ",".join(_finding_json(f) for f in result.findings) + "]",
-            findings_signature=result_signature(result),
+            vulnerability_source_updated_at=result.vulnerability_source_updated_at, state=state,
+            findings="[]", finding_sets=refs,
+            findings_signature=signature_of(len(result.findings) + len(result.suppressed),
+                                            total + sum(finding_hash(f) for f in result.suppressed)),
             suppressed="[" + ",".join(_finding_json(f) for f in result.suppressed) + "]",
             notes=_dumps(list(result.notes)), counts=counts)
-        if not keep_inventory:
+        if not it.keep_inventory:
             snapshot.update(packages=_dump_packages(result.packages), distro=result.distro)
-        with self._tx(f"recording the scan of {img.registry}/{img.repository}@{img.digest}",
-                      write=True) as conn:
-            self._upsert_image(conn, img, now, last_error=None, last_error_at=None,
-                               last_error_scanner=None)   # locks the image's row until commit
-            st = snapshots_t
+        history = dict(registry=img.registry, repository=img.repository, digest=img.digest,
+                       tags=_dumps(sorted(img.tags)), scanner=result.scanner, scanned_at=result.scanned_at,
+                       recorded_at=now, state=state, counts=counts, finding_keys="[]", finding_sets=refs)
+        image = dict(registry=img.registry, repository=img.repository, digest=img.digest,
+                     tags=history["tags"], pushed_at=img.pushed_at, media_type=img.media_type,
+                     size_bytes=img.size_bytes, updated_at=now, last_error=None, last_error_at=None,
+                     last_error_scanner=None)
+        return dict(key=img.key, image=image, snapshot=snapshot, history=history, sets=sets)
+
+    @staticmethod
+    def _keys_sql(keys: Sequence[tuple], names: Sequence[str], prefix: str = "k") -> tuple[str, dict]:
+        """``(a = :k0_0 AND b = :k0_1 ...) OR ...`` for ``keys`` over the columns ``names``: an OR
+        of equalities, which SQLite answers from the index per key (a tuple IN list it scans)."""
+        conds, params = [], {}
+        for n, key in enumerate(keys):
+            conds.append("(" + " AND ".join(f"{c} = :{prefix}{n}_{j}" for j, c in enumerate(names)) + ")")
+            for j, v in enumerate(key):
+                params[f"{prefix}{n}_{j}"] = v
+        return " OR ".join(conds) or "1 = 0", params
+
+    def _select_keys(self, conn: Connection, sql: str, keys: Sequence[tuple], names: Sequence[str],
+                     typed: dict[str, Any] | None = None, per: int = 100) -> list:
+        """Rows of ``sql`` (``... WHERE {keys}``) for ``keys``, ``per`` keys a query."""
+        out: list = []
+        for i in range(0, len(keys), per):
+            chunk = keys[i:i + per]
+            where, params = self._keys_sql(chunk, names)
+            q = text(sql.format(keys=where))
+            binds = [bindparam(f"k{n}_{j}", type_=typed[c]) for n in range(len(chunk))
+                     for j, c in enumerate(names) if typed and c in typed]
+            if binds:
+                q = q.bindparams(*binds)
+            out.extend(conn.execute(q, params).all())
+        return out
+
+    def _write_scans(self, conn: Connection, items: list[ScanCommit], rows: list[dict],
+                     now: datetime, pending: set[str]) -> list[StoreConflict | None]:
+        keys = sorted(r["key"] for r in rows)
+        key3 = ("registry", "repository", "digest")
+        if not self._sqlite:
+            # Lock the image rows (in key order: two writers never wait on each other in a cycle);
+            # a stub row is made for a new image so that a second writer of it waits here too.
+            conn.execute(self._insert(images_t).on_conflict_do_nothing(index_elements=list(images_t.primary_key)),
+                         [dict(registry=k[0], repository=k[1], digest=k[2], tags="[]", updated_at=now) for k in keys])
+            self._select_keys(conn, "SELECT registry FROM images WHERE {keys} "
+                              "ORDER BY registry, repository, digest FOR UPDATE", keys, key3)
+        stored = {(r[0], r[1], r[2]): (_as_utc(r[3], self._engine.dialect), r[4]) for r in self._select_keys(
+            conn, "SELECT registry, repository, digest, scanned_at, findings_signature FROM snapshots WHERE {keys}",
+            keys, key3)}
+        out: list[StoreConflict | None] = []
+        ok: list[tuple[ScanCommit, dict]] = []
+        dropped: list[tuple[str, str, str]] = []
+        for it, r in zip(items, rows):
+            conflict = None
+            expected, img = it.expected, it.result.image
             if expected is not UNCHECKED:
-                self._check_expected(conn, img, expected)
-            updated = 0
-            if keep_inventory:   # a re-match: the row and its inventory are there; change the rest
-                updated = conn.execute(update(st).where(
-                    st.c.registry == img.registry, st.c.repository == img.repository,
-                    st.c.digest == img.digest).values(**snapshot)).rowcount
-            if not updated:
-                snapshot.setdefault("packages", _dump_packages(result.packages))
-                snapshot.setdefault("distro", result.distro)
-                stmt = self._insert(st).values(registry=img.registry, repository=img.repository,
-                                               digest=img.digest, **snapshot)
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=[st.c.registry, st.c.repository, st.c.digest],
-                    set_={k: getattr(stmt.excluded, k) for k in snapshot}))
+                row = stored.get(r["key"])
+                if expected is None:
+                    if row is not None:
+                        conflict = StoreConflict(f"{img}: another writer recorded this image first")
+                elif row is None or row[0] != expected.scanned_at or (
+                        row[1] is not None and row[1] != _signature(expected.findings + expected.suppressed)):
+                    conflict = StoreConflict(f"{img}: the stored snapshot changed since it was read")
+                    if row is None:
+                        dropped.append(r["key"])
+            out.append(conflict)
+            if conflict is None:
+                ok.append((it, r))
+        if dropped and not self._sqlite:       # the stub rows this batch made for nothing
+            for k in dropped:
+                conn.execute(images_t.delete().where(
+                    images_t.c.registry == k[0], images_t.c.repository == k[1], images_t.c.digest == k[2],
+                    images_t.c.updated_at == now, images_t.c.tags == "[]", images_t.c.last_error.is_(None)))
+        if not ok:
+            return out
+        known = self._known_sets
+        fresh_sets = {sid: body for _, r in ok for sid, body in r["sets"] if sid not in known}
+        if fresh_sets:
+            conn.execute(self._insert(finding_sets_t).on_conflict_do_nothing(index_elements=[finding_sets_t.c.id]),
+                         [{"id": k, "findings": v} for k, v in fresh_sets.items()])
+        pending.update(fresh_sets)
+        conn.execute(self._image_upsert(), [r["image"] for _, r in ok])
 
-            sh = scan_history_t
-            seen = conn.scalar(select(sh.c.id).where(
-                sh.c.registry == img.registry, sh.c.repository == img.repository,
-                sh.c.digest == img.digest, sh.c.scanner == result.scanner,
-                sh.c.scanned_at == result.scanned_at).limit(1))
-            if seen is None:  # the same scan seen again (e.g. ECR not rescanned) is one entry
-                conn.execute(sh.insert().values(
-                    registry=img.registry, repository=img.repository, digest=img.digest,
-                    tags=_dumps(sorted(img.tags)), scanner=result.scanner, scanned_at=result.scanned_at,
-                    recorded_at=now, state=snapshot["state"], counts=counts,
-                    finding_keys=_dumps(sorted(list(f.key) for f in result.findings))))
-
-            for tag in sorted(set(img.tags)):
-                self._see_tag(conn, img, tag, now)
-
-            for ev, sinks in deliveries:
-                added = conn.execute(self._insert(events_t).values(
-                    id=ev.id, kind=ev.kind.value, registry=ev.image.registry,
-                    repository=ev.image.repository, digest=ev.image.digest,
-                    body=_dumps(ev.to_dict()), created_at=now,
-                ).on_conflict_do_nothing(index_elements=[events_t.c.id]).returning(events_t.c.id)).first()
-                if added is None or not sinks:
-                    continue  # already in the outbox: an idempotent re-run
-                conn.execute(deliveries_t.insert(), [
-                    dict(event_id=ev.id, sink=sink, status=DeliveryStatus.PENDING.value, attempts=0,
-                         next_attempt_at=None, created_at=now)
-                    for sink in dict.fromkeys(sinks)])
-
-    def _check_expected(self, conn: Connection, img: Image, expected: ScanResult | None) -> None:
+        # snapshots: a re-match keeps its stored inventory; everything else is replaced whole
         st = snapshots_t
-        row = conn.execute(select(st.c.scanned_at, st.c.findings_signature).where(
-            st.c.registry == img.registry, st.c.repository == img.repository, st.c.digest == img.digest)).first()
-        if expected is None:
-            if row is not None:
-                raise StoreConflict(f"{img}: another writer recorded this image first")
+        updates = [r["snapshot"] for it, r in ok if it.keep_inventory and r["key"] in stored]
+        inserts = []
+        for it, r in ok:
+            if it.keep_inventory and r["key"] in stored:
+                continue
+            snap = r["snapshot"]
+            if it.keep_inventory:
+                snap = dict(snap, packages=_dump_packages(it.result.packages), distro=it.result.distro)
+            inserts.append(snap)
+        if updates:
+            cols = [c for c in updates[0] if c not in key3]
+            conn.execute(update(st).where(st.c.registry == bindparam("k_registry"),
+                                          st.c.repository == bindparam("k_repository"),
+                                          st.c.digest == bindparam("k_digest"))
+                         .values(**{c: bindparam(f"v_{c}") for c in cols}),
+                         [dict({f"v_{c}": u[c] for c in cols}, k_registry=u["registry"],
+                               k_repository=u["repository"], k_digest=u["digest"]) for u in updates])
+        if inserts:
+            conn.execute(self._snapshot_upsert(), inserts)
+
+        # history: the same scan seen again (e.g. ECR not rescanned) is one entry
+        hist = [r["history"] for _, r in ok]
+        seen = {(h[0], h[1], h[2], h[3], _as_utc(h[4], self._engine.dialect)) for h in self._select_keys(
+            conn, "SELECT registry, repository, digest, scanner, scanned_at FROM scan_history WHERE {keys}",
+            [(h["registry"], h["repository"], h["digest"], h["scanned_at"]) for h in hist],
+            key3 + ("scanned_at",), typed={"scanned_at": UTCDateTime()})}
+        new_hist = [h for h in hist if (h["registry"], h["repository"], h["digest"], h["scanner"],
+                                        _as_utc(h["scanned_at"], None)) not in seen]
+        if new_hist:
+            conn.execute(scan_history_t.insert(), new_hist)
+
+        self._see_tags(conn, [it.result.image for it, _ in ok], now)
+
+        # the outbox: an event already there (an idempotent re-run) gets no new deliveries
+        events = [(ev, sinks) for it, _ in ok for ev, sinks in it.deliveries]
+        if events:
+            ids = list(dict.fromkeys(ev.id for ev, _ in events))
+            have = set()
+            for chunk in _chunks_of(ids):
+                have.update(conn.scalars(select(events_t.c.id).where(events_t.c.id.in_(chunk))))
+            fresh, dels = [], []
+            for ev, sinks in events:
+                if ev.id in have:
+                    continue
+                have.add(ev.id)
+                fresh.append(dict(id=ev.id, kind=ev.kind.value, registry=ev.image.registry,
+                                  repository=ev.image.repository, digest=ev.image.digest,
+                                  body=_dumps(ev.to_dict()), created_at=now))
+                dels.extend(dict(event_id=ev.id, sink=sink, status=DeliveryStatus.PENDING.value, attempts=0,
+                                 next_attempt_at=None, created_at=now) for sink in dict.fromkeys(sinks))
+            if fresh:
+                conn.execute(self._insert(events_t).on_conflict_do_nothing(index_elements=[events_t.c.id]), fresh)
+            if dels:
+                conn.execute(deliveries_t.insert(), dels)
+        return out
+
+    @functools.cached_property
+    def _image_upsert_stmt(self):
+        ins = self._insert(images_t)
+        ex = ins.excluded
+        return ins.on_conflict_do_update(
+            index_elements=[images_t.c.registry, images_t.c.repository, images_t.c.digest],
+            set_=dict(tags=ex.tags,
+                      pushed_at=func.coalesce(ex.pushed_at, images_t.c.pushed_at),
+                      media_type=func.coalesce(ex.media_type, images_t.c.media_type),
+                      size_bytes=func.coalesce(ex.size_bytes, images_t.c.size_bytes),
+                      updated_at=ex.updated_at, last_error=ex.last_error, last_error_at=ex.last_error_at,
+                      last_error_scanner=ex.last_error_scanner))
+
+    def _image_upsert(self):
+        return self._image_upsert_stmt
+
+    @functools.cached_property
+    def _snapshot_upsert_stmt(self):
+        st = snapshots_t
+        ins = self._insert(st)
+        cols = [c.name for c in st.columns if c.name not in ("registry", "repository", "digest")]
+        return ins.on_conflict_do_update(index_elements=[st.c.registry, st.c.repository, st.c.digest],
+                                         set_={c: getattr(ins.excluded, c) for c in cols})
+
+    def _snapshot_upsert(self):
+        return self._snapshot_upsert_stmt
+
+    def _see_tags(self, conn: Connection, images: list[Image], now: datetime) -> None:
+        """Record that each image's tags point at it now, in order; a moved tag is taken off the
+        image it pointed at before (what :meth:`_see_tag` does for one, for a whole batch)."""
+        wanted = list(dict.fromkeys((img.registry, img.repository, t) for img in images for t in img.tags))
+        if not wanted:
             return
-        if row is None or row.scanned_at != expected.scanned_at or (
-                row.findings_signature is not None
-                and row.findings_signature != result_signature(expected)):
-            raise StoreConflict(f"{img}: the stored snapshot changed since it was read")
+        current: dict[tuple[str, str, str], tuple[Any, int | None, str]] = {}
+        for r in self._select_keys(conn, "SELECT id, registry, repository, tag, digest, last_seen FROM tag_history "
+                                         "WHERE {keys}", wanted, ("registry", "repository", "tag")):
+            k = (r[1], r[2], r[3])
+            order = (_as_utc(r[5], self._engine.dialect), r[0])
+            if k not in current or order > current[k][0]:
+                current[k] = (order, r[0], r[4])
+        touch: list[int] = []
+        new_rows: list[dict] = []
+        strip: dict[tuple[str, str, str], set[str]] = {}
+        for img in images:
+            for tag in sorted(set(img.tags)):
+                k = (img.registry, img.repository, tag)
+                _, row_id, digest = current.get(k, (None, None, None))
+                if digest == img.digest:
+                    if row_id is not None:
+                        touch.append(row_id)
+                    continue
+                new_rows.append(dict(registry=img.registry, repository=img.repository, tag=tag, digest=img.digest,
+                                     first_seen=now, last_seen=now))
+                current[k] = (None, None, img.digest)
+                if digest is not None:
+                    strip.setdefault((img.registry, img.repository, digest), set()).add(tag)
+        th = tag_history_t
+        if touch:
+            conn.execute(update(th).where(th.c.id == bindparam("row_id")).values(last_seen=now),
+                         [{"row_id": i} for i in touch])
+        if new_rows:
+            conn.execute(th.insert(), new_rows)
+        if strip:
+            skeys = list(strip)
+            tags = {(r[0], r[1], r[2]): r[3] for r in self._select_keys(
+                conn, "SELECT registry, repository, digest, tags FROM images WHERE {keys}", skeys,
+                ("registry", "repository", "digest"))}
+            changes = []
+            for k in skeys:
+                if tags.get(k) is None:
+                    continue
+                kept = [t for t in json.loads(tags[k]) if t not in strip[k]]
+                changes.append({"k_r": k[0], "k_p": k[1], "k_d": k[2], "tags": _dumps(kept)})
+            if changes:
+                i = images_t
+                conn.execute(update(i).where(i.c.registry == bindparam("k_r"), i.c.repository == bindparam("k_p"),
+                                             i.c.digest == bindparam("k_d")).values(tags=bindparam("tags")), changes)
+
+    def marker(self, name: str) -> str | None:
+        with self._tx(f"reading marker {name!r}") as conn:
+            return conn.scalar(select(store_meta_t.c.value).where(store_meta_t.c.name == name))
+
+    def set_marker(self, name: str, value: str) -> None:
+        m = store_meta_t
+        with self._tx(f"keeping marker {name!r}", write=True) as conn:
+            stmt = self._insert(m).values(name=name, value=value)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[m.c.name], set_={"value": stmt.excluded.value}))
 
     def record_failure(self, image: Image, scanner: str, error: str, at: datetime) -> None:
         with self._tx(f"recording the failure of {image.registry}/{image.repository}@{image.digest}",
@@ -1120,34 +1414,47 @@ SELECT {bucket} AS b, MAX(at) AS at, {sums} FROM d GROUP BY 1 ORDER BY 1"""
         return sorted(out, key=lambda ev: ev.occurred_at, reverse=True)
 
     def affected(self, vulnerability_id: str) -> list[Affected]:
-        s, h, i = snapshots_t, scan_history_t, images_t
+        s, h, i, fs = snapshots_t, scan_history_t, images_t, finding_sets_t
         needle = _dumps(vulnerability_id)
         has = (func.instr if self._sqlite else func.strpos)
-        q = (select(*[c for c in self._SNAPSHOT_COLUMNS if c.name != "packages"])
-             .select_from(s.join(i, and_(i.c.registry == s.c.registry, i.c.repository == s.c.repository,
-                                         i.c.digest == s.c.digest)))
-             .where(has(s.c.findings, needle) > 0, not_(self._superseded()))
-             .order_by(s.c.registry, s.c.repository, s.c.digest))
+        what = f"finding the images affected by {vulnerability_id}"
+        with self._tx(what) as conn:
+            # the finding sets that name it: a snapshot has it inline or refers to one of them
+            sets = {sid: {tuple(d.get(k) or "" for k in ("vulnerability_id", "ecosystem", "package_name",
+                                                          "package_version")) for d in json.loads(body)}
+                    for sid, body in conn.execute(select(fs.c.id, fs.c.findings)
+                                                  .where(has(fs.c.findings, needle) > 0))}
+            q = (select(*[c for c in self._SNAPSHOT_COLUMNS if c.name != "packages"])
+                 .select_from(s.join(i, and_(i.c.registry == s.c.registry, i.c.repository == s.c.repository,
+                                             i.c.digest == s.c.digest)))
+                 .where(or_(has(s.c.findings, needle) > 0,
+                            *[has(s.c.finding_sets, _dumps(sid)) > 0 for sid in sets]),
+                        not_(self._superseded()))
+                 .order_by(s.c.registry, s.c.repository, s.c.digest))
+            rows = conn.execute(q).all()
+        self._load_sets(rows)
         out = []
-        with self._tx(f"finding the images affected by {vulnerability_id}") as conn:
-            for row in conn.execute(q).all():
-                snap = self._result(row, with_inventory=False)
-                hits = [f for f in snap.findings if vulnerability_id in (f.vulnerability_id, *f.aliases)]
-                if not hits:
-                    continue
-                flags = [has(h.c.finding_keys, _dumps(list(f.key))) > 0 for f in hits]
+        for row in rows:
+            snap = self._result(row, with_inventory=False)
+            hits = [f for f in snap.findings if vulnerability_id in (f.vulnerability_id, *f.aliases)]
+            if not hits:
+                continue
+            flags = [or_(has(h.c.finding_keys, _dumps(list(f.key))) > 0,
+                         *[has(h.c.finding_sets, _dumps(sid)) > 0 for sid, keys in sets.items() if f.key in keys])
+                     for f in hits]
+            with self._tx(what) as conn:
                 history = conn.execute(
                     select(h.c.scanned_at, *[f.label(f"k{n}") for n, f in enumerate(flags)])
                     .where(h.c.registry == row.registry, h.c.repository == row.repository,
                            h.c.digest == row.digest)
                     .order_by(h.c.scanned_at.desc(), h.c.id.desc())).all()
-                for n, f in enumerate(hits):
-                    since = None
-                    for entry in history:          # newest first: back to the first scan without it
-                        if not entry[n + 1]:
-                            break
-                        since = entry.scanned_at
-                    out.append(Affected(snap.image, f, since))
+            for n, f in enumerate(hits):
+                since = None
+                for entry in history:          # newest first: back to the first scan without it
+                    if not entry[n + 1]:
+                        break
+                    since = entry.scanned_at
+                out.append(Affected(snap.image, f, since))
         return out
 
     def _findings_table(self, alias: str = "j") -> tuple[str, str]:
@@ -1158,6 +1465,11 @@ SELECT {bucket} AS b, MAX(at) AS at, {sums} FROM d GROUP BY 1 ORDER BY 1"""
 
     def fixable_summary(self) -> FixableSummary:
         each, field = self._findings_table()
+        if self._sqlite:
+            refs, each_set = "json_each(s.finding_sets) AS r", "json_each(fs.findings) AS j"
+        else:
+            refs = "json_array_elements_text(CAST(s.finding_sets AS json)) AS r(value)"
+            each_set = "json_array_elements(CAST(fs.findings AS json)) AS j(value)"
         fixv = ("json_extract(j.value, '$.fixed_versions')" if self._sqlite
                 else "CAST(j.value -> 'fixed_versions' AS text)")
         fixable = (f"{field % 'fixable'} = 1" if self._sqlite else f"CAST({field % 'fixable'} AS boolean)")
@@ -1168,7 +1480,14 @@ WITH f AS MATERIALIZED (
          {fixv} AS fixv, {field % 'severity'} AS sev, {field % 'vulnerability_id'} AS vid
   FROM snapshots s JOIN images i ON i.registry = s.registry AND i.repository = s.repository
                                 AND i.digest = s.digest, {each}
-  WHERE {fixable} AND {self._CURRENT_SQL})
+  WHERE {fixable} AND {self._CURRENT_SQL}
+  UNION ALL
+  SELECT s.registry || '|' || s.repository || '|' || s.digest AS image,
+         {field % 'ecosystem'} AS eco, {field % 'package_name'} AS pkg, {field % 'package_version'} AS ver,
+         {fixv} AS fixv, {field % 'severity'} AS sev, {field % 'vulnerability_id'} AS vid
+  FROM snapshots s JOIN images i ON i.registry = s.registry AND i.repository = s.repository
+                                AND i.digest = s.digest, {refs}, finding_sets fs, {each_set}
+  WHERE fs.id = r.value AND {fixable} AND {self._CURRENT_SQL})
 SELECT 'g' AS kind, eco, pkg, ver, fixv, sev, vid, COUNT(*) AS n FROM f GROUP BY eco, pkg, ver, fixv, sev, vid
 UNION ALL
 SELECT 'i', eco, pkg, NULL, NULL, NULL, NULL, COUNT(DISTINCT image) FROM f GROUP BY eco, pkg"""

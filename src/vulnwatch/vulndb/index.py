@@ -30,8 +30,9 @@ import os
 import re
 import sqlite3
 import threading
+import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,15 @@ CREATE TABLE IF NOT EXISTS affected (
     PRIMARY KEY (ecosystem, name, record_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS affected_record ON affected(record_id);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ecosystem TEXT NOT NULL,
+    name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS index_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sources (
     ecosystem TEXT PRIMARY KEY,
     location TEXT NOT NULL,
@@ -196,6 +206,8 @@ class VulnIndex:
                                   f"(expected {SCHEMA_VERSION}); delete the file and import again",
                                   code="SchemaMismatch")
             self._conn.executescript(_SCHEMA)
+            self._conn.execute("INSERT OR IGNORE INTO index_meta (key, value) VALUES ('instance', ?)",
+                               (uuid.uuid4().hex,))
             if version == 1:
                 self._fill_record_cvss()
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -267,6 +279,34 @@ class VulnIndex:
             (ecosystem, index_name(ecosystem, name)))
         return [r[0] for r in rows]
 
+    def data_version(self) -> str:
+        """Where the change log stands: ``<instance>:<seq>`` (the instance is made with the file, so
+        a version of another file, or of this one recreated, is never taken for one of its own)."""
+        rows = self._rows("SELECT (SELECT value FROM index_meta WHERE key = 'instance'), "
+                          "(SELECT COALESCE(MAX(seq), 0) FROM changes)")
+        return f"{rows[0][0]}:{rows[0][1]}"
+
+    def changes_since(self, version: str | None) -> set[tuple[str, str]] | None:
+        """The (ecosystem, normalised name) pairs whose records were added, changed, withdrawn or
+        removed since :meth:`data_version` was ``version``; None when that cannot be told (no
+        version, one of another file, or a change logged as ``("*", "*")``, which is how data
+        that is not per package, such as enrichment, says "anything may have moved"): then
+        everything may have changed."""
+        if not version or ":" not in version:
+            return None
+        instance, _, seq = version.rpartition(":")
+        mine, _, now = self.data_version().rpartition(":")
+        if instance != mine or not seq.isdigit() or int(seq) > int(now):
+            return None
+        found = {(e, n) for e, n in self._rows("SELECT DISTINCT ecosystem, name FROM changes WHERE seq > ?",
+                                                (int(seq),))}
+        return None if ("*", "*") in found else found
+
+    def log_change(self, pairs: Iterable[tuple[str, str]] = (("*", "*"),)) -> None:
+        """Append (ecosystem, normalised name) pairs to the change log, for data that changes
+        findings other than through records (default: everything may have moved)."""
+        with self.lock:
+            self._conn.executemany("INSERT INTO changes (ecosystem, name) VALUES (?, ?)", list(pairs))
     def alias_cvss(self, ids: "tuple[str, ...] | list[str]") -> list[tuple[str, str, str]]:
         """``(record_id, kind, vector)`` of every record that has a CVSS vector and names one of
         ``ids`` (as its id, an alias or an upstream CVE), by record id."""
@@ -419,6 +459,8 @@ class VulnIndex:
                           "content_hash = excluded.content_hash, version = excluded.version, "
                           "imported_at = excluded.imported_at, records = excluded.records",
                           (name, location, etag, last_modified, content_hash, version, utcnow().isoformat(), records))
+                # enrichment is not per package: a re-match must look at every inventory
+                c.execute("INSERT INTO changes (ecosystem, name) VALUES ('*', '*')")
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -570,11 +612,33 @@ class IndexWriter:
         self._withdrawn.append(record_id)
         self.withdrawn += 1
 
+    def _log_changes(self, ids: list[str], new: dict[str, tuple[bytes | None, list]] | None = None) -> None:
+        """Append to the change log the names of the records ``ids`` whose content changes (new
+        data ``new[id]``, or removed when ``new`` is None): their names before and after."""
+        c = self._conn
+        names: set[tuple[str, str]] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            old = dict(c.execute(f"SELECT id, data FROM records WHERE id IN ({marks})", chunk).fetchall())
+            moved = [rid for rid in chunk if new is None and rid in old
+                     or new is not None and old.get(rid) != new[rid][0]]
+            if not moved:
+                continue
+            marks = ",".join("?" * len(moved))
+            names.update(c.execute(f"SELECT ecosystem, name FROM affected WHERE record_id IN ({marks})",
+                                   moved).fetchall())
+            if new is not None:
+                names.update((eco, name) for rid in moved for eco, name, _ in new[rid][1])
+        if names:
+            c.executemany("INSERT INTO changes (ecosystem, name) VALUES (?, ?)", sorted(names))
+
     def _flush(self) -> None:
         if not self._batch:
             return
         c = self._conn
         ids = [(b[0],) for b in self._batch]
+        self._log_changes([b[0] for b in self._batch], {b[0]: (b[3], b[4]) for b in self._batch})
         c.executemany("DELETE FROM affected WHERE record_id = ?", ids)
         c.executemany("DELETE FROM record_cvss WHERE record_id = ?", ids)
         c.executemany("INSERT OR REPLACE INTO records (id, ecosystem, source, modified, withdrawn, data) "
@@ -595,6 +659,7 @@ class IndexWriter:
         self._flush()
         c = self._conn
         if self._withdrawn:
+            self._log_changes(list(self._withdrawn))
             w = [(i,) for i in self._withdrawn]
             c.executemany("DELETE FROM affected WHERE record_id = ?", w)
             c.executemany("DELETE FROM record_cvss WHERE record_id = ?", w)
@@ -602,6 +667,7 @@ class IndexWriter:
         if replace:
             gone = [r[0] for r in c.execute(
                 "SELECT id FROM records WHERE source = ? AND id NOT IN (SELECT id FROM seen)", (self.source,))]
+            self._log_changes(gone)
             c.executemany("DELETE FROM affected WHERE record_id = ?", [(i,) for i in gone])
             c.executemany("DELETE FROM record_cvss WHERE record_id = ?", [(i,) for i in gone])
             c.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in gone])

@@ -292,6 +292,21 @@ class Matcher:
         self._found += len(out)
         return out
 
+    def index_keys(self, p: Package, distro: str | None = None) -> tuple[tuple[str, str], ...]:
+        """The (ecosystem, normalised name) pairs of the index that matching ``p`` reads: what a
+        change to the data must name to move its findings (see ``VulnIndex.changes_since``)."""
+        eco = p.ecosystem
+        if not eco:
+            return ()
+        base = ecosystem_base(eco)
+        if distro and eco == base and ecosystem_base(distro) == base:
+            eco = distro
+        name = (p.source_name or p.name) if base in DISTRO_ECOSYSTEMS else p.name
+        keys = ((eco, index_name(eco, name)),)
+        if base != eco:
+            keys += ((base, index_name(base, name)),)
+        return keys
+
     def effective(self, p: Package, distro: str | None) -> tuple[str, str, str]:
         """``(ecosystem, name, version)`` a package is looked up under (its release from the
         image's distro; the source package for distributions)."""

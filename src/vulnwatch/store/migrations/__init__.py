@@ -5,7 +5,9 @@ so work in progress on several branches can reserve numbers) and a function that
 schema through a SQLAlchemy connection that is already inside a transaction. Applied versions
 are recorded in the ``schema_migrations`` table; opening a store applies every known version
 not recorded yet, in order (so a migration that lands after a higher-numbered one is still
-applied), and refuses a database that records a version this code does not know.
+applied: a database at 8 without 7 gets 7 when it is opened), and refuses a database that
+records a version this code does not know. Migrations must therefore not depend on one
+another's data except through released ones.
 
 To change the schema: add a module ``m000N_<what>.py`` defining ``MIGRATION``, append it
 to :data:`MIGRATIONS`, and update the table definitions in :mod:`vulnwatch.store.sql`.
@@ -35,11 +37,12 @@ class Migration:
 
 
 from . import (m0001_initial, m0002_last_checked, m0003_inventory_rows,  # noqa: E402  (needs Migration above)
-               m0004_dashboard_indexes, m0005_leases, m0008_suppressed)
+               m0004_dashboard_indexes, m0005_leases, m0007_finding_sets, m0008_suppressed)
 
 MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION, m0002_last_checked.MIGRATION,
                                      m0003_inventory_rows.MIGRATION, m0004_dashboard_indexes.MIGRATION,
-                                     m0005_leases.MIGRATION, m0008_suppressed.MIGRATION)
+                                     m0005_leases.MIGRATION, m0007_finding_sets.MIGRATION,
+                                     m0008_suppressed.MIGRATION)
 """Every migration, in order."""
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -1,0 +1,136 @@
+"""Findings stored per distinct package: content-addressed finding sets (SQL store, migration 7).
+
+A scanner's findings come package by package (the built-in matcher makes one run of findings per
+distinct package, and images of a fleet share most packages), so a snapshot's findings are cut
+into consecutive runs with the same (ecosystem, package, version, purl): each run is a *set*,
+stored once in ``finding_sets`` under the hash of its JSON text and referred to by id from every
+snapshot (and scan history entry) that holds it. A snapshot's findings are its sets' findings,
+in order: nothing about a result changes, only how often its bytes are written.
+
+Sets are immutable (the id is the hash of the text), so any process may cache them by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+
+from ..model import Finding, Severity, finding_hash
+
+__all__ = ["finding_parts", "split", "split_dicts", "set_id", "signature_total", "summarise"]
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+_SEVERITIES = [s.name for s in sorted(Severity, reverse=True)]
+_PARTS: dict[int, tuple] = {}
+
+
+def finding_parts(f: Finding) -> tuple[Finding, str, int, str, tuple, str]:
+    """(the finding, its stored JSON, its :func:`~vulnwatch.model.finding_hash`, its key as
+    JSON, its set key, its severity name), cached by object (the entry keeps the object alive,
+    so its id is not reused while cached): a fleet's results share their Finding objects (the
+    matcher makes them once per distinct package), and hashing a frozen dataclass for an
+    ``lru_cache`` costs more than what it saves."""
+    hit = _PARTS.get(id(f))
+    if hit is None or hit[0] is not f:
+        if len(_PARTS) >= 1 << 17:
+            _PARTS.clear()
+        hit = _PARTS[id(f)] = (f, _dumps(f.to_dict()), finding_hash(f), _dumps(list(f.key)),
+                               (f.ecosystem, f.package_name, f.package_version, f.purl), f.severity.name)
+    return hit
+
+
+def signature_total(findings: Iterable[Finding]) -> tuple[int, int]:
+    """(count, sum of finding hashes) of ``findings`` (see :func:`~vulnwatch.model.signature_of`)."""
+    n = total = 0
+    for f in findings:
+        total += finding_parts(f)[2]
+        n += 1
+    return n, total
+
+
+def set_id(text: str) -> str:
+    """The id of a set: 128 bits of BLAKE2b of its JSON text, in hex."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def split(findings: Sequence[Finding]) -> list[tuple[str, str]]:
+    """``findings`` as consecutive sets: [(set id, JSON text of the set's findings), ...]."""
+    return summarise(findings)[0]
+
+
+class _Run:
+    __slots__ = ("items", "sid", "text", "total", "counts")
+
+    def __init__(self, items: tuple, sid: str, text: str, total: int, counts: list[int]) -> None:
+        self.items, self.sid, self.text, self.total, self.counts = items, sid, text, total, counts
+
+
+_RUN_AT: dict[int, _Run] = {}
+"""id of a run's first finding -> the run (which keeps its findings alive, so ids stay unique)."""
+_SEV_INDEX = {name: n for n, name in enumerate(_SEVERITIES)}
+
+
+def _make_run(items: tuple) -> _Run:
+    parts = [finding_parts(f) for f in items]
+    text = "[" + ",".join([p[1] for p in parts]) + "]"
+    counts = [0] * len(_SEVERITIES)
+    for p in parts:
+        counts[_SEV_INDEX[p[5]]] += 1
+    return _Run(items, set_id(text), text, sum(p[2] for p in parts), counts)
+
+
+def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, dict[str, int]]:
+    """One pass over ``findings``: (their sets as :func:`split` gives them, the sum of their
+    finding hashes, :func:`~vulnwatch.model.severity_counts`). A run already seen (the same
+    finding objects in a row: the matcher hands out one tuple per distinct package) costs one
+    slice comparison, not a step per finding."""
+    seq = findings if isinstance(findings, tuple) else tuple(findings)
+    n = len(seq)
+    out: list[tuple[str, str]] = []
+    total = 0
+    counts = [0] * len(_SEVERITIES)
+    i = 0
+    get = _RUN_AT.get
+    while i < n:
+        f = seq[i]
+        run = get(id(f))
+        if run is None or seq[i:i + len(run.items)] != run.items:
+            key = finding_parts(f)[4]
+            j = i + 1
+            while j < n and finding_parts(seq[j])[4] == key:
+                j += 1
+            run = _make_run(seq[i:j])
+            if len(_RUN_AT) >= 1 << 16:
+                _RUN_AT.clear()
+            _RUN_AT[id(f)] = run
+        out.append((run.sid, run.text))
+        total += run.total
+        for k, c in enumerate(run.counts):
+            if c:
+                counts[k] += c
+        i += len(run.items)
+    return out, total, dict(zip(_SEVERITIES, counts))
+
+
+def split_dicts(findings: Sequence[dict]) -> list[tuple[str, str]]:
+    """:func:`split` for findings as stored (dicts), for the migration of inline findings."""
+    out: list[tuple[str, str]] = []
+    run: list[str] = []
+    key = None
+    for d in findings:
+        k = (d.get("ecosystem") or "", d.get("package_name"), d.get("package_version"), d.get("purl"))
+        if run and k != key:
+            text = "[" + ",".join(run) + "]"
+            out.append((set_id(text), text))
+            run = []
+        key = k
+        run.append(_dumps(d))
+    if run:
+        text = "[" + ",".join(run) + "]"
+        out.append((set_id(text), text))
+    return out
