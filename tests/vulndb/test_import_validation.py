@@ -276,6 +276,15 @@ def test_score_vector_refuses_bad_vectors(kind, vector):
     assert score_vector(kind, vector) is None
 
 
+@pytest.fixture(autouse=True)
+def _fresh_score_cache():
+    """score_vector caches per vector: a test that swaps the cvss package must not see (or
+    leave behind) results of the real one."""
+    severity.score_vector.cache_clear()
+    yield
+    severity.score_vector.cache_clear()
+
+
 @pytest.mark.parametrize("error", [ZeroDivisionError("x"), RecursionError(), AttributeError("y"), IndexError()])
 def test_score_vector_survives_unexpected_cvss_failures(monkeypatch, error):
     def boom(vector):
