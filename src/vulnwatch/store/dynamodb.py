@@ -166,7 +166,6 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -174,6 +173,7 @@ from urllib.parse import parse_qs, urlsplit
 import zstandard
 
 from ..model import Event, Finding, Image, Package, ScanResult, ScanState, result_signature, utcnow
+from ._fences import FenceStack
 from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, Lease, LeaseHeld, LeaseLost,
                         PackageRow, Store,
                         StoreConflict, StoredInventory, StoreError, stored_error)
@@ -645,7 +645,7 @@ class _Retry(Exception):
     """A commit lost a race on a tag pointer or an event id: read again and retry."""
 
 
-class DynamoDBStore(Store):
+class DynamoDBStore(FenceStack, Store):
     """State in one DynamoDB table (see the module docstring for the layout).
 
     ``client`` and ``s3`` are boto3 clients (built from the other arguments when not given).
@@ -1660,21 +1660,6 @@ class DynamoDBStore(Store):
                 if got is not None:
                     taken.append(self._lease_of(got))
         return taken
-
-    def _fence_stack(self) -> list[Lease]:
-        stack = getattr(self._fences, "stack", None)
-        if stack is None:
-            stack = self._fences.stack = []
-        return stack
-
-    @contextmanager
-    def fenced(self, *leases: Lease) -> Iterator[None]:
-        stack = self._fence_stack()
-        stack.extend(leases)
-        try:
-            yield
-        finally:
-            del stack[len(stack) - len(leases):]
 
     def _fence_checks(self) -> list[dict]:
         """The ConditionCheck items (one per lease name, the innermost fence's token) that this

@@ -30,9 +30,8 @@ from typing import Any
 
 from sqlalchemy import (BigInteger, bindparam, tuple_, Column, DateTime, Integer, MetaData, String, Table, Text,
                         and_, case, cast, create_engine, event, exists, func, literal, not_, or_, select, text,
-                        type_coerce, update)
+                        update)
 from sqlalchemy.dialects.postgresql import JSON as PG_JSON
-from sqlalchemy.types import JSON
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, make_url
@@ -41,7 +40,8 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity,
-                     finding_hash, result_signature, signature_of, utcnow)
+                     finding_hash, signature_of, utcnow)
+from ._fences import FenceStack
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
@@ -316,7 +316,7 @@ def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
         yield ids[i:i + _CHUNK]
 
 
-class SQLStore(Store):
+class SQLStore(FenceStack, Store):
     """State in a SQL database. ``url`` is a SQLAlchemy URL: ``sqlite:///path.db`` or
     ``postgresql+psycopg://user:password@host:5432/db`` (``sqlite://`` is an in-memory
     database, for tests)."""
@@ -1089,21 +1089,6 @@ class SQLStore(Store):
         if self._sqlite:
             return utcnow()
         return conn.scalar(select(func.clock_timestamp())).astimezone(timezone.utc)
-
-    def _fence_stack(self) -> list[Lease]:
-        stack = getattr(self._fences, "stack", None)
-        if stack is None:
-            stack = self._fences.stack = []
-        return stack
-
-    @contextmanager
-    def fenced(self, *leases: Lease) -> Iterator[None]:
-        stack = self._fence_stack()
-        stack.extend(leases)
-        try:
-            yield
-        finally:
-            del stack[len(stack) - len(leases):]
 
     def _check_fences(self, conn: Connection, what: str) -> None:
         stack = self._fence_stack()
