@@ -295,13 +295,10 @@ class Matcher:
     def index_keys(self, p: Package, distro: str | None = None) -> tuple[tuple[str, str], ...]:
         """The (ecosystem, normalised name) pairs of the index that matching ``p`` reads: what a
         change to the data must name to move its findings (see ``VulnIndex.changes_since``)."""
-        eco = p.ecosystem
-        if not eco:
+        if not p.ecosystem:
             return ()
+        eco, name, _version = self.effective(p, distro)
         base = ecosystem_base(eco)
-        if distro and eco == base and ecosystem_base(distro) == base:
-            eco = distro
-        name = (p.source_name or p.name) if base in DISTRO_ECOSYSTEMS else p.name
         keys = ((eco, index_name(eco, name)),)
         if base != eco:
             keys += ((base, index_name(base, name)),)
@@ -354,16 +351,9 @@ class Matcher:
     # ------------------------------------------------------------------ internals
 
     def _match_package(self, p: Package, distro: str | None) -> tuple[Finding, ...]:
-        eco = p.ecosystem
-        if not eco:
+        if not p.ecosystem:
             return ()
-        base = ecosystem_base(eco)
-        if distro and eco == base and ecosystem_base(distro) == base:
-            eco = distro
-        if base in DISTRO_ECOSYSTEMS:
-            name, version = p.source_name or p.name, p.source_version or p.version
-        else:
-            name, version = p.name, p.version
+        eco, name, version = self.effective(p, distro)
         hits = self._hits_for(eco, name, version)
         if not hits:
             return ()
