@@ -71,7 +71,7 @@ import botocore.config  # noqa: E402
 import botocore.exceptions  # noqa: E402
 import moto  # noqa: E402
 
-from tests.support.ecr import OCI, manifest  # noqa: E402
+from tests.support.ecr import push_images  # noqa: E402
 from tests.support.ecr_proxy import ECRProxy  # noqa: E402
 from tests.support.servers import MotoServer  # noqa: E402
 from vulnwatch.config import Config, parse_config  # noqa: E402
@@ -188,18 +188,7 @@ def layout(images: int, repos: int) -> dict[str, list[str]]:
 def populate(server: MotoServer, repos: dict[str, list[str]]) -> None:
     """Reset moto and push every image (same manifests, so the same digests, every time)."""
     server.reset()
-    ecr = boto3.client("ecr", endpoint_url=server.url)
-    for repo in repos:
-        ecr.create_repository(repositoryName=repo)
-
-    def push(repo: str, tag: str) -> None:
-        ecr.put_image(repositoryName=repo, imageManifest=manifest(f"{repo}:{tag}"), imageTag=tag,
-                      imageManifestMediaType=OCI)
-
-    with ThreadPoolExecutor(4) as pool:
-        for f in [pool.submit(push, repo, tag) for repo, tags in repos.items() for tag in tags]:
-            f.result()
-    ecr.close()
+    push_images(server.url, repos)
 
 
 # ------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ os.environ.pop("AWS_PROFILE", None)
 import boto3  # noqa: E402
 import botocore.exceptions  # noqa: E402
 
-from tests.support.ecr import OCI, manifest  # noqa: E402
+from tests.support.ecr import push_images  # noqa: E402
 from tests.support.lambdas import lambda_record, scheduled_event  # noqa: E402
 from tests.support.servers import free_port, wait_http  # noqa: E402
 from vulnwatch import aws  # noqa: E402
@@ -114,20 +114,6 @@ class FastMoto:
 def layout(images: int, repos: int) -> dict[str, list[str]]:
     per, extra = divmod(images, repos)
     return {f"team{r:02d}/service": [f"v{t}" for t in range(per + (1 if r < extra else 0))] for r in range(repos)}
-
-
-def populate(url: str, repos: dict[str, list[str]]) -> None:
-    ecr = boto3.client("ecr", endpoint_url=url)
-    for repo in repos:
-        ecr.create_repository(repositoryName=repo)
-
-    def push(repo: str, tag: str) -> None:
-        ecr.put_image(repositoryName=repo, imageManifest=manifest(f"{repo}:{tag}"), imageTag=tag,
-                      imageManifestMediaType=OCI)
-
-    with ThreadPoolExecutor(4) as pool:
-        for f in [pool.submit(push, r, t) for r, tags in repos.items() for t in tags]:
-            f.result()
 
 
 def stream_reader(url: str, table: str, meter: Meter):
@@ -264,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="vw-bench-")
     try:
         t0 = time.perf_counter()
-        populate(server.url, repos)
+        push_images(server.url, repos)
         print(f"moto_server {server.url}: {args.images} images in {args.repos} repositories pushed in "
               f"{time.perf_counter() - t0:.1f} s")
         boot = boto3.client("dynamodb", endpoint_url=server.url)

@@ -23,6 +23,27 @@ def manifest(seed: str) -> str:
     })
 
 
+def push_images(url: str, repos: dict[str, list[str]]) -> None:
+    """Create each repository on the ECR endpoint ``url`` (moto) and put an image per tag, four at
+    a time; the manifests come from :func:`manifest` of ``repo:tag``, so the digests are the
+    same every time (the benchmarks' fleets)."""
+    import boto3
+    from concurrent.futures import ThreadPoolExecutor
+
+    ecr = boto3.client("ecr", endpoint_url=url)
+    for repo in repos:
+        ecr.create_repository(repositoryName=repo)
+
+    def push(repo: str, tag: str) -> None:
+        ecr.put_image(repositoryName=repo, imageManifest=manifest(f"{repo}:{tag}"), imageTag=tag,
+                      imageManifestMediaType=OCI)
+
+    with ThreadPoolExecutor(4) as pool:
+        for f in [pool.submit(push, repo, tag) for repo, tags in repos.items() for tag in tags]:
+            f.result()
+    ecr.close()
+
+
 class Pusher:
     def __init__(self, client) -> None:
         self.client = client
