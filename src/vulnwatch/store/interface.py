@@ -21,8 +21,8 @@ from typing import Any
 from collections.abc import Iterator
 
 from ..logs import redact
-from ..model import (Event, EventKind, Finding, Image, PackageRow, ScanResult, Severity,  # noqa: F401
-                     StoredInventory)  # PackageRow, StoredInventory: re-exported
+from ..model import (CoverageSummary, Event, EventKind, Finding, Image, PackageRow, ScanResult,  # noqa: F401
+                     Severity, StoredInventory)  # PackageRow, StoredInventory: re-exported
 
 
 class StoreError(Exception):
@@ -130,6 +130,15 @@ class ImageStatus:
     last_error_at: datetime | None = None
     last_checked_at: datetime | None = None
     """When a cycle last confirmed the snapshot (it is rewritten only when something changed)."""
+    kev: int | None = None
+    """Findings listed in CISA's KEV catalog (suppressed ones not counted); None when the store
+    has no count for the snapshot (SQL: ``snapshots.kev``, migration 6; DynamoDB: the status
+    item's ``kev``)."""
+    coverage: CoverageSummary | None = None
+    """What the advisory data could judge of the image (state, ecosystems without data, packages
+    not judged); None when the scanner says nothing about it (ECR) or it was not recorded yet
+    (SQL: ``snapshots.coverage_summary``, migration 6; the full coverage is
+    :attr:`ScanResult.coverage` of the snapshot)."""
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,10 @@ class HistoryEntry:
 
 # --- read models of the dashboard (see the read methods at the end of Store) -----------------
 
-FLEET_SORTS: tuple[str, ...] = ("severity", "total", "critical", "high", "medium", "low", "repository",
+FLEET_SORTS: tuple[str, ...] = ("severity", "total", "critical", "high", "medium", "low", "kev", "repository",
                                 "registry", "last_scanned", "last_checked")
 """Orders :meth:`Store.fleet` knows: ``severity`` (most critical first, then high, ...), a count
-(``total`` or one severity), a name (``repository``: registry, repository, then tags), or a time."""
+(``total``, one severity, or ``kev``: findings listed in KEV, then by severity), a name (``repository``: registry, repository, then tags), or a time."""
 
 
 @dataclass(frozen=True)
@@ -263,6 +272,9 @@ class StoreStats:
     """Delivery status -> outbox rows."""
     retrying: int
     """Pending deliveries that failed at least once."""
+    kev: int = 0
+    """Findings listed in CISA's KEV catalog over the current images (from each snapshot's KEV
+    count; snapshots without one count 0)."""
 
 
 _SEVERITIES = [s.name for s in sorted(Severity, reverse=True)]
@@ -278,6 +290,8 @@ def _fleet_sort_key(sort: str):
             return sum(c.values())
         if sort in ("critical", "high", "medium", "low"):
             return c.get(sort.upper(), 0)
+        if sort == "kev":
+            return (st.kev or 0, *(c.get(s, 0) for s in _SEVERITIES))
         if sort == "registry":
             return (st.image.registry, st.image.repository)
         if sort == "last_scanned":
@@ -644,6 +658,7 @@ class Store(abc.ABC):
         findings = {s: 0 for s in _SEVERITIES}
         failing: dict[str, int] = {}
         checked: dict[str, datetime] = {}
+        kev = 0
         for st in self.images():
             reg = st.image.registry
             if st.last_error:
@@ -656,12 +671,13 @@ class Store(abc.ABC):
             images[reg] = images.get(reg, 0) + 1
             for s, n in st.counts.items():
                 findings[s] = findings.get(s, 0) + n
+            kev += st.kev or 0
         deliveries = {s.value: 0 for s in DeliveryStatus}
         retrying = 0
         for d in self.deliveries(limit=1_000_000):
             deliveries[d.status.value] += 1
             retrying += d.status is DeliveryStatus.PENDING and d.attempts > 0
-        return StoreStats(images, findings, failing, checked, deliveries, retrying)
+        return StoreStats(images, findings, failing, checked, deliveries, retrying, kev)
 
     def delivery(self, delivery_id: int) -> Delivery | None:
         """One outbox row by id, or None."""

@@ -39,7 +39,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity,
+from ..model import (Coverage, CoverageSummary, Event, Finding, Image, Package, ScanResult, ScanState, Severity,
                      finding_hash, signature_of, utcnow)
 from ._fences import FenceStack
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
@@ -121,6 +121,9 @@ snapshots_t = Table(
     Column("counts", Text),
     Column("finding_sets", Text),     # migration 7: ids of its finding sets (NULL: findings inline)
     Column("suppressed", Text),     # migration 8
+    Column("coverage", Text),       # migration 6: model.Coverage as JSON (NULL: not known)
+    Column("coverage_summary", Text),   # migration 6: model.CoverageSummary as JSON
+    Column("kev", Integer),         # migration 6: findings listed in KEV (NULL: not known)
 )
 store_meta_t = Table(                 # migration 7: markers (name -> value)
     "store_meta", _md,
@@ -143,6 +146,8 @@ snapshot_summary_t = Table(   # a view (migration 4): the small columns of snaps
     Column("state", String),
     Column("counts", Text),
     Column("notes", Text),
+    Column("kev", Integer),
+    Column("coverage_summary", Text),
 )
 scan_history_t = Table(
     "scan_history", _md,
@@ -291,6 +296,13 @@ def _load_packages(text: str | None) -> list:
             return [make(r) for r in data.get("rows") or ()]
         return [PackageRow(**{k: v for k, v in zip(names, r) if k in _PACKAGE_FIELDS}) for r in data["rows"]]
     return [Package(**{k: v for k, v in d.items() if k in _PACKAGE_FIELDS}) for d in data]
+
+
+def _coverage_summary(text: str | None) -> CoverageSummary | None:
+    try:
+        return CoverageSummary.from_dict(json.loads(text)) if text else None
+    except (ValueError, TypeError):
+        return None
 
 
 def _dumps(value: Any) -> str:
@@ -499,7 +511,8 @@ class SQLStore(FenceStack, Store):
                          snapshots_t.c.scanner, snapshots_t.c.scanned_at,
                          snapshots_t.c.vulnerability_source_updated_at, snapshots_t.c.state,
                          snapshots_t.c.findings, snapshots_t.c.finding_sets, snapshots_t.c.packages,
-                         snapshots_t.c.distro, snapshots_t.c.notes, snapshots_t.c.suppressed)
+                         snapshots_t.c.distro, snapshots_t.c.notes, snapshots_t.c.suppressed,
+                         snapshots_t.c.coverage)
 
     def _snapshot_query(self, *, with_inventory: bool = True):
         cols = self._SNAPSHOT_COLUMNS if with_inventory else [c for c in self._SNAPSHOT_COLUMNS
@@ -563,6 +576,7 @@ class SQLStore(FenceStack, Store):
                 distro=row.distro,
                 notes=tuple(json.loads(row.notes)),
                 suppressed=tuple(_finding_from_dict(d) for d in json.loads(row.suppressed or "[]")),
+                coverage=Coverage.from_dict(json.loads(row.coverage)) if row.coverage else None,
             )
         except (ValueError, KeyError, TypeError) as e:
             raise StoreError(f"state store {self._display}: cannot read the {where} ({e}); "
@@ -715,7 +729,9 @@ class SQLStore(FenceStack, Store):
             findings_signature=signature_of(len(result.findings) + len(result.suppressed),
                                             total + sum(finding_hash(f) for f in result.suppressed)),
             suppressed="[" + ",".join(_finding_json(f) for f in result.suppressed) + "]",
-            notes=_dumps(list(result.notes)), counts=counts)
+            notes=_dumps(list(result.notes)), counts=counts, kev=result.kev_count,
+            coverage=_dumps(result.coverage.to_dict()) if result.coverage is not None else None,
+            coverage_summary=_dumps(result.coverage.brief().to_dict()) if result.coverage is not None else None)
         if not it.keep_inventory:
             snapshot.update(packages=_dump_packages(result.packages), distro=result.distro)
         history = dict(registry=img.registry, repository=img.repository, digest=img.digest,
@@ -967,7 +983,7 @@ class SQLStore(FenceStack, Store):
         s, i = snapshots_t, images_t
         q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
                     i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
-                    i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts)
+                    i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts, s.c.kev, s.c.coverage_summary)
              .select_from(i.outerjoin(s, and_(s.c.registry == i.c.registry,
                                               s.c.repository == i.c.repository,
                                               s.c.digest == i.c.digest)))
@@ -979,7 +995,8 @@ class SQLStore(FenceStack, Store):
                             last_scanned_at=r.scanned_at,
                             counts=json.loads(r.counts) if r.counts else {},
                             last_error=r.last_error, last_error_at=r.last_error_at,
-                            last_checked_at=r.last_checked_at or r.scanned_at)
+                            last_checked_at=r.last_checked_at or r.scanned_at, kev=r.kev,
+                            coverage=_coverage_summary(r.coverage_summary))
                 for r in rows]
 
     def history(self, registry: str, repository: str, digest: str | None = None,
@@ -1256,6 +1273,8 @@ class SQLStore(FenceStack, Store):
             keys, names = [i.c.registry, i.c.repository], [i.c.digest]
         elif query.sort == "repository":
             keys, names = [i.c.repository, i.c.registry], [i.c.digest]
+        elif query.sort == "kev":
+            keys = [func.coalesce(s.c.kev, 0)] + [counts[sev] for sev in self._SEVERITIES]
         elif query.sort == "last_scanned":
             keys = [s.c.scanned_at]
         else:
@@ -1274,7 +1293,7 @@ class SQLStore(FenceStack, Store):
                 q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
                             i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
                             i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts, s.c.notes,
-                            superseded.label("superseded"))
+                            s.c.kev, s.c.coverage_summary, superseded.label("superseded"))
                      .select_from(joined)
                      .where(or_(*[and_(i.c.registry == k.registry, i.c.repository == k.repository,
                                        i.c.digest == k.digest) for k in keys])))
@@ -1285,7 +1304,8 @@ class SQLStore(FenceStack, Store):
             status=ImageStatus(image=self._image(r), scanner=r.scanner or r.last_error_scanner,
                                last_scanned_at=r.scanned_at, counts=json.loads(r.counts) if r.counts else {},
                                last_error=r.last_error, last_error_at=r.last_error_at,
-                               last_checked_at=r.last_checked_at or r.scanned_at),
+                               last_checked_at=r.last_checked_at or r.scanned_at, kev=r.kev,
+                               coverage=_coverage_summary(r.coverage_summary)),
             notes=tuple(json.loads(r.notes)) if r.notes else (), superseded=bool(r.superseded)) for r in rows])
 
     def histories(self, keys: Sequence[tuple[str, str, str]], limit: int = 30) -> dict[tuple[str, str, str], list[HistoryEntry]]:
@@ -1533,7 +1553,8 @@ SELECT ad.* FROM ad JOIN keys k ON k.registry = ad.registry AND k.repository = a
                        func.sum(case((i.c.last_error.is_not(None), 1), else_=0)),
                        func.max(func.coalesce(i.c.last_checked_at, s.c.scanned_at)))
                 .select_from(joined).group_by(i.c.registry)).all()
-            totals = conn.execute(select(*sums).select_from(joined).where(current)).first()
+            totals = conn.execute(select(*sums, func.sum(func.coalesce(s.c.kev, 0)))
+                                  .select_from(joined).where(current)).first()
             by_status = conn.execute(select(d.c.status, func.count()).group_by(d.c.status)).all()
             retrying = conn.scalar(select(func.count()).where(
                 d.c.status == DeliveryStatus.PENDING.value, d.c.attempts > 0))
@@ -1548,6 +1569,7 @@ SELECT ad.* FROM ad JOIN keys k ON k.registry = ad.registry AND k.repository = a
         deliveries.update({st: int(n) for st, n in by_status})
         return StoreStats(images={r[0]: int(r[1] or 0) for r in per_registry if r[1]},
                           findings={sev: int(n or 0) for sev, n in zip(self._SEVERITIES, totals)},
+                          kev=int(totals[len(self._SEVERITIES)] or 0),
                           failing={r[0]: int(r[2]) for r in per_registry if r[2]},
                           last_checked=checked, deliveries=deliveries, retrying=int(retrying or 0))
 
