@@ -976,7 +976,7 @@ class Pipeline:
         about moved. The same :func:`~vulnwatch.diff.diff` the cycle used, so the same id."""
         if new is None:
             return None
-        return diff(new, old)
+        return diff(new, old) or coverage_event(new, old)
 
     def deliver_events(self, event_ids: Sequence[str]) -> tuple[DispatchReport, set[str]]:
         """Deliver what is due in the outbox (as :meth:`deliver`), then say which of

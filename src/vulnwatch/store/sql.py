@@ -1261,7 +1261,9 @@ class SQLStore(FenceStack, Store):
             worse = [counts[sev.name] for sev in Severity if sev >= query.min_severity]
             conds.append(sum(worse[1:], worse[0]) > 0)
         if query.with_notes:
-            conds.append(and_(s.c.notes.is_not(None), s.c.notes != "[]"))
+            conds.append(or_(and_(s.c.notes.is_not(None), s.c.notes != "[]"),
+                             and_(s.c.coverage_summary.is_not(None),
+                                  not_(s.c.coverage_summary.startswith('{"state":"complete"')))))
         if query.with_errors:
             conds.append(i.c.last_error.is_not(None))
         names = [i.c.repository, i.c.registry, i.c.digest]
