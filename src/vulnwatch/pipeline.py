@@ -976,7 +976,7 @@ class Pipeline:
         about moved. The same :func:`~vulnwatch.diff.diff` the cycle used, so the same id."""
         if new is None:
             return None
-        return diff(new, old)
+        return diff(new, old) or coverage_event(new, old)
 
     def deliver_events(self, event_ids: Sequence[str]) -> tuple[DispatchReport, set[str]]:
         """Deliver what is due in the outbox (as :meth:`deliver`), then say which of
@@ -1022,14 +1022,26 @@ class Pipeline:
             return []                          # the data did not change since the last re-match
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
+        covered: dict[str, bool] = {}
+
+        def gained(inv) -> bool:
+            """Data arrived for an ecosystem its stored coverage says has none (a coverage change
+            even when no finding moves)."""
+            for eco in inv.coverage_missing or ():
+                if eco not in covered:
+                    covered[eco] = index.coverage_of(eco)[0] > 0
+                if covered[eco]:
+                    return True
+            return False
+
         for inv in self.store.inventories():
             if changed is not None and inv.findings_signature is not None and not scanner.touches(
                     inv.rows, inv.distro, changed):
-                unchanged.append(inv.key)       # no package of it is named by a changed record
+                (moved if gained(inv) else unchanged).append(inv.key)  # no package named by a changed record
                 continue
             same = (inv.findings_signature is not None
                     and scanner.fingerprint(inv.rows, inv.distro) == inv.findings_signature)
-            (unchanged if same else moved).append(inv.key)
+            (unchanged if same and not gained(inv) else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
         events = []
         step = self.record_batch

@@ -171,7 +171,8 @@ class FleetQuery:
     min_severity: Severity | None = None
     """Only images with at least one finding of this severity or worse."""
     with_notes: bool = False
-    """Only images whose snapshot carries notes (coverage warnings: unread files, stale data)."""
+    """Only images with coverage warnings: their snapshot carries notes (unread files, stale data)
+    or its coverage is not complete."""
     with_errors: bool = False
     """Only images whose last scan attempt failed."""
     include_superseded: bool = False
@@ -548,7 +549,7 @@ class Store(abc.ABC):
             if query.with_notes:
                 snap = self.snapshot(*img.key, with_inventory=False)
                 notes = snap.notes if snap else ()
-                if not notes:
+                if not notes and (st.coverage is None or st.coverage.state == "complete"):
                     continue
             rows.append(FleetImage(st, notes, superseded))
         rows.sort(key=lambda r: (r.status.image.repository, r.status.image.registry, r.status.image.digest))

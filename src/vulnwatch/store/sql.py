@@ -621,7 +621,7 @@ class SQLStore(FenceStack, Store):
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         s = snapshots_t
         q = (select(s.c.registry, s.c.repository, s.c.digest, s.c.scanner, s.c.distro, s.c.packages,
-                    s.c.findings_signature)
+                    s.c.findings_signature, s.c.coverage_summary)
              .where(s.c.packages.is_not(None), s.c.packages != "[]")
              .order_by(s.c.registry, s.c.repository, s.c.digest))
         if registry is not None:
@@ -640,8 +640,10 @@ class SQLStore(FenceStack, Store):
                 rows = _load_rows(row.packages)
                 if not rows and not row.distro:
                     continue
+                cov = _coverage_summary(row.coverage_summary)
                 yield StoredInventory(key=(row.registry, row.repository, row.digest), scanner=row.scanner,
-                                      distro=row.distro, rows=rows, findings_signature=row.findings_signature)
+                                      distro=row.distro, rows=rows, findings_signature=row.findings_signature,
+                                      coverage_missing=cov.missing if cov is not None else None)
 
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
         with self._tx(f"reading tag {registry}/{repository}:{tag}") as conn:
@@ -1259,7 +1261,9 @@ class SQLStore(FenceStack, Store):
             worse = [counts[sev.name] for sev in Severity if sev >= query.min_severity]
             conds.append(sum(worse[1:], worse[0]) > 0)
         if query.with_notes:
-            conds.append(and_(s.c.notes.is_not(None), s.c.notes != "[]"))
+            conds.append(or_(and_(s.c.notes.is_not(None), s.c.notes != "[]"),
+                             and_(s.c.coverage_summary.is_not(None),
+                                  not_(s.c.coverage_summary.startswith('{"state":"complete"')))))
         if query.with_errors:
             conds.append(i.c.last_error.is_not(None))
         names = [i.c.repository, i.c.registry, i.c.digest]
