@@ -27,11 +27,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from .model import (ChangeReason, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
+from .model import (ChangeReason, Coverage, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
                     ScanState, Suppression, by_finding_key, priority_order, stable_id, utcnow)
 
-__all__ = ["KIND_LABELS", "REASON_LABELS", "RESCORE_FIELDS", "change_parts", "diff", "event_id_of", "explain",
-           "summarize", "finding_order", "why"]
+__all__ = ["KIND_LABELS", "REASON_LABELS", "RESCORE_FIELDS", "change_parts", "coverage_change", "coverage_event",
+           "diff", "event_id_of", "explain", "summarize", "finding_order", "why"]
 
 RESCORE_FIELDS = {"severity", "cvss_score", "kev", "epss"}
 """:attr:`~vulnwatch.model.FindingChange.what` names that make a change a re-score (a ``rescore``
@@ -144,6 +144,80 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
     )
 
 
+def coverage_event(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult | None = None, *,
+                   now: datetime | None = None, data: Sequence[DataSource] = ()) -> Event | None:
+    """A ``coverage`` event when the image's coverage moved, else None.
+
+    Compared with ``previous`` (the same digest's snapshot) or, when there is none, ``tag_base``
+    (the digest its tag pointed to before: a rebuild onto a release the data does not cover).
+    Coverage moves when an ecosystem it needs gains or loses advisory data, or the set of
+    packages not judged changes (:attr:`vulnwatch.model.Coverage.key`; record counts and import
+    dates do not count). Nothing to compare with (a new image, a snapshot stored before coverage
+    was kept, a scanner that says nothing about coverage) is no event: the change is unknown. The
+    event carries no findings; ``coverage`` and ``previous_coverage`` say what moved, its one
+    reason says why (the advisory data, with its version, or the rebuild)."""
+    if current.state is not ScanState.COMPLETE or current.coverage is None:
+        return None
+    base = _meaningful(previous) if previous is not None else _meaningful(tag_base)
+    if base is None or base.coverage is None or base.coverage.key == current.coverage.key:
+        return None
+    img = current.image
+    at = now if now is not None else utcnow()
+    rebuilt = base.image.digest != img.digest
+    text = coverage_change(base.coverage, current.coverage)
+    if rebuilt:
+        reason = ChangeReason(ReasonKind.IMAGE_CHANGED, f"image changed: {', '.join(img.tags) or 'its tag'} rebuilt, "
+                              f"digest {_short(base.image.digest)} -> {_short(img.digest)}; {text}")
+    else:
+        moved = {e.split(":", 1)[0] for e in _moved_ecosystems(base.coverage, current.coverage)}
+        ds = tuple(d for d in data if d.kind == "advisory" and d.name in moved)
+        reason = ChangeReason(ReasonKind.ADVISORY_DATA_CHANGED, text + (
+            f"; data: {'; '.join(d.describe() for d in ds)}" if ds else ""), data=ds)
+    return Event(
+        id=stable_id(img.registry, img.repository, img.digest, EventKind.COVERAGE.value, base.image.digest,
+                     base.scanned_at.isoformat(), [list(map(list, part)) for part in current.coverage.key]),
+        kind=EventKind.COVERAGE, image=img, scanner=current.scanner, occurred_at=at,
+        counts=current.counts, previous_counts=base.counts,
+        previous_digest=base.image.digest if rebuilt else None, reasons=(reason,),
+        coverage=current.coverage, previous_coverage=base.coverage)
+
+
+def _moved_ecosystems(before: Coverage, after: Coverage) -> set[str]:
+    b = {e.ecosystem: e.present for e in before.ecosystems}
+    a = {e.ecosystem: e.present for e in after.ecosystems}
+    out = {e for e in set(a) | set(b) if a.get(e) != b.get(e)}
+    out |= {u.ecosystem for u in set(before.unjudged) ^ set(after.unjudged)}
+    return out
+
+
+def coverage_change(before: Coverage | None, after: Coverage | None) -> str:
+    """What moved between two coverages, in one line: ``coverage missing -> complete: advisory data
+    now covers Alpine:v3.17; 14 packages judged now``."""
+    if after is None:
+        return "coverage not known"
+    head = f"coverage {before.state} -> {after.state}" if before is not None and before.state != after.state \
+        else f"coverage {after.state}"
+    if before is None:
+        return f"{head}: {after.summary()}"
+    parts = []
+    b = {e.ecosystem for e in before.ecosystems if e.present}
+    a = {e.ecosystem for e in after.ecosystems if e.present}
+    came = sorted(a - b)
+    gone = sorted(set(after.missing) - set(before.missing))
+    if came:
+        parts.append("advisory data now covers " + ", ".join(came))
+    if gone:
+        parts.append("no advisory data any more for " + ", ".join(gone))
+    old, new = set(before.unjudged), set(after.unjudged)
+    if new - old:
+        names = sorted(f"{u.name}@{u.version}" if u.version else u.name for u in new - old)
+        parts.append(f"{len(new - old)} package{'s' if len(new - old) != 1 else ''} not judged now ("
+                     + ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "") + ")")
+    if old - new:
+        parts.append(f"{len(old - new)} package{'s' if len(old - new) != 1 else ''} judged now")
+    return head + (": " + "; ".join(parts) if parts else "")
+
+
 def _short(digest: str | None) -> str:
     return (digest or "").split(":", 1)[-1][:12]
 
@@ -249,6 +323,7 @@ KIND_LABELS = {
     EventKind.NEW_IMAGE: "new image",
     EventKind.FINDINGS_CHANGED: "findings changed",
     EventKind.REBUILD: "rebuild",
+    EventKind.COVERAGE: "coverage changed",
 }
 """How every message names an event kind."""
 
@@ -283,5 +358,7 @@ def why(event: Event) -> str:
 
 def summarize(event: Event) -> str:
     """One line for humans, e.g. ``rebuild: +2 new, -10 fixed, 1 changed`` (zero parts left out)."""
+    if event.kind is EventKind.COVERAGE:
+        return f"{KIND_LABELS[event.kind]}: {coverage_change(event.previous_coverage, event.coverage)}"
     parts = [f"{_SIGNS[what]}{n} {what}" for what, n in change_parts(event)]
     return f"{KIND_LABELS.get(event.kind, event.kind.value)}: {', '.join(parts) or 'no change'}"

@@ -171,6 +171,10 @@ class StoredInventory:
     """The packages as plain rows in :class:`PackageRow` field order (cheap to decode in bulk)."""
     findings_signature: str | None
     """:func:`vulnwatch.model.findings_signature` of the stored findings (None if unknown)."""
+    coverage_missing: tuple[str, ...] | None = None
+    """Ecosystems (with release) the stored coverage says have no advisory data (None: coverage
+    not known): re-matching looks again at an inventory when data for one of them arrived, even if
+    no finding moved."""
 
     @property
     def packages(self) -> list[PackageRow]:
@@ -536,6 +540,51 @@ class Coverage:
         return cls(ecosystems=tuple(EcosystemCoverage.from_dict(e) for e in d.get("ecosystems") or ()),
                    unjudged=tuple(UnjudgedPackage.from_dict(u) for u in d.get("unjudged") or ()))
 
+    @property
+    def key(self) -> tuple:
+        """What a change of coverage is measured by: which ecosystems are covered and which
+        packages were not judged (and why); not record counts or import dates, which move with
+        every data update without changing what could be judged."""
+        return (tuple(sorted((e.ecosystem, e.present) for e in self.ecosystems)),
+                tuple(sorted((u.ecosystem, u.name, u.version, u.reason) for u in self.unjudged)))
+
+    def brief(self) -> "CoverageSummary":
+        """The small summary the store keeps beside the snapshot (``status``, the overview)."""
+        return CoverageSummary(self.state, self.missing, len(self.unjudged))
+
+
+@dataclass(frozen=True)
+class CoverageSummary:
+    """A snapshot's coverage in a few bytes: what ``vulnwatch status`` and the fleet overview show
+    (the store keeps it beside the full :class:`Coverage`)."""
+
+    state: str
+    """``complete``, ``partial`` or ``missing`` (see :attr:`Coverage.state`)."""
+    missing: tuple[str, ...] = ()
+    """Ecosystems (with release) the image needs and the data does not cover."""
+    unjudged: int = 0
+    """Packages not judged (and package databases not read)."""
+
+    def text(self) -> str:
+        """``complete``, or ``missing: no advisory data for Alpine:v3.17; 12 packages not judged``."""
+        if self.state == "complete":
+            return "complete"
+        parts = []
+        if self.missing:
+            parts.append("no advisory data for " + ", ".join(self.missing))
+        if self.unjudged:
+            parts.append(f"{self.unjudged} package{'s' if self.unjudged != 1 else ''} not judged")
+        return f"{self.state}: " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "missing": list(self.missing), "unjudged": self.unjudged}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "CoverageSummary | None":
+        if not isinstance(d, dict) or not d.get("state"):
+            return None
+        return cls(str(d["state"]), tuple(d.get("missing") or ()), int(d.get("unjudged") or 0))
+
 
 class ScanState(str, enum.Enum):
     """How a scan ended."""
@@ -579,6 +628,11 @@ class ScanResult:
     def counts(self) -> dict[str, int]:
         """Findings per severity name (suppressed ones not counted)."""
         return severity_counts(self.findings)
+
+    @property
+    def kev_count(self) -> int:
+        """Findings listed in CISA's KEV catalog (suppressed ones not counted)."""
+        return sum(1 for f in self.findings if f.kev is not None)
 
     def unsuppressed(self) -> "ScanResult":
         """The result as the scanner made it: suppressed findings back among the findings, without
@@ -628,6 +682,10 @@ class EventKind(str, enum.Enum):
     """Same digest, the findings moved (new advisory data, re-score, ...)."""
     REBUILD = "rebuild"
     """A tag moved to a new digest; compared against the tag's previous digest."""
+    COVERAGE = "coverage"
+    """The image's coverage changed (``Event.coverage`` against ``Event.previous_coverage``): data
+    for an ecosystem it needs appeared or went missing, packages became (un)judged. Carries no
+    findings; made beside a findings event when both moved."""
 
 
 class ReasonKind(str, enum.Enum):
@@ -743,6 +801,10 @@ class Event:
     reasons: tuple[ChangeReason, ...] = ()
     """Why the findings moved (the image changed, the data changed, a rule expired, a re-score);
     every added, fixed and changed finding is explained by one of them."""
+    coverage: Coverage | None = None
+    """For ``COVERAGE``: the image's coverage now."""
+    previous_coverage: Coverage | None = None
+    """For ``COVERAGE``: its coverage in the snapshot compared against."""
 
     @property
     def subject(self) -> str:
@@ -772,6 +834,10 @@ class Event:
             "changed": [{"before": c.before.to_dict(), "after": c.after.to_dict(),
                          "what": list(c.what), "epss_threshold": c.epss_threshold} for c in self.changed],
             "reasons": [r.to_dict() for r in self.reasons],
+            **({"coverage": self.coverage.to_dict(self.occurred_at),
+                "previous_coverage": (self.previous_coverage.to_dict(self.occurred_at)
+                                      if self.previous_coverage is not None else None)}
+               if self.coverage is not None else {}),
         }
 
     @classmethod
@@ -795,6 +861,8 @@ class Event:
                                         float(x.get("epss_threshold", 0.1)))
                           for x in d.get("changed") or ()),
             reasons=tuple(ChangeReason.from_dict(x) for x in d.get("reasons") or ()),
+            coverage=Coverage.from_dict(d.get("coverage")),
+            previous_coverage=Coverage.from_dict(d.get("previous_coverage")),
         )
 
 

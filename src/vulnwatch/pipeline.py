@@ -29,9 +29,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .diff import diff
+from .diff import coverage_event, diff
 from .logs import redact
-from .model import DataSource, Deadline, Event, Image, ScanResult, deadline_scope, utcnow
+from .model import DataSource, Deadline, Event, Image, PackageRow, ScanResult, deadline_scope, utcnow
 from .policy import Policy
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
@@ -448,7 +448,8 @@ class Pipeline:
         return self.policy.apply(result, now)
 
     def record(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool = True,
-               keep_inventory: bool = False, data: Sequence[DataSource] = ()) -> Event | None:
+               keep_inventory: bool = False, data: Sequence[DataSource] = (),
+               also: list[Event] | None = None) -> Event | None:
         """Diff ``result`` against what is stored and commit snapshot + outbox in one transaction.
 
         A result identical to the stored snapshot (same scan, same findings, same tags) of an image
@@ -459,24 +460,31 @@ class Pipeline:
         and the diff made again against it, so one change is recorded once.
 
         The policy is applied first (:meth:`suppress`); ``data`` names the data the result was
-        judged by, for the reasons of its event (:func:`vulnwatch.diff.explain`)."""
+        judged by, for the reasons of its event (:func:`vulnwatch.diff.explain`).
+
+        Returns the event of the findings, else the ``coverage`` event (the image's coverage
+        moved: :func:`vulnwatch.diff.coverage_event`), else None; when both were made, the
+        coverage event is appended to ``also``. Both go to the outbox in the same transaction."""
         result = self.suppress(result)
         for _attempt in range(_CONFLICT_RETRIES):
             try:
                 return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory,
-                                         data=data)
+                                         data=data, also=also)
             except StoreConflict:
                 log.info("%s was recorded by another writer meanwhile; diffing again", result.image)
                 previous = self.store.snapshot(*result.image.key, with_inventory=not keep_inventory)
                 has_error = True
-        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory, data=data)
+        return self._record_once(result, previous, has_error=has_error, keep_inventory=keep_inventory, data=data,
+                                 also=also)
 
     def _record_once(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
-                     keep_inventory: bool, data: Sequence[DataSource] = ()) -> Event | None:
+                     keep_inventory: bool, data: Sequence[DataSource] = (),
+                     also: list[Event] | None = None) -> Event | None:
         commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep_inventory,
                                       data=data)
         if commit is not None:
             self.store.commit_scan(result, commit.deliveries, keep_inventory=keep_inventory, expected=previous)
+            _also(commit, event, also)
         return event
 
     def _prepare(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
@@ -497,21 +505,25 @@ class Pipeline:
                     if base is None:
                         base = self.store.snapshot(image.registry, image.repository, old)
         event = diff(result, previous, base, tuple(moved), data=data, epss_threshold=self.epss_threshold)
+        covered = coverage_event(result, previous, base, data=data)
         deliveries: list[tuple[Event, list[str]]] = []
-        if event is not None:
-            sinks = [s.notifier.name for s in self.sinks if route(event, s.route) is not None]
-            deliveries.append((event, sinks))
-        return ScanCommit(result, tuple(deliveries), keep_inventory, previous), event
+        for ev in (event, covered):
+            if ev is not None:
+                sinks = [s.notifier.name for s in self.sinks if route(ev, s.route) is not None]
+                deliveries.append((ev, sinks))
+        return ScanCommit(result, tuple(deliveries), keep_inventory, previous), event or covered
 
     def record_many(self, items: Sequence[tuple[ScanResult, ScanResult | None, bool, bool]],
                     claims: Mapping[tuple[str, str, str], Lease] | None = None, *,
-                    data: Sequence[DataSource] = ()) -> list[Event | None | Exception]:
+                    data: Sequence[DataSource] = (), also: list[Event] | None = None
+                    ) -> list[Event | None | Exception]:
         """:meth:`record` for many results (``(result, previous, has_error, keep_inventory)``) in
         batched writes (:meth:`Store.commit_scans`: one transaction for all, each image still all
         or nothing with its outbox rows). An image another writer recorded meanwhile is diffed and
         written again on its own; when the batch cannot be written (a lost claim, a database
         error) each image is recorded on its own, so one bad image costs only itself. Returns per
-        item its event (None: nothing to report) or the exception that kept it from being recorded
+        item its event (None: nothing to report; as :meth:`record`, a coverage event made beside a
+        findings event is appended to ``also``) or the exception that kept it from being recorded
         (``LeaseLost`` of its claim, or another error)."""
         claims = claims or {}
         out: list[Event | None | Exception] = [None] * len(items)
@@ -549,6 +561,7 @@ class Pipeline:
         for k, (n, commit) in enumerate(todo):
             if conflicts is not None and conflicts[k] is None:
                 out[n] = events[n]
+                _also(commit, events[n], also)
                 continue
             result = commit.result
             claim = claims.get(result.image.key)
@@ -559,7 +572,7 @@ class Pipeline:
                         log.info("%s was recorded by another writer meanwhile; diffing again", result.image)
                         previous = self.store.snapshot(*result.image.key, with_inventory=not commit.keep_inventory)
                     out[n] = self.record(result, previous, has_error=True, keep_inventory=commit.keep_inventory,
-                                         data=data)
+                                         data=data, also=also)
             except LeaseLost as e:
                 if claim is None:
                     raise
@@ -814,7 +827,7 @@ class Pipeline:
             batch = list(ready)
             ready.clear()
             outcomes = self.record_many([(res, previous.get(img.key), img.key in failing, False)
-                                         for img, res in batch], claimed, data=t.data)
+                                         for img, res in batch], claimed, data=t.data, also=t.events)
             for (image, result), got in zip(batch, outcomes):
                 if isinstance(got, LeaseLost):
                     log.warning("%s: claim taken over by another worker; left to it", image)
@@ -963,7 +976,7 @@ class Pipeline:
         about moved. The same :func:`~vulnwatch.diff.diff` the cycle used, so the same id."""
         if new is None:
             return None
-        return diff(new, old)
+        return diff(new, old) or coverage_event(new, old)
 
     def deliver_events(self, event_ids: Sequence[str]) -> tuple[DispatchReport, set[str]]:
         """Deliver what is due in the outbox (as :meth:`deliver`), then say which of
@@ -993,7 +1006,9 @@ class Pipeline:
         added, changed, withdrawn or removed (``VulnIndex.changes_since``), and the store keeps the
         data version it was last re-matched against, so a re-match with nothing changed since does
         nothing, and otherwise only inventories holding a package of a changed name are
-        fingerprinted (each distinct package matched once). Inventories stream from the store as
+        fingerprinted (each distinct package matched once); with a store that keeps a package
+        index (``Store.package_index``) each changed distinct package is evaluated once against
+        the signature it had, and only images holding one that moved are read. Inventories stream from the store as
         light rows; only images whose findings moved are read back, re-matched, diffed and
         written, a batch per transaction (``Store.commit_scans``). The others are stamped as
         checked, in one statement."""
@@ -1009,14 +1024,45 @@ class Pipeline:
             return []                          # the data did not change since the last re-match
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
-        for inv in self.store.inventories():
+        covered: dict[str, bool] = {}
+
+        def gained(inv) -> bool:
+            """Data arrived for an ecosystem its stored coverage says has none (a coverage change
+            even when no finding moves)."""
+            for eco in inv.coverage_missing or ():
+                if eco not in covered:
+                    covered[eco] = index.coverage_of(eco)[0] > 0
+                if covered[eco]:
+                    return True
+            return False
+
+        candidates = None
+        signatures: dict[tuple, str] = {}
+        if changed is not None:
+            packages = self.store.package_index({n for _e, n in changed})
+            if packages is not None:    # each changed package evaluated once; images only where it moved
+                moved_packages = []
+                pad = (None,) * (len(PackageRow._fields) - 6)
+                for p in packages:
+                    row = p.row + pad
+                    if not scanner.touches([row], p.distro, changed):
+                        continue        # its folded name collides with a changed one, that's all
+                    sig = scanner.fingerprint([row], p.distro)
+                    if sig != p.signature:
+                        moved_packages.append(p.id)
+                        signatures[(p.distro, p.row)] = sig
+                candidates = self.store.inventories_holding(moved_packages) if moved_packages else []
+        else:
+            self.store.package_index(())           # bring the index up to date (its signatures below)
+        stream = self.store.inventories() if candidates is None else self.store.inventories(keys=candidates)
+        for inv in stream:
             if changed is not None and inv.findings_signature is not None and not scanner.touches(
                     inv.rows, inv.distro, changed):
-                unchanged.append(inv.key)       # no package of it is named by a changed record
+                (moved if gained(inv) else unchanged).append(inv.key)  # no package named by a changed record
                 continue
             same = (inv.findings_signature is not None
                     and scanner.fingerprint(inv.rows, inv.distro) == inv.findings_signature)
-            (unchanged if same else moved).append(inv.key)
+            (unchanged if same and not gained(inv) else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
         events = []
         step = self.record_batch
@@ -1028,11 +1074,14 @@ class Pipeline:
                 inv = invs.get(old.image.key)
                 if inv is not None:
                     items.append((scanner.rematch(old, inv.packages, inv.distro), old, True, True))
-            for got in self.record_many(items, data=data):
+            for got in self.record_many(items, data=data, also=events):
                 if isinstance(got, Exception):
                     raise got
                 if got is not None:
                     events.append(got)
+        if changed is None:
+            signatures = scanner.package_signatures()
+        self.store.set_package_signatures(signatures)     # after the images they moved are written
         self.store.set_marker(_REMATCHED, version)
         return events
 
@@ -1169,6 +1218,12 @@ def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Fa
     error = redact(error)      # what a server said back can hold what it was sent
     log.info("%s %s: %s", kind, target, error, extra={"event": kind, "target": target, "code": code, "error": error})
     return Failure(target, error, code)
+
+
+def _also(commit: ScanCommit, event: Event | None, also: list[Event] | None) -> None:
+    """The events of a written commit besides ``event`` (the one returned), added to ``also``."""
+    if also is not None:
+        also.extend(ev for ev, _sinks in commit.deliveries if ev is not event)
 
 
 def _grouped(notes: dict[str, list[str]]) -> tuple[str, ...]:

@@ -292,3 +292,45 @@ def test_a_folder_published_by_swapping_a_link_is_imported_whole(db, tmp_path):
     finally:
         stop.set()
         swapper.join()
+
+
+def test_an_export_is_imported_once_though_its_files_are_dated_ahead_of_the_clock(db, tmp_path):
+    """Imported when it changed, not at every start: an export whose files carry a time ahead of
+    the clock (copied from a machine whose clock runs fast) was imported again by every process
+    that opened the index, each stamping the same data with a new import time."""
+    import os
+    import time
+
+    from vulnwatch.vulndb.sync import import_changed
+
+    folder = tmp_path / "osv"
+    folder.mkdir()
+    (folder / "A-1.json").write_text(json.dumps(_record("A-1")))
+    later = time.time() + 30
+    for p in (folder, folder / "A-1.json"):
+        os.utime(p, (later, later))
+    assert len(import_changed(db, [folder])) == 1
+    assert import_changed(db, [folder]) == []                  # nothing changed since
+    (folder / "A-2.json").write_text(json.dumps(_record("A-2")))
+    os.utime(folder / "A-2.json", (later + 5, later + 5))
+    assert len(import_changed(db, [folder])) == 1              # a newer file: imported again
+    assert set(db.record_ids_for("PyPI", "demo")) == {"A-1", "A-2"}
+
+
+def test_processes_starting_together_import_a_changed_export_once(tmp_path):
+    """Two processes opening the same index at once (a `run` beside a `watch`) and finding the
+    same export changed: one imports it, the other waits and finds it imported."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "osv"
+    folder.mkdir()
+    for i in range(300):
+        (folder / f"B-{i}.json").write_text(json.dumps(_record(f"B-{i}")))
+    script = ("import sys; from vulnwatch.vulndb.index import VulnIndex; "
+              "from vulnwatch.vulndb.sync import import_changed; "
+              "print(len(import_changed(VulnIndex(sys.argv[1]), [__import__('pathlib').Path(sys.argv[2])])))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "index.db"), str(folder)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    imported = sorted(int(p.communicate(timeout=60)[0]) for p in procs)
+    assert imported == [0, 0, 1]

@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import struct
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import zstandard
@@ -426,3 +428,65 @@ def test_real_app_image_identical_with_cache(app_image, tmp_path):
         assert cold == warm and cold.distro == expected.distro
     finally:
         index.close()
+
+
+# ------------------------------------------------------------------ images walked at once
+
+class SlowBlobs(Blobs):
+    """Blobs whose first layer takes a while to open (the time a big base takes to stream), so
+    a second walk arrives while the first is still reading it; ``fail_first`` makes the first
+    open of that layer fail (a registry error)."""
+
+    def __init__(self, *raw_layers: bytes, fail_first: bool = False) -> None:
+        super().__init__(*raw_layers)
+        self.fail_first = fail_first
+        self.started = threading.Event()
+        self._lock = threading.Lock()
+
+    def open(self, name: str) -> io.BytesIO:
+        with self._lock:
+            self.opened.append(name)
+            first = name == self.names[0] and self.opened.count(name) == 1
+        if first:
+            self.started.set()
+            time.sleep(0.3)
+            if self.fail_first:
+                raise OSError("registry went away")
+        return io.BytesIO(self.by_digest[name])
+
+
+def _two_walks_at_once(blobs: SlowBlobs, names_b: list[str], cache: LayerCache):
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(catalog_layers, blobs.names, blobs.open, catalogers(), cache=cache)
+        assert blobs.started.wait(5)
+        b = pool.submit(catalog_layers, names_b, blobs.open, catalogers(), cache=cache)
+        return a, b
+
+
+def test_images_walked_at_once_read_a_shared_layer_once(cache):
+    top_b = layer_bytes(lambda w: w.file(f"{SITE}/bonly-1.0.dist-info/METADATA", meta("bonly", "1.0")))
+    blobs = SlowBlobs(BASE, SCENARIOS["whiteouts"][1], top_b)
+    names_a = blobs.names[:2]
+    names_b = [blobs.names[0], blobs.names[2]]
+    blobs.names = names_a
+    a, b = _two_walks_at_once(blobs, names_b, cache)
+    inv_a, inv_b = a.result(), b.result()
+    assert blobs.opened.count(names_a[0]) == 1          # the base: read once, by the first walk
+    assert sorted(blobs.opened) == sorted(set(names_a) | set(names_b))
+    assert cache.stats.stores == 3
+    fresh = Blobs(BASE, SCENARIOS["whiteouts"][1], top_b)
+    assert inv_a == catalog_layers(fresh.names[:2], fresh.open, catalogers())
+    assert inv_b == catalog_layers([fresh.names[0], fresh.names[2]], fresh.open, catalogers())
+    assert "bonly" in {p.name for p in inv_b.packages} and "gone" not in {p.name for p in inv_a.packages}
+
+
+def test_a_walk_waiting_for_a_failed_read_reads_the_layer_itself(cache):
+    top_b = layer_bytes(lambda w: w.file(f"{SITE}/bonly-1.0.dist-info/METADATA", meta("bonly", "1.0")))
+    blobs = SlowBlobs(BASE, top_b, fail_first=True)
+    a, b = _two_walks_at_once(blobs, blobs.names, cache)
+    with pytest.raises(OSError, match="registry went away"):
+        a.result()
+    inv_b = b.result()
+    assert blobs.opened.count(blobs.names[0]) == 2      # the failed read, then the waiting walk's own
+    assert "bonly" in {p.name for p in inv_b.packages}
+    assert cache.stats.stores == 2

@@ -183,13 +183,25 @@ def status(
     config: Optional[Path] = config_option(),
     quiet: bool = quiet_option(),
 ) -> None:
-    """Watched images: findings by severity, last scan, last error."""
+    """Watched images: findings by severity, KEV findings, coverage, last scan, last error.
+
+    Coverage is ``complete``, ``partial`` (some packages not judged) or ``missing`` (an ecosystem
+    the image needs has no advisory data), with what is missing; ``not recorded`` for a snapshot
+    stored before coverage was kept (until its next scan or re-match), ``-`` for a scanner that
+    says nothing about it (ECR)."""
     from ..build import open_store
 
     state = verb_state(ctx, config, quiet)
     store = open_store(load(state, READ_STATE))
     try:
         rows = store.images()
+        full = {}
+        if output == "json":     # the JSON output names every ecosystem and package not judged
+            for r in rows:
+                if r.coverage is not None and r.coverage.state != "complete":
+                    snap = store.snapshot(*r.image.key, with_inventory=False)
+                    if snap is not None and snap.coverage is not None:
+                        full[r.image.key] = snap.coverage.to_dict()
     finally:
         store.close()
     if output == "json":
@@ -197,17 +209,30 @@ def status(
             "registry": r.image.registry, "repository": r.image.repository, "digest": r.image.digest,
             "tags": list(r.image.tags), "scanner": r.scanner, "last_scanned_at": r.last_scanned_at,
             "last_checked_at": r.last_checked_at,
-            "counts": r.counts, "last_error": r.last_error} for r in rows], default=str))
+            "counts": r.counts, "kev": r.kev,
+            "coverage": (full.get(r.image.key) or r.coverage.to_dict()) if r.coverage is not None else None,
+            "last_error": r.last_error} for r in rows], default=str))
         return
     table = _table(f"{len(rows)} watched images",
-                   ("registry", "repository", "tags", "digest", "findings", "last scan", "last check", "error"))
+                   ("registry", "repository", "tags", "digest", "findings", "KEV", "coverage", "last scan",
+                    "last check", "error"))
     for r in rows:
         table.add_row(r.image.registry, r.image.repository, ",".join(r.image.tags) or "<untagged>",
                       r.image.short_digest if stdout_is_terminal() else r.image.digest, counts_text(r.counts),
+                      str(r.kev) if r.kev is not None else "-", _coverage_cell(r),
                       r.last_scanned_at.strftime("%Y-%m-%d %H:%M") if r.last_scanned_at else "never",
                       r.last_checked_at.strftime("%Y-%m-%d %H:%M") if r.last_checked_at else "",
                       r.last_error or "")
     consoles.out.print(table)
+
+
+def _coverage_cell(r) -> str:
+    """``complete`` / ``missing: no advisory data for Alpine:v3.17; 14 packages not judged``."""
+    if r.coverage is not None:
+        return r.coverage.text()
+    if r.last_scanned_at is None:
+        return ""
+    return "-" if (r.scanner or "").startswith("ecr") else "not recorded"
 
 
 EVENTS_EXIT_CODES = exit_codes("0    shown (with --retry-dead: every re-queued delivery made)",

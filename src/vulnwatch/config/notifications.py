@@ -38,10 +38,11 @@ class _RoutedSink(Model):
     """Globs over ``<registry name>/<repository>`` (e.g. ``prod/*``); empty = every repository."""
     mode: Literal["per_image", "digest"] = "per_image"
     """``per_image``: one message per event; ``digest``: one message per run."""
-    kinds: list[Literal["new_image", "findings_changed", "rebuild"]] = Field(
-        default_factory=lambda: ["new_image", "findings_changed", "rebuild"])
+    kinds: list[Literal["new_image", "findings_changed", "rebuild", "coverage"]] = Field(
+        default_factory=lambda: ["new_image", "findings_changed", "rebuild", "coverage"])
     """Which changes to send: a new image, findings that moved on a known image, a rebuild
-    (a tag moved to a new digest)."""
+    (a tag moved to a new digest), the image's coverage changed (advisory data for an
+    ecosystem it needs appeared or went missing, packages became (un)judged)."""
     timeout: Duration = timedelta(seconds=10)
     """Network timeout of one delivery attempt (HTTP request, SMTP conversation step)."""
 

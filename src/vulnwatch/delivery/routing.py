@@ -105,7 +105,8 @@ def route(event: Event, r: Route) -> Event | None:
     """The part of ``event`` that sink route ``r`` wants, or None if it wants nothing.
 
     None when the kind is not wanted, the repository does not match, or the finding filters
-    leave no added, fixed or changed finding. A changed finding stays if either its
+    leave no added, fixed or changed finding (a ``coverage`` event, which has none, is filtered
+    by kind and repository only). A changed finding stays if either its
     before or after side passes. An event without findings at all (a clean new image, a
     rebuild with identical findings) passes only routes that do not filter findings.
 
@@ -116,8 +117,8 @@ def route(event: Event, r: Route) -> Event | None:
         return None
     if not r.matches_repository(event.image.registry, event.image.repository):
         return None
-    if not r.filters_findings:
-        return event
+    if not r.filters_findings or event.kind is EventKind.COVERAGE:
+        return event      # a coverage event carries no findings: only kind and repository filter it
     added = tuple(f for f in event.added if r.wants(f))
     fixed = tuple(f for f in event.fixed if r.wants(f))
     changed = tuple(c for c in event.changed if _change_wanted(c, r))

@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from ..diff import REASON_LABELS, change_parts
-from ..model import Event, Finding, Severity, stable_id
+from ..diff import REASON_LABELS, change_parts, coverage_change
+from ..model import Event, EventKind, Finding, Severity, stable_id
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "MIN_PAYLOAD_BYTES", "JsonBudget", "change_text", "check_max_payload",
            "count_parts", "cut_subject", "digest_order", "first_listed", "json_bytes", "json_size",
@@ -135,7 +135,10 @@ def first_listed(event: Event, name: str, n: int) -> list:
 
 
 def change_text(event: Event) -> str:
-    """``2 new, 1 fixed, 1 changed`` (:func:`vulnwatch.diff.change_parts`, without signs)."""
+    """``2 new, 1 fixed, 1 changed`` (:func:`vulnwatch.diff.change_parts`, without signs); for a
+    ``coverage`` event, what moved (:func:`vulnwatch.diff.coverage_change`)."""
+    if event.kind is EventKind.COVERAGE:
+        return coverage_change(event.previous_coverage, event.coverage)
     return ", ".join(f"{n} {what}" for what, n in change_parts(event)) or "no finding changes"
 
 

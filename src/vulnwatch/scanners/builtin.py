@@ -193,6 +193,7 @@ class BuiltinScanner(Scanner):
             stored = previous.unsuppressed()     # the policy stage decides suppression anew
             if (result.notes, result.vulnerability_source_updated_at) == (
                     previous.notes, previous.vulnerability_source_updated_at) and (
+                    _coverage_key(result.coverage) == _coverage_key(previous.coverage)) and (
                     result.findings == stored.findings or set(result.findings) == set(stored.findings)):
                 return replace(previous, image=image)
             return result
@@ -226,6 +227,13 @@ class BuiltinScanner(Scanner):
             count += hit[0]
             total += hit[1]
         return signature_of(count, total)
+
+    def package_signatures(self) -> dict[tuple, str]:
+        """``{(distro, matching key): findings signature}`` of every distinct package
+        :meth:`fingerprint` evaluated (the fields matching depends on: name, version, ecosystem,
+        purl, source name, source version)."""
+        return {(distro, k): signature_of(*hit) for distro, cache in self._fingerprints.items()
+                for k, hit in cache.items()}
 
     def touches(self, rows: Iterable[Sequence], distro: str | None, changed: set[tuple[str, str]]) -> bool:
         """Whether a change of the advisory data naming ``changed`` (ecosystem, normalised name)
@@ -290,6 +298,12 @@ class BuiltinScanner(Scanner):
         if self.registry is not None:
             self.registry.close()
 
+
+
+def _coverage_key(coverage: Coverage | None):
+    """What a change of coverage is measured by (None: not known, e.g. stored before it was kept,
+    which a re-match then records)."""
+    return coverage.key if coverage is not None else None
 
 
 def _unread(coverage: Coverage | None) -> list[tuple[str, str]]:

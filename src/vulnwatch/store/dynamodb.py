@@ -51,14 +51,15 @@ layout version  ``META``               ``layout``                            –
 lease           ``LEASE#name``         ``LEASE``                             –                                   –
 ==============  =====================  ====================================  ==================================  ==============================
 
-* One **snapshot** item per image digest (scanner, times, state, notes, counts, the findings
-  signature, the compressed findings and, for the built-in scanner, the compressed inventory,
+* One **snapshot** item per image digest (scanner, times, state, notes, counts, the coverage
+  as JSON (``coverage``, absent when the scanner says nothing about it), the findings signature, the compressed findings and, for the built-in scanner, the compressed inventory,
   plus the image's fields as scanned, and a ``version`` counted up by every commit). It is written
   only by :meth:`~DynamoDBStore.commit_scan`, so each of its stream records is one commit and carries
   what the future ``notify`` Lambda needs to diff old against new (see :func:`snapshot_change`).
 * The small **image status** item of the same digest holds what changes between scans: the
   current tags, the last error, ``last_checked_at`` and a summary of the snapshot (scanner,
-  ``scanned_at``, counts). Keeping it apart matters for cost: DynamoDB bills a write by the
+  ``scanned_at``, counts, ``kev``: findings listed in KEV, ``coverage_summary``: the coverage's
+  state, missing ecosystems and packages not judged). Keeping it apart matters for cost: DynamoDB bills a write by the
   size of the whole item, and ``mark_checked`` stamps every unchanged image every cycle.
 * A **tag pointer** says where a tag points now (``first_seen``); when it moves, the period that
   ended is kept as a **tag period** item (``first_seen``, ``last_seen``): the tag → digest
@@ -172,7 +173,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import zstandard
 
-from ..model import Event, Finding, Image, Package, ScanResult, ScanState, result_signature, utcnow
+from ..model import (Coverage, CoverageSummary, Event, Finding, Image, Package, ScanResult, ScanState,
+                     result_signature, utcnow)
 from ._fences import FenceStack
 from .interface import (UNCHECKED, Delivery, DeliveryStatus, HistoryEntry, ImageStatus, Lease, LeaseHeld, LeaseLost,
                         PackageRow, Store,
@@ -546,6 +548,7 @@ def _result_of(snap: Mapping[str, Any], image: Image, blobs: _Blobs, *, with_inv
         distro=snap.get("distro"),
         notes=tuple(json.loads(snap.get("notes") or "[]")),
         suppressed=tuple(Finding.from_dict(d) for d in json.loads(snap.get("suppressed") or "[]")),
+        coverage=Coverage.from_dict(json.loads(snap["coverage"])) if snap.get("coverage") else None,
     )
 
 
@@ -859,7 +862,7 @@ class DynamoDBStore(FenceStack, Store):
     # --- snapshots -----------------------------------------------------------------------------------
     _WITHOUT_INVENTORY = ("registry", "repository", "digest", "tags", "pushed_at", "media_type", "size_bytes",
                           "scanner", "scanned_at", "vulnerability_source_updated_at", "state", "notes",
-                          "findings", "findings_ref", "distro", "suppressed")
+                          "findings", "findings_ref", "distro", "suppressed", "coverage")
 
     def _where(self, registry: str, repository: str, digest: str) -> str:
         return f"{registry}/{repository}@{digest}"
@@ -939,7 +942,7 @@ class DynamoDBStore(FenceStack, Store):
             wanted = [tuple(k) for k in dict.fromkeys(tuple(k) for k in keys)
                       if registry is None or k[0] == registry]
         fields = ("registry", "repository", "digest", "scanner", "distro", "packages", "packages_ref",
-                  "findings_signature")
+                  "findings_signature", "coverage")
         for i in range(0, len(wanted), _BATCH_GET):
             chunk = wanted[i:i + _BATCH_GET]
             items = self._batch_get("reading inventories", [self._snap_key(*k) for k in chunk], projection=fields)
@@ -952,8 +955,13 @@ class DynamoDBStore(FenceStack, Store):
                                      f"{self._where(*key)} ({e}); rescan the image") from None
                 if not rows and not item.get("distro"):
                     continue
+                try:
+                    missing = tuple(json.loads(item["coverage"]).get("missing") or ()) if item.get("coverage") \
+                        else None
+                except (ValueError, AttributeError):
+                    missing = None
                 yield StoredInventory(key=key, scanner=item["scanner"], distro=item.get("distro"), rows=rows,
-                                      findings_signature=item.get("findings_signature"))
+                                      findings_signature=item.get("findings_signature"), coverage_missing=missing)
 
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
         item = self._call(f"reading tag {registry}/{repository}:{tag}", "get_item",
@@ -1130,6 +1138,8 @@ class DynamoDBStore(FenceStack, Store):
             values["vulnerability_source_updated_at"] = _S(_ts(result.vulnerability_source_updated_at))
         if result.suppressed:   # a few findings, with their reasons: kept inline
             values["suppressed"] = _S(_dumps(_finding_dicts(result.suppressed)))
+        if result.coverage is not None:
+            values["coverage"] = _S(_dumps(result.coverage.to_dict()))
         placed = [blobs["findings"]] + ([] if keep_inventory else [blobs["packages"]])
         self._place(values, placed, what, reserved=stored_packages if keep_inventory else 0)
         u = _Update()
@@ -1142,6 +1152,8 @@ class DynamoDBStore(FenceStack, Store):
         u.remove("findings_ref" if "findings" in values else "findings")
         if not result.suppressed:
             u.remove("suppressed")
+        if result.coverage is None:
+            u.remove("coverage")
         if keep_inventory:
             if result.distro is not None:
                 u.set_if_absent("distro", _S(result.distro))
@@ -1165,6 +1177,9 @@ class DynamoDBStore(FenceStack, Store):
         u = self._image_fields(img, now)
         u.set("scanner", _S(result.scanner)).set("scanned_at", _S(_ts(result.scanned_at)))
         u.set("counts", _S(_dumps(result.counts)))
+        u.set("kev", _N(result.kev_count))
+        u.set("coverage_summary", _S(_dumps(result.coverage.brief().to_dict())) if result.coverage is not None
+              else None)
         has_inventory = _N(1 if result.packages or result.distro else 0)
         if keep_inventory:
             u.set_if_absent("inventory", has_inventory)
@@ -1384,7 +1399,10 @@ class DynamoDBStore(FenceStack, Store):
                 image=_image_of(s), scanner=s.get("scanner") or s.get("last_error_scanner"),
                 last_scanned_at=scanned_at, counts=json.loads(s["counts"]) if s.get("counts") else {},
                 last_error=s.get("last_error"), last_error_at=_dt(s.get("last_error_at")),
-                last_checked_at=_dt(s.get("last_checked_at")) or scanned_at))
+                last_checked_at=_dt(s.get("last_checked_at")) or scanned_at,
+                kev=int(s["kev"]) if s.get("kev") is not None else None,
+                coverage=CoverageSummary.from_dict(json.loads(s["coverage_summary"]))
+                if s.get("coverage_summary") else None))
         return out
 
     def history(self, registry: str, repository: str, digest: str | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -21,8 +21,8 @@ from typing import Any
 from collections.abc import Iterator
 
 from ..logs import redact
-from ..model import (Event, EventKind, Finding, Image, PackageRow, ScanResult, Severity,  # noqa: F401
-                     StoredInventory)  # PackageRow, StoredInventory: re-exported
+from ..model import (CoverageSummary, Event, EventKind, Finding, Image, PackageRow, ScanResult,  # noqa: F401
+                     Severity, StoredInventory)  # PackageRow, StoredInventory: re-exported
 
 
 class StoreError(Exception):
@@ -130,6 +130,15 @@ class ImageStatus:
     last_error_at: datetime | None = None
     last_checked_at: datetime | None = None
     """When a cycle last confirmed the snapshot (it is rewritten only when something changed)."""
+    kev: int | None = None
+    """Findings listed in CISA's KEV catalog (suppressed ones not counted); None when the store
+    has no count for the snapshot (SQL: ``snapshots.kev``, migration 6; DynamoDB: the status
+    item's ``kev``)."""
+    coverage: CoverageSummary | None = None
+    """What the advisory data could judge of the image (state, ecosystems without data, packages
+    not judged); None when the scanner says nothing about it (ECR) or it was not recorded yet
+    (SQL: ``snapshots.coverage_summary``, migration 6; the full coverage is
+    :attr:`ScanResult.coverage` of the snapshot)."""
 
 
 @dataclass(frozen=True)
@@ -145,10 +154,10 @@ class HistoryEntry:
 
 # --- read models of the dashboard (see the read methods at the end of Store) -----------------
 
-FLEET_SORTS: tuple[str, ...] = ("severity", "total", "critical", "high", "medium", "low", "repository",
+FLEET_SORTS: tuple[str, ...] = ("severity", "total", "critical", "high", "medium", "low", "kev", "repository",
                                 "registry", "last_scanned", "last_checked")
 """Orders :meth:`Store.fleet` knows: ``severity`` (most critical first, then high, ...), a count
-(``total`` or one severity), a name (``repository``: registry, repository, then tags), or a time."""
+(``total``, one severity, or ``kev``: findings listed in KEV, then by severity), a name (``repository``: registry, repository, then tags), or a time."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,8 @@ class FleetQuery:
     min_severity: Severity | None = None
     """Only images with at least one finding of this severity or worse."""
     with_notes: bool = False
-    """Only images whose snapshot carries notes (coverage warnings: unread files, stale data)."""
+    """Only images with coverage warnings: their snapshot carries notes (unread files, stale data)
+    or its coverage is not complete."""
     with_errors: bool = False
     """Only images whose last scan attempt failed."""
     include_superseded: bool = False
@@ -263,6 +273,9 @@ class StoreStats:
     """Delivery status -> outbox rows."""
     retrying: int
     """Pending deliveries that failed at least once."""
+    kev: int = 0
+    """Findings listed in CISA's KEV catalog over the current images (from each snapshot's KEV
+    count; snapshots without one count 0)."""
 
 
 _SEVERITIES = [s.name for s in sorted(Severity, reverse=True)]
@@ -278,6 +291,8 @@ def _fleet_sort_key(sort: str):
             return sum(c.values())
         if sort in ("critical", "high", "medium", "low"):
             return c.get(sort.upper(), 0)
+        if sort == "kev":
+            return (st.kev or 0, *(c.get(s, 0) for s in _SEVERITIES))
         if sort == "registry":
             return (st.image.registry, st.image.repository)
         if sort == "last_scanned":
@@ -332,6 +347,26 @@ class Store(abc.ABC):
     def inventories(self, registry: str | None = None,
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         """Every snapshot that carries an inventory (or those of ``keys``), streamed."""
+
+    def package_index(self, names: Iterable[str]) -> list | None:
+        """The distinct packages of the stored inventories looked up under one of ``names``
+        (compared folded: :func:`vulnwatch.store._name_index.name_key`), as
+        :class:`~vulnwatch.store._name_index.IndexedPackage` (with the findings signature last
+        kept by :meth:`set_package_signatures`); ``names`` empty: only bring the index up to date.
+        None (the default): this store keeps no package index, and a re-match reads every
+        inventory."""
+        return None
+
+    def set_package_signatures(self, signatures: Mapping[tuple, str]) -> None:
+        """Keep each distinct package's findings signature, ``{(distro, matching key): signature}``
+        (see :meth:`package_index`); packages not in the index are ignored. The default keeps none."""
+
+    def inventories_holding(self, package_ids: Iterable[str]) -> list[tuple[str, str, str]]:
+        """Keys of the stored inventories that may hold one of the packages ``package_ids`` (from
+        :meth:`package_index`): every image holding one, perhaps others; and every image whose
+        coverage names an ecosystem without data. Only called on a store whose
+        :meth:`package_index` is not None."""
+        raise NotImplementedError
 
     def inventory_ecosystems(self) -> set[str]:
         """The ecosystems (as stored, with release: ``Debian:12``) of every stored inventory's
@@ -534,7 +569,7 @@ class Store(abc.ABC):
             if query.with_notes:
                 snap = self.snapshot(*img.key, with_inventory=False)
                 notes = snap.notes if snap else ()
-                if not notes:
+                if not notes and (st.coverage is None or st.coverage.state == "complete"):
                     continue
             rows.append(FleetImage(st, notes, superseded))
         rows.sort(key=lambda r: (r.status.image.repository, r.status.image.registry, r.status.image.digest))
@@ -644,6 +679,7 @@ class Store(abc.ABC):
         findings = {s: 0 for s in _SEVERITIES}
         failing: dict[str, int] = {}
         checked: dict[str, datetime] = {}
+        kev = 0
         for st in self.images():
             reg = st.image.registry
             if st.last_error:
@@ -656,12 +692,13 @@ class Store(abc.ABC):
             images[reg] = images.get(reg, 0) + 1
             for s, n in st.counts.items():
                 findings[s] = findings.get(s, 0) + n
+            kev += st.kev or 0
         deliveries = {s.value: 0 for s in DeliveryStatus}
         retrying = 0
         for d in self.deliveries(limit=1_000_000):
             deliveries[d.status.value] += 1
             retrying += d.status is DeliveryStatus.PENDING and d.attempts > 0
-        return StoreStats(images, findings, failing, checked, deliveries, retrying)
+        return StoreStats(images, findings, failing, checked, deliveries, retrying, kev)
 
     def delivery(self, delivery_id: int) -> Delivery | None:
         """One outbox row by id, or None."""

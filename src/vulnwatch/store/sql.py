@@ -39,7 +39,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from ..model import (Event, Finding, Image, Package, ScanResult, ScanState, Severity,
+from ..model import (Coverage, CoverageSummary, Event, Finding, Image, Package, ScanResult, ScanState, Severity,
                      finding_hash, signature_of, utcnow)
 from ._fences import FenceStack
 from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStatus, FixableGroup, FixableSummary,
@@ -47,6 +47,7 @@ from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStat
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
                         TrendPoint, bucket_width, stored_error, sweep_fixes)
 from ._finding_sets import finding_parts, signature_total, summarise
+from ._name_index import IndexedPackage, looked_up, matching_key, name_key, package_id
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
@@ -121,6 +122,29 @@ snapshots_t = Table(
     Column("counts", Text),
     Column("finding_sets", Text),     # migration 7: ids of its finding sets (NULL: findings inline)
     Column("suppressed", Text),     # migration 8
+    Column("coverage", Text),       # migration 6: model.Coverage as JSON (NULL: not known)
+    Column("coverage_summary", Text),   # migration 6: model.CoverageSummary as JSON
+    Column("kev", Integer),         # migration 6: findings listed in KEV (NULL: not known)
+    Column("names_chunk", Integer),  # migration 9: its package index chunk (NULL: not indexed yet)
+)
+fleet_packages_t = Table(             # migration 9: each distinct package of the fleet, once
+    "fleet_packages", _md,
+    Column("id", String, primary_key=True),
+    Column("name", String),
+    Column("distro", String),
+    Column("row", Text),
+    Column("signature", String),
+)
+name_index_chunks_t = Table(          # migration 9: a chunk of the name index: its image keys
+    "name_index_chunks", _md,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("keys", Text),
+)
+name_postings_t = Table(              # migration 9: (package, chunk) -> positions of its images
+    "name_postings", _md,
+    Column("package", String, primary_key=True),
+    Column("chunk", Integer, primary_key=True),
+    Column("members", Text),
 )
 store_meta_t = Table(                 # migration 7: markers (name -> value)
     "store_meta", _md,
@@ -143,6 +167,8 @@ snapshot_summary_t = Table(   # a view (migration 4): the small columns of snaps
     Column("state", String),
     Column("counts", Text),
     Column("notes", Text),
+    Column("kev", Integer),
+    Column("coverage_summary", Text),
 )
 scan_history_t = Table(
     "scan_history", _md,
@@ -293,6 +319,13 @@ def _load_packages(text: str | None) -> list:
     return [Package(**{k: v for k, v in d.items() if k in _PACKAGE_FIELDS}) for d in data]
 
 
+def _coverage_summary(text: str | None) -> CoverageSummary | None:
+    try:
+        return CoverageSummary.from_dict(json.loads(text)) if text else None
+    except (ValueError, TypeError):
+        return None
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))  # key order kept: counts go most severe first
 
@@ -337,6 +370,7 @@ class SQLStore(FenceStack, Store):
         self._lock: Any = nullcontext()
         self._fences = threading.local()   # per thread: the leases its writes are fenced by
         self._known_sets: set[str] = set()        # finding sets known to be stored (committed)
+        self._known_packages: set[str] = set()    # package index rows known to be stored (committed)
         self._set_cache: dict[str, tuple[Finding, ...]] = {}   # finding set id -> its findings
         try:
             if self._sqlite:
@@ -499,7 +533,8 @@ class SQLStore(FenceStack, Store):
                          snapshots_t.c.scanner, snapshots_t.c.scanned_at,
                          snapshots_t.c.vulnerability_source_updated_at, snapshots_t.c.state,
                          snapshots_t.c.findings, snapshots_t.c.finding_sets, snapshots_t.c.packages,
-                         snapshots_t.c.distro, snapshots_t.c.notes, snapshots_t.c.suppressed)
+                         snapshots_t.c.distro, snapshots_t.c.notes, snapshots_t.c.suppressed,
+                         snapshots_t.c.coverage)
 
     def _snapshot_query(self, *, with_inventory: bool = True):
         cols = self._SNAPSHOT_COLUMNS if with_inventory else [c for c in self._SNAPSHOT_COLUMNS
@@ -563,6 +598,7 @@ class SQLStore(FenceStack, Store):
                 distro=row.distro,
                 notes=tuple(json.loads(row.notes)),
                 suppressed=tuple(_finding_from_dict(d) for d in json.loads(row.suppressed or "[]")),
+                coverage=Coverage.from_dict(json.loads(row.coverage)) if row.coverage else None,
             )
         except (ValueError, KeyError, TypeError) as e:
             raise StoreError(f"state store {self._display}: cannot read the {where} ({e}); "
@@ -607,7 +643,7 @@ class SQLStore(FenceStack, Store):
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         s = snapshots_t
         q = (select(s.c.registry, s.c.repository, s.c.digest, s.c.scanner, s.c.distro, s.c.packages,
-                    s.c.findings_signature)
+                    s.c.findings_signature, s.c.coverage_summary)
              .where(s.c.packages.is_not(None), s.c.packages != "[]")
              .order_by(s.c.registry, s.c.repository, s.c.digest))
         if registry is not None:
@@ -626,8 +662,101 @@ class SQLStore(FenceStack, Store):
                 rows = _load_rows(row.packages)
                 if not rows and not row.distro:
                     continue
+                cov = _coverage_summary(row.coverage_summary)
                 yield StoredInventory(key=(row.registry, row.repository, row.digest), scanner=row.scanner,
-                                      distro=row.distro, rows=rows, findings_signature=row.findings_signature)
+                                      distro=row.distro, rows=rows, findings_signature=row.findings_signature,
+                                      coverage_missing=cov.missing if cov is not None else None)
+
+    _NAME_CHUNK = 2000
+
+    def package_index(self, names) -> list[IndexedPackage]:
+        """The distinct packages of the fleet looked up under one of ``names`` (folded), after
+        indexing the snapshots not indexed yet."""
+        self._index_packages()
+        wanted = sorted({name_key(n) for n in names})
+        fp = fleet_packages_t
+        out = []
+        with self._tx("reading the package index") as conn:
+            for chunk in _chunks_of(wanted):
+                for r in conn.execute(select(fp.c.id, fp.c.distro, fp.c.row, fp.c.signature).where(fp.c.name.in_(chunk))):
+                    out.append(IndexedPackage(r.id, r.distro, tuple(json.loads(r.row)), r.signature))
+        return out
+
+    def set_package_signatures(self, signatures) -> None:
+        fp = fleet_packages_t
+        values = [{"k_id": package_id(distro, tuple(key)), "sig": sig} for (distro, key), sig in signatures.items()]
+        if not values:
+            return
+        with self._tx("keeping package signatures", write=True) as conn:
+            conn.execute(update(fp).where(fp.c.id == bindparam("k_id")).values(signature=bindparam("sig")), values)
+
+    def inventories_holding(self, package_ids) -> list[tuple[str, str, str]]:
+        ids = sorted(set(package_ids))
+        np, nc, s = name_postings_t, name_index_chunks_t, snapshots_t
+        members: dict[int, set[int]] = {}
+        out: dict[tuple[str, str, str], None] = {}
+        with self._tx("reading the package index") as conn:
+            for chunk in _chunks_of(ids):
+                for c, m in conn.execute(select(np.c.chunk, np.c.members).where(np.c.package.in_(chunk))):
+                    members.setdefault(c, set()).update(int(x) for x in m.split(","))
+            for chunk in _chunks_of(sorted(members)):
+                for c, keys in conn.execute(select(nc.c.id, nc.c["keys"]).where(nc.c.id.in_(chunk))):
+                    listed = json.loads(keys)
+                    for n in sorted(members[c]):
+                        out[tuple(listed[n])] = None
+            # and those missing data for an ecosystem (data arriving moves their coverage)
+            for r in conn.execute(select(s.c.registry, s.c.repository, s.c.digest).where(
+                    s.c.coverage_summary.like('%"missing":["%'))):
+                out[(r[0], r[1], r[2])] = None
+        return list(out)
+
+    def _index_packages(self) -> None:
+        """Index the packages of every snapshot with an inventory not indexed yet, a chunk per
+        transaction; a snapshot re-written meanwhile (``recorded_at`` moved) is left for next time."""
+        s, np, nc, fp = snapshots_t, name_postings_t, name_index_chunks_t, fleet_packages_t
+        seen: set = set()
+        known = self._known_packages
+        while True:
+            with self._tx("indexing packages", write=True) as conn:
+                rows = conn.execute(
+                    select(s.c.registry, s.c.repository, s.c.digest, s.c.recorded_at, s.c.distro, s.c.packages)
+                    .where(s.c.names_chunk.is_(None), s.c.packages.is_not(None), s.c.packages != "[]")
+                    .limit(self._NAME_CHUNK)).all()
+                if not rows or all((r.registry, r.repository, r.digest, r.recorded_at) in seen for r in rows):
+                    return                 # nothing left (or only rows being re-written as we go)
+                seen.update((r.registry, r.repository, r.digest, r.recorded_at) for r in rows)
+                keys = [[r.registry, r.repository, r.digest] for r in rows]
+                chunk = conn.execute(nc.insert().values(keys=_dumps(keys)).returning(nc.c.id)).scalar_one()
+                postings: dict[str, list[str]] = {}
+                ids: dict[tuple, str] = {}
+                fresh: dict[str, dict] = {}
+                for n, r in enumerate(rows):
+                    mine: set[str] = set()
+                    for row in _load_rows(r.packages):
+                        key = (r.distro, *matching_key(row))
+                        pid = ids.get(key)
+                        if pid is None:
+                            pid = ids[key] = package_id(r.distro, key[1:])
+                            if pid not in known:
+                                fresh[pid] = dict(id=pid, name=looked_up(key[1:]), distro=r.distro,
+                                                  row=_dumps(list(key[1:])), signature=None)
+                        mine.add(pid)
+                    for pid in mine:
+                        postings.setdefault(pid, []).append(str(n))
+                if fresh:
+                    conn.execute(self._insert(fp).on_conflict_do_nothing(index_elements=[fp.c.id]), list(fresh.values()))
+                if postings:
+                    conn.execute(np.insert(), [dict(package=k, chunk=chunk, members=",".join(v))
+                                               for k, v in postings.items()])
+                conn.execute(update(s).where(s.c.registry == bindparam("k_r"), s.c.repository == bindparam("k_p"),
+                                             s.c.digest == bindparam("k_d"), s.c.names_chunk.is_(None),
+                                             s.c.recorded_at == bindparam("k_at"))
+                             .values(names_chunk=chunk),
+                             [{"k_r": r.registry, "k_p": r.repository, "k_d": r.digest, "k_at": r.recorded_at}
+                              for r in rows])
+            if len(known) > 1 << 18:
+                known.clear()
+            known.update(fresh)
 
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
         with self._tx(f"reading tag {registry}/{repository}:{tag}") as conn:
@@ -715,9 +844,11 @@ class SQLStore(FenceStack, Store):
             findings_signature=signature_of(len(result.findings) + len(result.suppressed),
                                             total + sum(finding_hash(f) for f in result.suppressed)),
             suppressed="[" + ",".join(_finding_json(f) for f in result.suppressed) + "]",
-            notes=_dumps(list(result.notes)), counts=counts)
+            notes=_dumps(list(result.notes)), counts=counts, kev=result.kev_count,
+            coverage=_dumps(result.coverage.to_dict()) if result.coverage is not None else None,
+            coverage_summary=_dumps(result.coverage.brief().to_dict()) if result.coverage is not None else None)
         if not it.keep_inventory:
-            snapshot.update(packages=_dump_packages(result.packages), distro=result.distro)
+            snapshot.update(packages=_dump_packages(result.packages), distro=result.distro, names_chunk=None)
         history = dict(registry=img.registry, repository=img.repository, digest=img.digest,
                        tags=_dumps(sorted(img.tags)), scanner=result.scanner, scanned_at=result.scanned_at,
                        recorded_at=now, state=state, counts=counts, finding_keys="[]", finding_sets=refs)
@@ -810,7 +941,7 @@ class SQLStore(FenceStack, Store):
                 continue
             snap = r["snapshot"]
             if it.keep_inventory:
-                snap = dict(snap, packages=_dump_packages(it.result.packages), distro=it.result.distro)
+                snap = dict(snap, packages=_dump_packages(it.result.packages), distro=it.result.distro, names_chunk=None)
             inserts.append(snap)
         if updates:
             cols = [c for c in updates[0] if c not in key3]
@@ -967,7 +1098,7 @@ class SQLStore(FenceStack, Store):
         s, i = snapshots_t, images_t
         q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
                     i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
-                    i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts)
+                    i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts, s.c.kev, s.c.coverage_summary)
              .select_from(i.outerjoin(s, and_(s.c.registry == i.c.registry,
                                               s.c.repository == i.c.repository,
                                               s.c.digest == i.c.digest)))
@@ -979,7 +1110,8 @@ class SQLStore(FenceStack, Store):
                             last_scanned_at=r.scanned_at,
                             counts=json.loads(r.counts) if r.counts else {},
                             last_error=r.last_error, last_error_at=r.last_error_at,
-                            last_checked_at=r.last_checked_at or r.scanned_at)
+                            last_checked_at=r.last_checked_at or r.scanned_at, kev=r.kev,
+                            coverage=_coverage_summary(r.coverage_summary))
                 for r in rows]
 
     def history(self, registry: str, repository: str, digest: str | None = None,
@@ -1242,7 +1374,9 @@ class SQLStore(FenceStack, Store):
             worse = [counts[sev.name] for sev in Severity if sev >= query.min_severity]
             conds.append(sum(worse[1:], worse[0]) > 0)
         if query.with_notes:
-            conds.append(and_(s.c.notes.is_not(None), s.c.notes != "[]"))
+            conds.append(or_(and_(s.c.notes.is_not(None), s.c.notes != "[]"),
+                             and_(s.c.coverage_summary.is_not(None),
+                                  not_(s.c.coverage_summary.startswith('{"state":"complete"')))))
         if query.with_errors:
             conds.append(i.c.last_error.is_not(None))
         names = [i.c.repository, i.c.registry, i.c.digest]
@@ -1256,6 +1390,8 @@ class SQLStore(FenceStack, Store):
             keys, names = [i.c.registry, i.c.repository], [i.c.digest]
         elif query.sort == "repository":
             keys, names = [i.c.repository, i.c.registry], [i.c.digest]
+        elif query.sort == "kev":
+            keys = [func.coalesce(s.c.kev, 0)] + [counts[sev] for sev in self._SEVERITIES]
         elif query.sort == "last_scanned":
             keys = [s.c.scanned_at]
         else:
@@ -1274,7 +1410,7 @@ class SQLStore(FenceStack, Store):
                 q = (select(i.c.registry, i.c.repository, i.c.digest, i.c.tags, i.c.pushed_at, i.c.media_type,
                             i.c.size_bytes, i.c.last_error, i.c.last_error_at, i.c.last_error_scanner,
                             i.c.last_checked_at, s.c.scanner, s.c.scanned_at, s.c.counts, s.c.notes,
-                            superseded.label("superseded"))
+                            s.c.kev, s.c.coverage_summary, superseded.label("superseded"))
                      .select_from(joined)
                      .where(or_(*[and_(i.c.registry == k.registry, i.c.repository == k.repository,
                                        i.c.digest == k.digest) for k in keys])))
@@ -1285,7 +1421,8 @@ class SQLStore(FenceStack, Store):
             status=ImageStatus(image=self._image(r), scanner=r.scanner or r.last_error_scanner,
                                last_scanned_at=r.scanned_at, counts=json.loads(r.counts) if r.counts else {},
                                last_error=r.last_error, last_error_at=r.last_error_at,
-                               last_checked_at=r.last_checked_at or r.scanned_at),
+                               last_checked_at=r.last_checked_at or r.scanned_at, kev=r.kev,
+                               coverage=_coverage_summary(r.coverage_summary)),
             notes=tuple(json.loads(r.notes)) if r.notes else (), superseded=bool(r.superseded)) for r in rows])
 
     def histories(self, keys: Sequence[tuple[str, str, str]], limit: int = 30) -> dict[tuple[str, str, str], list[HistoryEntry]]:
@@ -1533,7 +1670,8 @@ SELECT ad.* FROM ad JOIN keys k ON k.registry = ad.registry AND k.repository = a
                        func.sum(case((i.c.last_error.is_not(None), 1), else_=0)),
                        func.max(func.coalesce(i.c.last_checked_at, s.c.scanned_at)))
                 .select_from(joined).group_by(i.c.registry)).all()
-            totals = conn.execute(select(*sums).select_from(joined).where(current)).first()
+            totals = conn.execute(select(*sums, func.sum(func.coalesce(s.c.kev, 0)))
+                                  .select_from(joined).where(current)).first()
             by_status = conn.execute(select(d.c.status, func.count()).group_by(d.c.status)).all()
             retrying = conn.scalar(select(func.count()).where(
                 d.c.status == DeliveryStatus.PENDING.value, d.c.attempts > 0))
@@ -1548,6 +1686,7 @@ SELECT ad.* FROM ad JOIN keys k ON k.registry = ad.registry AND k.repository = a
         deliveries.update({st: int(n) for st, n in by_status})
         return StoreStats(images={r[0]: int(r[1] or 0) for r in per_registry if r[1]},
                           findings={sev: int(n or 0) for sev, n in zip(self._SEVERITIES, totals)},
+                          kev=int(totals[len(self._SEVERITIES)] or 0),
                           failing={r[0]: int(r[2]) for r in per_registry if r[2]},
                           last_checked=checked, deliveries=deliveries, retrying=int(retrying or 0))
 

@@ -256,6 +256,8 @@ class Matcher:
         self._enriched: dict[tuple[str, frozenset], tuple[Rating, KevListing | None, tuple | None]] = {}
         self._coverage: dict[str, tuple[int, Any]] = {}
         self._kinds: frozenset[str] | None = None
+        self._by_cve: dict[str, tuple[list, tuple | None, tuple | None]] = {}
+        """Enrichment rows per CVE (``VulnIndex.enrichment_of``), fetched a package's CVEs at a time."""
 
     # ------------------------------------------------------------------ public
 
@@ -277,6 +279,7 @@ class Matcher:
         self._enriched.clear()
         self._coverage.clear()
         self._kinds = None
+        self._by_cve.clear()
 
     def match(self, packages: Sequence[Package], distro: str | None = None) -> list[Finding]:
         """Findings for the packages of one image (``distro``: the image's OS ecosystem, e.g. ``Debian:12``)."""
@@ -436,6 +439,7 @@ class Matcher:
                 m["text"] = _better(m["text"], entry.text)
                 m["title"] = m["title"] or adv.title
                 m["links"] += [u for u in adv.links if u not in m["links"]]
+        self._fetch_enrichment(merged)
         out = []
         for vid, m in sorted(merged.items()):
             aliases = frozenset(m["aliases"])
@@ -443,6 +447,19 @@ class Matcher:
             out.append(_Hit(vid, aliases, tuple(m["fixed"]), rating, m["title"], tuple(m["links"][:MAX_LINKS]),
                             kev, epss))
         return tuple(out)
+
+    def _fetch_enrichment(self, merged: dict[str, dict[str, Any]]) -> None:
+        """Fetch the enrichment of every CVE the vulnerabilities in ``merged`` (one package's)
+        name that is not known yet, in one query (not two per vulnerability)."""
+        if self._kinds is None:
+            self._kinds = self.index.enrichment_kinds()
+        if not self._kinds:
+            return
+        known = self._by_cve
+        todo = {i for vid, m in merged.items() for i in (vid, *m["aliases"])
+                if i.startswith("CVE-") and i not in known}
+        if todo:
+            known.update(self.index.enrichment_of(sorted(todo)))
 
     def _enrich(self, vid: str, aliases: frozenset, own: Rating | None, text: Rating | None
                 ) -> tuple[Rating, KevListing | None, tuple | None]:
@@ -463,15 +480,20 @@ class Matcher:
             if rows:
                 rating = best_vector(sorted(((kind, vec, f"alias:{rid}") for rid, kind, vec in rows),
                                             key=lambda e: (kind_rank(e[0]), e[2], e[1])))
+        known = self._by_cve
+        if cves and kinds and any(c not in known for c in cves):
+            known.update(self.index.enrichment_of([c for c in cves if c not in known]))
         if rating is None and cves and "cvss" in kinds:
-            rows = self.index.enrichment_cvss(cves)
+            # the rows of every id, ordered as VulnIndex.enrichment_cvss orders them
+            rows = sorted((r for c in cves for r in known[c][0]), key=lambda r: (r[3], r[0], r[2], r[4], r[5]))
             if rows:
-                rating = best_vector([(kind, vec, f"{src}:{prov}") for src, prov, _rank, kind, vec in
-                                      sorted(rows, key=lambda r: (r[2], kind_rank(r[3]), r[1], r[4]))])
+                rating = best_vector([(kind, vec, f"{src}:{prov}") for _vid, src, prov, _rank, kind, vec in
+                                      sorted(rows, key=lambda r: (r[3], kind_rank(r[4]), r[2], r[5]))])
         rating = rating or text or Rating(UNKNOWN.severity, source="none")
         kev_row = epss = None
         if cves and ("kev" in kinds or "epss" in kinds):
-            kev_row, epss = self.index.kev_epss(cves)
+            kev_row = min((known[c][1] for c in cves if known[c][1] is not None), default=None)
+            epss = max((known[c][2] for c in cves if known[c][2] is not None), default=None)
         kev = KevListing(*kev_row) if kev_row else None
         got = self._enriched[k] = (rating, kev, epss)
         return got

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -305,6 +306,29 @@ def import_changed(db: VulnIndex, paths: Iterable[Path]) -> list:
     changed since it was last imported (OSV exports by modification time, enrichment files by
     content); returns the reports of those imported. Raises :class:`VulnDBError` naming a file
     that cannot be read."""
+    paths = list(paths)
+    if not paths:
+        return []
+    with _import_lock(db):     # another process importing the same exports: wait, then look again
+        return _import_changed(db, paths)
+
+
+@contextlib.contextmanager
+def _import_lock(db: VulnIndex) -> Iterator[None]:
+    """An exclusive lock beside the index file, across processes: two processes starting at
+    once (a ``run`` beside a ``watch``) must not both import a changed export — the second
+    would stamp the same data with a later import time, which reads as a data change."""
+    import fcntl
+
+    with open(f"{db.path}.import-lock", "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _import_changed(db: VulnIndex, paths: list[Path]) -> list:
     known = {s.location: s for s in db.sources()}
     reports = []
     for path in paths:
@@ -318,18 +342,29 @@ def import_changed(db: VulnIndex, paths: Iterable[Path]) -> list:
         # folder, then an atomic rename of the link) is imported whole, the old or the new one,
         # never files listed in one and read from the other.
         real = Path(path).resolve()
-        if seen is None or seen.imported_at.timestamp() < _newest_mtime(real):
+        newest = _newest_mtime(real)
+        version = _version_of(newest)
+        # Changed: a newer version than the one imported (its newest modification time, to the
+        # second), or a file written after the import within that same second. An export whose
+        # files carry times ahead of the clock is imported once, not at every start.
+        if seen is None or (seen.last_modified != version if seen.last_modified
+                            else seen.imported_at.timestamp() < newest) or (
+                seen.imported_at.timestamp() < newest and int(seen.imported_at.timestamp()) == int(newest)):
             reports.append(import_path(db, real, source=local_source(path), location=str(path),
-                                       last_modified=local_version(real)))
+                                       last_modified=version))
     return reports
 
 
 def local_version(path: Path) -> str:
     """The version of a local export, as a download's ``Last-Modified`` is written: its newest
     modification time (``Wed, 02 Dec 2026 07:00:00 GMT``); change events name it."""
+    return _version_of(_newest_mtime(path))
+
+
+def _version_of(mtime: float) -> str:
     from email.utils import formatdate
 
-    return formatdate(_newest_mtime(path), usegmt=True)
+    return formatdate(mtime, usegmt=True)
 
 
 # ---------------------------------------------------------------------------- enrichment

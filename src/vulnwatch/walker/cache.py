@@ -55,6 +55,7 @@ import zstandard
 from .contents import LayerContents, WalkedFile, WalkPlan, WalkResult
 from .limits import LayerLimits
 from .overlay import LayerStack
+from .prefetch import LayerPrefetch
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ class LayerCache:
         self.max_bytes = max_bytes
         self.stats = CacheStats()
         self._lock = threading.Lock()
+        self._reading: dict[Path, threading.Event] = {}   # entries a thread of this process is reading
 
     def __repr__(self) -> str:
         return f"LayerCache({str(self.directory)!r}, max_bytes={self.max_bytes})"
@@ -253,6 +255,34 @@ class LayerCache:
             pass
         self._count("hits")
         return contents
+
+    def acquire(self, layer: str, chain_id: str, key: str, *,
+                stop: threading.Event | None = None) -> LayerContents | None:
+        """:meth:`get`, waiting while another thread of this process reads the same layer (so
+        images scanned at once that share a layer read it once): the stored contents, or None,
+        and then the caller holds the claim to read the layer itself and must :meth:`release`
+        it (after :meth:`put`, or on failure). Returns None unclaimed when ``stop`` is set."""
+        path = self.path_for(chain_id, key)
+        while True:
+            contents = self.get(layer, chain_id, key)
+            if contents is not None:
+                return contents
+            with self._lock:
+                reading = self._reading.get(path)
+                if reading is None:
+                    self._reading[path] = threading.Event()
+                    return None
+            while not reading.wait(0.1):
+                if stop is not None and stop.is_set():
+                    return None
+            # the other reader finished: stored (a hit now) or failed (read it here)
+
+    def release(self, chain_id: str, key: str) -> None:
+        """End the claim :meth:`acquire` gave on a layer; threads waiting for it look again."""
+        with self._lock:
+            reading = self._reading.pop(self.path_for(chain_id, key), None)
+        if reading is not None:
+            reading.set()
 
     def put(self, contents: LayerContents, chain_id: str, key: str) -> Path | None:
         """Store ``contents`` atomically; returns the file written, or None when it was
@@ -350,27 +380,33 @@ def walk_cached(layers: Sequence[str], open_blob: Callable[[str], BinaryIO], pla
                 progress: LayerProgress | None = None) -> WalkResult:
     """Walk an image given its layer digests, bottom first, and ``open_blob(digest)`` (a stream,
     closed here after reading). With a ``cache``, layers found in it under ``key`` are not
-    opened at all and layers read are stored; without one every blob is opened once, one at a
-    time. Names that are not digests are never cached. Raises
+    opened at all and layers read are stored (a layer another thread of this process is reading
+    is waited for, then taken from the cache); without one every blob is opened once. Blobs are
+    opened, fetched and inflated one after another in a thread (:mod:`.prefetch`), a bounded
+    number of chunks ahead of the tar reader; layers are still applied bottom first. Names that
+    are not digests are never cached. Raises
     :class:`~vulnwatch.walker.limits.LayerError` and whatever ``open_blob`` raises."""
     stack = LayerStack(plan, limits=limits)
     chains = chain_ids(layers)
     total = len(layers)
+    jobs: list[tuple[int, str, str | None]] = []
     cacheable = cache is not None
     for i, (digest, chain_id) in enumerate(zip(layers, chains)):
-        if progress:
-            progress(i, total)
         cacheable = cacheable and is_digest(digest)  # a chain with a non-digest name below is not
-        contents = cache.get(digest, chain_id, key) if cacheable and cache is not None else None
-        if contents is None:
-            stream = open_blob(digest)
-            try:
-                contents = stack.read(digest, stream)
-            finally:
-                stream.close()
-            if cacheable and cache is not None:
-                cache.put(contents, chain_id, key)
-        stack.apply(contents)
+        jobs.append((i, digest, chain_id if cacheable else None))
+    # blobs are opened and inflated in a thread, ahead of the tar reader here (two cores)
+    with LayerPrefetch(jobs, open_blob, cache=cache, key=key) as ahead:
+        for i, (digest, chain_id) in enumerate(zip(layers, chains)):
+            if progress:
+                progress(i, total)
+            contents, chunks = ahead.layer(i)
+            if contents is None:
+                contents = stack.read_chunks(digest, chunks)
+                ahead.done(i)
+                if ahead.claimed(i) and cache is not None:
+                    cache.put(contents, chain_id, key)
+                    ahead.release(i)
+            stack.apply(contents)
     if progress:
         progress(total, total)
     return stack.result()

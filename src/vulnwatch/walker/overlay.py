@@ -17,7 +17,7 @@ from .contents import ExecutableReader, LayerContents, WalkedFile, WalkPlan, Wal
 from .limits import LayerError, LayerLimits
 from .paths import resolve_path, under
 from .read import LayerReader
-from .source import open_layer
+from .source import Chunks, LayerSource, open_layer
 
 __all__ = ["LayerStack", "MergedView", "walk_layers"]
 
@@ -76,6 +76,15 @@ class LayerStack:
         source = open_layer(layer, stream, self.limits, self.total_bytes)
         if source is None:
             return LayerContents(layer)  # empty blob: an empty layer
+        return LayerReader(layer, source, self.plan, self.limits, self._state, self.entries,
+                           self.kept_bytes).read()
+
+    def read_chunks(self, layer: str, chunks: Chunks | None) -> LayerContents:
+        """:meth:`read` from the layer's decoded pieces (:func:`~.source.decoded_chunks`, maybe
+        made in another thread: :mod:`.prefetch`); None is an empty blob."""
+        if chunks is None:
+            return LayerContents(layer)
+        source = LayerSource(layer, chunks, self.limits, self.total_bytes)
         return LayerReader(layer, source, self.plan, self.limits, self._state, self.entries,
                            self.kept_bytes).read()
 

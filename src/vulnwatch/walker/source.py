@@ -18,7 +18,7 @@ _INFLATE_ERRORS = (zlib.error,) if _inflate is zlib else (zlib.error, _inflate.e
 
 from .limits import LayerError, LayerLimits
 
-__all__ = ["CHUNK_SIZE", "LayerSource", "open_layer"]
+__all__ = ["CHUNK_SIZE", "Chunks", "LayerSource", "decoded_chunks", "open_layer", "read_head"]
 
 
 class _CountingReader(io.RawIOBase):
@@ -51,12 +51,95 @@ CHUNK_SIZE = 1 << 20
 a time: bodies nobody wants are skipped in chunks this large."""
 
 
+Chunks = Iterator[tuple[bytes, "int | None"]]
+"""Pieces of a layer's uncompressed tar stream, each with the compressed bytes consumed so far
+(None for an uncompressed layer)."""
+
+
+def decoded_chunks(layer: str, stream: IO[bytes], head: bytes, size: int = CHUNK_SIZE) -> Chunks:
+    """The uncompressed pieces of a blob whose first bytes are ``head`` (gzip, zstd or plain,
+    sniffed). Unsupported compressions raise :class:`LayerError` here; damage raises
+    ``OSError``/``EOFError``/the decompressor's error while iterating. Safe to run in another
+    thread than the one reading the tar stream (:mod:`.prefetch`). ``size``: the most bytes
+    read or produced at a time."""
+    if head.startswith(b"\x1f\x8b"):
+        return _gunzip(stream, head, size)
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return _unzstd(stream, head, size)
+    if head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
+        raise LayerError(layer, "bzip2/xz compressed layers are not supported (OCI layers are tar, gzip or zstd)",
+                         code="LayerUnsupported")
+    return _raw(stream, head, size)  # uncompressed tar (the tar reader checks)
+
+
+def _gunzip(stream: IO[bytes], data: bytes, size: int) -> Chunks:
+    # members one after another (multi-member gzip), zero padding between them allowed
+    # (as gzip.GzipFile); zlib checks each member's CRC and length
+    total_in = len(data)
+    inflater = None
+    last_full = False
+    while True:
+        if inflater is None:
+            data = data.lstrip(b"\0")
+            while len(data) < 2:
+                more = stream.read(size)
+                if not more:
+                    if data:
+                        raise OSError(f"trailing garbage after the last gzip member ({data!r})")
+                    return
+                total_in += len(more)
+                data = (data + more).lstrip(b"\0")
+            if not data.startswith(b"\x1f\x8b"):
+                raise OSError(f"not a gzip member after the previous one (starts {data[:4]!r})")
+            inflater = _inflate.decompressobj(16 + zlib.MAX_WBITS)
+        if not data and not last_full:
+            data = stream.read(size)
+            if not data:
+                out = inflater.flush()
+                if out:
+                    yield out, total_in
+                if not inflater.eof:
+                    raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                return
+            total_in += len(data)
+        out = inflater.decompress(data, size)
+        last_full = len(out) >= size
+        if inflater.eof:
+            data = inflater.unused_data
+            inflater = None
+            last_full = False
+        else:
+            data = inflater.unconsumed_tail
+        if out:
+            yield out, total_in - len(data)
+
+
+def _unzstd(stream: IO[bytes], head: bytes, size: int) -> Chunks:
+    counting = _CountingReader(stream, head)
+    reader = zstandard.ZstdDecompressor().stream_reader(counting, read_across_frames=True)
+    while True:
+        out = reader.read(size)
+        if not out:
+            return
+        yield out, counting.count
+
+
+def _raw(stream: IO[bytes], head: bytes, size: int) -> Chunks:
+    yield head, None
+    while True:
+        out = stream.read(size)
+        if not out:
+            return
+        yield out, None
+
+
 class LayerSource:
     """A layer blob as chunks of its uncompressed tar stream (``next_chunk``), enforcing
-    the limits on the uncompressed side: total bytes and the compression ratio."""
+    the limits on the uncompressed side: total bytes and the compression ratio.
 
-    def __init__(self, layer: str, stream: IO[bytes], head: bytes, limits: LayerLimits,
-                 total_before: int) -> None:
+    ``chunks`` are the decoded pieces (:func:`decoded_chunks`, here or from a prefetch thread)."""
+
+    def __init__(self, layer: str, chunks: Chunks, limits: LayerLimits, total_before: int) -> None:
         self._layer = layer
         self._limits = limits
         self._total_before = total_before
@@ -66,88 +149,18 @@ class LayerSource:
         """Compressed bytes consumed so far (None for an uncompressed layer)."""
         self.current_path: str | None = None
         """The tar entry being read, for error messages."""
-        if head.startswith(b"\x1f\x8b"):
-            self.compressed = 0
-            self._chunks = self._gunzip(stream, head)
-        elif head.startswith(b"\x28\xb5\x2f\xfd"):
-            self.compressed = 0
-            self._chunks = self._unzstd(stream, head)
-        elif head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
-            raise LayerError(layer, "bzip2/xz compressed layers are not supported (OCI layers are tar, gzip or zstd)",
-                             code="LayerUnsupported")
-        else:
-            self._chunks = self._raw(stream, head)  # uncompressed tar (the tar reader checks)
-
-    def _gunzip(self, stream: IO[bytes], data: bytes) -> Iterator[bytes]:
-        # members one after another (multi-member gzip), zero padding between them allowed
-        # (as gzip.GzipFile); zlib checks each member's CRC and length
-        total_in = len(data)
-        inflater = None
-        last_full = False
-        while True:
-            if inflater is None:
-                data = data.lstrip(b"\0")
-                while len(data) < 2:
-                    more = stream.read(CHUNK_SIZE)
-                    if not more:
-                        if data:
-                            raise OSError(f"trailing garbage after the last gzip member ({data!r})")
-                        self.compressed = total_in
-                        return
-                    total_in += len(more)
-                    data = (data + more).lstrip(b"\0")
-                if not data.startswith(b"\x1f\x8b"):
-                    raise OSError(f"not a gzip member after the previous one (starts {data[:4]!r})")
-                inflater = _inflate.decompressobj(16 + zlib.MAX_WBITS)
-            if not data and not last_full:
-                data = stream.read(CHUNK_SIZE)
-                if not data:
-                    out = inflater.flush()
-                    if out:
-                        yield out
-                    if not inflater.eof:
-                        raise EOFError("compressed file ended before the end-of-stream marker was reached")
-                    return
-                total_in += len(data)
-            out = inflater.decompress(data, CHUNK_SIZE)
-            last_full = len(out) >= CHUNK_SIZE
-            if inflater.eof:
-                data = inflater.unused_data
-                inflater = None
-                last_full = False
-            else:
-                data = inflater.unconsumed_tail
-            self.compressed = total_in - len(data)
-            if out:
-                yield out
-
-    def _unzstd(self, stream: IO[bytes], head: bytes) -> Iterator[bytes]:
-        counting = _CountingReader(stream, head)
-        reader = zstandard.ZstdDecompressor().stream_reader(counting, read_across_frames=True)
-        while True:
-            out = reader.read(CHUNK_SIZE)
-            self.compressed = counting.count
-            if not out:
-                return
-            yield out
-
-    def _raw(self, stream: IO[bytes], head: bytes) -> Iterator[bytes]:
-        yield head
-        while True:
-            out = stream.read(CHUNK_SIZE)
-            if not out:
-                return
-            yield out
+        self._chunks = chunks
 
     def next_chunk(self) -> bytes:
         """The next piece of the uncompressed stream; b"" at its end. Raises LayerError."""
         try:
-            chunk = next(self._chunks, b"")
+            chunk, compressed = next(self._chunks, (b"", None))
         except (OSError, EOFError, zstandard.ZstdError, *_INFLATE_ERRORS) as e:
             raise LayerError(self._layer, f"cannot decompress ({e}); the blob is damaged or not a layer",
                              path=self.current_path, code="LayerCorrupt") from e
         if not chunk:
             return b""
+        self.compressed = compressed
         self.count += len(chunk)
         lim = self._limits
         if self._total_before + self.count > lim.max_total_bytes:
@@ -165,12 +178,18 @@ class LayerSource:
 
 def open_layer(layer: str, stream: IO[bytes], limits: LayerLimits, total_before: int) -> LayerSource | None:
     """Sniff compression and return the uncompressed chunks, or None for an empty blob."""
+    head = read_head(stream)
+    if not head:
+        return None
+    return LayerSource(layer, decoded_chunks(layer, stream, head), limits, total_before)
+
+
+def read_head(stream: IO[bytes]) -> bytes:
+    """The first bytes of a blob, enough to sniff its compression (b"" for an empty blob)."""
     head = b""
     while len(head) < 6:
         more = stream.read(6 - len(head))
         if not more:
             break
         head += more
-    if not head:
-        return None
-    return LayerSource(layer, stream, head, limits, total_before)
+    return head
