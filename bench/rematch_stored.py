@@ -86,35 +86,53 @@ def main(argv: list[str] | None = None) -> int:
     del invs
     pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
 
+    t = time.perf_counter()        # no marker yet: every inventory is fingerprinted
+    events = pipeline.rematch()
+    first = time.perf_counter() - t
+    assert not events, f"nothing changed, yet {len(events)} events"
+
+    small = tmp / "debian-50"                                              # an update of 50 records
+    small.mkdir()
+    with zipfile.ZipFile(args.data / "Debian" / "all.zip") as z:
+        names = [nm for i, nm in enumerate(sorted(z.namelist())) if not i % args.moved_share]
+        for nm in names[:: max(1, len(names) // 50)][:50]:
+            (small / nm).write_bytes(z.read(nm))
+    import_path(index, small, source="Debian", replace=False)
     t = time.perf_counter()
     events = pipeline.rematch()
-    before_update = time.perf_counter() - t
-    assert not events, f"nothing changed, yet {len(events)} events"
+    touched = time.perf_counter() - t
+    small_moved = len(events)
 
     import_path(index, args.data / "Debian" / "all.zip", source="Debian")    # the update: full data now
     t = time.perf_counter()
     events = pipeline.rematch()
     updated = time.perf_counter() - t
     added = sum(len(e.added) for e in events)
+    with store._engine.connect() as conn:          # every event is in the outbox
+        written = conn.exec_driver_sql("SELECT count(*) FROM events").scalar()
 
-    t = time.perf_counter()                                                 # the target: full data, 10,000
+    t = time.perf_counter()                                                 # full data, nothing moved
     again = pipeline.rematch()
     full = time.perf_counter() - t
     assert not again
 
     n = args.inventories
-    print(f"re-match of {n:,} stored inventories ({packages:,} packages; built in {build:.1f} s, "
-          f"matched in {matched:.1f} s)")
-    print(f"  storing {n:,} new inventories (commit_scans, 200 a transaction): {stored:6.2f} s  "
-          f"({stored / n * 1000:.2f} ms per image); target <= {10.0 * n / 10_000:.1f} s: "
-          f"{'PASS' if stored <= 10.0 * n / 10_000 else 'MISS'}")
-    print(f"  against the data they were matched on:  {before_update:6.2f} s, 0 events")
-    print(f"  after an update that moves {len(events) * 100 // n} % of them: {updated:6.2f} s  ({len(events):,} images "
-          f"moved, {added:,} findings added, each diffed and written with its event)")
-    print(f"  against the full data, stored findings current: {full:6.2f} s  ({n / full:,.0f} inventories/s)")
-    print(f"  target: re-match {n:,} stored inventories against the full data <= 10 s: "
-          f"{'PASS' if full <= 10.0 else 'MISS'}")
-    print(f"  (no target) recording a mass move: {updated / max(1, len(events)) * 1000:.1f} ms per moved image")
+    scale = n / 10_000
+
+    def line(what: str, took: float, target: float, extra: str = "") -> None:
+        goal = target * scale
+        print(f"  {what:<52} {took:7.2f} s   target <= {goal:5.2f} s  {'PASS' if took <= goal else 'MISS'}"
+              + (f"   {extra}" if extra else ""))
+
+    print(f"{n:,} stored inventories ({packages:,} packages; built in {build:.1f} s, matched in {matched:.1f} s); "
+          f"targets scaled from 10,000 by {scale:g}")
+    line(f"storing {n:,} new inventories (commit_scans, 200/tx)", stored, 10.0, f"{stored / n * 1000:.2f} ms per image")
+    line("an update that touches 50 records", touched, 0.2, f"{small_moved:,} images moved")
+    line("the full data, nothing moved", full, 1.0)
+    line(f"an update that moves {len(events) * 100 // n} % of the images", updated, 10.0,
+         f"{len(events):,} moved, {added:,} findings added, {written:,} events in the outbox; "
+         f"{updated / max(1, len(events)) * 1000:.2f} ms per moved image")
+    print(f"  (no target) first re-match, no marker (every inventory fingerprinted): {first:6.2f} s")
     return 0
 
 

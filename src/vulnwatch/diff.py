@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from .store._finding_sets import runs_of
 from .model import (ChangeReason, Coverage, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
                     ScanState, Suppression, by_finding_key, priority_order, stable_id, utcnow)
 
@@ -108,8 +109,7 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
         else:
             kind = EventKind.NEW_IMAGE
 
-    now_by_key = by_finding_key(current.findings)
-    before_by_key = by_finding_key(base.findings) if base is not None else {}
+    now_by_key, before_by_key = _keyed(current.findings, base.findings if base is not None else ())
     suppressed_now = {f.key for f in current.suppressed}
 
     added = sorted((f for k, f in now_by_key.items() if k not in before_by_key), key=finding_order)
@@ -142,6 +142,25 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
         moved_tags=tags,
         reasons=reasons,
     )
+
+
+def _keyed(now: Sequence[Finding], before: Sequence[Finding]) -> tuple[dict, dict]:
+    """:func:`by_finding_key` of both sides, leaving out the packages whose findings are the same
+    on both (a set of the same id: findings stored per distinct package), so comparing two
+    results costs what moved, not what they hold. Findings of a left-out package that share a
+    key with one kept (a scanner repeating a key) keep the whole comparison."""
+    if not now or not before:
+        return by_finding_key(now), by_finding_key(before)
+    runs_now, runs_before = runs_of(now), runs_of(before)
+    same = {sid for sid, _ in runs_now} & {sid for sid, _ in runs_before}
+    if not same:
+        return by_finding_key(now), by_finding_key(before)
+    kept_now = by_finding_key(f for sid, items in runs_now if sid not in same for f in items)
+    kept_before = by_finding_key(f for sid, items in runs_before if sid not in same for f in items)
+    for sid, items in runs_now:
+        if sid in same and any(f.key in kept_now or f.key in kept_before for f in items):
+            return by_finding_key(now), by_finding_key(before)
+    return kept_now, kept_before
 
 
 def coverage_event(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult | None = None, *,

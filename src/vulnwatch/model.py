@@ -171,6 +171,10 @@ class StoredInventory:
     """The packages as plain rows in :class:`PackageRow` field order (cheap to decode in bulk)."""
     findings_signature: str | None
     """:func:`vulnwatch.model.findings_signature` of the stored findings (None if unknown)."""
+    coverage_missing: tuple[str, ...] | None = None
+    """Ecosystems (with release) the stored coverage says have no advisory data (None: coverage
+    not known): re-matching looks again at an inventory when data for one of them arrived, even if
+    no finding moved."""
 
     @property
     def packages(self) -> list[PackageRow]:

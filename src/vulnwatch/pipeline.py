@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .diff import coverage_event, diff
 from .logs import redact
-from .model import DataSource, Deadline, Event, Image, ScanResult, deadline_scope, utcnow
+from .model import DataSource, Deadline, Event, Image, PackageRow, ScanResult, deadline_scope, utcnow
 from .policy import Policy
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
@@ -976,7 +976,7 @@ class Pipeline:
         about moved. The same :func:`~vulnwatch.diff.diff` the cycle used, so the same id."""
         if new is None:
             return None
-        return diff(new, old)
+        return diff(new, old) or coverage_event(new, old)
 
     def deliver_events(self, event_ids: Sequence[str]) -> tuple[DispatchReport, set[str]]:
         """Deliver what is due in the outbox (as :meth:`deliver`), then say which of
@@ -1006,7 +1006,9 @@ class Pipeline:
         added, changed, withdrawn or removed (``VulnIndex.changes_since``), and the store keeps the
         data version it was last re-matched against, so a re-match with nothing changed since does
         nothing, and otherwise only inventories holding a package of a changed name are
-        fingerprinted (each distinct package matched once). Inventories stream from the store as
+        fingerprinted (each distinct package matched once); with a store that keeps a package
+        index (``Store.package_index``) each changed distinct package is evaluated once against
+        the signature it had, and only images holding one that moved are read. Inventories stream from the store as
         light rows; only images whose findings moved are read back, re-matched, diffed and
         written, a batch per transaction (``Store.commit_scans``). The others are stamped as
         checked, in one statement."""
@@ -1022,14 +1024,45 @@ class Pipeline:
             return []                          # the data did not change since the last re-match
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
-        for inv in self.store.inventories():
+        covered: dict[str, bool] = {}
+
+        def gained(inv) -> bool:
+            """Data arrived for an ecosystem its stored coverage says has none (a coverage change
+            even when no finding moves)."""
+            for eco in inv.coverage_missing or ():
+                if eco not in covered:
+                    covered[eco] = index.coverage_of(eco)[0] > 0
+                if covered[eco]:
+                    return True
+            return False
+
+        candidates = None
+        signatures: dict[tuple, str] = {}
+        if changed is not None:
+            packages = self.store.package_index({n for _e, n in changed})
+            if packages is not None:    # each changed package evaluated once; images only where it moved
+                moved_packages = []
+                pad = (None,) * (len(PackageRow._fields) - 6)
+                for p in packages:
+                    row = p.row + pad
+                    if not scanner.touches([row], p.distro, changed):
+                        continue        # its folded name collides with a changed one, that's all
+                    sig = scanner.fingerprint([row], p.distro)
+                    if sig != p.signature:
+                        moved_packages.append(p.id)
+                        signatures[(p.distro, p.row)] = sig
+                candidates = self.store.inventories_holding(moved_packages) if moved_packages else []
+        else:
+            self.store.package_index(())           # bring the index up to date (its signatures below)
+        stream = self.store.inventories() if candidates is None else self.store.inventories(keys=candidates)
+        for inv in stream:
             if changed is not None and inv.findings_signature is not None and not scanner.touches(
                     inv.rows, inv.distro, changed):
-                unchanged.append(inv.key)       # no package of it is named by a changed record
+                (moved if gained(inv) else unchanged).append(inv.key)  # no package named by a changed record
                 continue
             same = (inv.findings_signature is not None
                     and scanner.fingerprint(inv.rows, inv.distro) == inv.findings_signature)
-            (unchanged if same else moved).append(inv.key)
+            (unchanged if same and not gained(inv) else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
         events = []
         step = self.record_batch
@@ -1046,6 +1079,9 @@ class Pipeline:
                     raise got
                 if got is not None:
                     events.append(got)
+        if changed is None:
+            signatures = scanner.package_signatures()
+        self.store.set_package_signatures(signatures)     # after the images they moved are written
         self.store.set_marker(_REMATCHED, version)
         return events
 

@@ -92,3 +92,40 @@ notifications:
 
     r = cli(cfg, "run")                                                      # nothing moved: no event again
     assert r.exit_code == 0 and len(receiver.bodies("/all")) == 2
+
+
+def test_coverage_event_from_a_rematch_when_no_finding_moves(tmp_path, monkeypatch, receiver):
+    """`db import` of data for Alpine:v3.17 naming none of the image's packages: no finding moves,
+    yet the stored inventory is re-matched (its coverage said Alpine:v3.17 had no data) and the
+    coverage event reaches the receiver; importing more of the same makes none."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    old, new, more = tmp_path / "osv-old", tmp_path / "osv-new", tmp_path / "osv-more"
+    for d in (old, new, more):
+        d.mkdir()
+    (old / "CVE-2099-1001.json").write_text(json.dumps(_record("CVE-2099-1001", "v3.11", "musl", "1.1.24-r3")))
+    (new / "CVE-2099-2001.json").write_text(json.dumps(_record("CVE-2099-2001", "v3.17", "openssl", "3.0.9-r0")))
+    (more / "CVE-2099-2002.json").write_text(json.dumps(_record("CVE-2099-2002", "v3.17", "curl", "8.0.0-r0")))
+    layout = tmp_path / "alpine"
+    write_image(layout, "3.17", {"etc/os-release": b'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.17.5\n',
+                                 "lib/apk/db/installed": INSTALLED})
+    cfg = tmp_path / "vulnwatch.yaml"
+    cfg.write_text(f"""
+state: {{path: {tmp_path / 'state.db'}}}
+vulndb: {{path: {tmp_path / 'osv.db'}, auto_update: false, ecosystems: [], enrichment: [],
+          base_url: 'http://127.0.0.1:9', imports: [{old}]}}
+registries:
+  - {{name: local, type: archive, path: {layout}}}
+notifications:
+  - {{name: all, type: webhook, url: '{receiver.url}/all'}}
+""")
+    assert cli(cfg, "run").exit_code == 0 and receiver.bodies() == []
+    r = cli(cfg, "db", "import", str(new), "--format", "json")
+    assert r.exit_code == 0, r.output
+    [ev] = [e["event"] for e in json.loads(r.stdout)["events"]]
+    assert ev["kind"] == "coverage" and ev["added"] == []
+    [body] = receiver.bodies("/all")
+    assert body["type"] == TYPE_PREFIX + "coverage" and body["data"]["id"] == ev["id"]
+    assert body["data"]["coverage"]["state"] == "complete"
+    assert cli(cfg, "db", "import", str(more), "--format", "json").exit_code == 0
+    assert len(receiver.bodies("/all")) == 1                  # still covered: no second event
+    assert cli(cfg, "run").exit_code == 0 and len(receiver.bodies("/all")) == 1

@@ -55,6 +55,7 @@ def test_coverage_and_kev_count_are_stored_and_shown(any_store):
     assert [r.status.image.repository for r in page.images] == ["team/app", "team/ecr"]
     assert page.images[0].status.kev == 2 and page.images[0].status.coverage.state == "missing"
     assert any_store.stats().kev == 2
+    assert [r.status.image.repository for r in any_store.fleet(FleetQuery(with_notes=True)).images] == ["team/app"]
 
     fixed = replace(res, scanned_at=T0.replace(hour=9), findings=(c,), coverage=Coverage(COVERAGE.ecosystems[1:]))
     any_store.commit_scan(fixed, [])

@@ -1,4 +1,5 @@
-"""Version comparators against the real tools (dpkg, rpm), apk-tools' and Maven's own vectors."""
+"""Version comparators against the real tools (dpkg, rpm) and hand-picked rules; the ecosystems' published
+test vectors are in test_versions_vectors.py."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from vulnwatch.vulndb.interface import UnsupportedEcosystem, VersionError
 from vulnwatch.vulndb.versions import comparator_for
 from vulnwatch.vulndb.versions.apk import apk_compare, apk_validate
 from vulnwatch.vulndb.versions.dpkg import dpkg_key
-from vulnwatch.vulndb.versions.maven import maven_compare
 from vulnwatch.vulndb.versions.rpm import rpm_compare
 
 from .conftest import zip_records
@@ -41,7 +41,7 @@ def test_unknown_ecosystem_is_a_clear_error():
 
 @pytest.mark.parametrize("ecosystem,version", [
     ("Debian:11", ""), ("Debian:11", "a:1.0"), ("Debian:11", "1.0-"), ("Debian:11", "1 0"),
-    ("PyPI", ""), ("PyPI", "1.0 final"), ("PyPI", "1.0\x00"), ("npm", "1.x.y"), ("npm", "1.2.3-"), ("Alpine:v3.18", "1.0-foo"),
+    ("PyPI", ""), ("PyPI", "1.0 final"), ("PyPI", "1.0\x00"), ("npm", "1.x.y"), ("crates.io", "1.2.3-"), ("npm", "1.2.3-."), ("Alpine:v3.18", "1.0-foo"),
     ("Red Hat", "x:1.0"), ("Maven", ""),
 ])
 def test_invalid_versions_raise_version_error_naming_version_and_ecosystem(ecosystem, version):
@@ -132,88 +132,7 @@ def test_dpkg_tilde_and_epoch_rules():
 
 # ---------------------------------------------------------------- apk
 
-# A selection of apk-tools' own published vectors (test/version.data in
-# alpinelinux/apk-tools): one comparison per line, "a op b".
-APK_VECTORS = """
-2.34 > 0.1.0_alpha
-23_foo > 4_beta
-1.0 < 1.0bc
-0.1.0_alpha = 0.1.0_alpha
-0.1.0_alpha < 0.1.3_alpha
-0.1.0_alpha2 > 0.1.0_alpha
-0.1.0_alpha < 2.2.39-r1
-1.0.4-r3 < 1.0.4-r4
-1.1 > 1.1_alpha1
-1.2.1 > 1.2
-1.3_alpha < 1.3_alpha2
-0.8_beta4 < 4.8-r1
-3.10.18-r1 > 2.3.0b-r1
-2.3.0b-r1 < 2.3.0b-r2
-0.12.3 > 0.12
-0.12 < 0.13_beta1
-1.2.12.1 < 1.2.13
-0.2.0-r1 < 3.1_p16
-3.1_p16 < 3.1_p17
-1.06-r6 < 006
-006 > 1.0.0
-1.2.2-r1 > 1.2.2
-20050718-r1 < 20050718-r2
-3.9.8-r5 > 2.01.01_alpha10
-0.94 < 1.0
-1.0 > 0.99.3.20040818
-1.00_beta2 > 0.9.2
-4.2.52_p2-r1 < 4.2.52_p4-r2
-2.18.3-r10 > 1.05-r18
-10-r1 > 4
-0.7.3-r2 > 0.7.3
-20060720 > 3.0.20060720
-3.0.20060720 < 20060720
-1.4.4-r1 < 2.1.9.200602141850
-2.5.1-r8 < 2.5.1a-r1
-1.3.5-r10 > 1.3.5-r8
-20040401 > 2.0.0_rc3-r1
-3.0.0-r2 < 021109-r3
-0.9.16-r1 < 3.9_pre20060124
-1.1.7 < 6b-r7
-0.10.0 < 0.10.1_rc1
-1.1a < 1.3a
-1.0-r1 > 0.15.1b
-0.15.1b-r2 > 0.15.1b
-02.08.01b < 4.77
-3.81 > 1.6d
-1.6d > 1.2.07.8
-1.2.07.8 < 1.2.12.04
-1.07-r1 < 1.07.5
-0.1_pre20060810 < 0.1_pre20060817
-3.3.17 > 0.59s-r11
-0.20070118 < 0.20070207_rc1
-4.5_p1-r1 > 4.5_p1
-0.9.8c-r1 < 0.9.8d
-2.2.3-r2 < 013
-5.1_p4 > 1.0.5
-1.7 < 1.7b
-1.8.5 < 1.8.5_p2
-2.9.11_pre20051101-r3 > 2.9.11_pre20051101
-1.6.8_p12-r1 > 1.6.8_p9-r2
-0.9.28-r2 < 0.9.28.1
-0.9.28.1 < 087-r1
-104-r11 > 104-r9
-1.2.5_rc2 > 0.1
-20040406-r1 > 2.12r-r4
-7.0.17 < 7.0.174
-1.3-r0 < 1.3.1-r0
-1.3_pre1-r1 < 1.3.2
-1.0_p10-r0 > 1.0_p9-r0
-0.1.0_alpha_pre2 < 0.1.0_alpha
-1.0.0_pre20191002222144-r0 < 1.0.0_pre20210530193627-r0
-"""
-
-
-@pytest.mark.parametrize("line", [ln for ln in APK_VECTORS.strip().splitlines()])
-def test_apk_tools_vectors(line):
-    a, op, b = line.split()
-    assert SIGN[apk_compare(a, b)] == op
-    assert SIGN[apk_compare(b, a)] == {"<": ">", ">": "<", "=": "="}[op]
+# apk-tools' own version.data of three generations: test_versions_vectors.py.
 
 
 def test_apk_suffix_order_and_revision():
@@ -394,32 +313,7 @@ def test_go_versions_leading_v_and_incompatible():
 
 # ---------------------------------------------------------------- Maven
 
-# Orderings from Maven's ComparableVersionTest.
-MAVEN_QUALIFIERS = ["1-alpha2snapshot", "1-alpha2", "1-alpha-123", "1-beta-2", "1-beta123", "1-m2", "1-m11",
-                    "1-rc", "1-cr2", "1-rc123", "1-SNAPSHOT", "1", "1-sp", "1-sp2", "1-sp123", "1-abc",
-                    "1-def", "1-pom-1", "1-1-snapshot", "1-1", "1-2", "1-123"]
-# Since Maven 3.8.7 (MNG-7644) "2.0.a" < "2-1" and "2.0.a" == "2.0.0.a" (3.8.6 and older had
-# 2-1 < 2.0.a < 2.0.0.a), as the installed ComparableVersion and Maven's own test of it have it;
-# the equality is checked in test_maven_equalities.
-MAVEN_NUMBERS = ["2.0", "2.0.a", "2-1", "2.0.2", "2.0.123", "2.1.0", "2.1-a", "2.1b", "2.1-c",
-                 "2.1-1", "2.1.0.1", "2.2", "2.123", "11.a2", "11.a11", "11.b2", "11.b11", "11.m2",
-                 "11.m11", "11", "11.a", "11b", "11c", "11m"]
-
-
-@pytest.mark.parametrize("chain", [MAVEN_QUALIFIERS, MAVEN_NUMBERS])
-def test_maven_orderings(chain):
-    for i, a in enumerate(chain):
-        for j, b in enumerate(chain):
-            assert maven_compare(a, b) == (i > j) - (i < j), (a, b)
-    key = comparator_for("Maven").key
-    assert sorted(reversed(chain), key=key) == chain
-
-
-@pytest.mark.parametrize("a,b", [("1", "1.0"), ("1", "1.0.0"), ("1", "1-0"), ("1ga", "1"), ("1-GA", "1"),
-                                 ("1.final", "1"), ("1-release", "1"), ("1cr", "1rc"), ("1m3", "1milestone3"),
-                                 ("1a1", "1-alpha-1"), ("1b2", "1beta2"), ("1x", "1-x"), ("2.0.a", "2.0.0.a")])
-def test_maven_equalities(a, b):
-    assert maven_compare(a, b) == 0
+# Maven's ComparableVersionTest (3.9 and 4), in full: test_versions_vectors.py.
 
 
 def test_cmp_to_key_comparators_sort_like_their_compare():

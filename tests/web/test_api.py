@@ -51,7 +51,11 @@ def test_overview_rows_counts_trends_match_the_store(api, truth):
         r = rows[repo]
         assert r["counts"] == {s: st.counts.get(s, 0) for s in SEVS} if st.counts else r["total"] == 0
         assert r["image"]["digest"] == st.image.digest and r["image"]["tags"] == list(st.image.tags)
-        assert r["kev"] is None and r["superseded"] is False
+        assert r["kev"] == st.kev == (None if st.last_scanned_at is None else 0)   # stored; no KEV data here
+        assert r["superseded"] is False
+        assert r["coverage"] == ({"state": st.coverage.state, "missing": list(st.coverage.missing),
+                                  "unjudged": st.coverage.unjudged, "text": st.coverage.text()}
+                                 if st.coverage is not None else None)
         history = truth.history(*st.image.key)
         assert [t["total"] for t in r["trend"]] == [sum(h.counts.values()) for h in reversed(history)]
     assert [t["total"] for t in rows["example/api"]["trend"]] == [68, 71]      # the re-match added 3
@@ -131,6 +135,10 @@ def test_image_page_findings_filters_history_timeline(api, truth):
     old = api.get(f"/api/v1/images/local/example/webapp@{rebuild['previous_digest']}").json()
     assert old["superseded"] and [e["kind"] for e in old["timeline"]] == ["rebuild", "findings_changed", "new_image"]
     assert "moved away from this digest" in old["timeline"][0]["why"]
+    moved = old["timeline"][1]               # the re-match: its reason names the data, with its version
+    assert moved["reasons"] and all(r["data"] for r in moved["reasons"] if r["kind"] == "advisory_data_changed")
+    assert any(d["name"].endswith("/Debian") for r in moved["reasons"] for d in r["data"])
+    assert all(d["version"] or d["updated_at"] for r in moved["reasons"] for d in r["data"])
     assert [h["total"] for h in old["history"]] == [69, 73]
     jinja = api.get(f"/api/v1/images/local/example/webapp@{rebuild['previous_digest']}",
                     params={"package": "jinja2"}).json()["findings"]
@@ -200,8 +208,8 @@ def test_metrics(api, truth):
     assert val("vulnwatch_outbox_depth") == len(truth.deliveries(DeliveryStatus.PENDING))
     newest = max(s.last_checked_at for s in truth.images() if s.image.registry == "local")
     assert val("vulnwatch_last_checked_timestamp_seconds", registry="local") == pytest.approx(newest.timestamp())
-    assert {s.labels["metric"] for s in m["vulnwatch_not_recorded"].samples} == {"kev_findings",
-                                                                                "cycle_duration_seconds"}
+    assert val("vulnwatch_kev_findings") == sum(s.kev or 0 for s in cur) == 0
+    assert {s.labels["metric"] for s in m["vulnwatch_not_recorded"].samples} == {"cycle_duration_seconds"}
 
 
 def test_health_and_the_store_is_read_only(api):

@@ -39,11 +39,17 @@ def test_fleet_overview(site, page):
         assert row.locator("td.total").inner_text() == str(r["total"])
         for sev, n in r["counts"].items():
             assert row.locator(f"td[data-severity='{sev}']").inner_text() == str(n)
+        assert row.locator("td.kev").inner_text() == (str(r["kev"]) if r["kev"] is not None else "—")  # stored count
+        cov = row.locator(".warn.coverage")
+        if r["coverage"] and r["coverage"]["state"] != "complete":
+            assert cov.get_attribute("title") == r["coverage"]["text"]
+        else:
+            assert cov.count() == 0
         spark = row.locator("svg.spark")
         if r["trend"]:
             assert spark.get_attribute("data-values") == ",".join(str(t["total"]) for t in r["trend"])
     assert page.locator("tr.image-row[data-repository='evil/app'] .warn.error").inner_text() == "scan failed"
-    assert "no Name/Version" in page.locator("tr.image-row[data-repository='tools/empty'] .warn").get_attribute("title")
+    assert page.locator("tr.image-row[data-repository='tools/empty'] .warn[title*='no Name/Version']").count() == 1
     trend = site.api("/api/v1/fleet/trend")
     assert chart_values(page, "fleet-trend") == [p["total"] for p in trend["points"]]
     assert chart_values(page, "fleet-trend", "HIGH") == [p["counts"]["HIGH"] for p in trend["points"]]
@@ -113,6 +119,10 @@ def test_image_page(site, page):
     assert [e.get_attribute("data-kind") for e in page.locator("li.event").all()] == [
         "rebuild", "findings_changed", "new_image"]
     assert chart_values(page, "image-history") == [69, 73]
+    moved = page.locator("li.event[data-kind='findings_changed'] li.reason")   # each reason, its data versions
+    assert moved.count() >= 1 and moved.locator("li.data-source").count() >= 1
+    assert "version" in moved.locator("li.data-source").first.inner_text() or \
+        "imported" in moved.locator("li.data-source").first.inner_text()
     assert "superseded" in page.locator("p.meta").inner_text()
     page.shot("image-superseded")
 

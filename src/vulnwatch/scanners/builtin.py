@@ -228,6 +228,13 @@ class BuiltinScanner(Scanner):
             total += hit[1]
         return signature_of(count, total)
 
+    def package_signatures(self) -> dict[tuple, str]:
+        """``{(distro, matching key): findings signature}`` of every distinct package
+        :meth:`fingerprint` evaluated (the fields matching depends on: name, version, ecosystem,
+        purl, source name, source version)."""
+        return {(distro, k): signature_of(*hit) for distro, cache in self._fingerprints.items()
+                for k, hit in cache.items()}
+
     def touches(self, rows: Iterable[Sequence], distro: str | None, changed: set[tuple[str, str]]) -> bool:
         """Whether a change of the advisory data naming ``changed`` (ecosystem, normalised name)
         pairs (``VulnIndex.changes_since``) can move the findings of an inventory of ``rows``: one

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 from ..model import Finding, Severity, finding_hash
 
-__all__ = ["finding_parts", "split", "split_dicts", "set_id", "signature_total", "summarise"]
+__all__ = ["finding_parts", "runs_of", "split", "split_dicts", "set_id", "signature_total", "summarise"]
 
 
 def _dumps(value) -> str:
@@ -84,16 +84,8 @@ def _make_run(items: tuple) -> _Run:
     return _Run(items, set_id(text), text, sum(p[2] for p in parts), counts)
 
 
-def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, dict[str, int]]:
-    """One pass over ``findings``: (their sets as :func:`split` gives them, the sum of their
-    finding hashes, :func:`~vulnwatch.model.severity_counts`). A run already seen (the same
-    finding objects in a row: the matcher hands out one tuple per distinct package) costs one
-    slice comparison, not a step per finding."""
-    seq = findings if isinstance(findings, tuple) else tuple(findings)
+def _runs(seq: tuple) -> Iterable[_Run]:
     n = len(seq)
-    out: list[tuple[str, str]] = []
-    total = 0
-    counts = [0] * len(_SEVERITIES)
     i = 0
     get = _RUN_AT.get
     while i < n:
@@ -108,12 +100,32 @@ def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, 
             if len(_RUN_AT) >= 1 << 16:
                 _RUN_AT.clear()
             _RUN_AT[id(f)] = run
+        yield run
+        i += len(run.items)
+
+
+def runs_of(findings: Sequence[Finding]) -> list[tuple[str, tuple[Finding, ...]]]:
+    """``findings`` as their consecutive sets: [(set id, the set's findings), ...] (see
+    :func:`summarise`; two sets with one id hold the same findings)."""
+    seq = findings if isinstance(findings, tuple) else tuple(findings)
+    return [(run.sid, run.items) for run in _runs(seq)]
+
+
+def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, dict[str, int]]:
+    """One pass over ``findings``: (their sets as :func:`split` gives them, the sum of their
+    finding hashes, :func:`~vulnwatch.model.severity_counts`). A run already seen (the same
+    finding objects in a row: the matcher hands out one tuple per distinct package) costs one
+    slice comparison, not a step per finding."""
+    seq = findings if isinstance(findings, tuple) else tuple(findings)
+    out: list[tuple[str, str]] = []
+    total = 0
+    counts = [0] * len(_SEVERITIES)
+    for run in _runs(seq):
         out.append((run.sid, run.text))
         total += run.total
         for k, c in enumerate(run.counts):
             if c:
                 counts[k] += c
-        i += len(run.items)
     return out, total, dict(zip(_SEVERITIES, counts))
 
 

@@ -942,7 +942,7 @@ class DynamoDBStore(FenceStack, Store):
             wanted = [tuple(k) for k in dict.fromkeys(tuple(k) for k in keys)
                       if registry is None or k[0] == registry]
         fields = ("registry", "repository", "digest", "scanner", "distro", "packages", "packages_ref",
-                  "findings_signature")
+                  "findings_signature", "coverage")
         for i in range(0, len(wanted), _BATCH_GET):
             chunk = wanted[i:i + _BATCH_GET]
             items = self._batch_get("reading inventories", [self._snap_key(*k) for k in chunk], projection=fields)
@@ -955,8 +955,13 @@ class DynamoDBStore(FenceStack, Store):
                                      f"{self._where(*key)} ({e}); rescan the image") from None
                 if not rows and not item.get("distro"):
                     continue
+                try:
+                    missing = tuple(json.loads(item["coverage"]).get("missing") or ()) if item.get("coverage") \
+                        else None
+                except (ValueError, AttributeError):
+                    missing = None
                 yield StoredInventory(key=key, scanner=item["scanner"], distro=item.get("distro"), rows=rows,
-                                      findings_signature=item.get("findings_signature"))
+                                      findings_signature=item.get("findings_signature"), coverage_missing=missing)
 
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
         item = self._call(f"reading tag {registry}/{repository}:{tag}", "get_item",

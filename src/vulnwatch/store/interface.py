@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -171,7 +171,8 @@ class FleetQuery:
     min_severity: Severity | None = None
     """Only images with at least one finding of this severity or worse."""
     with_notes: bool = False
-    """Only images whose snapshot carries notes (coverage warnings: unread files, stale data)."""
+    """Only images with coverage warnings: their snapshot carries notes (unread files, stale data)
+    or its coverage is not complete."""
     with_errors: bool = False
     """Only images whose last scan attempt failed."""
     include_superseded: bool = False
@@ -346,6 +347,26 @@ class Store(abc.ABC):
     def inventories(self, registry: str | None = None,
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         """Every snapshot that carries an inventory (or those of ``keys``), streamed."""
+
+    def package_index(self, names: Iterable[str]) -> list | None:
+        """The distinct packages of the stored inventories looked up under one of ``names``
+        (compared folded: :func:`vulnwatch.store._name_index.name_key`), as
+        :class:`~vulnwatch.store._name_index.IndexedPackage` (with the findings signature last
+        kept by :meth:`set_package_signatures`); ``names`` empty: only bring the index up to date.
+        None (the default): this store keeps no package index, and a re-match reads every
+        inventory."""
+        return None
+
+    def set_package_signatures(self, signatures: Mapping[tuple, str]) -> None:
+        """Keep each distinct package's findings signature, ``{(distro, matching key): signature}``
+        (see :meth:`package_index`); packages not in the index are ignored. The default keeps none."""
+
+    def inventories_holding(self, package_ids: Iterable[str]) -> list[tuple[str, str, str]]:
+        """Keys of the stored inventories that may hold one of the packages ``package_ids`` (from
+        :meth:`package_index`): every image holding one, perhaps others; and every image whose
+        coverage names an ecosystem without data. Only called on a store whose
+        :meth:`package_index` is not None."""
+        raise NotImplementedError
 
     def inventory_ecosystems(self) -> set[str]:
         """The ecosystems (as stored, with release: ``Debian:12``) of every stored inventory's
@@ -548,7 +569,7 @@ class Store(abc.ABC):
             if query.with_notes:
                 snap = self.snapshot(*img.key, with_inventory=False)
                 notes = snap.notes if snap else ()
-                if not notes:
+                if not notes and (st.coverage is None or st.coverage.state == "complete"):
                     continue
             rows.append(FleetImage(st, notes, superseded))
         rows.sort(key=lambda r: (r.status.image.repository, r.status.image.registry, r.status.image.digest))

@@ -47,6 +47,7 @@ from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStat
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
                         TrendPoint, bucket_width, stored_error, sweep_fixes)
 from ._finding_sets import finding_parts, signature_total, summarise
+from ._name_index import IndexedPackage, looked_up, matching_key, name_key, package_id
 from .migrations import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SQLStore"]
@@ -124,6 +125,26 @@ snapshots_t = Table(
     Column("coverage", Text),       # migration 6: model.Coverage as JSON (NULL: not known)
     Column("coverage_summary", Text),   # migration 6: model.CoverageSummary as JSON
     Column("kev", Integer),         # migration 6: findings listed in KEV (NULL: not known)
+    Column("names_chunk", Integer),  # migration 9: its package index chunk (NULL: not indexed yet)
+)
+fleet_packages_t = Table(             # migration 9: each distinct package of the fleet, once
+    "fleet_packages", _md,
+    Column("id", String, primary_key=True),
+    Column("name", String),
+    Column("distro", String),
+    Column("row", Text),
+    Column("signature", String),
+)
+name_index_chunks_t = Table(          # migration 9: a chunk of the name index: its image keys
+    "name_index_chunks", _md,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("keys", Text),
+)
+name_postings_t = Table(              # migration 9: (package, chunk) -> positions of its images
+    "name_postings", _md,
+    Column("package", String, primary_key=True),
+    Column("chunk", Integer, primary_key=True),
+    Column("members", Text),
 )
 store_meta_t = Table(                 # migration 7: markers (name -> value)
     "store_meta", _md,
@@ -349,6 +370,7 @@ class SQLStore(FenceStack, Store):
         self._lock: Any = nullcontext()
         self._fences = threading.local()   # per thread: the leases its writes are fenced by
         self._known_sets: set[str] = set()        # finding sets known to be stored (committed)
+        self._known_packages: set[str] = set()    # package index rows known to be stored (committed)
         self._set_cache: dict[str, tuple[Finding, ...]] = {}   # finding set id -> its findings
         try:
             if self._sqlite:
@@ -621,7 +643,7 @@ class SQLStore(FenceStack, Store):
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         s = snapshots_t
         q = (select(s.c.registry, s.c.repository, s.c.digest, s.c.scanner, s.c.distro, s.c.packages,
-                    s.c.findings_signature)
+                    s.c.findings_signature, s.c.coverage_summary)
              .where(s.c.packages.is_not(None), s.c.packages != "[]")
              .order_by(s.c.registry, s.c.repository, s.c.digest))
         if registry is not None:
@@ -640,8 +662,101 @@ class SQLStore(FenceStack, Store):
                 rows = _load_rows(row.packages)
                 if not rows and not row.distro:
                     continue
+                cov = _coverage_summary(row.coverage_summary)
                 yield StoredInventory(key=(row.registry, row.repository, row.digest), scanner=row.scanner,
-                                      distro=row.distro, rows=rows, findings_signature=row.findings_signature)
+                                      distro=row.distro, rows=rows, findings_signature=row.findings_signature,
+                                      coverage_missing=cov.missing if cov is not None else None)
+
+    _NAME_CHUNK = 2000
+
+    def package_index(self, names) -> list[IndexedPackage]:
+        """The distinct packages of the fleet looked up under one of ``names`` (folded), after
+        indexing the snapshots not indexed yet."""
+        self._index_packages()
+        wanted = sorted({name_key(n) for n in names})
+        fp = fleet_packages_t
+        out = []
+        with self._tx("reading the package index") as conn:
+            for chunk in _chunks_of(wanted):
+                for r in conn.execute(select(fp.c.id, fp.c.distro, fp.c.row, fp.c.signature).where(fp.c.name.in_(chunk))):
+                    out.append(IndexedPackage(r.id, r.distro, tuple(json.loads(r.row)), r.signature))
+        return out
+
+    def set_package_signatures(self, signatures) -> None:
+        fp = fleet_packages_t
+        values = [{"k_id": package_id(distro, tuple(key)), "sig": sig} for (distro, key), sig in signatures.items()]
+        if not values:
+            return
+        with self._tx("keeping package signatures", write=True) as conn:
+            conn.execute(update(fp).where(fp.c.id == bindparam("k_id")).values(signature=bindparam("sig")), values)
+
+    def inventories_holding(self, package_ids) -> list[tuple[str, str, str]]:
+        ids = sorted(set(package_ids))
+        np, nc, s = name_postings_t, name_index_chunks_t, snapshots_t
+        members: dict[int, set[int]] = {}
+        out: dict[tuple[str, str, str], None] = {}
+        with self._tx("reading the package index") as conn:
+            for chunk in _chunks_of(ids):
+                for c, m in conn.execute(select(np.c.chunk, np.c.members).where(np.c.package.in_(chunk))):
+                    members.setdefault(c, set()).update(int(x) for x in m.split(","))
+            for chunk in _chunks_of(sorted(members)):
+                for c, keys in conn.execute(select(nc.c.id, nc.c["keys"]).where(nc.c.id.in_(chunk))):
+                    listed = json.loads(keys)
+                    for n in sorted(members[c]):
+                        out[tuple(listed[n])] = None
+            # and those missing data for an ecosystem (data arriving moves their coverage)
+            for r in conn.execute(select(s.c.registry, s.c.repository, s.c.digest).where(
+                    s.c.coverage_summary.like('%"missing":["%'))):
+                out[(r[0], r[1], r[2])] = None
+        return list(out)
+
+    def _index_packages(self) -> None:
+        """Index the packages of every snapshot with an inventory not indexed yet, a chunk per
+        transaction; a snapshot re-written meanwhile (``recorded_at`` moved) is left for next time."""
+        s, np, nc, fp = snapshots_t, name_postings_t, name_index_chunks_t, fleet_packages_t
+        seen: set = set()
+        known = self._known_packages
+        while True:
+            with self._tx("indexing packages", write=True) as conn:
+                rows = conn.execute(
+                    select(s.c.registry, s.c.repository, s.c.digest, s.c.recorded_at, s.c.distro, s.c.packages)
+                    .where(s.c.names_chunk.is_(None), s.c.packages.is_not(None), s.c.packages != "[]")
+                    .limit(self._NAME_CHUNK)).all()
+                if not rows or all((r.registry, r.repository, r.digest, r.recorded_at) in seen for r in rows):
+                    return                 # nothing left (or only rows being re-written as we go)
+                seen.update((r.registry, r.repository, r.digest, r.recorded_at) for r in rows)
+                keys = [[r.registry, r.repository, r.digest] for r in rows]
+                chunk = conn.execute(nc.insert().values(keys=_dumps(keys)).returning(nc.c.id)).scalar_one()
+                postings: dict[str, list[str]] = {}
+                ids: dict[tuple, str] = {}
+                fresh: dict[str, dict] = {}
+                for n, r in enumerate(rows):
+                    mine: set[str] = set()
+                    for row in _load_rows(r.packages):
+                        key = (r.distro, *matching_key(row))
+                        pid = ids.get(key)
+                        if pid is None:
+                            pid = ids[key] = package_id(r.distro, key[1:])
+                            if pid not in known:
+                                fresh[pid] = dict(id=pid, name=looked_up(key[1:]), distro=r.distro,
+                                                  row=_dumps(list(key[1:])), signature=None)
+                        mine.add(pid)
+                    for pid in mine:
+                        postings.setdefault(pid, []).append(str(n))
+                if fresh:
+                    conn.execute(self._insert(fp).on_conflict_do_nothing(index_elements=[fp.c.id]), list(fresh.values()))
+                if postings:
+                    conn.execute(np.insert(), [dict(package=k, chunk=chunk, members=",".join(v))
+                                               for k, v in postings.items()])
+                conn.execute(update(s).where(s.c.registry == bindparam("k_r"), s.c.repository == bindparam("k_p"),
+                                             s.c.digest == bindparam("k_d"), s.c.names_chunk.is_(None),
+                                             s.c.recorded_at == bindparam("k_at"))
+                             .values(names_chunk=chunk),
+                             [{"k_r": r.registry, "k_p": r.repository, "k_d": r.digest, "k_at": r.recorded_at}
+                              for r in rows])
+            if len(known) > 1 << 18:
+                known.clear()
+            known.update(fresh)
 
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
         with self._tx(f"reading tag {registry}/{repository}:{tag}") as conn:
@@ -733,7 +848,7 @@ class SQLStore(FenceStack, Store):
             coverage=_dumps(result.coverage.to_dict()) if result.coverage is not None else None,
             coverage_summary=_dumps(result.coverage.brief().to_dict()) if result.coverage is not None else None)
         if not it.keep_inventory:
-            snapshot.update(packages=_dump_packages(result.packages), distro=result.distro)
+            snapshot.update(packages=_dump_packages(result.packages), distro=result.distro, names_chunk=None)
         history = dict(registry=img.registry, repository=img.repository, digest=img.digest,
                        tags=_dumps(sorted(img.tags)), scanner=result.scanner, scanned_at=result.scanned_at,
                        recorded_at=now, state=state, counts=counts, finding_keys="[]", finding_sets=refs)
@@ -826,7 +941,7 @@ class SQLStore(FenceStack, Store):
                 continue
             snap = r["snapshot"]
             if it.keep_inventory:
-                snap = dict(snap, packages=_dump_packages(it.result.packages), distro=it.result.distro)
+                snap = dict(snap, packages=_dump_packages(it.result.packages), distro=it.result.distro, names_chunk=None)
             inserts.append(snap)
         if updates:
             cols = [c for c in updates[0] if c not in key3]
@@ -1259,7 +1374,9 @@ class SQLStore(FenceStack, Store):
             worse = [counts[sev.name] for sev in Severity if sev >= query.min_severity]
             conds.append(sum(worse[1:], worse[0]) > 0)
         if query.with_notes:
-            conds.append(and_(s.c.notes.is_not(None), s.c.notes != "[]"))
+            conds.append(or_(and_(s.c.notes.is_not(None), s.c.notes != "[]"),
+                             and_(s.c.coverage_summary.is_not(None),
+                                  not_(s.c.coverage_summary.startswith('{"state":"complete"')))))
         if query.with_errors:
             conds.append(i.c.last_error.is_not(None))
         names = [i.c.repository, i.c.registry, i.c.digest]

@@ -200,6 +200,7 @@ class VulnIndex:
             self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA mmap_size=1073741824")   # read pages in place, not through read()
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, 1, SCHEMA_VERSION):
                 raise VulnDBError(f"{self.path}: OSV index schema version {version} is not supported "
@@ -360,6 +361,35 @@ class VulnIndex:
         kev = min(((r[1], r[2], None if r[3] is None else bool(r[3])) for r in rows if r[0] == 0), default=None)
         epss = max(((r[1], r[2]) for r in rows if r[0] == 1), default=None)
         return kev, epss
+
+    def enrichment_of(self, cves: "Iterable[str]") -> dict[str, tuple[list, tuple | None, tuple | None]]:
+        """Everything the enrichment tables hold on ``cves``, in one query per 300 ids: per CVE
+        ``(cvss rows, kev, epss)``, the cvss rows as :meth:`enrichment_cvss` returns them, kev as
+        :meth:`kev` and epss as :meth:`epss` would for that id alone. Every id asked for is a key."""
+        ids = list(dict.fromkeys(cves))
+        out: dict[str, tuple[list, tuple | None, tuple | None]] = {}
+        for i in range(0, len(ids), 300):
+            part = tuple(ids[i:i + 300])
+            marks = ",".join("?" * len(part))
+            cvss: dict[str, list] = {}
+            kev: dict[str, tuple] = {}
+            epss: dict[str, tuple] = {}
+            for tag, vid, a, b, c, d, e in self._rows(
+                    f"SELECT 0, vuln_id, source, provider, rank, kind, vector FROM enrichment_cvss "
+                    f"WHERE vuln_id IN ({marks}) UNION ALL "
+                    f"SELECT 1, vuln_id, date_added, due_date, ransomware, NULL, NULL FROM enrichment_kev "
+                    f"WHERE vuln_id IN ({marks}) UNION ALL "
+                    f"SELECT 2, vuln_id, epss, percentile, NULL, NULL, NULL FROM enrichment_epss "
+                    f"WHERE vuln_id IN ({marks})", part * 3):
+                if tag == 0:
+                    cvss.setdefault(vid, []).append((vid, a, b, c, d, e))
+                elif tag == 1:
+                    kev[vid] = (a, b, None if c is None else bool(c))
+                else:
+                    epss[vid] = (a, b)
+            for vid in part:
+                out[vid] = (cvss.get(vid, []), kev.get(vid), epss.get(vid))
+        return out
 
     def enrichment_kinds(self) -> frozenset[str]:
         """Which enrichment tables hold anything: ``cvss``, ``kev``, ``epss`` (lookups into an

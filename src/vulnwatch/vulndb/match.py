@@ -256,6 +256,8 @@ class Matcher:
         self._enriched: dict[tuple[str, frozenset], tuple[Rating, KevListing | None, tuple | None]] = {}
         self._coverage: dict[str, tuple[int, Any]] = {}
         self._kinds: frozenset[str] | None = None
+        self._by_cve: dict[str, tuple[list, tuple | None, tuple | None]] = {}
+        """Enrichment rows per CVE (``VulnIndex.enrichment_of``), fetched a package's CVEs at a time."""
 
     # ------------------------------------------------------------------ public
 
@@ -277,11 +279,13 @@ class Matcher:
         self._enriched.clear()
         self._coverage.clear()
         self._kinds = None
+        self._by_cve.clear()
 
     def match(self, packages: Sequence[Package], distro: str | None = None) -> list[Finding]:
         """Findings for the packages of one image (``distro``: the image's OS ecosystem, e.g. ``Debian:12``)."""
         out: list[Finding] = []
         cache = self._findings
+        self._evaluate_new(packages, distro)
         for p in packages:
             k = (p.ecosystem, p.name, p.version, p.source_name, p.source_version, p.purl, distro)
             found = cache.get(k)
@@ -385,13 +389,37 @@ class Matcher:
             hits = self._hits[k] = self._evaluate_all(eco, name, version)
         return hits
 
+    def _evaluate_new(self, packages: Sequence[Package], distro: str | None) -> None:
+        """Evaluate the records of every package not evaluated yet, then fetch the enrichment of
+        all the vulnerabilities found in one query, and keep their hits (one look-up per image,
+        not one per package)."""
+        pending: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+        hits = self._hits
+        for p in packages:
+            if not p.ecosystem:
+                continue
+            k = self.effective(p, distro)
+            if k not in hits and k not in pending:
+                pending[k] = self._merged(*k)
+        if not pending:
+            return
+        self._fetch_enrichment(*pending.values())
+        for k, merged in pending.items():
+            hits[k] = self._hits_of(merged)
+
     def _evaluate_all(self, eco: str, name: str, version: str) -> tuple[_Hit, ...]:
+        merged = self._merged(eco, name, version)
+        self._fetch_enrichment(merged)
+        return self._hits_of(merged)
+
+    def _merged(self, eco: str, name: str, version: str) -> dict[str, dict[str, Any]]:
+        """The records affecting one version, merged per vulnerability id (not yet enriched)."""
         base = ecosystem_base(eco)
         entries: list[_Affected] = list(self._load(eco, name))
         if base != eco:
             entries += self._load(base, name)
         if not entries:
-            return ()
+            return {}
         keys: dict[str, Any] = {}
 
         def key_of(scheme: VersionScheme) -> Any:
@@ -436,6 +464,9 @@ class Matcher:
                 m["text"] = _better(m["text"], entry.text)
                 m["title"] = m["title"] or adv.title
                 m["links"] += [u for u in adv.links if u not in m["links"]]
+        return merged
+
+    def _hits_of(self, merged: dict[str, dict[str, Any]]) -> tuple[_Hit, ...]:
         out = []
         for vid, m in sorted(merged.items()):
             aliases = frozenset(m["aliases"])
@@ -443,6 +474,19 @@ class Matcher:
             out.append(_Hit(vid, aliases, tuple(m["fixed"]), rating, m["title"], tuple(m["links"][:MAX_LINKS]),
                             kev, epss))
         return tuple(out)
+
+    def _fetch_enrichment(self, *merged: dict[str, dict[str, Any]]) -> None:
+        """Fetch the enrichment of every CVE the vulnerabilities in ``merged`` (``_merged``'s
+        per package) name that is not known yet, in one query (not two per vulnerability)."""
+        if self._kinds is None:
+            self._kinds = self.index.enrichment_kinds()
+        if not self._kinds:
+            return
+        known = self._by_cve
+        todo = {i for one in merged for vid, m in one.items() for i in (vid, *m["aliases"])
+                if i.startswith("CVE-") and i not in known}
+        if todo:
+            known.update(self.index.enrichment_of(sorted(todo)))
 
     def _enrich(self, vid: str, aliases: frozenset, own: Rating | None, text: Rating | None
                 ) -> tuple[Rating, KevListing | None, tuple | None]:
@@ -463,15 +507,20 @@ class Matcher:
             if rows:
                 rating = best_vector(sorted(((kind, vec, f"alias:{rid}") for rid, kind, vec in rows),
                                             key=lambda e: (kind_rank(e[0]), e[2], e[1])))
+        known = self._by_cve
+        if cves and kinds and any(c not in known for c in cves):
+            known.update(self.index.enrichment_of([c for c in cves if c not in known]))
         if rating is None and cves and "cvss" in kinds:
-            rows = self.index.enrichment_cvss(cves)
+            # the rows of every id, ordered as VulnIndex.enrichment_cvss orders them
+            rows = sorted((r for c in cves for r in known[c][0]), key=lambda r: (r[3], r[0], r[2], r[4], r[5]))
             if rows:
-                rating = best_vector([(kind, vec, f"{src}:{prov}") for src, prov, _rank, kind, vec in
-                                      sorted(rows, key=lambda r: (r[2], kind_rank(r[3]), r[1], r[4]))])
+                rating = best_vector([(kind, vec, f"{src}:{prov}") for _vid, src, prov, _rank, kind, vec in
+                                      sorted(rows, key=lambda r: (r[3], kind_rank(r[4]), r[2], r[5]))])
         rating = rating or text or Rating(UNKNOWN.severity, source="none")
         kev_row = epss = None
         if cves and ("kev" in kinds or "epss" in kinds):
-            kev_row, epss = self.index.kev_epss(cves)
+            kev_row = min((known[c][1] for c in cves if known[c][1] is not None), default=None)
+            epss = max((known[c][2] for c in cves if known[c][2] is not None), default=None)
         kev = KevListing(*kev_row) if kev_row else None
         got = self._enriched[k] = (rating, kev, epss)
         return got

@@ -1,8 +1,8 @@
 """``/metrics``: the store's totals in the Prometheus text format (computed at each scrape).
 
 What the store does not record yet is listed by ``vulnwatch_not_recorded{metric="..."} 1``
-instead of a made-up value: KEV findings (no KEV data yet) and cycle durations (a cycle's
-timing is not stored). "Last successful cycle" is derived: the last time a cycle recorded or
+instead of a made-up value: cycle durations (a cycle's timing is not stored). KEV findings
+come from each current snapshot's stored KEV count. "Last successful cycle" is derived: the last time a cycle recorded or
 confirmed an image of the registry.
 """
 
@@ -14,7 +14,6 @@ from prometheus_client.core import GaugeMetricFamily
 from ..store.interface import Store
 
 NOT_RECORDED = {
-    "kev_findings": "findings listed in CISA's Known Exploited Vulnerabilities (no KEV data in the store yet)",
     "cycle_duration_seconds": "how long a monitoring cycle took (cycles do not record their timing yet)",
 }
 
@@ -35,6 +34,9 @@ class _StoreCollector:
         for sev, n in st.findings.items():
             g.add_metric([sev], n)
         yield g
+        yield GaugeMetricFamily("vulnwatch_kev_findings",
+                                "Findings over the current images listed in CISA's Known Exploited Vulnerabilities "
+                                "catalog (suppressed ones not counted).", value=st.kev)
         g = GaugeMetricFamily("vulnwatch_last_checked_timestamp_seconds",
                               "Last time a cycle recorded or confirmed an image of the registry (Unix time): "
                               "the last successful cycle.", labels=["registry"])

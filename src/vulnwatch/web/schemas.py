@@ -41,13 +41,64 @@ class TrendValue(Doc):
     counts: Counts
 
 
+class CoverageOut(Doc):
+    state: str
+    """``complete``, ``partial`` (some packages not judged) or ``missing`` (an ecosystem the image
+    needs has no advisory data)."""
+    missing: list[str] = []
+    """Ecosystems (with release) without advisory data: ``Alpine:v3.17``."""
+    unjudged: int = 0
+    """Packages not judged (and package databases not read)."""
+    text: str
+    """One line: ``complete`` or ``missing: no advisory data for Alpine:v3.17; 14 packages not judged``."""
+
+
+class EcosystemCoverageOut(Doc):
+    ecosystem: str
+    packages: int
+    present: bool
+    records: int
+    updated_at: datetime | None
+    """When its data was last imported."""
+
+
+class CoverageDetailOut(CoverageOut):
+    ecosystems: list[EcosystemCoverageOut] = []
+    unjudged_packages: list[str] = []
+    """The first packages not judged, ``name version: reason``."""
+
+
+class DataSourceOut(Doc):
+    kind: str
+    """``advisory`` (OSV records) or ``enrichment`` (KEV, EPSS, CVE records)."""
+    name: str
+    """The OSV ecosystem (``Debian``) or the enrichment source (``kev``)."""
+    version: str | None
+    """The data's version as its source says (a catalog version, Last-Modified, ETag)."""
+    updated_at: datetime | None
+    """When it was imported."""
+
+
+class ReasonOut(Doc):
+    kind: str
+    """``new_image``, ``image_changed``, ``advisory_data_changed``, ``rescore``, ``ignore_rule_expired``..."""
+    label: str
+    summary: str
+    data: list[DataSourceOut] = []
+    """The data as of the change, one entry per source, each with its version and date."""
+
+
 class FleetRow(Doc):
     image: ImageRef
     scanner: str | None
     counts: Counts
     total: int
     kev: int | None = None
-    """Findings listed in CISA's Known Exploited Vulnerabilities: not recorded yet (always null)."""
+    """Findings listed in CISA's Known Exploited Vulnerabilities (the snapshot's stored count; null
+    when the store has none for it)."""
+    coverage: CoverageOut | None = None
+    """What the advisory data could judge of the image (null: not recorded, or the scanner says
+    nothing about it)."""
     last_scanned_at: datetime | None
     last_checked_at: datetime | None
     notes: list[str]
@@ -110,7 +161,7 @@ class FindingOut(Doc):
 class EventOut(Doc):
     id: str
     kind: str
-    """``new_image``, ``findings_changed`` or ``rebuild``."""
+    """``new_image``, ``findings_changed``, ``rebuild`` or ``coverage``."""
     occurred_at: datetime
     image: ImageRef
     summary: str
@@ -123,6 +174,8 @@ class EventOut(Doc):
     """``ID package: what changed``."""
     previous_digest: str | None
     moved_tags: list[str]
+    reasons: list[ReasonOut] = []
+    """Why the findings moved, each reason with the data (and its version) it names."""
 
 
 class ImageDetailOut(Doc):
@@ -134,6 +187,8 @@ class ImageDetailOut(Doc):
     counts: Counts
     kev: int | None = None
     """Findings of the snapshot listed in CISA's KEV catalog."""
+    coverage: CoverageDetailOut | None = None
+    """Per ecosystem and release, whether there is data and how old, and the packages not judged."""
     notes: list[str]
     last_error: str | None
     superseded: bool

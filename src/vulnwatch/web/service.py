@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import quote
 
 from ..config import Config
-from ..diff import summarize
-from ..model import Event, EventKind, Finding, Image, Severity, utcnow
+from ..diff import REASON_LABELS, coverage_change, summarize
+from ..model import Coverage, CoverageSummary, Event, EventKind, Finding, Image, Severity, utcnow
 from ..store.interface import (Delivery, DeliveryStatus, FleetQuery, HistoryEntry, Store, StoreError,
                                TrendPoint)
 from . import schemas as S
@@ -88,6 +88,8 @@ def event_out(ev: Event, here: str | None = None) -> S.EventOut:
         why = "first scan of this digest"
     elif ev.kind is EventKind.FINDINGS_CHANGED:
         why = "same digest, findings moved: new or changed advisory data, or a re-score"
+    elif ev.kind is EventKind.COVERAGE:
+        why = coverage_change(ev.previous_coverage, ev.coverage)
     elif here is not None and ev.previous_digest == here and ev.image.digest != here:
         why = (f"tag {', '.join(ev.moved_tags) or '?'} moved away from this digest to "
                f"{_short(ev.image.digest)} (a rebuild)")
@@ -100,7 +102,27 @@ def event_out(ev: Event, here: str | None = None) -> S.EventOut:
         fixed=[f"{f.vulnerability_id} {f.package_name} {f.package_version}" for f in ev.fixed],
         changed=[f"{c.after.vulnerability_id} {c.after.package_name}: "
                  + ", ".join(_change_text(c, w) for w in c.what) for c in ev.changed],
-        previous_digest=ev.previous_digest, moved_tags=list(ev.moved_tags))
+        previous_digest=ev.previous_digest, moved_tags=list(ev.moved_tags),
+        reasons=[S.ReasonOut(kind=r.kind.value, label=REASON_LABELS.get(r.kind, r.kind.value), summary=r.summary,
+                             data=[S.DataSourceOut(kind=d.kind, name=d.name, version=d.version, updated_at=d.updated_at)
+                                   for d in r.data]) for r in ev.reasons])
+
+
+def coverage_out(c: CoverageSummary | None) -> S.CoverageOut | None:
+    if c is None:
+        return None
+    return S.CoverageOut(state=c.state, missing=list(c.missing), unjudged=c.unjudged, text=c.text())
+
+
+def coverage_detail(c: Coverage | None, shown: int = 50) -> S.CoverageDetailOut | None:
+    if c is None:
+        return None
+    b = c.brief()
+    return S.CoverageDetailOut(
+        state=b.state, missing=list(b.missing), unjudged=b.unjudged, text=b.text(),
+        ecosystems=[S.EcosystemCoverageOut(ecosystem=e.ecosystem, packages=e.packages, present=e.present,
+                                           records=e.records, updated_at=e.updated_at) for e in c.ecosystems],
+        unjudged_packages=[f"{u.name} {u.version}: {u.reason}".replace("  ", " ") for u in c.unjudged[:shown]])
 
 
 def _change_text(c, what: str) -> str:
@@ -156,6 +178,7 @@ class Dashboard:
             items.append(S.FleetRow(
                 image=image_ref(st.image), scanner=st.scanner, counts=c, total=sum(c.model_dump().values()),
                 last_scanned_at=st.last_scanned_at, last_checked_at=st.last_checked_at, notes=list(r.notes),
+                kev=st.kev, coverage=coverage_out(st.coverage),
                 last_error=st.last_error, superseded=r.superseded,
                 trend=[trend_value(h.scanned_at, h.counts) for h in reversed(hist)]))
         per = max(1, query.limit)
@@ -206,6 +229,7 @@ class Dashboard:
             notes=list(snap.notes) if snap else [], last_error=row.status.last_error if row else None,
             superseded=row.superseded if row else False, findings_total=total,
             findings=[finding_out(f) for f in findings], kev=kev_total,
+            coverage=coverage_detail(snap.coverage) if snap else None,
             suppressed=[finding_out(f) for f in sorted(snap.suppressed, key=priority_key)] if snap else [],
             history=[trend_value(h.scanned_at, h.counts) for h in reversed(history)],
             timeline=[event_out(e, here=digest) for e in timeline])

@@ -9,7 +9,9 @@ first when all before are equal); build metadata is ignored.
 
 Leniency (as real-world data needs): a leading ``v`` is dropped (Go modules;
 ``+incompatible`` is build metadata and so ignored), missing minor/patch count
-as 0, and leading zeros are accepted.
+as 0, and leading zeros are accepted. ``npm`` also takes what node-semver's ``loose``
+mode parses (``=1.2.3``, ``v 1.2.3``, ``1.2.3beta``: a prefix of ``v``, ``=`` and spaces,
+and a pre-release without its ``-`` after all three numbers).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from ._shared import guarded
 _SEMVER = re.compile(
     r"^v?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?"
     r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$", re.ASCII)
+
+_LOOSE = re.compile(
+    r"^[v=\s]*(?P<major>\d+)\.(?P<minor>\d+)\.(?P<patch>\d+)"
+    r"(?:-?(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+(?P<build>[0-9A-Za-z.-]+))?$", re.ASCII)
+"""node-semver's ``LOOSE`` version (``LOOSEPLAIN``, ``internal/re.js``)."""
 
 _RELEASE = (1,)
 
@@ -40,9 +47,12 @@ def _pre_key(pre: str, version: str, ecosystem: str) -> tuple:
 
 
 @lru_cache(maxsize=100_000)
-def semver_key(version: str, ecosystem: str = "SemVer") -> tuple:
-    """Sort key ``(major, minor, patch, pre-release key)``; raises :class:`VersionError`."""
+def semver_key(version: str, ecosystem: str = "SemVer", loose: bool = False) -> tuple:
+    """Sort key ``(major, minor, patch, pre-release key)``; raises :class:`VersionError`.
+    ``loose``: node-semver's loose forms are accepted too (see the module docstring)."""
     m = _SEMVER.match(version.strip())
+    if not m and loose:
+        m = _LOOSE.match(version.strip())
     if not m:
         raise VersionError(version, ecosystem, "not MAJOR.MINOR.PATCH[-pre][+build]")
     pre = m.group("pre")
@@ -59,7 +69,9 @@ class SemverVersions(VersionScheme):
     def __init__(self, ecosystem: str = "SemVer") -> None:
         self.ecosystem = ecosystem
         """Ecosystem named in the :class:`VersionError` of a version that does not parse."""
+        self.loose = ecosystem == "npm"
+        """node-semver's loose forms are versions too (npm only)."""
 
     @guarded
     def key(self, version: str) -> tuple:
-        return semver_key(version, self.ecosystem)
+        return semver_key(version, self.ecosystem, self.loose)

@@ -17,6 +17,12 @@ org.apache.maven.artifact.versioning.ComparableVersion``, 3.8.7 in Debian 12, wh
 ComparableVersion is the one of Maven 3.9). Maven up to 3.8.6 did not open a sub-list for
 a qualifier after ``.`` (MNG-7644) and so ordered ``2-1 < 2.0.a``; every Maven since
 orders ``2.0.a < 2-1``, as here.
+
+Digits are Java's ``Character.isDigit``: any decimal digit of the BMP, so ``1.٨`` is ``1.8``
+(Maven 3.9 orders it; it is not refused). Maven 4's ComparableVersion differs from 3.9 in two
+ways its own tests show and this module does not follow: only ASCII digits are digits, and
+``1.0.final-redhat < 1.0-sp1-redhat`` (MNG-7714; 3.9 has ``>``). OSV's Maven ranges are
+written against Maven 3's ordering.
 """
 
 from __future__ import annotations
@@ -59,6 +65,12 @@ def _normalize(items: list) -> None:
             break
 
 
+def _is_digit(c: str) -> bool:
+    """Java's ``Character.isDigit`` on one UTF-16 unit: any decimal digit of the BMP (``٨`` is 8;
+    ``²`` is not a digit, nor is a digit outside the BMP, which Java sees as two surrogates)."""
+    return c.isdecimal() and c <= "\uffff"
+
+
 def _parse_item(is_digit: bool, buf: str):
     return int(buf) if is_digit else _qualifier(buf, False)
 
@@ -84,7 +96,7 @@ def parse_maven(version: str) -> list:
             start = i + 1
             if c == "-":
                 current = open_list()
-        elif c.isdigit():
+        elif _is_digit(c):
             if not is_digit and i > start:
                 # a qualifier followed by digits; ".X" counts as "-X" (1.0.0.X1 < 1.0.0-X2)
                 if current:
@@ -187,6 +199,6 @@ class MavenVersions(VersionScheme):
 
     name = "maven"
 
-    @guarded
+    @guarded(ascii_digits=False)
     def key(self, version: str) -> _MavenKey:
         return maven_key(version)

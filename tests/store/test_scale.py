@@ -1,0 +1,250 @@
+"""Fleet-scale behaviour of the SQL store and the re-match (issue 12): the advisory index's
+change log, a re-match reading nothing when nothing changed and only the images holding a
+moved package otherwise (the package index, migration 9), batched writes with a conflict in the
+batch, and the upgrades of stores made before migrations 7 and 9. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+from vulnwatch.model import Package, ScanResult
+from vulnwatch.pipeline import Pipeline
+from vulnwatch.scanners import ScanResources
+from vulnwatch.store import sql as sqlmod
+from vulnwatch.store.interface import ScanCommit, StoreConflict
+from vulnwatch.store.sql import SQLStore
+from vulnwatch.vulndb.index import VulnIndex
+from vulnwatch.vulndb.match import Matcher
+from vulnwatch.vulndb.sync import import_path
+
+from .factories import A, B, C, T0, finding, image, make_event, result
+
+CURL = Package("curl", "7.88.1-10", "Debian:12", source_name="curl")
+ZLIB = Package("zlib1g", "1:1.2.13.dfsg-1", "Debian:12", source_name="zlib")
+
+
+def _record(vid: str, source: str, fixed: str) -> dict:
+    return {"schema_version": "1.6.0", "id": vid, "modified": "2024-05-01T00:00:00Z",
+            "published": "2024-05-01T00:00:00Z", "summary": f"{source} flaw",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": source},
+                          "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}]}
+
+
+def _publish(index: VulnIndex, folder, *records: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        (folder / f"{r['id']}.json").write_text(json.dumps(r))
+    import_path(index, folder, source="Debian", replace=False)
+
+
+@pytest.fixture
+def index(tmp_path):
+    ix = VulnIndex(tmp_path / "osv.db")
+    _publish(ix, tmp_path / "first", _record("DSA-0001-1", "zlib", "1:1.2.13.dfsg-2"))
+    yield ix
+    ix.close()
+
+
+def _scanned(index: VulnIndex, img, packages) -> ScanResult:
+    found = Matcher(index).match(list(packages), "Debian:12")
+    return ScanResult(img, "builtin", T0, findings=tuple(found), packages=tuple(packages), distro="Debian:12")
+
+
+class Calls:
+    """Counts the calls a store gets to the methods that read inventories or snapshots."""
+
+    READS = ("inventories", "snapshots_of", "snapshot", "snapshots", "package_index", "inventories_holding")
+
+    def __init__(self, store, monkeypatch) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+        for name in self.READS:
+            real = getattr(store, name)
+
+            def spy(*args, _real=real, _name=name, **kw):
+                self.calls.append((_name, args, kw))
+                return _real(*args, **kw)
+            monkeypatch.setattr(store, name, spy)
+
+    def named(self, name: str) -> list:
+        return [c for c in self.calls if c[0] == name]
+
+
+# --- the advisory index's change log --------------------------------------------------------
+
+def test_change_log_names_what_changed_since_a_version(index, tmp_path):
+    v0 = index.data_version()
+    assert index.changes_since(v0) == set()                        # nothing since now
+    assert index.changes_since(None) is None                       # no version: anything may have moved
+    assert index.changes_since("another-file:1") is None           # a version of another index file
+    _publish(index, tmp_path / "second", _record("DSA-0002-1", "curl", "7.88.1-11"))
+    v1 = index.data_version()
+    assert v1 != v0
+    assert ("Debian:12", "curl") in index.changes_since(v0)
+    assert ("Debian:12", "zlib") not in index.changes_since(v0)
+    assert index.changes_since(v1) == set()
+    index.log_change([("Debian:12", "openssl")])                   # data that moves findings otherwise
+    assert index.changes_since(v1) == {("Debian:12", "openssl")}
+    index.log_change()                                             # default: everything may have moved
+    assert index.changes_since(v1) is None
+    later = index.data_version()
+    assert index.changes_since(later) == set()
+    assert index.changes_since(later.rsplit(":", 1)[0] + ":999999") is None   # a version from the future
+
+
+# --- re-matching proportional to the change -------------------------------------------------
+
+def test_rematch_with_nothing_changed_reads_no_inventory(store, index, monkeypatch):
+    store.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB))),
+                        ScanCommit(_scanned(index, image(B), (ZLIB,)))])
+    pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
+    assert pipeline.rematch() == []                                # the first one looks at everything
+    calls = Calls(store, monkeypatch)
+    assert pipeline.rematch() == []
+    assert calls.calls == []                                       # nothing read at all
+
+
+def test_update_reads_only_the_images_holding_a_package_that_moved(store, index, tmp_path, monkeypatch):
+    store.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB))),
+                        ScanCommit(_scanned(index, image(B), (ZLIB,))),
+                        ScanCommit(_scanned(index, image(C), (ZLIB,)))])
+    pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
+    assert pipeline.rematch() == []
+    calls = Calls(store, monkeypatch)
+    _publish(index, tmp_path / "curl", _record("DSA-0002-1", "curl", "7.88.1-11"))
+    events = pipeline.rematch()
+    assert [e.image.digest for e in events] == [A]
+    assert {f.vulnerability_id for f in events[0].added} == {"DSA-0002-1"}
+    # every inventory read was asked for by key, and only A's
+    reads = calls.named("inventories")
+    assert reads and all(kw.get("keys") is not None or len(args) > 1 for _n, args, kw in reads)
+    assert {tuple(k) for _n, args, kw in reads for k in (kw.get("keys") or args[1])} == {image(A).key}
+    assert store.snapshot(*image(A).key).findings and any(
+        f.vulnerability_id == "DSA-0002-1" for f in store.snapshot(*image(A).key).findings)
+    # a record of the same name that moves nothing (a version no image has): no image read back
+    calls.calls.clear()
+    _publish(index, tmp_path / "curl-old", _record("DSA-0003-1", "curl", "7.0.0-1"))
+    assert pipeline.rematch() == []
+    assert calls.named("inventories") == [] or all(
+        not (kw.get("keys") or (args[1] if len(args) > 1 else None)) for _n, args, kw in calls.named("inventories"))
+    assert calls.named("snapshots_of") == []
+
+
+def test_an_image_stored_after_the_index_was_built_is_found(store, index, tmp_path):
+    store.commit_scan(_scanned(index, image(A), (ZLIB,)), [])
+    pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
+    assert pipeline.rematch() == []
+    store.commit_scan(_scanned(index, image(B), (CURL,)), [])          # not indexed yet
+    _publish(index, tmp_path / "curl", _record("DSA-0002-1", "curl", "7.88.1-11"))
+    events = pipeline.rematch()
+    assert [e.image.digest for e in events] == [B]
+
+
+# --- batched writes ------------------------------------------------------------------------
+
+def test_a_conflict_in_a_batch_leaves_that_image_and_its_events_out_and_writes_the_rest(store):
+    first = result(image(A))
+    store.commit_scan(first, [])
+    stale = result(image(A), at=T0 - timedelta(days=1))             # not what is stored
+    items = []
+    for img, expected in ((image(B), None), (image(A), stale), (image(C), None)):
+        res = result(img, at=T0 + timedelta(hours=1), findings=(finding("CVE-2024-0002"),))
+        items.append(ScanCommit(res, ((make_event(res), ("hook",)),), False, expected))
+    out = store.commit_scans(items)
+    assert out[0] is None and out[2] is None and isinstance(out[1], StoreConflict)
+    assert store.snapshot(*image(A).key).scanned_at == T0            # the conflicted image untouched
+    assert store.snapshot(*image(B).key).scanned_at == T0 + timedelta(hours=1)
+    with store._engine.connect() as conn:
+        digests = {r[0] for r in conn.execute(text("SELECT digest FROM events"))}
+        sinks = conn.execute(text("SELECT count(*) FROM deliveries")).scalar()
+    assert digests == {B, C} and sinks == 2                         # its outbox rows left out with it
+
+
+def test_a_failing_batch_writes_nothing(store, monkeypatch):
+    items = [ScanCommit(result(image(d)), ((make_event(result(image(d))), ("hook",)),)) for d in (A, B)]
+    real = SQLStore._see_tags
+
+    def boom(self, conn, images, now):
+        real(self, conn, images, now)
+        raise sqlmod.SQLAlchemyError("disk full")
+    monkeypatch.setattr(SQLStore, "_see_tags", boom)
+    with pytest.raises(Exception):
+        store.commit_scans(items)
+    monkeypatch.setattr(SQLStore, "_see_tags", real)
+    assert store.snapshot(*image(A).key) is None and store.snapshot(*image(B).key) is None
+    with store._engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM images")).scalar() == 0
+
+
+# --- upgrades -------------------------------------------------------------------------------
+
+def _store_at(url: str, version: int, monkeypatch) -> None:
+    """Make the database of ``url`` at schema ``version`` (the migrations up to it only)."""
+    with monkeypatch.context() as m:
+        m.setattr(sqlmod, "MIGRATIONS", tuple(x for x in sqlmod.MIGRATIONS if x.version <= version))
+        m.setattr(sqlmod, "LATEST_VERSION", version)
+        SQLStore(url).close()
+
+
+def test_a_store_from_before_finding_sets_is_upgraded(store_url, monkeypatch):
+    _store_at(store_url, 6, monkeypatch)
+    f1, f2 = finding("CVE-2024-0001"), finding("CVE-2024-0002", package_name="zlib", package_version="1")
+    inline = json.dumps([f1.to_dict(), f2.to_dict()])
+    pkgs = json.dumps([{"name": "curl", "version": "7.88.1-10", "ecosystem": "Debian:12", "purl": None,
+                        "source_name": "curl", "source_version": None, "path": None, "layer": None}])
+    from sqlalchemy import create_engine   # raw SQL as the old code wrote it: findings inline
+    engine = create_engine(store_url)
+    with engine.begin() as conn:
+        for d in (A, B):
+            conn.execute(text("INSERT INTO images (registry, repository, digest, tags, updated_at) "
+                              "VALUES ('prod', 'team/app', :d, '[\"latest\"]', :t)"), {"d": d, "t": T0})
+            conn.execute(text("INSERT INTO snapshots (registry, repository, digest, scanner, scanned_at, recorded_at, "
+                              "state, findings, packages, distro, notes, counts) VALUES ('prod', 'team/app', :d, "
+                              "'builtin', :t, :t, 'COMPLETE', :f, :p, 'Debian:12', '[]', '{}')"),
+                         {"d": d, "t": T0, "f": inline, "p": pkgs})
+    engine.dispose()
+    s = SQLStore(store_url)                # migrations 7, 8 and 9 run
+    try:
+        assert s.schema_version() == sqlmod.LATEST_VERSION
+        for d in (A, B):
+            snap = s.snapshot(*image(d).key)
+            assert [f.vulnerability_id for f in snap.findings] == ["CVE-2024-0001", "CVE-2024-0002"]
+        with s._engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM finding_sets")).scalar() == 2     # one per package, shared
+            assert conn.execute(text("SELECT count(*) FROM snapshots WHERE findings = '[]' "
+                                     "AND finding_sets IS NOT NULL")).scalar() == 2
+        # migration 9 left them unindexed; the index picks them up when asked
+        [pkg] = s.package_index(["curl"])
+        assert pkg.row[0] == "curl" and pkg.signature is None
+        assert sorted(s.inventories_holding([pkg.id])) == sorted([image(A).key, image(B).key])
+    finally:
+        s.close()
+
+
+def test_a_store_from_before_the_package_index_is_indexed_on_first_use(store_url, index, monkeypatch, tmp_path):
+    _store_at(store_url, 8, monkeypatch)
+    with monkeypatch.context() as m:      # written by the code of schema 8: no names_chunk column
+        m.setattr(sqlmod, "MIGRATIONS", tuple(x for x in sqlmod.MIGRATIONS if x.version <= 8))
+        m.setattr(sqlmod, "LATEST_VERSION", 8)
+        cols = [c for c in sqlmod.snapshots_t.columns if c.name == "names_chunk"]
+        sqlmod.snapshots_t._columns.remove(cols[0])
+        try:
+            s8 = SQLStore(store_url)
+            s8.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB))),
+                             ScanCommit(_scanned(index, image(B), (ZLIB,)))])
+            s8.close()
+        finally:
+            sqlmod.snapshots_t._columns.add(cols[0])
+    s = SQLStore(store_url)
+    try:
+        assert s.schema_version() == sqlmod.LATEST_VERSION
+        pipeline = Pipeline(s, [], resources=ScanResources(lambda: index))
+        assert pipeline.rematch() == []
+        _publish(index, tmp_path / "curl", _record("DSA-0002-1", "curl", "7.88.1-11"))
+        assert [e.image.digest for e in pipeline.rematch()] == [A]
+    finally:
+        s.close()
