@@ -8,7 +8,10 @@ Writes, deterministically (fixed mtimes, sorted members, no compression):
 - ``osv/{Debian,PyPI}/*.json``: the OSV records, unchanged, that name a package of the image
   (Debian records by SOURCE package for ``Debian:11``, PyPI records by normalized name);
 - ``osv-older/...``: the same minus a few of the newest records that affect the image, so
-  importing ``osv-older`` and then ``osv`` makes findings appear in an unchanged image.
+  importing ``osv-older`` and then ``osv`` makes findings appear in an unchanged image;
+- ``enrichment/cve5/*.json`` and ``enrichment/kev/known_exploited_vulnerabilities.json``: the
+  CVE JSON 5 records (unchanged) and the KEV catalog entries of the CVEs those records name
+  for the image's versions, from ``/work/shared/data/enrichment`` (``--enrichment-data``).
 
 Inputs: ``examples/bullseye/{os-release,status}`` (checked in; see ``examples/README.md``),
 the OSV exports in ``/work/shared/data/osv/{Debian,PyPI}/all.zip`` (``--osv-data``), and
@@ -40,6 +43,7 @@ from packaging.version import InvalidVersion, Version as PyPIVersion
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE.parent / "src" / "vulnwatch" / "examples"
 DEFAULT_OSV_DATA = Path("/work/shared/data/osv")
+DEFAULT_ENRICHMENT_DATA = Path("/work/shared/data/enrichment")
 
 IMAGE_REPOSITORY = "example/webapp"
 IMAGE_TAG = "1.0"
@@ -289,6 +293,40 @@ def older_drops(records: dict[str, dict], present: list[tuple[str, str, str]]) -
     return drops
 
 
+def demo_cves(records: dict[str, dict], present: list[tuple[str, str, str]]) -> list[str]:
+    """The CVE ids (record ids, aliases, Debian's ``upstream``) of the records affecting the image."""
+    cves = set()
+    for record in records.values():
+        if any(affects(record, *p) for p in present):
+            for vid in [record["id"], *record.get("aliases", []), *record.get("upstream", [])]:
+                if vid.startswith("CVE-"):
+                    cves.add(vid)
+    return sorted(cves)
+
+
+def write_enrichment(enrichment_data: Path, cves: list[str], out: Path) -> tuple[int, int]:
+    """``out/cve5/<CVE>.json``: each CVE JSON 5 record of ``cves`` in the shared record set,
+    unchanged; ``out/kev/known_exploited_vulnerabilities.json``: the KEV catalog cut to ``cves``
+    (its other fields kept, ``count`` updated). Returns (records, KEV entries)."""
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "cve5").mkdir(parents=True)
+    (out / "kev").mkdir()
+    wanted = set(cves)
+    written = 0
+    with zipfile.ZipFile(enrichment_data / "cve" / "cve-json5.zip") as z:
+        for member in sorted(z.namelist()):
+            stem = member.rsplit("/", 1)[-1].removesuffix(".json")
+            if member.endswith(".json") and stem in wanted:
+                (out / "cve5" / f"{stem}.json").write_bytes(z.read(member))
+                written += 1
+    kev = json.loads((enrichment_data / "kev" / "known_exploited_vulnerabilities.json").read_bytes())
+    kev["vulnerabilities"] = [v for v in kev["vulnerabilities"] if v["cveID"] in wanted]
+    kev["count"] = len(kev["vulnerabilities"])
+    (out / "kev" / "known_exploited_vulnerabilities.json").write_text(json.dumps(kev, indent=2) + "\n")
+    return written, kev["count"]
+
+
 # ------------------------------------------------------------------------ main
 
 
@@ -296,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--osv-data", type=Path, default=DEFAULT_OSV_DATA,
                         help="folder holding Debian/all.zip and PyPI/all.zip (OSV exports)")
+    parser.add_argument("--enrichment-data", type=Path, default=DEFAULT_ENRICHMENT_DATA,
+                        help="folder holding cve/cve-json5.zip and kev/known_exploited_vulnerabilities.json")
     parser.add_argument("--wheels", type=Path, help="folder with the pinned wheels (default: pip download)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write image.tar, osv/, osv-older/")
     args = parser.parse_args(argv)
@@ -331,10 +371,15 @@ def main(argv: list[str] | None = None) -> int:
                 if name[:-5] not in skip:
                     (root / sub / name).write_bytes(raw)
 
+    cves = demo_cves(parsed, present)
+    n_cve5, n_kev = write_enrichment(args.enrichment_data, cves, args.out / "enrichment")
+
     print(f"{args.out / 'image.tar'}: {IMAGE_REPOSITORY}:{IMAGE_TAG}, {len(debs)} Debian packages, "
           f"{len(dists)} Python distributions ({REMOVED_DIST} removed by a whiteout)")
     print(f"{args.out / 'osv'}: {len(debian)} Debian:11 + {len(pypi)} PyPI records; "
           f"osv-older lacks {', '.join(drops)}")
+    print(f"{args.out / 'enrichment'}: {n_cve5} CVE JSON 5 records and {n_kev} KEV entries "
+          f"of the image's {len(cves)} CVEs")
     return 0
 
 

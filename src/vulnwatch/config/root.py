@@ -104,7 +104,7 @@ class Config(Model):
     @classmethod
     def default(cls) -> "Config":
         """The configuration used when there is no file: the bundled example image archive,
-        scanned offline against the bundled OSV records, notifications printed to the console,
+        scanned offline against the bundled OSV records and enrichment data, notifications printed to the console,
         SQLite state in the default place."""
         examples = Path(__file__).parent.parent / "examples"
         import os
@@ -114,7 +114,10 @@ class Config(Model):
             "registries": [{"name": "example", "type": "archive", "path": str(examples / "image.tar")}],
             "notifications": [{"name": "console", "type": "console"}],
             # the example records live in an index of their own: they never become a user's data
-            "vulndb": {"imports": [str(examples / "osv")], "path": str(cache / "example-osv.db"),
+            # with the real CVE JSON 5 records and KEV entries of the example's CVEs (enrichment/)
+            "vulndb": {"imports": [str(examples / "osv"), str(examples / "enrichment" / "cve5"),
+                                   str(examples / "enrichment" / "kev" / "known_exploited_vulnerabilities.json")],
+                       "path": str(cache / "example-osv.db"),
                        "enrichment": [], "auto_update": False},
         })
         cfg._demo = True

@@ -27,5 +27,17 @@ OSV_OLDER_DIR = EXAMPLE_DIR / "osv-older"
 """The same minus a few newer records that affect the image: import this first, scan, then
 import :data:`OSV_DIR` and re-match to see findings appear in an image that did not change."""
 
+ENRICHMENT_DIR = EXAMPLE_DIR / "enrichment"
+"""Enrichment data for the example's CVEs, taken unchanged from the real published data:
+``cve5/CVE-*.json``, every CVE JSON 5 record (CISA vulnrichment, CNA and CISA-ADP metrics) of
+a CVE the example's findings name that the record set has (5 of its 46 CVEs: the set holds
+records CISA enriched, mostly from 2023 on), and ``kev/known_exploited_vulnerabilities.json``,
+CISA's KEV catalog 2025.08.25 cut to the example's CVEs (none of which it lists: an empty
+list, the catalog's version kept). Like :data:`OSV_DIR`, it serves the embedded-defaults demo
+only, never a user's scan."""
+
+CVE5_DIR = ENRICHMENT_DIR / "cve5"
+KEV_CATALOG = ENRICHMENT_DIR / "kev" / "known_exploited_vulnerabilities.json"
+
 OSV_ECOSYSTEMS = ("Debian", "PyPI")
 """Sub-folders of :data:`OSV_DIR` and :data:`OSV_OLDER_DIR`, one per OSV ecosystem."""

@@ -285,6 +285,7 @@ class Matcher:
         """Findings for the packages of one image (``distro``: the image's OS ecosystem, e.g. ``Debian:12``)."""
         out: list[Finding] = []
         cache = self._findings
+        self._evaluate_new(packages, distro)
         for p in packages:
             k = (p.ecosystem, p.name, p.version, p.source_name, p.source_version, p.purl, distro)
             found = cache.get(k)
@@ -388,13 +389,37 @@ class Matcher:
             hits = self._hits[k] = self._evaluate_all(eco, name, version)
         return hits
 
+    def _evaluate_new(self, packages: Sequence[Package], distro: str | None) -> None:
+        """Evaluate the records of every package not evaluated yet, then fetch the enrichment of
+        all the vulnerabilities found in one query, and keep their hits (one look-up per image,
+        not one per package)."""
+        pending: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+        hits = self._hits
+        for p in packages:
+            if not p.ecosystem:
+                continue
+            k = self.effective(p, distro)
+            if k not in hits and k not in pending:
+                pending[k] = self._merged(*k)
+        if not pending:
+            return
+        self._fetch_enrichment(*pending.values())
+        for k, merged in pending.items():
+            hits[k] = self._hits_of(merged)
+
     def _evaluate_all(self, eco: str, name: str, version: str) -> tuple[_Hit, ...]:
+        merged = self._merged(eco, name, version)
+        self._fetch_enrichment(merged)
+        return self._hits_of(merged)
+
+    def _merged(self, eco: str, name: str, version: str) -> dict[str, dict[str, Any]]:
+        """The records affecting one version, merged per vulnerability id (not yet enriched)."""
         base = ecosystem_base(eco)
         entries: list[_Affected] = list(self._load(eco, name))
         if base != eco:
             entries += self._load(base, name)
         if not entries:
-            return ()
+            return {}
         keys: dict[str, Any] = {}
 
         def key_of(scheme: VersionScheme) -> Any:
@@ -439,7 +464,9 @@ class Matcher:
                 m["text"] = _better(m["text"], entry.text)
                 m["title"] = m["title"] or adv.title
                 m["links"] += [u for u in adv.links if u not in m["links"]]
-        self._fetch_enrichment(merged)
+        return merged
+
+    def _hits_of(self, merged: dict[str, dict[str, Any]]) -> tuple[_Hit, ...]:
         out = []
         for vid, m in sorted(merged.items()):
             aliases = frozenset(m["aliases"])
@@ -448,15 +475,15 @@ class Matcher:
                             kev, epss))
         return tuple(out)
 
-    def _fetch_enrichment(self, merged: dict[str, dict[str, Any]]) -> None:
-        """Fetch the enrichment of every CVE the vulnerabilities in ``merged`` (one package's)
-        name that is not known yet, in one query (not two per vulnerability)."""
+    def _fetch_enrichment(self, *merged: dict[str, dict[str, Any]]) -> None:
+        """Fetch the enrichment of every CVE the vulnerabilities in ``merged`` (``_merged``'s
+        per package) name that is not known yet, in one query (not two per vulnerability)."""
         if self._kinds is None:
             self._kinds = self.index.enrichment_kinds()
         if not self._kinds:
             return
         known = self._by_cve
-        todo = {i for vid, m in merged.items() for i in (vid, *m["aliases"])
+        todo = {i for one in merged for vid, m in one.items() for i in (vid, *m["aliases"])
                 if i.startswith("CVE-") and i not in known}
         if todo:
             known.update(self.index.enrichment_of(sorted(todo)))
