@@ -1041,7 +1041,8 @@ class Pipeline:
         data = scanner.data_sources()
         index = resources.vulndb
         version = index.data_version()         # read first: what changes meanwhile is seen next time
-        changed = index.changes_since(self.store.marker(_REMATCHED))
+        previous = self.store.marker(_REMATCHED)
+        changed = index.changes_since(previous)
         if changed is not None and not changed:
             return []                          # the data did not change since the last re-match
         moved: list[tuple[str, str, str]] = []
@@ -1105,6 +1106,12 @@ class Pipeline:
             signatures = scanner.package_signatures()
         self.store.set_package_signatures(signatures)     # after the images they moved are written
         self.store.set_marker(_REMATCHED, version)
+        prune = getattr(index, "prune_changes", None)
+        if prune is not None and previous:
+            try:                          # what led up to the last re-match is not needed again
+                prune(previous)
+            except Exception as e:        # a read-only index: the log just stays
+                log.debug("change log of the advisory index not pruned: %s", e)
         return events
 
     def needed_ecosystems(self) -> list[str]:

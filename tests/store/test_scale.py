@@ -248,3 +248,77 @@ def test_a_store_from_before_the_package_index_is_indexed_on_first_use(store_url
         assert [e.image.digest for e in pipeline.rematch()] == [A]
     finally:
         s.close()
+
+
+# --- garbage: finding sets and the change log -----------------------------------------------
+
+def _set_ids(store) -> set[str]:
+    with store._engine.connect() as conn:
+        return {r[0] for r in conn.execute(text("SELECT id FROM finding_sets"))}
+
+
+def test_collecting_finding_sets_keeps_what_snapshots_and_history_refer_to(store):
+    old, new = finding("CVE-2024-0001"), finding("CVE-2024-0009", package_name="zlib", package_version="1")
+    store.commit_scan(result(image(A), findings=(old,)), [])
+    store.commit_scan(result(image(B), findings=(old,)), [])
+    assert store.collect_finding_sets() == 0                          # all referenced
+    store.commit_scan(result(image(A), at=T0 + timedelta(hours=1), findings=(new,)), [])
+    assert store.collect_finding_sets() == 0                          # A's history and B still hold `old`
+    with store._engine.begin() as conn:                               # history pruned, B rewritten
+        conn.execute(text("DELETE FROM scan_history"))
+    store.commit_scan(result(image(B), at=T0 + timedelta(hours=1), findings=(new,)), [])
+    with store._engine.begin() as conn:
+        conn.execute(text("DELETE FROM scan_history"))
+    before = _set_ids(store)
+    assert store.collect_finding_sets() == 1
+    assert len(_set_ids(store)) == len(before) - 1
+    assert [f.vulnerability_id for f in store.snapshot(*image(A).key).findings] == ["CVE-2024-0009"]
+    # a writer whose cache says `old` is stored writes it again after a collection took it
+    store.commit_scan(result(image(C), findings=(old,)), [])
+    assert [f.vulnerability_id for f in store.snapshot(*image(C).key).findings] == ["CVE-2024-0001"]
+
+
+def test_a_second_store_object_writes_a_collected_set_again(store_url):
+    first, second = SQLStore(store_url), SQLStore(store_url)
+    try:
+        f = finding("CVE-2024-0001")
+        second.commit_scan(result(image(A), findings=(f,)), [])        # second's cache: the set is stored
+        with first._engine.begin() as conn:
+            conn.execute(text("DELETE FROM snapshots"))
+            conn.execute(text("DELETE FROM scan_history"))
+        assert first.collect_finding_sets() == 1
+        second.commit_scan(result(image(B), findings=(f,)), [])        # must not trust its cache
+        assert [x.vulnerability_id for x in first.snapshot(*image(B).key).findings] == ["CVE-2024-0001"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_pruned_change_log_answers_none_for_versions_before_it(index, tmp_path):
+    v0 = index.data_version()
+    _publish(index, tmp_path / "a", _record("DSA-0002-1", "curl", "7.88.1-11"))
+    v1 = index.data_version()
+    _publish(index, tmp_path / "b", _record("DSA-0003-1", "openssl", "3.0.12-1"))
+    v2 = index.data_version()
+    assert index.prune_changes(v1) > 0
+    assert index.changes_since(v0) is None                          # that part is gone
+    assert ("Debian:12", "openssl") in index.changes_since(v1)      # what came after is kept
+    assert index.data_version() == v2
+    assert index.prune_changes(v2) >= 0 and index.data_version() == v2   # the newest entry stays
+    assert index.changes_since(v2) == set()
+    assert index.prune_changes("another-file:5") == 0
+
+
+def test_rematch_prunes_the_log_up_to_its_previous_marker(store, index, tmp_path):
+    store.commit_scan(_scanned(index, image(A), (CURL,)), [])
+    pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
+    v0 = index.data_version()
+    pipeline.rematch()
+    _publish(index, tmp_path / "a", _record("DSA-0002-1", "curl", "7.88.1-11"))
+    assert [e.image.digest for e in pipeline.rematch()] == [A]
+    v1 = index.data_version()
+    assert index.changes_since(v0) is not None                      # pruned up to v0 only
+    _publish(index, tmp_path / "b", _record("DSA-0003-1", "curl", "7.88.1-12"))
+    assert [e.image.digest for e in pipeline.rematch()] == [A]      # still proportional afterwards
+    assert index.changes_since(v0) is None                          # pruned up to the marker before: v1
+    assert index.changes_since(v1) is not None

@@ -348,6 +348,11 @@ class Store(abc.ABC):
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
         """Every snapshot that carries an inventory (or those of ``keys``), streamed."""
 
+    def collect_finding_sets(self) -> int:
+        """Delete stored findings no snapshot or history entry refers to any more (stores that
+        keep findings per distinct package); returns how many sets went. The default keeps none."""
+        return 0
+
     def package_index(self, names: Iterable[str]) -> list | None:
         """The distinct packages of the stored inventories looked up under one of ``names``
         (compared folded: :func:`vulnwatch.store._name_index.name_key`), as

@@ -21,6 +21,7 @@ import functools
 import json
 import operator
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
@@ -228,6 +229,8 @@ leases_t = Table(
     Column("expires_at", UTCDateTime),
     Column("done_at", UTCDateTime),
 )
+_SETS_GENERATION = "finding_sets_generation"
+"""store_meta name: moved by every collection of unreferenced finding sets."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 """``expires_at`` of a lease row made before anyone held it (free)."""
 
@@ -370,7 +373,8 @@ class SQLStore(FenceStack, Store):
         self._lock: Any = nullcontext()
         self._fences = threading.local()   # per thread: the leases its writes are fenced by
         self._known_sets: set[str] = set()        # finding sets known to be stored (committed)
-        self._known_packages: set[str] = set()    # package index rows known to be stored (committed)
+        self._known_packages: set[str] = set()
+        self._sets_generation: str | None = None  # store_meta generation of finding-set collection    # package index rows known to be stored (committed)
         self._set_cache: dict[str, tuple[Finding, ...]] = {}   # finding set id -> its findings
         try:
             if self._sqlite:
@@ -937,12 +941,6 @@ class SQLStore(FenceStack, Store):
                     images_t.c.updated_at == now, images_t.c.tags == "[]", images_t.c.last_error.is_(None)))
         if not ok:
             return out
-        known = self._known_sets
-        fresh_sets = {sid: body for _, r in ok for sid, body in r["sets"] if sid not in known}
-        if fresh_sets:
-            conn.execute(self._insert(finding_sets_t).on_conflict_do_nothing(index_elements=[finding_sets_t.c.id]),
-                         [{"id": k, "findings": v} for k, v in fresh_sets.items()])
-        pending.update(fresh_sets)
         conn.execute(self._image_upsert(), [r["image"] for _, r in ok])
 
         # snapshots: a re-match keeps its stored inventory; everything else is replaced whole
@@ -966,6 +964,20 @@ class SQLStore(FenceStack, Store):
                                k_repository=u["repository"], k_digest=u["digest"]) for u in updates])
         if inserts:
             conn.execute(self._snapshot_upsert(), inserts)
+
+        # the finding sets, after the snapshot rows are written (and locked): a collection of
+        # unreferenced sets (collect_finding_sets) either committed before, and its generation
+        # is read here, or waits for this transaction, and sees these references
+        gen = conn.scalar(select(store_meta_t.c.value).where(store_meta_t.c.name == _SETS_GENERATION))
+        if gen != self._sets_generation:
+            self._known_sets.clear()
+            self._sets_generation = gen
+        known = self._known_sets
+        fresh_sets = {sid: body for _, r in ok for sid, body in r["sets"] if sid not in known}
+        if fresh_sets:
+            conn.execute(self._insert(finding_sets_t).on_conflict_do_nothing(index_elements=[finding_sets_t.c.id]),
+                         [{"id": k, "findings": v} for k, v in fresh_sets.items()])
+        pending.update(fresh_sets)
 
         # history: the same scan seen again (e.g. ECR not rescanned) is one entry
         hist = [r["history"] for _, r in ok]
@@ -1080,6 +1092,30 @@ class SQLStore(FenceStack, Store):
                 i = images_t
                 conn.execute(update(i).where(i.c.registry == bindparam("k_r"), i.c.repository == bindparam("k_p"),
                                              i.c.digest == bindparam("k_d")).values(tags=bindparam("tags")), changes)
+
+    def collect_finding_sets(self) -> int:
+        """Delete the finding sets no snapshot and no history entry refers to; returns how many.
+
+        One write transaction: on PostgreSQL it first locks ``snapshots`` and ``scan_history``
+        against writers (so no transaction writing a reference is in flight while references are
+        read), then moves the collection generation in ``store_meta``: a writer that trusts its
+        cache of stored sets reads it after writing its snapshot rows and, when it moved, writes
+        its sets again. References are streamed; only the set of referenced ids is held."""
+        fs, st, sh, m = finding_sets_t, snapshots_t, scan_history_t, store_meta_t
+        with self._tx("collecting unreferenced finding sets", write=True) as conn:
+            if not self._sqlite:
+                conn.execute(text("LOCK TABLE snapshots, scan_history IN SHARE ROW EXCLUSIVE MODE"))
+            stmt = self._insert(m).values(name=_SETS_GENERATION, value=uuid.uuid4().hex)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[m.c.name], set_={"value": stmt.excluded.value}))
+            referenced: set[str] = set()
+            for col in (st.c.finding_sets, sh.c.finding_sets):
+                for (refs,) in conn.execute(select(col).where(col.is_not(None)).execution_options(yield_per=500)):
+                    referenced.update(json.loads(refs))
+            gone = [sid for (sid,) in conn.execute(select(fs.c.id)) if sid not in referenced]
+            for chunk in _chunks_of(gone):
+                conn.execute(fs.delete().where(fs.c.id.in_(chunk)))
+        self._known_sets.clear()
+        return len(gone)
 
     def marker(self, name: str) -> str | None:
         with self._tx(f"reading marker {name!r}") as conn:

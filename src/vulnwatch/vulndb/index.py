@@ -299,9 +299,38 @@ class VulnIndex:
         mine, _, now = self.data_version().rpartition(":")
         if instance != mine or not seq.isdigit() or int(seq) > int(now):
             return None
+        pruned = self._rows("SELECT value FROM index_meta WHERE key = 'changes_pruned_upto'")
+        if pruned and int(seq) < int(pruned[0][0]):
+            return None                        # that part of the log is gone (prune_changes)
         found = {(e, n) for e, n in self._rows("SELECT DISTINCT ecosystem, name FROM changes WHERE seq > ?",
                                                 (int(seq),))}
         return None if ("*", "*") in found else found
+
+    def prune_changes(self, version: str | None) -> int:
+        """Forget the change log up to ``version`` (a :meth:`data_version` of this file): asked
+        for changes since a version before it, :meth:`changes_since` then says None (anything may
+        have moved). The newest entry is kept (the data version never goes back). Returns how many
+        entries went; a version of another file, or none, prunes nothing."""
+        if not version or ":" not in version:
+            return 0
+        instance, _, seq = version.rpartition(":")
+        mine, _, _now = self.data_version().rpartition(":")
+        if instance != mine or not seq.isdigit():
+            return 0
+        with self.lock:
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                gone = c.execute("DELETE FROM changes WHERE seq <= ? AND seq < (SELECT MAX(seq) FROM changes)",
+                                 (int(seq),)).rowcount
+                c.execute("INSERT INTO index_meta (key, value) VALUES ('changes_pruned_upto', ?) "
+                          "ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), "
+                          "CAST(excluded.value AS INTEGER))", (seq,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return gone
 
     def log_change(self, pairs: Iterable[tuple[str, str]] = (("*", "*"),)) -> None:
         """Append (ecosystem, normalised name) pairs to the change log, for data that changes
