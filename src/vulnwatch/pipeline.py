@@ -488,7 +488,8 @@ class Pipeline:
         return event
 
     def _prepare(self, result: ScanResult, previous: ScanResult | None, *, has_error: bool,
-                 keep_inventory: bool, data: Sequence[DataSource] = ()
+                 keep_inventory: bool, data: Sequence[DataSource] = (),
+                 tags: Mapping[tuple[str, str, str], str] | None = None
                  ) -> tuple[ScanCommit | None, Event | None]:
         """What recording ``result`` writes (None: nothing, it is the stored snapshot) and its event."""
         image = result.image
@@ -499,7 +500,8 @@ class Pipeline:
         moved: list[str] = []
         if previous is None:
             for tag in image.tags:
-                old = self.store.tag_digest(image.registry, image.repository, tag)
+                old = (self.store.tag_digest(image.registry, image.repository, tag) if tags is None
+                       else tags.get((image.registry, image.repository, tag)))
                 if old and old != image.digest:
                     moved.append(tag)
                     if base is None:
@@ -512,6 +514,25 @@ class Pipeline:
                 sinks = [s.notifier.name for s in self.sinks if route(ev, s.route) is not None]
                 deliveries.append((ev, sinks))
         return ScanCommit(result, tuple(deliveries), keep_inventory, previous), event or covered
+
+    def _tags_of_new(self, items: Sequence[tuple[ScanResult, ScanResult | None, bool, bool]]
+                     ) -> dict[tuple[str, str, str], str] | None:
+        """Where the tags of the batch's new images (no previous snapshot) pointed when last seen,
+        ``{(registry, repository, tag): digest}``, read with one query per repository (a moved
+        tag makes the event a rebuild); None when a read fails (then each image asks alone)."""
+        wanted: dict[tuple[str, str], set[str]] = {}
+        for result, previous, _has_error, _keep in items:
+            if previous is None and result.image.tags:
+                wanted.setdefault((result.image.registry, result.image.repository), set()).update(result.image.tags)
+        out: dict[tuple[str, str, str], str] = {}
+        try:
+            for (registry, repository), names in wanted.items():
+                for tag, digest in self.store.tag_digests(registry, repository, sorted(names)).items():
+                    out[(registry, repository, tag)] = digest
+        except Exception as e:  # noqa: BLE001 - each image reads its tags itself, as before
+            log.debug("reading the batch's tags at once failed (%s)", e)
+            return None
+        return out
 
     def record_many(self, items: Sequence[tuple[ScanResult, ScanResult | None, bool, bool]],
                     claims: Mapping[tuple[str, str, str], Lease] | None = None, *,
@@ -529,12 +550,13 @@ class Pipeline:
         out: list[Event | None | Exception] = [None] * len(items)
         todo: list[tuple[int, ScanCommit]] = []
         events: dict[int, Event | None] = {}
+        tags = self._tags_of_new(items)
         for n, (result, previous, has_error, keep) in enumerate(items):
             try:
                 result = self.suppress(result)     # the policy first, as in record
                 with self._fence(*([claims[result.image.key]] if result.image.key in claims else [])):
                     commit, event = self._prepare(result, previous, has_error=has_error, keep_inventory=keep,
-                                                  data=data)
+                                                  data=data, tags=tags)
             except Exception as e:     # a read failed: this image is not recorded
                 out[n] = e
                 continue

@@ -113,6 +113,9 @@ def test_tag_moves(store):
     assert store.snapshot("prod", "team/app", B).image.tags == ()
     assert store.tag_digest("prod", "other", "latest") is None
     assert store.tag_digest("staging", "team/app", "latest") is None
+    # many tags at once: the same answers, tags never seen left out
+    assert store.tag_digests("prod", "team/app", ["latest", "1.0", "nope"]) == {"latest": A, "1.0": A}
+    assert store.tag_digests("staging", "team/app", ["latest"]) == {}
 
 
 def test_failing_delivery_insert_leaves_nothing(store):

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -356,8 +357,15 @@ class ECRScanner(Scanner):
         running: dict[Future, tuple[_Job, str]] = {}
         scheduled: list[tuple[datetime, int, _Job]] = []
         seq = itertools.count()
+        finished: queue.SimpleQueue[Future] = queue.SimpleQueue()   # futures as they complete
+
+        def submit(fn: Callable[[_Job], Any], job: _Job, step: str) -> None:
+            fut = pool.submit(fn, job)
+            running[fut] = (job, step)
+            fut.add_done_callback(finished.put)   # one wake-up per completion, not a wait() on all
+
         for job in jobs:
-            running[pool.submit(self._prepare, job)] = (job, "prepare")
+            submit(self._prepare, job, "prepare")
 
         def schedule(job: _Job, at: datetime) -> None:
             heapq.heappush(scheduled, (at, next(seq), job))
@@ -375,7 +383,7 @@ class ECRScanner(Scanner):
                     break
             while scheduled and scheduled[0][0] <= now:
                 _, _, job = heapq.heappop(scheduled)
-                running[pool.submit(self._read, job)] = (job, "read")
+                submit(self._read, job, "read")
             if not running:
                 pause = max(0.0, (scheduled[0][0] - self.clock()).total_seconds())
                 self.sleep(min(pause, cycle.remaining() + 0.01) if cycle is not None else pause)
@@ -383,7 +391,13 @@ class ECRScanner(Scanner):
             timeout = max(0.0, (scheduled[0][0] - now).total_seconds()) if scheduled else None
             if cycle is not None and scheduled:
                 timeout = min(timeout, cycle.remaining() + 0.01)
-            done, _ = wait(list(running), timeout=timeout, return_when=FIRST_COMPLETED)
+            done = []
+            try:
+                done.append(finished.get(timeout=timeout))
+                while True:
+                    done.append(finished.get_nowait())
+            except queue.Empty:
+                pass
             for fut in done:
                 job, step = running.pop(fut)
                 try:

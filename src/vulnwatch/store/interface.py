@@ -382,6 +382,16 @@ class Store(abc.ABC):
     def tag_digest(self, registry: str, repository: str, tag: str) -> str | None:
         """The digest a tag pointed to when last seen, or None."""
 
+    def tag_digests(self, registry: str, repository: str, tags: Sequence[str]) -> dict[str, str]:
+        """:meth:`tag_digest` of many tags of one repository at once: ``{tag: digest}``, tags
+        never seen left out. The default asks one by one."""
+        out = {}
+        for tag in tags:
+            digest = self.tag_digest(registry, repository, tag)
+            if digest:
+                out[tag] = digest
+        return out
+
     @abc.abstractmethod
     def commit_scan(self, result: ScanResult, deliveries: Sequence[tuple[Event, Sequence[str]]], *,
                     keep_inventory: bool = False, expected: ScanResult | None = UNCHECKED) -> None:

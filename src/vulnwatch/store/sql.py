@@ -767,6 +767,19 @@ class SQLStore(FenceStack, Store):
         with self._tx(f"reading tag {registry}/{repository}:{tag}") as conn:
             return self._current_tag(conn, registry, repository, tag)[1]
 
+    def tag_digests(self, registry: str, repository: str, tags: Sequence[str]) -> dict[str, str]:
+        th = tag_history_t
+        wanted = sorted(set(tags))
+        out: dict[str, str] = {}
+        with self._tx(f"reading tags of {registry}/{repository}") as conn:
+            for i in range(0, len(wanted), 500):
+                rows = conn.execute(select(th.c.tag, th.c.digest).where(
+                    th.c.registry == registry, th.c.repository == repository, th.c.tag.in_(wanted[i:i + 500]),
+                ).order_by(th.c.last_seen, th.c.id))
+                for tag, digest in rows:           # the newest last: as _current_tag picks it
+                    out[tag] = digest
+        return {t: d for t, d in out.items() if d}
+
     @staticmethod
     def _current_tag(conn: Connection, registry: str, repository: str, tag: str) -> tuple[int | None, str | None]:
         th = tag_history_t
