@@ -672,7 +672,7 @@ class SQLStore(FenceStack, Store):
                                       distro=row.distro, rows=rows, findings_signature=row.findings_signature,
                                       coverage_missing=cov.missing if cov is not None else None)
 
-    _NAME_CHUNK = 2000
+    _NAME_CHUNK = 500     # images indexed a transaction (their inventories JSON is held meanwhile)
 
     def package_index(self, names) -> list[IndexedPackage]:
         """The distinct packages of the fleet looked up under one of ``names`` (folded), after
