@@ -654,9 +654,10 @@ class SQLStore(FenceStack, Store):
             q = q.where(s.c.registry == registry)
         if keys is not None:
             keys = list(dict.fromkeys(tuple(k) for k in keys))
-            for i in range(0, len(keys), 300):
-                chunk = keys[i:i + 300]
-                yield from self._inventories(q.where(tuple_(s.c.registry, s.c.repository, s.c.digest).in_(chunk)))
+            for i in range(0, len(keys), 100):     # an OR of key equalities: answered from the primary key
+                chunk = keys[i:i + 100]           # (SQLite scans the table for a tuple IN list)
+                yield from self._inventories(q.where(or_(*[
+                    and_(s.c.registry == r, s.c.repository == p, s.c.digest == d) for r, p, d in chunk])))
             return
         yield from self._inventories(q)
 
@@ -671,7 +672,7 @@ class SQLStore(FenceStack, Store):
                                       distro=row.distro, rows=rows, findings_signature=row.findings_signature,
                                       coverage_missing=cov.missing if cov is not None else None)
 
-    _NAME_CHUNK = 2000
+    _NAME_CHUNK = 500     # images indexed a transaction (their inventories JSON is held meanwhile)
 
     def package_index(self, names) -> list[IndexedPackage]:
         """The distinct packages of the fleet looked up under one of ``names`` (folded), after
