@@ -36,17 +36,14 @@ def _record(rid: str, release: str, package: str, fixed: str) -> dict:
                           "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}]}
 
 
-def cli(cfg, *args):
-    return CliRunner().invoke(app, ["--config", str(cfg), *args], catch_exceptions=False)
-
-
-def test_coverage_event_through_run_to_real_receivers(tmp_path, monkeypatch, receiver):
+def _alpine_fleet(tmp_path, monkeypatch, sinks: str, old_records: dict[str, dict]):
+    """An Alpine 3.17 image archive, a config watching it with ``sinks`` (YAML list items) and
+    the data folder ``osv-old`` of ``old_records`` (file stem -> OSV record) as its import."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    old, new = tmp_path / "osv-old", tmp_path / "osv-new"
+    old = tmp_path / "osv-old"
     old.mkdir()
-    new.mkdir()
-    (old / "CVE-2099-1001.json").write_text(json.dumps(_record("CVE-2099-1001", "v3.11", "musl", "1.1.24-r3")))
-    (new / "CVE-2099-1002.json").write_text(json.dumps(_record("CVE-2099-1002", "v3.17", "busybox", "1.35.0-r32")))
+    for stem, record in old_records.items():
+        (old / f"{stem}.json").write_text(json.dumps(record))
     layout = tmp_path / "alpine"
     write_image(layout, "3.17", {"etc/os-release": b'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.17.5\n',
                                  "lib/apk/db/installed": INSTALLED})
@@ -58,10 +55,24 @@ vulndb: {{path: {tmp_path / 'osv.db'}, auto_update: false, ecosystems: [], enric
 registries:
   - {{name: local, type: archive, path: {layout}}}
 notifications:
-  - {{name: all, type: webhook, url: '{receiver.url}/all'}}
-  - {{name: coverage, type: webhook, url: '{receiver.url}/coverage', kinds: [coverage], min_severity: CRITICAL}}
-  - {{name: findings, type: webhook, url: '{receiver.url}/findings', kinds: [new_image, findings_changed]}}
-""")
+{sinks}""")
+    return cfg
+
+
+def cli(cfg, *args):
+    return CliRunner().invoke(app, ["--config", str(cfg), *args], catch_exceptions=False)
+
+
+def test_coverage_event_through_run_to_real_receivers(tmp_path, monkeypatch, receiver):
+    sinks = (f"  - {{name: all, type: webhook, url: '{receiver.url}/all'}}\n"
+             f"  - {{name: coverage, type: webhook, url: '{receiver.url}/coverage', kinds: [coverage], "
+             f"min_severity: CRITICAL}}\n"
+             f"  - {{name: findings, type: webhook, url: '{receiver.url}/findings', kinds: [new_image, findings_changed]}}\n")
+    cfg = _alpine_fleet(tmp_path, monkeypatch, sinks,
+                        {"CVE-2099-1001": _record("CVE-2099-1001", "v3.11", "musl", "1.1.24-r3")})
+    new = tmp_path / "osv-new"
+    new.mkdir()
+    (new / "CVE-2099-1002.json").write_text(json.dumps(_record("CVE-2099-1002", "v3.17", "busybox", "1.35.0-r32")))
     r = cli(cfg, "run")
     assert r.exit_code == 0, r.output
     assert "advisory data does not cover Alpine:v3.17" in r.output            # said per image
@@ -98,26 +109,13 @@ def test_coverage_event_from_a_rematch_when_no_finding_moves(tmp_path, monkeypat
     """`db import` of data for Alpine:v3.17 naming none of the image's packages: no finding moves,
     yet the stored inventory is re-matched (its coverage said Alpine:v3.17 had no data) and the
     coverage event reaches the receiver; importing more of the same makes none."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    old, new, more = tmp_path / "osv-old", tmp_path / "osv-new", tmp_path / "osv-more"
-    for d in (old, new, more):
+    cfg = _alpine_fleet(tmp_path, monkeypatch, f"  - {{name: all, type: webhook, url: '{receiver.url}/all'}}\n",
+                        {"CVE-2099-1001": _record("CVE-2099-1001", "v3.11", "musl", "1.1.24-r3")})
+    new, more = tmp_path / "osv-new", tmp_path / "osv-more"
+    for d in (new, more):
         d.mkdir()
-    (old / "CVE-2099-1001.json").write_text(json.dumps(_record("CVE-2099-1001", "v3.11", "musl", "1.1.24-r3")))
     (new / "CVE-2099-2001.json").write_text(json.dumps(_record("CVE-2099-2001", "v3.17", "openssl", "3.0.9-r0")))
     (more / "CVE-2099-2002.json").write_text(json.dumps(_record("CVE-2099-2002", "v3.17", "curl", "8.0.0-r0")))
-    layout = tmp_path / "alpine"
-    write_image(layout, "3.17", {"etc/os-release": b'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.17.5\n',
-                                 "lib/apk/db/installed": INSTALLED})
-    cfg = tmp_path / "vulnwatch.yaml"
-    cfg.write_text(f"""
-state: {{path: {tmp_path / 'state.db'}}}
-vulndb: {{path: {tmp_path / 'osv.db'}, auto_update: false, ecosystems: [], enrichment: [],
-          base_url: 'http://127.0.0.1:9', imports: [{old}]}}
-registries:
-  - {{name: local, type: archive, path: {layout}}}
-notifications:
-  - {{name: all, type: webhook, url: '{receiver.url}/all'}}
-""")
     assert cli(cfg, "run").exit_code == 0 and receiver.bodies() == []
     r = cli(cfg, "db", "import", str(new), "--format", "json")
     assert r.exit_code == 0, r.output
