@@ -41,14 +41,42 @@ from vulnwatch.vulndb.match import Matcher  # noqa: E402
 from vulnwatch.vulndb.sync import import_path  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of this benchmark (``bench/growth.py`` takes them too)."""
     ap.add_argument("--inventories", type=int, default=10_000)
     ap.add_argument("--data", type=Path, default=next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data" / "osv",
                                      Path("/work/shared/data/osv")) if p.exists()), Path("data/osv")))
     ap.add_argument("--moved-share", type=int, default=20, help="hold back the Debian records of 1 in N "
                                                                  "source packages in the first import")
-    args = ap.parse_args(argv)
+    ap.add_argument("--store", default=None, help="state store URL (default: SQLite in a temp folder)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0])).parse_args(argv)
+    m = measure(args)
+    n, scale = m["n"], m["n"] / 10_000
+
+    def line(what: str, took: float, target: float, extra: str = "") -> None:
+        goal = target * scale
+        print(f"  {what:<52} {took:7.2f} s   target <= {goal:5.2f} s  {'PASS' if took <= goal else 'MISS'}"
+              + (f"   {extra}" if extra else ""))
+
+    print(f"{n:,} stored inventories ({m['packages']:,} packages; built in {m['build']:.1f} s, matched in "
+          f"{m['matched']:.1f} s); targets scaled from 10,000 by {scale:g}")
+    line(f"storing {n:,} new inventories (commit_scans, 200/tx)", m["stored"], 10.0,
+         f"{m['stored'] / n * 1000:.2f} ms per image")
+    line("an update that touches 50 records", m["touched"], 0.2, f"{m['small_moved']:,} images moved")
+    line("the full data, nothing moved", m["full"], 1.0)
+    line(f"an update that moves {m['moved'] * 100 // n} % of the images", m["updated"], 10.0,
+         f"{m['moved']:,} moved, {m['added']:,} findings added, {m['written']:,} events in the outbox; "
+         f"{m['updated'] / max(1, m['moved']) * 1000:.2f} ms per moved image")
+    print(f"  (no target) first re-match, no marker (every inventory fingerprinted): {m['first']:6.2f} s")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Build, store and re-match ``args.inventories`` inventories; the timings (seconds) and counts."""
     tmp = Path(tempfile.mkdtemp(prefix="vulnwatch-rematch-"))
     index = VulnIndex(tmp / "osv.db")
 
@@ -68,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     invs = inventories_bench.build_inventories(args.inventories, args.data, 1)
     build = time.perf_counter() - t
-    store = SQLStore.from_path(tmp / "state.db")
+    store = SQLStore.from_url(args.store) if args.store else SQLStore.from_path(tmp / "state.db")
     matcher = Matcher(index)
     results = []
     t = time.perf_counter()
@@ -116,25 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     full = time.perf_counter() - t
     assert not again
 
-    n = args.inventories
-    scale = n / 10_000
-
-    def line(what: str, took: float, target: float, extra: str = "") -> None:
-        goal = target * scale
-        print(f"  {what:<52} {took:7.2f} s   target <= {goal:5.2f} s  {'PASS' if took <= goal else 'MISS'}"
-              + (f"   {extra}" if extra else ""))
-
-    print(f"{n:,} stored inventories ({packages:,} packages; built in {build:.1f} s, matched in {matched:.1f} s); "
-          f"targets scaled from 10,000 by {scale:g}")
-    line(f"storing {n:,} new inventories (commit_scans, 200/tx)", stored, 10.0, f"{stored / n * 1000:.2f} ms per image")
-    line("an update that touches 50 records", touched, 0.2, f"{small_moved:,} images moved")
-    line("the full data, nothing moved", full, 1.0)
-    line(f"an update that moves {len(events) * 100 // n} % of the images", updated, 10.0,
-         f"{len(events):,} moved, {added:,} findings added, {written:,} events in the outbox; "
-         f"{updated / max(1, len(events)) * 1000:.2f} ms per moved image")
-    print(f"  (no target) first re-match, no marker (every inventory fingerprinted): {first:6.2f} s")
-    return 0
-
+    store.close()
+    return dict(n=args.inventories, packages=packages, build=build, matched=matched, stored=stored,
+                first=first, touched=touched, small_moved=small_moved, full=full, updated=updated,
+                moved=len(events), added=added, written=written, tmp=str(tmp))
 
 if __name__ == "__main__":
     sys.exit(main())
