@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from tests.support.images import build_app_image  # noqa: E402
+from tests.support.images import bench_cache_dir, build_app_image  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 
 REPOSITORY = "app"
@@ -62,14 +62,6 @@ with httpx.Client(timeout=60) as client:
                 total += len(d.decompress(chunk))
 print(total)
 """
-
-
-def default_cache() -> Path:
-    env = os.environ.get("VULNWATCH_TEST_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    shared = Path("/tmp/cattest/cache")
-    return shared if shared.is_dir() else Path("/tmp/vulnwatch-bench-cache")
 
 
 def syft_binary() -> str:
@@ -114,7 +106,7 @@ def run_checked(cmd: list[str] | str, *, env: dict | None = None, shell: bool = 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--cache", type=Path, default=default_cache())
+    ap.add_argument("--cache", type=Path, default=bench_cache_dir())
     args = ap.parse_args()
 
     args.cache.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.images import (  # noqa: E402
-    BUILDER_VERSION, LayerWriter, cached, debian_rootfs, load_layout, write_oci_layout)
+    BUILDER_VERSION, LayerWriter, bench_cache_dir, cached, debian_rootfs, load_layout, write_oci_layout)
 from tests.support.registry import start_registry  # noqa: E402
 
 BENCH_VERSION = "1"
@@ -52,14 +52,6 @@ EXECUTABLE_SIZE = 96 * MB
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu container layer image registry "
          "vulnerability package version manifest digest").split()
-
-
-def default_cache() -> Path:
-    env = os.environ.get("VULNWATCH_TEST_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    shared = Path("/tmp/cattest/cache")
-    return shared if shared.is_dir() else Path("/tmp/vulnwatch-bench-cache")
 
 
 # ---------------------------------------------------------------- the image
@@ -193,7 +185,7 @@ def layout_sizes(path: Path) -> tuple[int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", type=Path, default=default_cache())
+    ap.add_argument("--cache", type=Path, default=bench_cache_dir())
     ap.add_argument("--no-registry", action="store_true", help="only scan the OCI layouts")
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)

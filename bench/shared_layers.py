@@ -34,7 +34,6 @@ import gzip
 import hashlib
 import io
 import json
-import os
 import shutil
 import sys
 import tarfile
@@ -48,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from tests.support.images import build_app_image, build_debian_image  # noqa: E402
+from tests.support.images import bench_cache_dir, build_app_image, build_debian_image  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -56,14 +55,6 @@ MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 REPOSITORIES = [f"team-{c}" for c in "abcde"]
 SITE = "usr/lib/python3/dist-packages"
-
-
-def default_cache() -> Path:
-    env = os.environ.get("VULNWATCH_TEST_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    shared = Path("/tmp/cattest/cache")
-    return shared if shared.is_dir() else Path("/tmp/vulnwatch-bench-cache")
 
 
 def digest_of(data: bytes) -> str:
@@ -145,7 +136,7 @@ def bases(cache: Path) -> dict[str, tuple[list[bytes], list[str]]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", type=int, default=50)
-    ap.add_argument("--cache", type=Path, default=default_cache())
+    ap.add_argument("--cache", type=Path, default=bench_cache_dir())
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
 

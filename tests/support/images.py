@@ -373,6 +373,13 @@ def default_cache_dir(fallback: Path) -> Path:
     return Path(env) if env else Path(fallback)
 
 
+
+def bench_cache_dir() -> Path:
+    """Where the benchmarks keep built images: ``$VULNWATCH_TEST_IMAGE_CACHE`` when set, else
+    ``/tmp/cattest/cache`` when it exists, else ``/tmp/vulnwatch-bench-cache``."""
+    shared = Path("/tmp/cattest/cache")
+    return default_cache_dir(shared if shared.is_dir() else Path("/tmp/vulnwatch-bench-cache"))
+
 def build_debian_image(out_dir: Path, suite: str, cache_dir: Path | None = None) -> ImageLayout:
     """A one-layer image of a Debian ``suite`` rootfs (bookworm, bullseye)."""
     cache_dir = Path(cache_dir or out_dir)
