@@ -23,13 +23,23 @@ import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from .source import CHUNK_SIZE, Chunks, decoded_chunks, read_head
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cache import LayerCache
     from .contents import LayerContents
+
+
+class ClaimingCache(Protocol):
+    """What the prefetcher needs of a layer cache (:class:`~vulnwatch.walker.cache.LayerCache`
+    is one): the stored contents of a layer, or the claim to read it, and the claim's end."""
+
+    def acquire(self, layer: str, chain_id: str, key: str, *,
+                stop: threading.Event | None = None) -> "LayerContents | None": ...
+
+    def release(self, chain_id: str, key: str) -> None: ...
+
 
 __all__ = ["LayerPrefetch"]
 
@@ -47,7 +57,7 @@ class LayerPrefetch:
     the reader has stored. Use as a context manager (``close`` stops the thread)."""
 
     def __init__(self, jobs: Sequence[tuple[int, str, str | None]], open_blob: Callable[[str], BinaryIO], *,
-                 cache: "LayerCache | None" = None, key: str = "", depth: int = DEFAULT_DEPTH) -> None:
+                 cache: ClaimingCache | None = None, key: str = "", depth: int = DEFAULT_DEPTH) -> None:
         self._jobs = list(jobs)
         self._size = CHUNK_SIZE
         self._open_blob = open_blob
