@@ -344,15 +344,23 @@ def _import_changed(db: VulnIndex, paths: list[Path]) -> list:
         real = Path(path).resolve()
         newest = _newest_mtime(real)
         version = _version_of(newest)
-        # Changed: a newer version than the one imported (its newest modification time, to the
-        # second), or a file written after the import within that same second. An export whose
-        # files carry times ahead of the clock is imported once, not at every start.
-        if seen is None or (seen.last_modified != version if seen.last_modified
-                            else seen.imported_at.timestamp() < newest) or (
-                seen.imported_at.timestamp() < newest and int(seen.imported_at.timestamp()) == int(newest)):
+        if _export_changed(seen, newest, version):
             reports.append(import_path(db, real, source=local_source(path), location=str(path),
                                        last_modified=version))
     return reports
+
+
+def _export_changed(seen: SourceStatus | None, newest: float, version: str) -> bool:
+    """Whether a local export whose newest file is dated ``newest`` (``version``: that time to
+    the second) changed since its import ``seen``: a version other than the one imported, or a
+    file written after the import within the second the version names. An export whose files
+    carry times ahead of the clock is imported once, not at every start."""
+    if seen is None:
+        return True
+    imported = seen.imported_at.timestamp()
+    if not seen.last_modified:             # imported before versions were kept: by time
+        return imported < newest
+    return seen.last_modified != version or (imported < newest and int(imported) == int(newest))
 
 
 def local_version(path: Path) -> str:
