@@ -343,24 +343,27 @@ def _import_changed(db: VulnIndex, paths: list[Path]) -> list:
         # never files listed in one and read from the other.
         real = Path(path).resolve()
         newest = _newest_mtime(real)
-        version = _version_of(newest)
-        if _export_changed(seen, newest, version):
+        if _export_changed(seen, newest):
             reports.append(import_path(db, real, source=local_source(path), location=str(path),
-                                       last_modified=version))
+                                       etag=_mtime_tag(newest), last_modified=_version_of(newest)))
     return reports
 
 
-def _export_changed(seen: SourceStatus | None, newest: float, version: str) -> bool:
-    """Whether a local export whose newest file is dated ``newest`` (``version``: that time to
-    the second) changed since its import ``seen``: a version other than the one imported, or a
-    file written after the import within the second the version names. An export whose files
-    carry times ahead of the clock is imported once, not at every start."""
+def _mtime_tag(newest: float) -> str:
+    """The exact version of a local export, kept as its ETag: its newest modification time."""
+    return f"mtime:{newest:.6f}"
+
+
+def _export_changed(seen: SourceStatus | None, newest: float) -> bool:
+    """Whether a local export whose newest file is dated ``newest`` changed since its import
+    ``seen``: its exact newest modification time differs from the one imported (kept as the
+    source's ETag). An export whose files carry times ahead of the clock is imported once, not
+    at every start. A source imported before that ETag was kept: by import time."""
     if seen is None:
         return True
-    imported = seen.imported_at.timestamp()
-    if not seen.last_modified:             # imported before versions were kept: by time
-        return imported < newest
-    return seen.last_modified != version or (imported < newest and int(imported) == int(newest))
+    if seen.etag and seen.etag.startswith("mtime:"):
+        return seen.etag != _mtime_tag(newest)
+    return seen.imported_at.timestamp() < newest
 
 
 def local_version(path: Path) -> str:
