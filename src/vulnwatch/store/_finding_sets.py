@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from ..model import Finding, Severity, finding_hash
 
-__all__ = ["finding_parts", "runs_of", "split", "split_dicts", "set_id", "signature_total", "summarise"]
+__all__ = ["Summary", "finding_parts", "runs_of", "split", "split_dicts", "set_id", "signature_total", "summarise",
+           "summary"]
 
 
 def _dumps(value) -> str:
@@ -64,15 +67,20 @@ def split(findings: Sequence[Finding]) -> list[tuple[str, str]]:
 
 
 class _Run:
-    __slots__ = ("items", "sid", "text", "total", "counts")
+    __slots__ = ("items", "sid", "text", "pair", "total", "counts", "kev")
 
-    def __init__(self, items: tuple, sid: str, text: str, total: int, counts: list[int]) -> None:
-        self.items, self.sid, self.text, self.total, self.counts = items, sid, text, total, counts
+    def __init__(self, items: tuple, sid: str, text: str, total: int, counts: tuple[int, ...], kev: int) -> None:
+        self.items, self.sid, self.text, self.total, self.counts, self.kev = items, sid, text, total, counts, kev
+        self.pair = (sid, text)
 
 
 _RUN_AT: dict[int, _Run] = {}
 """id of a run's first finding -> the run (which keeps its findings alive, so ids stay unique)."""
 _SEV_INDEX = {name: n for n, name in enumerate(_SEVERITIES)}
+_PAIR = operator.attrgetter("pair")
+_TOTAL = operator.attrgetter("total")
+_COUNTS = operator.attrgetter("counts")
+_KEV = operator.attrgetter("kev")
 
 
 def _make_run(items: tuple) -> _Run:
@@ -81,10 +89,12 @@ def _make_run(items: tuple) -> _Run:
     counts = [0] * len(_SEVERITIES)
     for p in parts:
         counts[_SEV_INDEX[p[5]]] += 1
-    return _Run(items, set_id(text), text, sum(p[2] for p in parts), counts)
+    return _Run(items, set_id(text), text, sum(p[2] for p in parts), tuple(counts),
+                sum(1 for f in items if f.kev is not None))
 
 
-def _runs(seq: tuple) -> Iterable[_Run]:
+def _runs(seq: tuple) -> list[_Run]:
+    out: list[_Run] = []
     n = len(seq)
     i = 0
     get = _RUN_AT.get
@@ -100,8 +110,9 @@ def _runs(seq: tuple) -> Iterable[_Run]:
             if len(_RUN_AT) >= 1 << 16:
                 _RUN_AT.clear()
             _RUN_AT[id(f)] = run
-        yield run
+        out.append(run)
         i += len(run.items)
+    return out
 
 
 def runs_of(findings: Sequence[Finding]) -> list[tuple[str, tuple[Finding, ...]]]:
@@ -111,22 +122,35 @@ def runs_of(findings: Sequence[Finding]) -> list[tuple[str, tuple[Finding, ...]]
     return [(run.sid, run.items) for run in _runs(seq)]
 
 
+class Summary(NamedTuple):
+    """What storing a result's findings needs of them, in one pass (:func:`summary`)."""
+
+    sets: list[tuple[str, str]]
+    """Their sets as :func:`split` gives them."""
+    total: int
+    """The sum of their finding hashes (:func:`~vulnwatch.model.signature_of`)."""
+    counts: dict[str, int]
+    """:func:`~vulnwatch.model.severity_counts`."""
+    kev: int
+    """How many are listed in KEV (:attr:`~vulnwatch.model.ScanResult.kev_count`)."""
+
+
+def summary(findings: Sequence[Finding]) -> Summary:
+    """One pass over ``findings``. A run already seen (the same finding objects in a row: the
+    matcher hands out one tuple per distinct package) costs one slice comparison, not a step per
+    finding; the sums over runs are C-level (``map``/``zip``): an image has ~70 runs, and a
+    Python loop over each run's severity counts was a third of the time."""
+    runs = _runs(findings if isinstance(findings, tuple) else tuple(findings))
+    counts = [sum(c) for c in zip(*map(_COUNTS, runs))] if runs else [0] * len(_SEVERITIES)
+    return Summary(list(map(_PAIR, runs)), sum(map(_TOTAL, runs)), dict(zip(_SEVERITIES, counts)),
+                   sum(map(_KEV, runs)))
+
+
 def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, dict[str, int]]:
-    """One pass over ``findings``: (their sets as :func:`split` gives them, the sum of their
-    finding hashes, :func:`~vulnwatch.model.severity_counts`). A run already seen (the same
-    finding objects in a row: the matcher hands out one tuple per distinct package) costs one
-    slice comparison, not a step per finding."""
-    seq = findings if isinstance(findings, tuple) else tuple(findings)
-    out: list[tuple[str, str]] = []
-    total = 0
-    counts = [0] * len(_SEVERITIES)
-    for run in _runs(seq):
-        out.append((run.sid, run.text))
-        total += run.total
-        for k, c in enumerate(run.counts):
-            if c:
-                counts[k] += c
-    return out, total, dict(zip(_SEVERITIES, counts))
+    """(their sets as :func:`split` gives them, the sum of their finding hashes,
+    :func:`~vulnwatch.model.severity_counts`): :func:`summary` without the KEV count."""
+    s = summary(findings)
+    return s.sets, s.total, s.counts
 
 
 def split_dicts(findings: Sequence[dict]) -> list[tuple[str, str]]:

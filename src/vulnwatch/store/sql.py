@@ -47,7 +47,7 @@ from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStat
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
                         TrendPoint, bucket_width, stored_error, sweep_fixes)
-from ._finding_sets import finding_parts, signature_total, summarise
+from ._finding_sets import finding_parts, signature_total, summary
 from ._name_index import IndexedPackage, looked_up, matching_key, name_key, package_id
 from .migrations import LATEST_VERSION, MIGRATIONS
 
@@ -278,23 +278,37 @@ def _finding_from_dict(d: dict) -> Finding:
 
 
 _ROW_OF = operator.attrgetter(*_ROW_FIELDS)
-_ROW_TEXT: dict[int, tuple[Any, str]] = {}
+_ROW_TEXT: dict[int, str] = {}
+"""id of a package object -> its row as JSON text. An id is here only while its object is in
+:data:`_ROW_KEPT` (alive: no other object can have that id meanwhile): entries are added (kept
+first) and cleared (texts first) under :data:`_ROW_LOCK`, and read without it."""
+_ROW_KEPT: list[Any] = []
+_ROW_LOCK = threading.Lock()
 _ROWS_HEAD = '{"v":2,"fields":' + json.dumps(_ROW_FIELDS, separators=(",", ":")) + ',"rows":['
+
+
+def _row_text(p) -> str:
+    text = _ROW_TEXT.get(id(p))
+    if text is None:
+        text = json.dumps(p if type(p) is PackageRow else _ROW_OF(p), separators=(",", ":"))
+        _ROW_KEPT.append(p)
+        _ROW_TEXT[id(p)] = text
+    return text
 
 
 def _dump_packages(packages) -> str:
     """Compact rows: field names once, then one list per package (each row's text cached by
-    object: a fleet's results share package objects, e.g. an inventory kept from a layer cache)."""
-    texts = []
-    get = _ROW_TEXT.get
-    for p in packages:
-        hit = get(id(p))
-        if hit is None or hit[0] is not p:
-            if len(_ROW_TEXT) >= 1 << 17:
+    object: a fleet's results share package objects, e.g. an inventory kept from a layer cache).
+    The look-ups are one C-level ``map`` over the inventory (~850 packages in
+    bench/rematch_stored.py): measured 15 % faster than a Python loop of get, identity check and
+    append per package."""
+    texts = list(map(_ROW_TEXT.get, map(id, packages)))
+    if None in texts:
+        with _ROW_LOCK:
+            if len(_ROW_TEXT) + len(packages) > 1 << 17:
                 _ROW_TEXT.clear()
-            hit = _ROW_TEXT[id(p)] = (p, json.dumps(p if type(p) is PackageRow else _ROW_OF(p),
-                                                    separators=(",", ":")))
-        texts.append(hit[1])
+                _ROW_KEPT.clear()
+            texts = [_row_text(p) for p in packages]
     return _ROWS_HEAD + ",".join(texts) + "]}"
 
 
@@ -850,7 +864,7 @@ class SQLStore(FenceStack, Store):
         """The column values of one image's write (snapshot, history), computed once."""
         result = it.result
         img = result.image
-        sets, total, by_severity = summarise(result.findings)
+        sets, total, by_severity, kev = summary(result.findings)
         refs = _dumps([sid for sid, _ in sets])
         counts = _dumps(by_severity)
         state = ScanState(result.state).value
@@ -862,7 +876,7 @@ class SQLStore(FenceStack, Store):
             findings_signature=signature_of(len(result.findings) + len(result.suppressed),
                                             total + sum(finding_hash(f) for f in result.suppressed)),
             suppressed="[" + ",".join(_finding_json(f) for f in result.suppressed) + "]",
-            notes=_dumps(list(result.notes)), counts=counts, kev=result.kev_count,
+            notes=_dumps(list(result.notes)), counts=counts, kev=kev,
             coverage=_dumps(result.coverage.to_dict()) if result.coverage is not None else None,
             coverage_summary=_dumps(result.coverage.brief().to_dict()) if result.coverage is not None else None)
         if not it.keep_inventory:
