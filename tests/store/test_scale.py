@@ -322,3 +322,38 @@ def test_rematch_prunes_the_log_up_to_its_previous_marker(store, index, tmp_path
     assert [e.image.digest for e in pipeline.rematch()] == [A]      # still proportional afterwards
     assert index.changes_since(v0) is None                          # pruned up to the marker before: v1
     assert index.changes_since(v1) is not None
+
+
+def _fail_inserting_events_of(store, digest: str) -> None:
+    """A real database error in the middle of a batch: a trigger refuses the outbox row of one
+    image, after the batch's snapshots, finding sets, history and tags are written."""
+    with store._engine.begin() as conn:
+        if store._sqlite:
+            conn.execute(text(f"CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.digest = '{digest}' "
+                              "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"))
+        else:
+            conn.execute(text(f"CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                              f"IF NEW.digest = '{digest}' THEN RAISE EXCEPTION 'refused by test trigger'; END IF; "
+                              "RETURN NEW; END $$"))
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse()"))
+
+
+def test_a_batch_failing_in_the_middle_leaves_no_half_written_image(store, index):
+    scans = [_scanned(index, image(d, tags=(t,)), (CURL, ZLIB)) for d, t in ((A, "a"), (B, "b"), (C, "c"))]
+    assert scans[0].findings            # finding sets to write
+    items = [ScanCommit(r, ((make_event(r), ("hook",)),)) for r in scans]
+    _fail_inserting_events_of(store, C)
+    with pytest.raises(sqlmod.StoreError, match="refused by test trigger"):
+        store.commit_scans(items)
+    with store._engine.connect() as conn:
+        for table in ("images", "snapshots", "scan_history", "tag_history", "events", "deliveries", "finding_sets"):
+            assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
+    with store._engine.begin() as conn:
+        conn.execute(text("DROP TRIGGER refuse" if store._sqlite else "DROP TRIGGER refuse ON events"))
+    # the same store object again: it must not take the sets of the failed batch for stored
+    assert store.commit_scans(items) == [None, None, None]
+    for r in scans:
+        snap = store.snapshot(*r.image.key)
+        assert snap.findings == r.findings and snap.packages == r.packages
+    with store._engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar() == 3

@@ -172,3 +172,58 @@ def test_packages_written_by_schema_1_are_still_read(store):
     assert store.snapshot(*image(A).key).packages == pkgs
     [inv] = list(store.inventories())
     assert inv.findings_signature is None and inv.packages[0].name == "curl"
+
+
+# --- inventories stored compressed (migration 11) --------------------------------------------
+
+def _inventory(n: int) -> tuple[Package, ...]:
+    """``n`` packages with every field used (None, non-ASCII text, a layer digest) and a source
+    package shared by many, as a real image's inventory."""
+    return tuple(Package(f"lib-ü{i}", f"1.{i}-{i % 7}~deb12u1", "Debian:12",
+                         purl=f"pkg:deb/debian/lib-%C3%BC{i}@1.{i}?arch=amd64" if i % 3 else None,
+                         source_name=f"src{i // 10}", source_version=f"1.{i}" if i % 2 else None,
+                         path="/var/lib/dpkg/status", layer="sha256:" + f"{i % 4:x}" * 64) for i in range(n))
+
+
+def _stored_packages_text(store, key) -> str:
+    with store._engine.connect() as conn:
+        return conn.execute(text("SELECT packages FROM snapshots WHERE registry = :r AND repository = :p "
+                                 "AND digest = :d"), dict(zip("rpd", key))).scalar()
+
+
+def test_an_inventory_is_stored_compressed_and_read_back_equal(store):
+    pkgs = _inventory(600)
+    store.commit_scan(result(image(A), packages=pkgs, distro="Debian:12"), [])
+    stored = _stored_packages_text(store, image(A).key)
+    plain = sqlmod._dump_packages(pkgs)
+    assert stored.startswith(sqlmod._PACKED) and len(stored) * 4 < len(plain)
+    assert store.snapshot(*image(A).key).packages == pkgs
+    [inv] = list(store.inventories())
+    assert inv.packages == [sqlmod.PackageRow(*sqlmod._ROW_OF(p)) for p in pkgs]
+    assert {p.row[0] for p in store.package_index(["src3"])} == {f"lib-ü{i}" for i in range(30, 40)}
+
+
+def test_a_small_inventory_is_kept_as_plain_json(store):
+    pkgs = _inventory(2)
+    store.commit_scan(result(image(A), packages=pkgs, distro="Debian:12"), [])
+    assert _stored_packages_text(store, image(A).key) == sqlmod._dump_packages(pkgs)
+    assert store.snapshot(*image(A).key).packages == pkgs
+
+
+def test_plain_inventories_written_before_version_11_are_still_read(store):
+    pkgs = _inventory(600)
+    store.commit_scan(result(image(A), packages=pkgs, distro="Debian:12"), [])
+    with store._engine.begin() as conn:
+        conn.execute(text("UPDATE snapshots SET packages = :p"), {"p": sqlmod._dump_packages(pkgs)})
+    assert store.snapshot(*image(A).key).packages == pkgs
+    [inv] = list(store.inventories())
+    assert [tuple(r) for r in inv.rows] == [sqlmod._ROW_OF(p) for p in pkgs]
+
+
+def test_postgresql_does_not_compress_inventories_again(store):
+    if store._sqlite:
+        pytest.skip("PostgreSQL's TOAST storage")
+    with store._engine.connect() as conn:
+        storage = conn.execute(text("SELECT attstorage FROM pg_attribute WHERE attrelid = 'snapshots'::regclass "
+                                    "AND attname = 'packages'")).scalar()
+    assert storage == "e"     # EXTERNAL: out of line, not compressed
