@@ -18,7 +18,8 @@ from collections.abc import Iterable, Sequence
 
 from ..model import Finding, Severity, finding_hash
 
-__all__ = ["finding_parts", "runs_of", "split", "split_dicts", "set_id", "signature_total", "summarise"]
+__all__ = ["finding_parts", "runs_of", "severity_counts", "split", "split_dicts", "set_id", "signature_total",
+           "summarise"]
 
 
 def _dumps(value) -> str:
@@ -45,11 +46,13 @@ def finding_parts(f: Finding) -> tuple[Finding, str, int, str, tuple, str]:
 
 
 def signature_total(findings: Iterable[Finding]) -> tuple[int, int]:
-    """(count, sum of finding hashes) of ``findings`` (see :func:`~vulnwatch.model.signature_of`)."""
+    """(count, sum of finding hashes) of ``findings`` (see :func:`~vulnwatch.model.signature_of`),
+    a stored set at a time (each set's sum kept with it)."""
+    seq = findings if isinstance(findings, tuple) else tuple(findings)
     n = total = 0
-    for f in findings:
-        total += finding_parts(f)[2]
-        n += 1
+    for run in _runs(seq):
+        total += run.total
+        n += len(run.items)
     return n, total
 
 
@@ -109,6 +112,18 @@ def runs_of(findings: Sequence[Finding]) -> list[tuple[str, tuple[Finding, ...]]
     :func:`summarise`; two sets with one id hold the same findings)."""
     seq = findings if isinstance(findings, tuple) else tuple(findings)
     return [(run.sid, run.items) for run in _runs(seq)]
+
+
+def severity_counts(findings: Sequence[Finding]) -> dict[str, int]:
+    """:func:`~vulnwatch.model.severity_counts` of ``findings``, a stored set at a time (each
+    set's counts kept with it)."""
+    seq = findings if isinstance(findings, tuple) else tuple(findings)
+    counts = [0] * len(_SEVERITIES)
+    for run in _runs(seq):
+        for k, c in enumerate(run.counts):
+            if c:
+                counts[k] += c
+    return dict(zip(_SEVERITIES, counts))
 
 
 def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, dict[str, int]]:
