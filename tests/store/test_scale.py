@@ -6,6 +6,7 @@ batch, and the upgrades of stores made before migrations 7 and 9. SQLite and Pos
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -360,7 +361,6 @@ def _fleet(index):
            _scanned(index, image("e" * 64), (BASH, ZLIB))]
     e = out[4]                         # as the policy stage leaves one finding of it suppressed
     from vulnwatch.model import Suppression
-    from dataclasses import replace
     quiet = replace(e.findings[0], suppression=Suppression("ignore", "config", "accepted"))
     out[4] = replace(e, findings=e.findings[1:], suppressed=(quiet,))
     return out
@@ -413,3 +413,25 @@ def test_rematch_from_the_package_index_equals_matching_every_inventory(store, i
         assert [p.rematch() for p in pipelines] == [[], []]
     finally:
         whole.close()
+
+
+def test_stored_event_text_is_the_events_json():
+    """Events are stored with their findings' cached texts spliced in: the same JSON value as
+    encoding ``to_dict()``, for every part of an event."""
+    from vulnwatch.diff import diff
+    from vulnwatch.model import (ChangeReason, Coverage, DataSource, EcosystemCoverage, FindingChange,
+                                 KevListing, ReasonKind, Severity, UnjudgedPackage)
+    from vulnwatch.store._finding_sets import event_text
+
+    before = result(image(A), findings=(finding("CVE-1", Severity.LOW), finding("CVE-2"),
+                                        finding("CVE-3", title='a "quoted" \u00e9 title')))
+    now = result(image(A), at=T0 + timedelta(hours=1),
+                 findings=(finding("CVE-1", Severity.CRITICAL, cvss_score=9.8, epss=0.5,
+                                   kev=KevListing(date_added="2024-01-01")), finding("CVE-4", fixed_versions=("2",))))
+    ev = diff(now, before, data=(DataSource("advisory", "Debian", "v1", T0),))
+    assert ev.added and ev.fixed and ev.changed
+    cov = Coverage((EcosystemCoverage("Debian:12", 3, True, 10, T0),), (UnjudgedPackage("Debian:12", "x", "1", "why"),))
+    ev2 = replace(ev, coverage=cov, previous_coverage=None, changed=(FindingChange(now.findings[0], now.findings[0]),),
+                  reasons=(ChangeReason(ReasonKind.ADVISORY_DATA_CHANGED, "data"),))
+    for e in (ev, ev2, replace(ev, added=(), fixed=(), changed=())):
+        assert json.loads(event_text(e)) == json.loads(json.dumps(e.to_dict()))

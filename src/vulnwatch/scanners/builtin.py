@@ -11,7 +11,9 @@ their new result).
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -318,25 +320,18 @@ class BuiltinScanner(Scanner):
             wanted[sk] = (row, sig)
         out: list = []
         seen: set[tuple] = set()
-        i, n = 0, len(base)
-        while i < n:                                  # the findings, a package at a time
-            f = base[i]
-            sk = (f.ecosystem, f.package_name, f.package_version, f.purl)
-            j = i + 1
-            while j < n and (base[j].ecosystem, base[j].package_name, base[j].package_version,
-                             base[j].purl) == sk:
-                j += 1
+        for sk, group in itertools.groupby(base, _REPORTED_UNDER):     # the findings, a package at a time
+            run = tuple(group)
             if sk in seen:
                 return None
             seen.add(sk)
             w = wanted.get(sk)
             if w is None:
-                out.extend(base[i:j])
+                out.extend(run)
+            elif w[1] is None or self._signature_of_run(run) != w[1]:
+                return None
             else:
-                if w[1] is None or self._signature_of_run(base[i:j]) != w[1]:
-                    return None
                 out.extend(self.package_findings(w[0], distro)[0])
-            i = j
         empty = signature_of(0, 0)
         for sk, (row, sig) in wanted.items():
             if sk not in seen:
@@ -403,6 +398,8 @@ def _coverage_key(coverage: Coverage | None):
 
 
 _PAD = len(PackageRow._fields)
+_REPORTED_UNDER = operator.attrgetter("ecosystem", "package_name", "package_version", "purl")
+"""What a package's findings are reported under (and stored as one set by)."""
 
 
 def _package_row(row: Sequence) -> PackageRow:

@@ -47,7 +47,7 @@ from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStat
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
                         TrendPoint, bucket_width, stored_error, sweep_fixes)
-from ._finding_sets import finding_parts, signature_total, summarise
+from ._finding_sets import event_text, finding_parts, signature_total, summarise
 from ._name_index import IndexedPackage, looked_up, matching_key, name_key, package_id
 from .migrations import LATEST_VERSION, MIGRATIONS
 
@@ -911,7 +911,8 @@ class SQLStore(FenceStack, Store):
                      tags=history["tags"], pushed_at=img.pushed_at, media_type=img.media_type,
                      size_bytes=img.size_bytes, updated_at=now, last_error=None, last_error_at=None,
                      last_error_scanner=None)
-        return dict(key=img.key, image=image, snapshot=snapshot, history=history, sets=sets)
+        bodies = {ev.id: event_text(ev) for ev, _sinks in it.deliveries}
+        return dict(key=img.key, image=image, snapshot=snapshot, history=history, sets=sets, bodies=bodies)
 
     @staticmethod
     def _keys_sql(keys: Sequence[tuple], names: Sequence[str], prefix: str = "k") -> tuple[str, dict]:
@@ -1032,6 +1033,7 @@ class SQLStore(FenceStack, Store):
 
         # the outbox: an event already there (an idempotent re-run) gets no new deliveries
         events = [(ev, sinks) for it, _ in ok for ev, sinks in it.deliveries]
+        bodies = {k: v for _, r in ok for k, v in r["bodies"].items()}
         if events:
             ids = list(dict.fromkeys(ev.id for ev, _ in events))
             have = set()
@@ -1044,7 +1046,7 @@ class SQLStore(FenceStack, Store):
                 have.add(ev.id)
                 fresh.append(dict(id=ev.id, kind=ev.kind.value, registry=ev.image.registry,
                                   repository=ev.image.repository, digest=ev.image.digest,
-                                  body=_dumps(ev.to_dict()), created_at=now))
+                                  body=bodies[ev.id], created_at=now))
                 dels.extend(dict(event_id=ev.id, sink=sink, status=DeliveryStatus.PENDING.value, attempts=0,
                                  next_attempt_at=None, created_at=now) for sink in dict.fromkeys(sinks))
             if fresh:
