@@ -1030,10 +1030,15 @@ class Pipeline:
         nothing, and otherwise only inventories holding a package of a changed name are
         fingerprinted (each distinct package matched once); with a store that keeps a package
         index (``Store.package_index``) each changed distinct package is evaluated once against
-        the signature it had, and only images holding one that moved are read. Inventories stream from the store as
-        light rows; only images whose findings moved are read back, re-matched, diffed and
-        written, a batch per transaction (``Store.commit_scans``). The others are stamped as
-        checked, in one statement."""
+        the signature it had, and only images holding one that moved are read: what each holds
+        of the changed packages (``Store.holdings``) lets its new result be made from its snapshot
+        alone, the held packages' findings (computed once per distinct package) in place of the
+        stored ones (``BuiltinScanner.rematch_held``), without reading its inventory. What that
+        cannot tell (no index, no coverage kept, a package held twice, stored findings that are
+        not what the package's signature says) is matched whole: inventories stream from the
+        store as light rows, and only images whose findings moved are read back, re-matched,
+        diffed and written, a batch per transaction (``Store.commit_scans``). The others are
+        stamped as checked, in one statement."""
         from .scanners.builtin import BuiltinScanner
 
         resources = self._resources()
