@@ -11,7 +11,9 @@ their new result).
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -93,6 +95,8 @@ class BuiltinScanner(Scanner):
         self.layer_cache = layer_cache
         self._fingerprints: dict[str | None, dict[tuple, tuple[int, int]]] = {}
         self._touched: dict[tuple, dict[tuple, bool]] = {}
+        self._package_findings: dict[tuple, tuple[tuple, str]] = {}
+        self._run_signatures: dict[int, tuple[tuple, str]] = {}
 
     @property
     def matcher(self) -> Matcher:
@@ -271,6 +275,93 @@ class BuiltinScanner(Scanner):
                           findings=tuple(found), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
                           coverage=coverage)
 
+    def package_findings(self, row: Sequence, distro: str | None) -> tuple:
+        """The findings the current data gives one distinct package (a row in
+        :class:`~vulnwatch.model.PackageRow` field order) on an image of ``distro``, and their
+        findings signature: ``(findings, signature)``, matched once per scanner."""
+        k = (distro, row[0], row[1], row[2], row[3], row[4], row[5])
+        hit = self._package_findings.get(k)
+        if hit is None:
+            found = tuple(self.matcher.match([_package_row(row)], distro))
+            hit = self._package_findings[k] = (found, signature_of(len(found), sum(finding_hash(f) for f in found)))
+        return hit
+
+    def _signature_of_run(self, run: tuple) -> str:
+        """The findings signature of one package's stored findings (cached by their objects: a
+        fleet's snapshots share them, read once per finding set)."""
+        hit = self._run_signatures.get(id(run[0]))
+        if hit is None or hit[0] != run:
+            if len(self._run_signatures) >= 1 << 16:
+                self._run_signatures.clear()
+            hit = self._run_signatures[id(run[0])] = (run, signature_of(len(run), sum(finding_hash(f) for f in run)))
+        return hit[1]
+
+    def rematch_held(self, snapshot: ScanResult, held: Sequence[tuple[Sequence, str | None]],
+                     distro: str | None, fresh: datetime | None) -> ScanResult | None:
+        """:meth:`rematch` without the inventory, for an update whose records name only some
+        packages: ``snapshot``'s findings with those of the packages it holds among them
+        (``held``: ``(row, the findings signature the package had when last re-matched)``) made
+        anew, every other package's kept; its coverage's data refreshed and the held packages
+        judged anew. ``fresh``: the oldest source import (the result's
+        ``vulnerability_source_updated_at``).
+
+        None when that cannot be told from the snapshot alone, and the whole inventory must be
+        matched (:meth:`rematch`): no coverage kept, or an ecosystem without data (data arriving
+        or leaving moves every package of it); a held package whose stored findings are not
+        exactly the ones its signature says (two packages reported under one name and version;
+        an image scanned against other data); a package reported in two places."""
+        old = snapshot.coverage
+        if old is None or old.missing:
+            return None
+        base = snapshot.unsuppressed().findings       # the policy stage decides suppression anew
+        wanted: dict[tuple, tuple[Sequence, str | None]] = {}
+        for row, sig in held:
+            if not row[2]:
+                continue                              # no ecosystem: never matched
+            sk = (row[2], row[0], row[1], row[3])     # what its findings are reported under
+            if sk in wanted:
+                return None
+            wanted[sk] = (row, sig)
+        out: list = []
+        seen: set[tuple] = set()
+        for sk, group in itertools.groupby(base, _REPORTED_UNDER):     # the findings, a package at a time
+            run = tuple(group)
+            if sk in seen:
+                return None
+            seen.add(sk)
+            w = wanted.get(sk)
+            if w is None:
+                out.extend(run)
+            elif w[1] is None or self._signature_of_run(run) != w[1]:
+                return None
+            else:
+                out.extend(self.package_findings(w[0], distro)[0])
+        empty = signature_of(0, 0)
+        for sk, (row, sig) in wanted.items():
+            if sk not in seen:
+                if sig != empty:
+                    return None
+                out.extend(self.package_findings(row, distro)[0])
+        try:
+            packages = [_package_row(row) for row, _sig in held]
+            part = self.matcher.coverage(packages, distro)
+            if part.missing:
+                return None
+            ecosystems = []
+            for e in old.ecosystems:
+                records, updated_at = self.matcher.ecosystem_data(e.ecosystem)
+                if not records:
+                    return None
+                ecosystems.append(replace(e, records=records, updated_at=updated_at))
+        except VulnDBError as e:
+            raise ScanError(snapshot.image, str(e), code=e.code) from e
+        judged = {(p.ecosystem, p.name, p.version) for p in packages}
+        unjudged = {u for u in old.unjudged if (u.ecosystem, u.name, u.version) not in judged} | set(part.unjudged)
+        coverage = Coverage(tuple(ecosystems), tuple(sorted(unjudged, key=lambda u: (u.ecosystem, u.name, u.version))))
+        return ScanResult(image=snapshot.image, scanner=snapshot.scanner, scanned_at=self.clock(),
+                          findings=tuple(out), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
+                          coverage=coverage)
+
     def scan_many(self, images, previous):
         images = list(images)
         if self.max_concurrency <= 1 or len(images) <= 1:
@@ -308,6 +399,18 @@ def _coverage_key(coverage: Coverage | None):
     """What a change of coverage is measured by (None: not known, e.g. stored before it was kept,
     which a re-match then records)."""
     return coverage.key if coverage is not None else None
+
+
+_PAD = len(PackageRow._fields)
+_REPORTED_UNDER = operator.attrgetter("ecosystem", "package_name", "package_version", "purl")
+"""What a package's findings are reported under (and stored as one set by)."""
+
+
+def _package_row(row: Sequence) -> PackageRow:
+    """A row of at least the fields matching depends on (the package index keeps those six) as a
+    :class:`~vulnwatch.model.PackageRow`."""
+    row = tuple(row)
+    return PackageRow._make(row + (None,) * (_PAD - len(row)) if len(row) < _PAD else row)
 
 
 def _unread(coverage: Coverage | None) -> list[tuple[str, str]]:
