@@ -84,7 +84,10 @@ def _load(paths: list[str]) -> list[dict]:
         for ln in Path(p).read_text().splitlines():
             ln = ln.removeprefix("RESULT ").strip()
             if ln.startswith("{"):
-                rows.append(json.loads(ln))
+                row = json.loads(ln)
+                if "cycle" in row and "stored" not in row:
+                    row["kind"] = "cycle"
+                rows.append(row)
     return rows
 
 
