@@ -129,6 +129,8 @@ class ECRRegistry(Registry):
         self.name = name
         self.registry_id = registry_id
         self.max_concurrency = max_concurrency
+        self.listing_concurrency = max(1, max_concurrency)
+        """Repositories a cycle lists at once (boto3 clients are thread-safe)."""
         self.platform = platform
         if scanner not in ("ecr", "builtin"):
             raise ValueError(f"ECR registry scanner must be ecr or builtin, not {scanner!r}")
