@@ -13,10 +13,12 @@ Two helpers matter beyond :func:`client`:
   so that call is made with retries off.
 * :class:`CallCounter` counts API calls per operation (thread-safe), for the
   benchmark's "calls per cycle".
-* Every client comes from one boto3 session per process (per ``AWS_*`` environment: tests and
-  callers that change it get a new one), so the service models (large JSON files) are read
+* Every client comes from one botocore session per process (per ``AWS_*`` environment: tests
+  and callers that change it get a new one), so the service models (large JSON files) are read
   once and credentials resolved once per process, not once per client: a Lambda cold start or
-  a cycle that opens a dozen clients saves seconds.
+  a cycle that opens a dozen clients saves seconds. The clients are botocore's (boto3's client
+  is the same class; boto3 itself is imported only for S3, whose clients it gives transfer
+  methods such as ``download_file``).
 * :func:`log_calls` logs every call at ``DEBUG`` on the ``vulnwatch.aws`` logger (operation,
   method, host, path, status, time; never parameters, headers or bodies). Every client made
   here has it.
@@ -60,21 +62,19 @@ def _environment_key() -> str:
 
 
 def _session() -> Any:
-    """This process's boto3 session: one per ``AWS_*`` environment (a changed environment gets a
-    new one), so credentials are resolved once and every client shares one botocore data loader
-    (the service models, large JSON files, are read once per process, not once per client)."""
+    """This process's botocore session: one per ``AWS_*`` environment (a changed environment gets
+    a new one), so credentials are resolved once and every client shares one data loader (the
+    service models, large JSON files, are read once per process, not once per client)."""
     key = _environment_key()
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
-            import boto3
             import botocore.session
 
-            core = botocore.session.get_session()
+            session = botocore.session.get_session()
             if _sessions:   # the loader of the first session (models already read) for every other
-                core.register_component("data_loader", next(iter(_sessions.values()))._session
-                                        .get_component("data_loader"))
-            session = boto3.session.Session(botocore_session=core)
+                session.register_component("data_loader", next(iter(_sessions.values()))
+                                           .get_component("data_loader"))
             while len(_sessions) >= _MAX_SESSIONS:
                 _sessions.pop(next(iter(_sessions)))
             _sessions[key] = session
@@ -82,8 +82,16 @@ def _session() -> Any:
 
 
 def _new_client(session: Any, service: str, **kwargs: Any) -> Any:
-    with _sessions_lock:       # a boto3 session is not thread-safe; the client it makes is
-        made = session.client(service, **kwargs)
+    with _sessions_lock:       # a session is not thread-safe; the client it makes is
+        if service == "s3":    # boto3 adds the transfer methods (download_file ...) to its S3 clients
+            boto3_session = getattr(session, "_vulnwatch_boto3", None)
+            if boto3_session is None:
+                import boto3.session
+
+                boto3_session = session._vulnwatch_boto3 = boto3.session.Session(botocore_session=session)
+            made = boto3_session.client(service, **kwargs)
+        else:                  # botocore's own client (the same class; boto3 costs ~25 ms to import)
+            made = session.create_client(service, **kwargs)
     made._vulnwatch_session = session
     return log_calls(made)
 

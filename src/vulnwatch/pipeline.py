@@ -798,17 +798,20 @@ class Pipeline:
                      claims: tuple[CycleLease, LeaseKeeper] | None) -> "_CycleTally":
         """Select, scan and record the images of one watch."""
         t = _CycleTally()
-        images = self.targets(watch, t.failures, t.warnings)
+        # the registry lists (its time, mostly waiting) while the store is read (ours)
+        with ThreadPoolExecutor(1, thread_name_prefix="vulnwatch-targets") as pool:
+            listing = pool.submit(contextvars.copy_context().run, self.targets, watch, t.failures, t.warnings)
+            statuses = self.store.images()
+            stored = None if watch.scanner.stores_inventories else self.store.snapshots(watch.registry.name)
+            images = listing.result()
         t.selected += len(images)
-        statuses = self.store.images()
         failing = {st.image.key for st in statuses if st.last_error}
-        if watch.scanner.stores_inventories:     # large snapshots: one at a time
+        if stored is None:                         # large snapshots: one at a time
             previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
                                                              if st.last_scanned_at})
         else:                                      # small ones: all in one query
             wanted = {img.key for img in images}
-            previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
-                        if s.image.key in wanted}
+            previous = {s.image.key: s for s in stored if s.image.key in wanted}
         self.progress("scan", 0, len(images))
         t.done, t.total = 0, len(images)
         t.data = watch.scanner.data_sources() if images else ()
