@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalogers.interface import CatalogLimitError, CatalogLimits, Cataloger
 from ..catalogers.plan import Inventory, catalog_layers
@@ -27,10 +27,12 @@ from ..walker import LayerCache, LayerError, LayerLimits
 from ..model import (Coverage, DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash,
                      signature_of, utcnow)
 from ..registries.interface import Registry, RegistryError
-from ..vulndb.index import VulnIndex
 from ..vulndb.interface import VulnDBError, ecosystem_base
-from ..vulndb.match import Matcher
 from .interface import ScanError, ScanLimits, ScanResources, Scanner, deadline_error
+
+if TYPE_CHECKING:  # the index and the matcher load on first use: an inventory (scan --sbom) needs neither
+    from ..vulndb.index import VulnIndex
+    from ..vulndb.match import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,8 @@ class BuiltinScanner(Scanner):
     def matcher(self) -> Matcher:
         """The OSV matcher, made on first use (an inventory-only scan never needs one)."""
         if self._matcher is None:
+            from ..vulndb.match import Matcher
+
             self._matcher = Matcher(self.index)
         return self._matcher
 
