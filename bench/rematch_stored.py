@@ -102,8 +102,9 @@ def measure(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     for i, inv in enumerate(invs):
         img = Image("bench", f"repo{i % 50}", "sha256:%064x" % i, (f"t{i}",))
-        results.append(ScanResult(img, "builtin", utcnow(), findings=tuple(matcher.match(inv.packages, inv.distro)),
-                                  packages=inv.packages, distro=inv.distro))
+        found = tuple(matcher.match(inv.packages, inv.distro))    # as the built-in scanner records it
+        results.append(ScanResult(img, "builtin", utcnow(), findings=found, packages=inv.packages, distro=inv.distro,
+                                  coverage=matcher.coverage(inv.packages, inv.distro)))
     matched = time.perf_counter() - t
     t = time.perf_counter()
     for i in range(0, len(results), 200):     # as a cycle records them: Store.commit_scans, 200 a batch

@@ -1036,10 +1036,15 @@ class Pipeline:
         nothing, and otherwise only inventories holding a package of a changed name are
         fingerprinted (each distinct package matched once); with a store that keeps a package
         index (``Store.package_index``) each changed distinct package is evaluated once against
-        the signature it had, and only images holding one that moved are read. Inventories stream from the store as
-        light rows; only images whose findings moved are read back, re-matched, diffed and
-        written, a batch per transaction (``Store.commit_scans``). The others are stamped as
-        checked, in one statement."""
+        the signature it had, and only images holding one that moved are read: what each holds
+        of the changed packages (``Store.holdings``) lets its new result be made from its snapshot
+        alone, the held packages' findings (computed once per distinct package) in place of the
+        stored ones (``BuiltinScanner.rematch_held``), without reading its inventory. What that
+        cannot tell (no index, no coverage kept, a package held twice, stored findings that are
+        not what the package's signature says) is matched whole: inventories stream from the
+        store as light rows, and only images whose findings moved are read back, re-matched,
+        diffed and written, a batch per transaction (``Store.commit_scans``). The others are
+        stamped as checked, in one statement."""
         from .scanners.builtin import BuiltinScanner
 
         resources = self._resources()
@@ -1067,23 +1072,36 @@ class Pipeline:
 
         candidates = None
         signatures: dict[tuple, str] = {}
+        held_by: dict[tuple[str, str, str], list] = {}      # image -> the changed packages it holds
         if changed is not None:
             packages = self.store.package_index({n for _e, n in changed})
             if packages is not None:    # each changed package evaluated once; images only where it moved
-                moved_packages = []
-                pad = (None,) * (len(PackageRow._fields) - 6)
+                touched = {}                    # package id -> IndexedPackage
+                moved_packages: set[str] = set()
                 for p in packages:
-                    row = p.row + pad
-                    if not scanner.touches([row], p.distro, changed):
+                    if not scanner.touches([p.row + _PAD], p.distro, changed):
                         continue        # its folded name collides with a changed one, that's all
-                    sig = scanner.fingerprint([row], p.distro)
+                    touched[p.id] = p
+                    sig = scanner.package_findings(p.row, p.distro)[1]
                     if sig != p.signature:
-                        moved_packages.append(p.id)
+                        moved_packages.add(p.id)
                         signatures[(p.distro, p.row)] = sig
                 candidates = self.store.inventories_holding(moved_packages) if moved_packages else []
+                holdings = (self.store.holdings(touched) if candidates else None) or {}
+                rest = []
+                for key in candidates:      # known holdings: moved or not without reading the inventory
+                    held = holdings.get(key)
+                    if held is None:
+                        rest.append(key)
+                    elif held & moved_packages:
+                        held_by[key] = [(touched[pid].row, touched[pid].signature) for pid in sorted(held)]
+                    else:
+                        unchanged.append(key)
+                candidates = rest
         else:
             self.store.package_index(())           # bring the index up to date (its signatures below)
-        stream = self.store.inventories() if candidates is None else self.store.inventories(keys=candidates)
+        stream = (self.store.inventories() if candidates is None else
+                  self.store.inventories(keys=candidates) if candidates else ())
         for inv in stream:
             if changed is not None and inv.findings_signature is not None and not scanner.touches(
                     inv.rows, inv.distro, changed):
@@ -1093,8 +1111,20 @@ class Pipeline:
                     and scanner.fingerprint(inv.rows, inv.distro) == inv.findings_signature)
             (unchanged if same and not gained(inv) else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
-        events = []
+        events: list[Event] = []
         step = self.record_batch
+        fresh = scanner.data_notes()[1]
+        held_keys = list(held_by)
+        for i in range(0, len(held_keys), step):    # the snapshot alone: only the held packages matched anew
+            chunk = held_keys[i:i + step]
+            items = []
+            for old in self.store.snapshots_of(chunk, with_inventory=False):
+                new = scanner.rematch_held(old, held_by[old.image.key], old.distro, fresh)
+                if new is None:
+                    moved.append(old.image.key)     # the whole inventory is needed
+                else:
+                    items.append((new, old, True, True))
+            self._record_rematched(items, data, events)
         for i in range(0, len(moved), step):      # read, re-match and write a batch at a time
             chunk = moved[i:i + step]
             invs = {inv.key: inv for inv in self.store.inventories(keys=chunk)}
@@ -1103,11 +1133,7 @@ class Pipeline:
                 inv = invs.get(old.image.key)
                 if inv is not None:
                     items.append((scanner.rematch(old, inv.packages, inv.distro), old, True, True))
-            for got in self.record_many(items, data=data, also=events):
-                if isinstance(got, Exception):
-                    raise got
-                if got is not None:
-                    events.append(got)
+            self._record_rematched(items, data, events)
         if changed is None:
             signatures = scanner.package_signatures()
         self.store.set_package_signatures(signatures)     # after the images they moved are written
@@ -1119,6 +1145,15 @@ class Pipeline:
             except Exception as e:        # a read-only index: the log just stays
                 log.debug("change log of the advisory index not pruned: %s", e)
         return events
+
+    def _record_rematched(self, items: list, data: Sequence[DataSource], events: list[Event]) -> None:
+        """Record a batch of re-matched results (:meth:`record_many`), their events appended to
+        ``events``; the first failure is raised."""
+        for got in self.record_many(items, data=data, also=events):
+            if isinstance(got, Exception):
+                raise got
+            if got is not None:
+                events.append(got)
 
     def needed_ecosystems(self) -> list[str]:
         """OSV export names the stored inventories need (``Debian`` for ``Debian:12``, ``PyPI``)."""
@@ -1207,6 +1242,10 @@ class _CycleTally:
         self.warnings.extend(other.warnings)
         for note, images in other.notes.items():
             self.notes.setdefault(note, []).extend(images)
+
+
+_PAD = (None,) * (len(PackageRow._fields) - 6)
+"""What a package index row (the six fields matching depends on) lacks of a PackageRow."""
 
 
 def _spell(seconds: float) -> str:

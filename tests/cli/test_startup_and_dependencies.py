@@ -114,3 +114,19 @@ def test_an_ecr_only_run_loads_no_http_client_and_no_other_kind(tmp_path, moto):
 
     with sqlite3.connect(tmp_path / "state.db") as db:      # and it did the cycle: both images recorded
         assert db.execute("select count(*) from images").fetchone()[0] == 2
+
+
+def test_an_inventory_loads_neither_advisory_data_nor_policy(tmp_path):
+    """``scan --sbom`` matches nothing: the index, the matcher and the ignore/VEX readers stay unloaded
+    (unless there are ignore files to check); a full scan loads them."""
+    examples = Path(IMAGE_ARCHIVE).parent / "osv"
+    (tmp_path / "vulnwatch.yaml").write_text(f"vulndb: {{path: {tmp_path / 'osv.db'}, imports: "
+                                            f"[{examples / 'Debian'}, {examples / 'PyPI'}]}}\n")
+    sbom = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "-f", "json", "-q", cwd=tmp_path)
+    full = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "-f", "json", "-q", cwd=tmp_path)
+    unused = {"vulnwatch.vulndb.index", "vulnwatch.vulndb.match", "vulnwatch.policy"}
+    assert "vulnwatch.walker.tarstream" in sbom and not unused & sbom
+    assert unused <= full
+    (tmp_path / ".trivyignore").write_text("CVE-2023-0001\n")
+    with_rules = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "-f", "json", "-q", cwd=tmp_path)
+    assert "vulnwatch.policy" in with_rules         # the file is still read (and refused when bad)
