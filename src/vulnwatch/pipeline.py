@@ -25,9 +25,11 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from .diff import coverage_event, diff
 from .logs import redact
@@ -424,20 +426,21 @@ class Pipeline:
                 failures.append(_failure(reg.name, _reason(e, reg.name), type(e).__name__))
                 return []
         images: list[Image] = []
-        for repo, selector in plan.select(listed):
+        chosen = list(plan.select(listed))
+        for (repo, _selector), outcome in zip(chosen, _list_repositories(reg, chosen)):
             target = f"{reg.name}/{repo}"
-            try:
-                images.extend(select_images(reg.images(repo), selector))
-            except RepositoryNotFoundError as e:
+            if isinstance(outcome, RepositoryNotFoundError):
                 where = "watch list" if watch.watch_list is not None else "configuration"
                 if warnings is None:
-                    failures.append(_failure(target, _reason(e, target), "RepositoryNotFound"))
+                    failures.append(_failure(target, _reason(outcome, target), "RepositoryNotFound"))
                 else:
-                    warnings.append(_failure(target, f"{_reason(e, target)}; named in the {where}: "
+                    warnings.append(_failure(target, f"{_reason(outcome, target)}; named in the {where}: "
                                              "remove it there or fix the name", "RepositoryNotFound",
                                              kind="warning"))
-            except RegistryError as e:
-                failures.append(_failure(target, _reason(e, target), "RegistryError"))
+            elif isinstance(outcome, RegistryError):
+                failures.append(_failure(target, _reason(outcome, target), "RegistryError"))
+            else:
+                images.extend(outcome)
         return images
 
     # -- recording -------------------------------------------------------------------------
@@ -795,17 +798,20 @@ class Pipeline:
                      claims: tuple[CycleLease, LeaseKeeper] | None) -> "_CycleTally":
         """Select, scan and record the images of one watch."""
         t = _CycleTally()
-        images = self.targets(watch, t.failures, t.warnings)
+        # the registry lists (its time, mostly waiting) while the store is read (ours)
+        with ThreadPoolExecutor(1, thread_name_prefix="vulnwatch-targets") as pool:
+            listing = pool.submit(contextvars.copy_context().run, self.targets, watch, t.failures, t.warnings)
+            statuses = self.store.images()
+            stored = None if watch.scanner.stores_inventories else self.store.snapshots(watch.registry.name)
+            images = listing.result()
         t.selected += len(images)
-        statuses = self.store.images()
         failing = {st.image.key for st in statuses if st.last_error}
-        if watch.scanner.stores_inventories:     # large snapshots: one at a time
+        if stored is None:                         # large snapshots: one at a time
             previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
                                                              if st.last_scanned_at})
         else:                                      # small ones: all in one query
             wanted = {img.key for img in images}
-            previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
-                        if s.image.key in wanted}
+            previous = {s.image.key: s for s in stored if s.image.key in wanted}
         self.progress("scan", 0, len(images))
         t.done, t.total = 0, len(images)
         t.data = watch.scanner.data_sources() if images else ()
@@ -1277,6 +1283,26 @@ def _reason(error: Exception, target: str) -> str:
     while text.startswith(f"{target}: "):
         text = text[len(target) + 2:]
     return text
+
+
+def _list_repositories(reg: Registry, chosen: Sequence[tuple[str, Any]]) -> list[list[Image] | RegistryError]:
+    """The selected images of each (repository, selector) of ``chosen``, in that order, or the
+    :class:`RegistryError` listing it raised. Up to ``reg.listing_concurrency`` repositories are
+    listed at once (each in the caller's context: its deadline holds there too); any other
+    error is raised, as a listing one after the other would raise it."""
+    def one(item: tuple[str, Any]) -> list[Image] | RegistryError:
+        repo, selector = item
+        try:
+            return select_images(reg.images(repo), selector)
+        except RegistryError as e:
+            return e
+
+    workers = min(max(1, int(getattr(reg, "listing_concurrency", 1) or 1)), len(chosen))
+    if workers <= 1:
+        return [one(item) for item in chosen]
+    with ThreadPoolExecutor(workers, thread_name_prefix="vulnwatch-list") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, one, item) for item in chosen]
+        return [f.result() for f in futures]
 
 
 def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Failure:

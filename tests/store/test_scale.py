@@ -349,13 +349,14 @@ def test_rematch_prunes_the_log_up_to_its_previous_marker(store, index, tmp_path
 SSL = Package("libssl3", "3.0.11-1~deb12u2", "Debian:12", source_name="openssl")
 BASH = Package("bash", "5.2.15-2+b2", "Debian:12", source_name="bash")
 LIBCURL = Package("libcurl4", "7.88.1-10", "Debian:12", source_name="curl")
+ODD = Package("curl-odd", "not a version", "Debian:12", source_name="curl")     # refused by the comparator
 
 
 def _fleet(index):
     """Images of every shape the re-match meets: several moved packages, one newly vulnerable, a
     package reported twice (a copy of the same row), a snapshot with a suppressed finding, one
     without coverage, one holding only a package whose records changed without moving it."""
-    out = [_scanned(index, image(A), (ZLIB, CURL, SSL, BASH)), _scanned(index, image(B), (ZLIB, SSL)),
+    out = [_scanned(index, image(A), (ZLIB, CURL, SSL, BASH, ODD)), _scanned(index, image(B), (ZLIB, SSL)),
            _scanned(index, image(C), (CURL, CURL, BASH, LIBCURL)),
            _scanned(index, image("d" * 64), (SSL, LIBCURL), coverage=False),
            _scanned(index, image("e" * 64), (BASH, ZLIB))]
@@ -406,6 +407,7 @@ def test_rematch_from_the_package_index_equals_matching_every_inventory(store, i
         assert _events(fast) == _events(slow)
         assert {e.image.digest for e in fast} == {A, B, C, "d" * 64}
         assert any(e.added for e in fast) and any(e.fixed for e in fast) and any(e.changed for e in fast)
+        assert [u.name for u in store.snapshot(*image(A).key).coverage.unjudged] == ["curl-odd"]
         assert _state(store) == _state(whole)
         # only what the snapshots cannot tell was read whole: C (curl twice), D (no coverage)
         assert {k for _n, _a, kw in calls.named("inventories") for k in kw["keys"]} == {

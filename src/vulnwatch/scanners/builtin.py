@@ -97,6 +97,7 @@ class BuiltinScanner(Scanner):
         self._touched: dict[tuple, dict[tuple, bool]] = {}
         self._package_findings: dict[tuple, tuple[tuple, str]] = {}
         self._run_signatures: dict[int, tuple[tuple, str]] = {}
+        self._judgements: dict[tuple, tuple[tuple, tuple, bool]] = {}
 
     @property
     def matcher(self) -> Matcher:
@@ -296,6 +297,18 @@ class BuiltinScanner(Scanner):
             hit = self._run_signatures[id(run[0])] = (run, signature_of(len(run), sum(finding_hash(f) for f in run)))
         return hit[1]
 
+    def _judged(self, row: Sequence, distro: str | None) -> tuple[tuple, tuple, bool]:
+        """For one distinct package: what its findings are reported under (ecosystem, name,
+        version, purl), its entries among a coverage's packages not judged, and whether the data
+        has no advisories for its ecosystem; once per package (after matching it)."""
+        k = (distro, *row[:6])
+        hit = self._judgements.get(k)
+        if hit is None:
+            self.package_findings(row, distro)
+            part = self.matcher.coverage([_package_row(row)], distro)
+            hit = self._judgements[k] = ((row[2], row[0], row[1], row[3]), part.unjudged, bool(part.missing))
+        return hit
+
     def rematch_held(self, snapshot: ScanResult, held: Sequence[tuple[Sequence, str | None]],
                      distro: str | None, fresh: datetime | None) -> ScanResult | None:
         """:meth:`rematch` without the inventory, for an update whose records name only some
@@ -315,13 +328,29 @@ class BuiltinScanner(Scanner):
             return None
         base = snapshot.unsuppressed().findings       # the policy stage decides suppression anew
         wanted: dict[tuple, tuple[Sequence, str | None]] = {}
-        for row, sig in held:
-            if not row[2]:
-                continue                              # no ecosystem: never matched
-            sk = (row[2], row[0], row[1], row[3])     # what its findings are reported under
-            if sk in wanted:
-                return None
-            wanted[sk] = (row, sig)
+        judged: list[tuple] = []
+        fresh_unjudged: list = []
+        try:
+            for row, sig in held:
+                sk, unjudged, missing = self._judged(row, distro)
+                if missing:
+                    return None
+                judged.append(sk)
+                fresh_unjudged += unjudged
+                if not row[2]:
+                    continue                          # no ecosystem: never matched
+                if sk in wanted:
+                    return None
+                wanted[sk] = (row, sig)
+            ecosystems = []
+            for e in old.ecosystems:
+                records, updated_at = self.matcher.ecosystem_data(e.ecosystem)
+                if not records:
+                    return None
+                ecosystems.append(e if (records, updated_at) == (e.records, e.updated_at)
+                                  else replace(e, records=records, updated_at=updated_at))
+        except VulnDBError as e:
+            raise ScanError(snapshot.image, str(e), code=e.code) from e
         out: list = []
         seen: set[tuple] = set()
         for sk, group in itertools.groupby(base, _REPORTED_UNDER):     # the findings, a package at a time
@@ -342,22 +371,13 @@ class BuiltinScanner(Scanner):
                 if sig != empty:
                     return None
                 out.extend(self.package_findings(row, distro)[0])
-        try:
-            packages = [_package_row(row) for row, _sig in held]
-            part = self.matcher.coverage(packages, distro)
-            if part.missing:
-                return None
-            ecosystems = []
-            for e in old.ecosystems:
-                records, updated_at = self.matcher.ecosystem_data(e.ecosystem)
-                if not records:
-                    return None
-                ecosystems.append(replace(e, records=records, updated_at=updated_at))
-        except VulnDBError as e:
-            raise ScanError(snapshot.image, str(e), code=e.code) from e
-        judged = {(p.ecosystem, p.name, p.version) for p in packages}
-        unjudged = {u for u in old.unjudged if (u.ecosystem, u.name, u.version) not in judged} | set(part.unjudged)
-        coverage = Coverage(tuple(ecosystems), tuple(sorted(unjudged, key=lambda u: (u.ecosystem, u.name, u.version))))
+        if old.unjudged or fresh_unjudged:            # the held packages judged anew
+            gone = {sk[:3] for sk in judged}
+            unjudged = {u for u in old.unjudged if (u.ecosystem, u.name, u.version) not in gone} | set(fresh_unjudged)
+            coverage = Coverage(tuple(ecosystems), tuple(sorted(unjudged, key=lambda u: (u.ecosystem, u.name,
+                                                                                         u.version))))
+        else:
+            coverage = Coverage(tuple(ecosystems), ())
         return ScanResult(image=snapshot.image, scanner=snapshot.scanner, scanned_at=self.clock(),
                           findings=tuple(out), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
                           coverage=coverage)

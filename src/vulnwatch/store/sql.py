@@ -32,8 +32,6 @@ from typing import Any
 from sqlalchemy import (BigInteger, bindparam, tuple_, Column, DateTime, Integer, MetaData, String, Table, Text,
                         and_, case, cast, create_engine, event, exists, func, literal, not_, or_, select, text,
                         update)
-from sqlalchemy.dialects.postgresql import JSON as PG_JSON
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -390,7 +388,12 @@ class SQLStore(FenceStack, Store):
         except (ArgumentError, NoSuchModuleError, ImportError) as e:
             raise StoreError(f"state store {self._display}: cannot load the database driver ({e}); "
                              "for PostgreSQL install vulnwatch[postgres]") from None
-        self._insert = sqlite_insert if self._sqlite else pg_insert
+        if self._sqlite:
+            self._insert = sqlite_insert
+        else:       # the PostgreSQL dialect (~35 ms to import) only for a PostgreSQL store
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            self._insert = pg_insert
         try:
             self._check_schema() if read_only else self._migrate()
         except BaseException:
@@ -1418,6 +1421,8 @@ class SQLStore(FenceStack, Store):
         """The integer ``severity`` of a JSON counts column (0 when absent)."""
         if self._sqlite:
             return func.coalesce(func.json_extract(column, f"$.{severity}"), 0)
+        from sqlalchemy.dialects.postgresql import JSON as PG_JSON
+
         return func.coalesce(cast(cast(column, PG_JSON)[severity].astext, Integer), 0)
 
     def _superseded(self):
