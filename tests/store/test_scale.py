@@ -112,10 +112,9 @@ def test_rematch_with_nothing_changed_reads_no_inventory(store, index, monkeypat
     assert calls.calls == []                                       # nothing read at all
 
 
-def test_update_reads_only_the_images_holding_a_package_that_moved(store, index, tmp_path, monkeypatch):
-    store.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB))),
-                        ScanCommit(_scanned(index, image(B), (ZLIB,))),
-                        ScanCommit(_scanned(index, image(C), (ZLIB,)))])
+def _curl_becomes_vulnerable(store, index, tmp_path, monkeypatch) -> tuple[Pipeline, Calls]:
+    """Re-match the stored images, publish a curl advisory and re-match again, counting the store's
+    reads during the second; only image A (the one holding curl) must move."""
     pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
     assert pipeline.rematch() == []
     calls = Calls(store, monkeypatch)
@@ -123,6 +122,14 @@ def test_update_reads_only_the_images_holding_a_package_that_moved(store, index,
     events = pipeline.rematch()
     assert [e.image.digest for e in events] == [A]
     assert {f.vulnerability_id for f in events[0].added} == {"DSA-0002-1"}
+    return pipeline, calls
+
+
+def test_update_reads_only_the_images_holding_a_package_that_moved(store, index, tmp_path, monkeypatch):
+    store.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB))),
+                        ScanCommit(_scanned(index, image(B), (ZLIB,))),
+                        ScanCommit(_scanned(index, image(C), (ZLIB,)))])
+    pipeline, calls = _curl_becomes_vulnerable(store, index, tmp_path, monkeypatch)
     # no inventory read: the package index says what A holds; only A's snapshot is read back
     assert calls.named("inventories") == []
     assert {tuple(k) for _n, args, kw in calls.named("snapshots_of") for k in (kw.get("keys") or args[0])} == {
@@ -141,13 +148,7 @@ def test_update_reads_only_the_images_holding_a_package_that_moved(store, index,
 def test_a_snapshot_without_coverage_is_re_matched_from_its_inventory(store, index, tmp_path, monkeypatch):
     store.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB), coverage=False)),
                         ScanCommit(_scanned(index, image(B), (ZLIB,)))])
-    pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
-    assert pipeline.rematch() == []
-    calls = Calls(store, monkeypatch)
-    _publish(index, tmp_path / "curl", _record("DSA-0002-1", "curl", "7.88.1-11"))
-    events = pipeline.rematch()
-    assert [e.image.digest for e in events] == [A]
-    assert {f.vulnerability_id for f in events[0].added} == {"DSA-0002-1"}
+    pipeline, calls = _curl_becomes_vulnerable(store, index, tmp_path, monkeypatch)
     # what the snapshot alone cannot tell (no coverage to refresh) is read whole, and only A
     assert [kw.get("keys") for _n, _args, kw in calls.named("inventories")] == [[image(A).key]]
     assert store.snapshot(*image(A).key).coverage is not None
