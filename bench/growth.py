@@ -8,10 +8,18 @@ event written) — and reports its peak RSS and the store's size per image. The 
 with its slope between consecutive sizes (log-log: 1.0 is linear); nothing may grow faster than
 linearly, and peak RSS must stay bounded (its slope well under 1: streamed, not loaded whole).
 
-    python bench/growth.py [--sizes 1000,10000,100000] [--backends sqlite,postgresql]
+The cycle column is a steady ``vulnwatch run`` cycle of the built-in scanner over N images of a
+real local registry whose layers are all cached and whose digests are all stored
+(``bench/cycle_cached.py``, its own process per size, SQLite state; the same for either store
+column, printed with the SQLite rows). It is measured up to ``--cycle-max`` images (default 10,000:
+pushing 100,000 manifests and scanning them once first takes longer than a session here has).
 
-Not measured here: the cycle time of the built-in scanner with all layers cached (see
-``bench/shared_layers.py`` for the layer cache).
+    python bench/growth.py [--sizes 1000,10000,100000] [--backends sqlite,postgresql] [--cycle-max 10000]
+                           [--save rows.jsonl] [--load rows.jsonl ...]
+
+``--save`` keeps each measured row (one JSON line); ``--load`` prints the curve from saved rows
+(and measures only what they lack), so a long point can run in a process of its own:
+``python bench/growth.py --child --inventories 100000 > row.txt`` prints its ``RESULT`` row.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 _COLUMNS = [("stored", "store N", "s"), ("first", "first re-match", "s"), ("full", "nothing moved", "s"),
-            ("updated", "mass move", "s"), ("rss_mb", "peak RSS", "MB"), ("bytes_per_image", "store/image", "KB")]
+            ("updated", "mass move", "s"), ("rss_mb", "peak RSS", "MB"), ("bytes_per_image", "store/image", "KB"),
+            ("cycle", "cached cycle", "s")]
 
 
 def _store_bytes(url: str | None, tmp: str) -> int:
@@ -58,18 +67,70 @@ def child(argv: list[str]) -> int:
     return 0
 
 
+def _run(cmd: list[str], what: str) -> dict | None:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        print(f"{what}: failed\n{out.stderr[-2000:]}")
+        return None
+    print(f"  measured {what}", file=sys.stderr, flush=True)
+    return json.loads(line[len("RESULT "):])
+
+
+def _load(paths: list[str]) -> list[dict]:
+    """Saved rows: JSON lines, or ``RESULT`` lines of a child's output."""
+    rows = []
+    for p in paths:
+        for ln in Path(p).read_text().splitlines():
+            ln = ln.removeprefix("RESULT ").strip()
+            if ln.startswith("{"):
+                row = json.loads(ln)
+                if "cycle" in row and "stored" not in row:
+                    row["kind"] = "cycle"
+                rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--cycle-max", type=int, default=10_000)
+    ap.add_argument("--save", default=None)
+    ap.add_argument("--load", nargs="*", default=[])
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
+    loaded = _load(args.load)
+    have = {(r.get("backend", "sqlite" if r.get("kind") != "cycle" else None), r["n"], r.get("kind", "store"))
+            for r in loaded}
+    saved = open(args.save, "a") if args.save else None
+
+    def keep(row: dict | None) -> dict | None:
+        if row is not None and saved is not None:
+            saved.write(json.dumps(row) + "\n")
+            saved.flush()
+        return row
+
     cluster = None
     results: dict[str, list[dict]] = {}
+    cycles: dict[int, float] = {}
+    for r in loaded:
+        if r.get("kind") == "cycle":
+            cycles[r["n"]] = r["cycle"]
+        else:
+            results.setdefault(r.get("backend", "sqlite"), []).append(r)
     try:
+        for n in sizes:
+            if n <= args.cycle_max and n not in cycles:
+                row = keep(_run([sys.executable, str(Path(__file__).with_name("cycle_cached.py")), "--images", str(n)],
+                                f"cached cycle {n:,}"))
+                if row is not None:
+                    cycles[n] = row["cycle"]
         for backend in backends:
             for n in sizes:
+                if (backend, n, "store") in have:
+                    continue
                 extra = []
                 if backend == "postgresql":
                     if cluster is None:
@@ -77,24 +138,27 @@ def main(argv: list[str] | None = None) -> int:
 
                         cluster = PostgresCluster.start()
                     extra = ["--store", cluster.create_schema()]
-                out = subprocess.run([sys.executable, __file__, "--child", "--inventories", str(n), *extra],
-                                     capture_output=True, text=True)
-                line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
-                if line is None:
-                    print(f"{backend} {n:,}: failed\n{out.stderr[-2000:]}")
-                    continue
-                results.setdefault(backend, []).append(json.loads(line[len("RESULT "):]))
-                print(f"  measured {backend} {n:,}", file=sys.stderr, flush=True)
+                row = _run([sys.executable, __file__, "--child", "--inventories", str(n), *extra], f"{backend} {n:,}")
+                if row is not None:
+                    row["backend"] = backend
+                    results.setdefault(backend, []).append(keep(row))
     finally:
         if cluster is not None:
             cluster.stop()
+        if saved is not None:
+            saved.close()
+    for backend, rows in results.items():
+        rows.sort(key=lambda r: r["n"])
+        for r in rows:
+            r["cycle"] = cycles.get(r["n"], -1.0) if backend == "sqlite" else -1.0
 
     ok = True
     for backend, rows in results.items():
         print(f"\n{backend}: per fleet size (seconds unless marked)")
         print("  " + f"{'images':>9}" + "".join(f"{title + ' ' + unit:>20}" for _, title, unit in _COLUMNS))
         for r in rows:
-            print("  " + f"{r['n']:>9,}" + "".join(f"{r[k]:>20.2f}" for k, _, _ in _COLUMNS))
+            print("  " + f"{r['n']:>9,}" + "".join(f"{r[k]:>20.2f}" if r[k] >= 0 else f"{'-':>20}"
+                                                 for k, _, _ in _COLUMNS))
         for a, b in zip(rows, rows[1:]):
             grow = math.log(b["n"] / a["n"])
             slopes = []
@@ -108,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
                 ok &= fine
                 slopes.append(f"{title} {s:.2f}{'' if fine else ' (!)'}")
             print(f"  slope {a['n']:,} -> {b['n']:,}: " + ", ".join(slopes))
+    unmeasured = [n for n in sizes if n not in cycles]
+    if unmeasured:
+        print(f"\ncached cycle not measured at {', '.join(f'{n:,}' for n in unmeasured)} images (above --cycle-max "
+              f"{args.cycle_max:,}, or not loaded: pushing 1,000 manifests took ~3 min here, so 100,000 would take hours)")
     print("\nnothing grows faster than linearly (slope <= 1.15), peak RSS bounded (slope <= 0.5), "
           f"store size per image flat: {'PASS' if ok else 'MISS'}")
     return 0

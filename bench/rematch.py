@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -83,6 +84,11 @@ class Inventory(NamedTuple):
 
 
 def build_inventories(count: int, data: Path, seed: int) -> list[Inventory]:
+    return list(iter_inventories(count, data, seed))
+
+
+def iter_inventories(count: int, data: Path, seed: int) -> Iterator[Inventory]:
+    """The inventories of ``build_inventories``, one at a time (only the shared package pool is held)."""
     rnd = random.Random(seed)
     fixes = debian11_versions(data)
     base = system_packages()
@@ -105,7 +111,6 @@ def build_inventories(count: int, data: Path, seed: int) -> list[Inventory]:
             opts += [f, f + "~"]  # at the fix, and just below it
         choices[src] = opts
     pypi = pypi_pool(data, rnd)
-    inventories = []
     for _ in range(count):
         pkgs = []
         picked = {src: rnd.choice(opts) for src, opts in choices.items()}
@@ -116,8 +121,7 @@ def build_inventories(count: int, data: Path, seed: int) -> list[Inventory]:
             pkgs.append(pkg(b, sv if b == src else v, "Debian:11", src, sv))
         for name, versions in rnd.sample(pypi, rnd.randint(10, 40)):
             pkgs.append(pkg(name, rnd.choice(versions), "PyPI"))
-        inventories.append(Inventory(tuple(pkgs), "Debian:11"))
-    return inventories
+        yield Inventory(tuple(pkgs), "Debian:11")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,3 +77,56 @@ def test_overlapping_writers_record_one_change_once(tmp_path):
     else:
         raise AssertionError("a write expecting no snapshot must conflict")
     store.commit_scan(second, [], expected=store.snapshot(*img.key))   # the current one: fine
+
+
+class _ListingRegistry:
+    """A registry of four repositories whose listing of each waits until ``together`` of them
+    are being listed at once (a serial listing breaks the barrier); ``missing`` is not there."""
+
+    name = "r"
+    default_scanner = "ecr"
+
+    def __init__(self, listing_concurrency: int, together: int) -> None:
+        import threading
+
+        self.listing_concurrency = listing_concurrency
+        self.barrier = threading.Barrier(together, timeout=10)
+
+    def repositories(self):
+        return iter(["a", "b", "missing", "c"])
+
+    def images(self, repository):
+        from vulnwatch.registries.interface import RepositoryNotFoundError
+
+        self.barrier.wait()
+        if repository == "missing":
+            raise RepositoryNotFoundError("no such repository", registry=self.name, repository=repository)
+        return iter([Image(self.name, repository, "sha256:%064x" % ord(repository[0]), ("v1",))])
+
+
+def test_repositories_are_listed_at_once_up_to_the_registry_s_concurrency(tmp_path):
+    """A cycle lists ``listing_concurrency`` repositories at once (ECR: 50 repositories were 51
+    calls one after the other); the images come in the plan's order and a missing repository is
+    still its own warning."""
+    import threading
+
+    from vulnwatch.pipeline import Pipeline, Watch
+    from vulnwatch.targets import Selector
+
+    store = SQLStore.from_path(tmp_path / "s.db")
+    reg = _ListingRegistry(listing_concurrency=4, together=4)
+    watch = Watch(registry=reg, scanner=None, selectors=(Selector(name="*"),))
+    failures, warnings = [], []
+    images = Pipeline(store, [], []).targets(watch, failures, warnings)
+    assert [img.repository for img in images] == ["a", "b", "c"]
+    assert failures == [] and [w.target for w in warnings] == ["r/missing"]
+    # one at a time (the default): the same barrier can never fill
+    serial = _ListingRegistry(listing_concurrency=1, together=2)
+    serial.barrier = threading.Barrier(2, timeout=0.2)
+    failures = []
+    try:
+        Pipeline(store, [], []).targets(Watch(registry=serial, scanner=None), failures, [])
+    except threading.BrokenBarrierError:
+        pass
+    else:
+        raise AssertionError("a registry of listing_concurrency 1 is listed one repository at a time")

@@ -13,9 +13,12 @@ Two helpers matter beyond :func:`client`:
   so that call is made with retries off.
 * :class:`CallCounter` counts API calls per operation (thread-safe), for the
   benchmark's "calls per cycle".
-* Every client's session shares one botocore data loader, so the service models (large JSON
-  files) are read once per process, not once per client: a Lambda cold start or a cycle that
-  opens a dozen clients saves seconds. Credentials are still resolved per session.
+* Every client comes from one botocore session per process (per ``AWS_*`` environment: tests
+  and callers that change it get a new one), so the service models (large JSON files) are read
+  once and credentials resolved once per process, not once per client: a Lambda cold start or
+  a cycle that opens a dozen clients saves seconds. The clients are botocore's (boto3's client
+  is the same class; boto3 itself is imported only for S3, whose clients it gives transfer
+  methods such as ``download_file``).
 * :func:`log_calls` logs every call at ``DEBUG`` on the ``vulnwatch.aws`` logger (operation,
   method, host, path, status, time; never parameters, headers or bodies). Every client made
   here has it.
@@ -24,7 +27,9 @@ Two helpers matter beyond :func:`client`:
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -44,23 +49,51 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_loader: Any = None
-_loader_lock = threading.Lock()
+_sessions: dict[str, Any] = {}
+_sessions_lock = threading.Lock()
+_MAX_SESSIONS = 8
+
+
+def _environment_key() -> str:
+    """What a session's credentials and defaults come from: the ``AWS_*`` environment variables
+    (hashed: the key holds no secret)."""
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
+    return hashlib.sha256(repr(env).encode()).hexdigest()
 
 
 def _session() -> Any:
-    """A new boto3 session whose botocore session shares this process's data loader."""
-    import boto3
-    import botocore.loaders
-    import botocore.session
+    """This process's botocore session: one per ``AWS_*`` environment (a changed environment gets
+    a new one), so credentials are resolved once and every client shares one data loader (the
+    service models, large JSON files, are read once per process, not once per client)."""
+    key = _environment_key()
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            import botocore.session
 
-    global _loader
-    with _loader_lock:
-        if _loader is None:
-            _loader = botocore.loaders.create_loader()
-        core = botocore.session.get_session()
-        core.register_component("data_loader", _loader)
-    return boto3.session.Session(botocore_session=core)
+            session = botocore.session.get_session()
+            if _sessions:   # the loader of the first session (models already read) for every other
+                session.register_component("data_loader", next(iter(_sessions.values()))
+                                           .get_component("data_loader"))
+            while len(_sessions) >= _MAX_SESSIONS:
+                _sessions.pop(next(iter(_sessions)))
+            _sessions[key] = session
+        return session
+
+
+def _new_client(session: Any, service: str, **kwargs: Any) -> Any:
+    with _sessions_lock:       # a session is not thread-safe; the client it makes is
+        if service == "s3":    # boto3 adds the transfer methods (download_file ...) to its S3 clients
+            boto3_session = getattr(session, "_vulnwatch_boto3", None)
+            if boto3_session is None:
+                import boto3.session
+
+                boto3_session = session._vulnwatch_boto3 = boto3.session.Session(botocore_session=session)
+            made = boto3_session.client(service, **kwargs)
+        else:                  # botocore's own client (the same class; boto3 costs ~25 ms to import)
+            made = session.create_client(service, **kwargs)
+    made._vulnwatch_session = session
+    return log_calls(made)
 
 
 def client(service: str, *, region: str | None = None, endpoint_url: str | None = None,
@@ -77,7 +110,7 @@ def client(service: str, *, region: str | None = None, endpoint_url: str | None 
         retries={"mode": retries, "total_max_attempts": max_attempts},
         max_pool_connections=max_pool_connections,
     )
-    return log_calls(_session().client(service, region_name=region, endpoint_url=endpoint_url, config=config))
+    return _new_client(_session(), service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def without_retries(existing: Any) -> Any:
@@ -86,18 +119,21 @@ def without_retries(existing: Any) -> Any:
     import botocore.config
 
     meta = existing.meta
-    creds = existing._get_credentials()  # botocore's own accessor; never logged
-    kwargs: dict[str, Any] = {}
-    if creds is not None:
-        frozen = creds.get_frozen_credentials()
-        kwargs = {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key,
-                  "aws_session_token": frozen.token}
     config = botocore.config.Config(
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=meta.config.max_pool_connections,
     )
-    return log_calls(_session().client(meta.service_model.service_name, region_name=meta.region_name,
-                                                    endpoint_url=meta.endpoint_url, config=config, **kwargs))
+    kwargs: dict[str, Any] = {}
+    session = getattr(existing, "_vulnwatch_session", None)
+    if session is None:         # a client made elsewhere: its own credentials, passed on
+        creds = existing._get_credentials()  # botocore's own accessor; never logged
+        if creds is not None:
+            frozen = creds.get_frozen_credentials()
+            kwargs = {"aws_access_key_id": frozen.access_key, "aws_secret_access_key": frozen.secret_key,
+                      "aws_session_token": frozen.token}
+        session = _session()
+    return _new_client(session, meta.service_model.service_name, region_name=meta.region_name,
+                       endpoint_url=meta.endpoint_url, config=config, **kwargs)
 
 
 def log_calls(boto_client: Any) -> Any:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from .store._finding_sets import runs_of
+from .store._finding_sets import runs_of, severity_counts
 from .model import (ChangeReason, Coverage, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
                     ScanState, Suppression, by_finding_key, priority_order, stable_id, utcnow)
 
@@ -109,15 +109,11 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
         else:
             kind = EventKind.NEW_IMAGE
 
-    now_by_key, before_by_key = _keyed(current.findings, base.findings if base is not None else ())
     suppressed_now = {f.key for f in current.suppressed}
-
-    added = sorted((f for k, f in now_by_key.items() if k not in before_by_key), key=finding_order)
-    fixed = sorted((f for k, f in before_by_key.items() if k not in now_by_key and k not in suppressed_now),
-                   key=finding_order)
-    changed = sorted((c for c in (FindingChange(before_by_key[k], f, epss_threshold)
-                                  for k, f in now_by_key.items() if k in before_by_key) if c.what),
-                     key=lambda c: finding_order(c.after))
+    added, fixed, changed = _changes(current.findings, base.findings if base is not None else (), epss_threshold)
+    added.sort(key=finding_order)
+    fixed = sorted((f for f in fixed if f.key not in suppressed_now), key=finding_order)
+    changed.sort(key=lambda c: finding_order(c.after))
     if not (added or fixed or changed):
         return None
 
@@ -136,31 +132,76 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
         added=tuple(added),
         fixed=tuple(fixed),
         changed=tuple(changed),
-        counts=current.counts,
-        previous_counts=base.counts if base is not None else {},
+        counts=severity_counts(current.findings),
+        previous_counts=severity_counts(base.findings) if base is not None else {},
         previous_digest=previous_digest,
         moved_tags=tags,
         reasons=reasons,
     )
 
 
-def _keyed(now: Sequence[Finding], before: Sequence[Finding]) -> tuple[dict, dict]:
-    """:func:`by_finding_key` of both sides, leaving out the packages whose findings are the same
-    on both (a set of the same id: findings stored per distinct package), so comparing two
-    results costs what moved, not what they hold. Findings of a left-out package that share a
-    key with one kept (a scanner repeating a key) keep the whole comparison."""
+def _compare(now: Sequence[Finding], before: Sequence[Finding], epss_threshold: float
+             ) -> tuple[list[Finding], list[Finding], list[FindingChange]]:
+    """(added, fixed, changed) of ``now`` against ``before``, by finding key, unsorted."""
+    now_by_key, before_by_key = by_finding_key(now), by_finding_key(before)
+    added = [f for k, f in now_by_key.items() if k not in before_by_key]
+    fixed = [f for k, f in before_by_key.items() if k not in now_by_key]
+    changed = [c for c in (FindingChange(before_by_key[k], f, epss_threshold)
+                           for k, f in now_by_key.items() if k in before_by_key) if c.what]
+    return added, fixed, changed
+
+
+_PAIRS: dict[tuple, tuple[tuple, tuple, tuple]] = {}
+"""(set id before, set id now, EPSS threshold) -> what moved between the two sets of one package."""
+
+
+def _package_runs(findings: Sequence[Finding]) -> dict[tuple, tuple[str, tuple]] | None:
+    """``{(ecosystem, package, version): (set id, findings)}``: the findings a package at a time
+    (the sets they are stored in); None when one package's findings are not in one run, or two
+    runs differ only by purl (then their finding keys could meet across runs)."""
+    out: dict[tuple, tuple[str, tuple]] = {}
+    for sid, items in runs_of(findings):
+        f = items[0]
+        k = (f.ecosystem, f.package_name, f.package_version)
+        if k in out:
+            return None
+        out[k] = (sid, items)
+    return out
+
+
+def _changes(now: Sequence[Finding], before: Sequence[Finding], epss_threshold: float
+             ) -> tuple[list[Finding], list[Finding], list[FindingChange]]:
+    """:func:`_compare`, a package at a time: what moved is computed once per pair of a
+    package's finding sets (findings are stored per distinct package, and a data update moves the
+    same packages in every image holding them), and a package whose set is the same on both
+    sides costs a look-up. Finding keys name their package, so comparing package by package
+    is comparing the whole; when packages cannot be told apart by their runs the whole is
+    compared."""
     if not now or not before:
-        return by_finding_key(now), by_finding_key(before)
-    runs_now, runs_before = runs_of(now), runs_of(before)
-    same = {sid for sid, _ in runs_now} & {sid for sid, _ in runs_before}
-    if not same:
-        return by_finding_key(now), by_finding_key(before)
-    kept_now = by_finding_key(f for sid, items in runs_now if sid not in same for f in items)
-    kept_before = by_finding_key(f for sid, items in runs_before if sid not in same for f in items)
-    for sid, items in runs_now:
-        if sid in same and any(f.key in kept_now or f.key in kept_before for f in items):
-            return by_finding_key(now), by_finding_key(before)
-    return kept_now, kept_before
+        return _compare(now, before, epss_threshold)
+    runs_now, runs_before = _package_runs(now), _package_runs(before)
+    if runs_now is None or runs_before is None:
+        return _compare(now, before, epss_threshold)
+    added: list[Finding] = []
+    fixed: list[Finding] = []
+    changed: list[FindingChange] = []
+    empty = ("", ())
+    for k in runs_now.keys() | runs_before.keys():
+        sid_now, items_now = runs_now.get(k, empty)
+        sid_before, items_before = runs_before.get(k, empty)
+        if sid_now == sid_before:
+            continue
+        pair = (sid_before, sid_now, epss_threshold)
+        moved = _PAIRS.get(pair)
+        if moved is None:
+            a, f, c = _compare(items_now, items_before, epss_threshold)
+            if len(_PAIRS) >= 1 << 16:
+                _PAIRS.clear()
+            moved = _PAIRS[pair] = (tuple(a), tuple(f), tuple(c))
+        added += moved[0]
+        fixed += moved[1]
+        changed += moved[2]
+    return added, fixed, changed
 
 
 def coverage_event(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult | None = None, *,

@@ -25,9 +25,11 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from .diff import coverage_event, diff
 from .logs import redact
@@ -424,20 +426,21 @@ class Pipeline:
                 failures.append(_failure(reg.name, _reason(e, reg.name), type(e).__name__))
                 return []
         images: list[Image] = []
-        for repo, selector in plan.select(listed):
+        chosen = list(plan.select(listed))
+        for (repo, _selector), outcome in zip(chosen, _list_repositories(reg, chosen)):
             target = f"{reg.name}/{repo}"
-            try:
-                images.extend(select_images(reg.images(repo), selector))
-            except RepositoryNotFoundError as e:
+            if isinstance(outcome, RepositoryNotFoundError):
                 where = "watch list" if watch.watch_list is not None else "configuration"
                 if warnings is None:
-                    failures.append(_failure(target, _reason(e, target), "RepositoryNotFound"))
+                    failures.append(_failure(target, _reason(outcome, target), "RepositoryNotFound"))
                 else:
-                    warnings.append(_failure(target, f"{_reason(e, target)}; named in the {where}: "
+                    warnings.append(_failure(target, f"{_reason(outcome, target)}; named in the {where}: "
                                              "remove it there or fix the name", "RepositoryNotFound",
                                              kind="warning"))
-            except RegistryError as e:
-                failures.append(_failure(target, _reason(e, target), "RegistryError"))
+            elif isinstance(outcome, RegistryError):
+                failures.append(_failure(target, _reason(outcome, target), "RegistryError"))
+            else:
+                images.extend(outcome)
         return images
 
     # -- recording -------------------------------------------------------------------------
@@ -795,17 +798,20 @@ class Pipeline:
                      claims: tuple[CycleLease, LeaseKeeper] | None) -> "_CycleTally":
         """Select, scan and record the images of one watch."""
         t = _CycleTally()
-        images = self.targets(watch, t.failures, t.warnings)
+        # the registry lists (its time, mostly waiting) while the store is read (ours)
+        with ThreadPoolExecutor(1, thread_name_prefix="vulnwatch-targets") as pool:
+            listing = pool.submit(contextvars.copy_context().run, self.targets, watch, t.failures, t.warnings)
+            statuses = self.store.images()
+            stored = None if watch.scanner.stores_inventories else self.store.snapshots(watch.registry.name)
+            images = listing.result()
         t.selected += len(images)
-        statuses = self.store.images()
         failing = {st.image.key for st in statuses if st.last_error}
-        if watch.scanner.stores_inventories:     # large snapshots: one at a time
+        if stored is None:                         # large snapshots: one at a time
             previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
                                                              if st.last_scanned_at})
         else:                                      # small ones: all in one query
             wanted = {img.key for img in images}
-            previous = {s.image.key: s for s in self.store.snapshots(watch.registry.name)
-                        if s.image.key in wanted}
+            previous = {s.image.key: s for s in stored if s.image.key in wanted}
         self.progress("scan", 0, len(images))
         t.done, t.total = 0, len(images)
         t.data = watch.scanner.data_sources() if images else ()
@@ -1030,10 +1036,15 @@ class Pipeline:
         nothing, and otherwise only inventories holding a package of a changed name are
         fingerprinted (each distinct package matched once); with a store that keeps a package
         index (``Store.package_index``) each changed distinct package is evaluated once against
-        the signature it had, and only images holding one that moved are read. Inventories stream from the store as
-        light rows; only images whose findings moved are read back, re-matched, diffed and
-        written, a batch per transaction (``Store.commit_scans``). The others are stamped as
-        checked, in one statement."""
+        the signature it had, and only images holding one that moved are read: what each holds
+        of the changed packages (``Store.holdings``) lets its new result be made from its snapshot
+        alone, the held packages' findings (computed once per distinct package) in place of the
+        stored ones (``BuiltinScanner.rematch_held``), without reading its inventory. What that
+        cannot tell (no index, no coverage kept, a package held twice, stored findings that are
+        not what the package's signature says) is matched whole: inventories stream from the
+        store as light rows, and only images whose findings moved are read back, re-matched,
+        diffed and written, a batch per transaction (``Store.commit_scans``). The others are
+        stamped as checked, in one statement."""
         from .scanners.builtin import BuiltinScanner
 
         resources = self._resources()
@@ -1061,23 +1072,36 @@ class Pipeline:
 
         candidates = None
         signatures: dict[tuple, str] = {}
+        held_by: dict[tuple[str, str, str], list] = {}      # image -> the changed packages it holds
         if changed is not None:
             packages = self.store.package_index({n for _e, n in changed})
             if packages is not None:    # each changed package evaluated once; images only where it moved
-                moved_packages = []
-                pad = (None,) * (len(PackageRow._fields) - 6)
+                touched = {}                    # package id -> IndexedPackage
+                moved_packages: set[str] = set()
                 for p in packages:
-                    row = p.row + pad
-                    if not scanner.touches([row], p.distro, changed):
+                    if not scanner.touches([p.row + _PAD], p.distro, changed):
                         continue        # its folded name collides with a changed one, that's all
-                    sig = scanner.fingerprint([row], p.distro)
+                    touched[p.id] = p
+                    sig = scanner.package_findings(p.row, p.distro)[1]
                     if sig != p.signature:
-                        moved_packages.append(p.id)
+                        moved_packages.add(p.id)
                         signatures[(p.distro, p.row)] = sig
                 candidates = self.store.inventories_holding(moved_packages) if moved_packages else []
+                holdings = (self.store.holdings(touched) if candidates else None) or {}
+                rest = []
+                for key in candidates:      # known holdings: moved or not without reading the inventory
+                    held = holdings.get(key)
+                    if held is None:
+                        rest.append(key)
+                    elif held & moved_packages:
+                        held_by[key] = [(touched[pid].row, touched[pid].signature) for pid in sorted(held)]
+                    else:
+                        unchanged.append(key)
+                candidates = rest
         else:
             self.store.package_index(())           # bring the index up to date (its signatures below)
-        stream = self.store.inventories() if candidates is None else self.store.inventories(keys=candidates)
+        stream = (self.store.inventories() if candidates is None else
+                  self.store.inventories(keys=candidates) if candidates else ())
         for inv in stream:
             if changed is not None and inv.findings_signature is not None and not scanner.touches(
                     inv.rows, inv.distro, changed):
@@ -1087,8 +1111,20 @@ class Pipeline:
                     and scanner.fingerprint(inv.rows, inv.distro) == inv.findings_signature)
             (unchanged if same and not gained(inv) else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
-        events = []
+        events: list[Event] = []
         step = self.record_batch
+        fresh = scanner.data_notes()[1]
+        held_keys = list(held_by)
+        for i in range(0, len(held_keys), step):    # the snapshot alone: only the held packages matched anew
+            chunk = held_keys[i:i + step]
+            items = []
+            for old in self.store.snapshots_of(chunk, with_inventory=False):
+                new = scanner.rematch_held(old, held_by[old.image.key], old.distro, fresh)
+                if new is None:
+                    moved.append(old.image.key)     # the whole inventory is needed
+                else:
+                    items.append((new, old, True, True))
+            self._record_rematched(items, data, events)
         for i in range(0, len(moved), step):      # read, re-match and write a batch at a time
             chunk = moved[i:i + step]
             invs = {inv.key: inv for inv in self.store.inventories(keys=chunk)}
@@ -1097,11 +1133,7 @@ class Pipeline:
                 inv = invs.get(old.image.key)
                 if inv is not None:
                     items.append((scanner.rematch(old, inv.packages, inv.distro), old, True, True))
-            for got in self.record_many(items, data=data, also=events):
-                if isinstance(got, Exception):
-                    raise got
-                if got is not None:
-                    events.append(got)
+            self._record_rematched(items, data, events)
         if changed is None:
             signatures = scanner.package_signatures()
         self.store.set_package_signatures(signatures)     # after the images they moved are written
@@ -1113,6 +1145,15 @@ class Pipeline:
             except Exception as e:        # a read-only index: the log just stays
                 log.debug("change log of the advisory index not pruned: %s", e)
         return events
+
+    def _record_rematched(self, items: list, data: Sequence[DataSource], events: list[Event]) -> None:
+        """Record a batch of re-matched results (:meth:`record_many`), their events appended to
+        ``events``; the first failure is raised."""
+        for got in self.record_many(items, data=data, also=events):
+            if isinstance(got, Exception):
+                raise got
+            if got is not None:
+                events.append(got)
 
     def needed_ecosystems(self) -> list[str]:
         """OSV export names the stored inventories need (``Debian`` for ``Debian:12``, ``PyPI``)."""
@@ -1203,6 +1244,10 @@ class _CycleTally:
             self.notes.setdefault(note, []).extend(images)
 
 
+_PAD = (None,) * (len(PackageRow._fields) - 6)
+"""What a package index row (the six fields matching depends on) lacks of a PackageRow."""
+
+
 def _spell(seconds: float) -> str:
     """``3600`` -> ``1h``, ``90`` -> ``1m30s`` (as the configuration writes durations)."""
     ms = round(seconds * 1000)
@@ -1238,6 +1283,26 @@ def _reason(error: Exception, target: str) -> str:
     while text.startswith(f"{target}: "):
         text = text[len(target) + 2:]
     return text
+
+
+def _list_repositories(reg: Registry, chosen: Sequence[tuple[str, Any]]) -> list[list[Image] | RegistryError]:
+    """The selected images of each (repository, selector) of ``chosen``, in that order, or the
+    :class:`RegistryError` listing it raised. Up to ``reg.listing_concurrency`` repositories are
+    listed at once (each in the caller's context: its deadline holds there too); any other
+    error is raised, as a listing one after the other would raise it."""
+    def one(item: tuple[str, Any]) -> list[Image] | RegistryError:
+        repo, selector = item
+        try:
+            return select_images(reg.images(repo), selector)
+        except RegistryError as e:
+            return e
+
+    workers = min(max(1, int(getattr(reg, "listing_concurrency", 1) or 1)), len(chosen))
+    if workers <= 1:
+        return [one(item) for item in chosen]
+    with ThreadPoolExecutor(workers, thread_name_prefix="vulnwatch-list") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, one, item) for item in chosen]
+        return [f.result() for f in futures]
 
 
 def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Failure:

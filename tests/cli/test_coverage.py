@@ -27,6 +27,7 @@ def cli(cfg, *args):
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))     # the default state store: not the user's
     path = tmp_path / "vulnwatch.yaml"
     path.write_text(f"vulndb: {{path: {tmp_path / 'osv.db'}, base_url: 'http://127.0.0.1:9', enrichment: []}}\n")
     return path
@@ -95,6 +96,7 @@ def test_a_scan_without_config_never_uses_the_bundled_example_data(tmp_path, mon
     """Fresh home, no config: the example records are not the database (the demo `run` has its
     own index), so the scan tries the configured source and, offline, says what to do."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VULNWATCH_CONFIG", "")
     r = CliRunner().invoke(app, ["scan", f"docker-archive:{IMAGE_ARCHIVE}"], catch_exceptions=False)

@@ -90,3 +90,43 @@ def test_the_scan_path_loads_no_aws_library(tmp_path):
     for modules in (help_modules, scan_modules):
         assert not {m for m in modules if m.split(".")[0] in ("boto3", "botocore", "sqlalchemy")}
     assert "vulnwatch.config" not in help_modules and "vulnwatch.config" in scan_modules  # --help reads no config
+
+
+def test_an_ecr_only_run_loads_no_http_client_and_no_other_kind(tmp_path, moto):
+    """`vulnwatch run` of one ECR registry (ECR's own findings, no sinks) imports what it uses:
+    the ECR registry and scanner and the SQL store, not the OCI registry (httpx, httpcore), the
+    built-in scanner, any notifier, CycloneDX or DynamoDB; they cost a short cycle about as much
+    as the cycle itself. Its clients are botocore's: boto3 is loaded for S3 only."""
+    from tests.support.ecr import push_images
+
+    push_images(moto.url, {"team/app": ["v1", "v2"]})
+    (tmp_path / "vulnwatch.yaml").write_text(
+        f"state: {{path: {tmp_path / 'state.db'}}}\n"
+        f"registries:\n  - name: prod\n    type: ecr\n    region: us-east-1\n    endpoint_url: {moto.url}\n")
+    modules = _importtime("run", "--no-deliver", "-q", cwd=tmp_path)
+    assert {"vulnwatch.registries.ecr", "vulnwatch.scanners.ecr", "vulnwatch.store.sql", "botocore"} <= modules
+    loaded = {m for m in modules if m.split(".")[0] in ("httpx", "httpcore", "cyclonedx", "boto3")
+              or m.startswith(("vulnwatch.registries.oci", "vulnwatch.registries.archive", "vulnwatch.scanners.builtin",
+                               "vulnwatch.store.dynamodb", "vulnwatch.policy.cyclonedx_vex"))
+              or (m.startswith("vulnwatch.notify.") and m != "vulnwatch.notify.interface")}
+    assert loaded == set()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "state.db") as db:      # and it did the cycle: both images recorded
+        assert db.execute("select count(*) from images").fetchone()[0] == 2
+
+
+def test_an_inventory_loads_neither_advisory_data_nor_policy(tmp_path):
+    """``scan --sbom`` matches nothing: the index, the matcher and the ignore/VEX readers stay unloaded
+    (unless there are ignore files to check); a full scan loads them."""
+    examples = Path(IMAGE_ARCHIVE).parent / "osv"
+    (tmp_path / "vulnwatch.yaml").write_text(f"vulndb: {{path: {tmp_path / 'osv.db'}, imports: "
+                                            f"[{examples / 'Debian'}, {examples / 'PyPI'}]}}\n")
+    sbom = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "-f", "json", "-q", cwd=tmp_path)
+    full = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "-f", "json", "-q", cwd=tmp_path)
+    unused = {"vulnwatch.vulndb.index", "vulnwatch.vulndb.match", "vulnwatch.policy"}
+    assert "vulnwatch.walker.tarstream" in sbom and not unused & sbom
+    assert unused <= full
+    (tmp_path / ".trivyignore").write_text("CVE-2023-0001\n")
+    with_rules = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "-f", "json", "-q", cwd=tmp_path)
+    assert "vulnwatch.policy" in with_rules         # the file is still read (and refused when bad)

@@ -326,6 +326,29 @@ def test_scan_status_from_the_registry_listing_saves_the_describe_images_call(mo
     assert s.calls["DescribeImageScanFindings"] == 0 and s.calls["StartImageScan"] == 0
 
 
+def test_an_unchanged_image_is_decided_without_a_worker_or_a_client(moto, pusher, proxy, monkeypatch):
+    """A steady cycle: what the listing said and the stored snapshot decide every image in the
+    scheduling thread; no worker runs (``_prepare`` is the workers' step) and the retry-less
+    client for StartImageScan is never made."""
+    from vulnwatch.registries.ecr import ECRRegistry
+
+    digests = [pusher.push("app", f"v{i}") for i in range(3)]
+    when = NOW - timedelta(hours=3)
+    for d in digests:
+        proxy.summaries[d] = {"imageScanStatus": {"status": "COMPLETE"},
+                              "imageScanFindingsSummary": {"imageScanCompletedAt": ts(when)}}
+    registry = ECRRegistry("prod", region="us-east-1", endpoint_url=proxy.url)
+    images = list(registry.images("app"))
+    s = scanner(proxy.url, listing=registry)
+    monkeypatch.setattr(s, "_prepare", lambda *a: pytest.fail("an unchanged image was sent to a worker"))
+    previous = {img.key: previous_of(img, when, OLD_FINDING) for img in images}
+    results = dict(s.scan_many(images, previous))
+    assert all(isinstance(r, ScanResult) and r.findings == (OLD_FINDING,) for r in results.values())
+    assert s._start_client is None and sum(s.calls.values()) == 1     # GetRegistryScanningConfiguration
+    s.start_client                                                   # made when first wanted
+    assert s._start_client is not None and s._start_client.meta.config.retries["total_max_attempts"] == 1
+
+
 def test_the_cycle_deadline_ends_the_wait_for_findings(moto, pusher, proxy):
     from vulnwatch.model import Deadline, deadline_scope
 

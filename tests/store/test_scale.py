@@ -6,6 +6,7 @@ batch, and the upgrades of stores made before migrations 7 and 9. SQLite and Pos
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -49,9 +50,13 @@ def index(tmp_path):
     ix.close()
 
 
-def _scanned(index: VulnIndex, img, packages) -> ScanResult:
-    found = Matcher(index).match(list(packages), "Debian:12")
-    return ScanResult(img, "builtin", T0, findings=tuple(found), packages=tuple(packages), distro="Debian:12")
+def _scanned(index: VulnIndex, img, packages, *, coverage: bool = True) -> ScanResult:
+    """As the built-in scanner records an image (with its coverage; ``coverage=False``: as a
+    snapshot stored before coverage was kept)."""
+    m = Matcher(index)
+    found = m.match(list(packages), "Debian:12")
+    return ScanResult(img, "builtin", T0, findings=tuple(found), packages=tuple(packages), distro="Debian:12",
+                      coverage=m.coverage(list(packages), "Debian:12") if coverage else None)
 
 
 class Calls:
@@ -107,10 +112,9 @@ def test_rematch_with_nothing_changed_reads_no_inventory(store, index, monkeypat
     assert calls.calls == []                                       # nothing read at all
 
 
-def test_update_reads_only_the_images_holding_a_package_that_moved(store, index, tmp_path, monkeypatch):
-    store.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB))),
-                        ScanCommit(_scanned(index, image(B), (ZLIB,))),
-                        ScanCommit(_scanned(index, image(C), (ZLIB,)))])
+def _curl_becomes_vulnerable(store, index, tmp_path, monkeypatch) -> tuple[Pipeline, Calls]:
+    """Re-match the stored images, publish a curl advisory and re-match again, counting the store's
+    reads during the second; only image A (the one holding curl) must move."""
     pipeline = Pipeline(store, [], resources=ScanResources(lambda: index))
     assert pipeline.rematch() == []
     calls = Calls(store, monkeypatch)
@@ -118,10 +122,18 @@ def test_update_reads_only_the_images_holding_a_package_that_moved(store, index,
     events = pipeline.rematch()
     assert [e.image.digest for e in events] == [A]
     assert {f.vulnerability_id for f in events[0].added} == {"DSA-0002-1"}
-    # every inventory read was asked for by key, and only A's
-    reads = calls.named("inventories")
-    assert reads and all(kw.get("keys") is not None or len(args) > 1 for _n, args, kw in reads)
-    assert {tuple(k) for _n, args, kw in reads for k in (kw.get("keys") or args[1])} == {image(A).key}
+    return pipeline, calls
+
+
+def test_update_reads_only_the_images_holding_a_package_that_moved(store, index, tmp_path, monkeypatch):
+    store.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB))),
+                        ScanCommit(_scanned(index, image(B), (ZLIB,))),
+                        ScanCommit(_scanned(index, image(C), (ZLIB,)))])
+    pipeline, calls = _curl_becomes_vulnerable(store, index, tmp_path, monkeypatch)
+    # no inventory read: the package index says what A holds; only A's snapshot is read back
+    assert calls.named("inventories") == []
+    assert {tuple(k) for _n, args, kw in calls.named("snapshots_of") for k in (kw.get("keys") or args[0])} == {
+        image(A).key}
     assert store.snapshot(*image(A).key).findings and any(
         f.vulnerability_id == "DSA-0002-1" for f in store.snapshot(*image(A).key).findings)
     # a record of the same name that moves nothing (a version no image has): no image read back
@@ -131,6 +143,15 @@ def test_update_reads_only_the_images_holding_a_package_that_moved(store, index,
     assert calls.named("inventories") == [] or all(
         not (kw.get("keys") or (args[1] if len(args) > 1 else None)) for _n, args, kw in calls.named("inventories"))
     assert calls.named("snapshots_of") == []
+
+
+def test_a_snapshot_without_coverage_is_re_matched_from_its_inventory(store, index, tmp_path, monkeypatch):
+    store.commit_scans([ScanCommit(_scanned(index, image(A), (CURL, ZLIB), coverage=False)),
+                        ScanCommit(_scanned(index, image(B), (ZLIB,)))])
+    pipeline, calls = _curl_becomes_vulnerable(store, index, tmp_path, monkeypatch)
+    # what the snapshot alone cannot tell (no coverage to refresh) is read whole, and only A
+    assert [kw.get("keys") for _n, _args, kw in calls.named("inventories")] == [[image(A).key]]
+    assert store.snapshot(*image(A).key).coverage is not None
 
 
 def test_an_image_stored_after_the_index_was_built_is_found(store, index, tmp_path):
@@ -357,3 +378,98 @@ def test_a_batch_failing_in_the_middle_leaves_no_half_written_image(store, index
         assert snap.findings == r.findings and snap.packages == r.packages
     with store._engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM deliveries")).scalar() == 3
+
+
+# --- the re-match from snapshots alone equals the whole re-match ------------------------------
+
+SSL = Package("libssl3", "3.0.11-1~deb12u2", "Debian:12", source_name="openssl")
+BASH = Package("bash", "5.2.15-2+b2", "Debian:12", source_name="bash")
+LIBCURL = Package("libcurl4", "7.88.1-10", "Debian:12", source_name="curl")
+ODD = Package("curl-odd", "not a version", "Debian:12", source_name="curl")     # refused by the comparator
+
+
+def _fleet(index):
+    """Images of every shape the re-match meets: several moved packages, one newly vulnerable, a
+    package reported twice (a copy of the same row), a snapshot with a suppressed finding, one
+    without coverage, one holding only a package whose records changed without moving it."""
+    out = [_scanned(index, image(A), (ZLIB, CURL, SSL, BASH, ODD)), _scanned(index, image(B), (ZLIB, SSL)),
+           _scanned(index, image(C), (CURL, CURL, BASH, LIBCURL)),
+           _scanned(index, image("d" * 64), (SSL, LIBCURL), coverage=False),
+           _scanned(index, image("e" * 64), (BASH, ZLIB))]
+    e = out[4]                         # as the policy stage leaves one finding of it suppressed
+    from vulnwatch.model import Suppression
+    quiet = replace(e.findings[0], suppression=Suppression("ignore", "config", "accepted"))
+    out[4] = replace(e, findings=e.findings[1:], suppressed=(quiet,))
+    return out
+
+
+def _state(store) -> dict:
+    out = {}
+    for snap in store.snapshots():
+        out[snap.image.key] = (sorted(json.dumps(f.to_dict(), sort_keys=True) for f in snap.findings),
+                               sorted(f.key for f in snap.suppressed), snap.counts,
+                               snap.coverage.key if snap.coverage else None,
+                               [(e.ecosystem, e.packages, e.present, e.records) for e in snap.coverage.ecosystems]
+                               if snap.coverage else None)
+    return out
+
+
+def _events(events) -> list:
+    return sorted((e.image.key, e.kind.value, e.id, sorted(f.key for f in e.added), sorted(f.key for f in e.fixed),
+                   sorted((c.after.key, c.what) for c in e.changed), e.counts, e.previous_counts,
+                   [r.summary for r in e.reasons]) for e in events)
+
+
+def test_rematch_from_the_package_index_equals_matching_every_inventory(store, index, tmp_path, monkeypatch):
+    _publish(index, tmp_path / "ssl", _record("DSA-0100-1", "openssl", "3.0.13-1~deb12u1"),
+             _record("DSA-0101-1", "openssl", "3.0.12-1~deb12u1"))
+    whole = SQLStore.from_path(tmp_path / "whole.db")           # re-matched reading every inventory
+    try:
+        monkeypatch.setattr(whole, "holdings", lambda ids: None)
+        for s in (store, whole):
+            s.commit_scans([ScanCommit(r) for r in _fleet(index)])
+        pipelines = [Pipeline(s, [], resources=ScanResources(lambda: index)) for s in (store, whole)]
+        assert [p.rematch() for p in pipelines] == [[], []]
+        # the update: curl becomes vulnerable, one openssl record gets a later fix, the other is
+        # withdrawn, a zlib record arrives for versions no image has
+        moved = _record("DSA-0100-1", "openssl", "3.0.14-1~deb12u1")
+        gone = dict(_record("DSA-0101-1", "openssl", "3.0.12-1~deb12u1"), withdrawn="2024-06-01T00:00:00Z",
+                    modified="2024-06-01T00:00:00Z")
+        moved["modified"] = "2024-06-01T00:00:00Z"
+        _publish(index, tmp_path / "update", _record("DSA-0002-1", "curl", "7.88.1-11"), moved, gone,
+                 _record("DSA-0003-1", "zlib", "1:1.2.0-1"))
+        calls = Calls(store, monkeypatch)
+        fast, slow = [p.rematch() for p in pipelines]
+        assert _events(fast) == _events(slow)
+        assert {e.image.digest for e in fast} == {A, B, C, "d" * 64}
+        assert any(e.added for e in fast) and any(e.fixed for e in fast) and any(e.changed for e in fast)
+        assert [u.name for u in store.snapshot(*image(A).key).coverage.unjudged] == ["curl-odd"]
+        assert _state(store) == _state(whole)
+        # only what the snapshots cannot tell was read whole: C (curl twice), D (no coverage)
+        assert {k for _n, _a, kw in calls.named("inventories") for k in kw["keys"]} == {
+            image(C).key, image("d" * 64).key}
+        assert [p.rematch() for p in pipelines] == [[], []]
+    finally:
+        whole.close()
+
+
+def test_stored_event_text_is_the_events_json():
+    """Events are stored with their findings' cached texts spliced in: the same JSON value as
+    encoding ``to_dict()``, for every part of an event."""
+    from vulnwatch.diff import diff
+    from vulnwatch.model import (ChangeReason, Coverage, DataSource, EcosystemCoverage, FindingChange,
+                                 KevListing, ReasonKind, Severity, UnjudgedPackage)
+    from vulnwatch.store._finding_sets import event_text
+
+    before = result(image(A), findings=(finding("CVE-1", Severity.LOW), finding("CVE-2"),
+                                        finding("CVE-3", title='a "quoted" \u00e9 title')))
+    now = result(image(A), at=T0 + timedelta(hours=1),
+                 findings=(finding("CVE-1", Severity.CRITICAL, cvss_score=9.8, epss=0.5,
+                                   kev=KevListing(date_added="2024-01-01")), finding("CVE-4", fixed_versions=("2",))))
+    ev = diff(now, before, data=(DataSource("advisory", "Debian", "v1", T0),))
+    assert ev.added and ev.fixed and ev.changed
+    cov = Coverage((EcosystemCoverage("Debian:12", 3, True, 10, T0),), (UnjudgedPackage("Debian:12", "x", "1", "why"),))
+    ev2 = replace(ev, coverage=cov, previous_coverage=None, changed=(FindingChange(now.findings[0], now.findings[0]),),
+                  reasons=(ChangeReason(ReasonKind.ADVISORY_DATA_CHANGED, "data"),))
+    for e in (ev, ev2, replace(ev, added=(), fixed=(), changed=())):
+        assert json.loads(event_text(e)) == json.loads(json.dumps(e.to_dict()))

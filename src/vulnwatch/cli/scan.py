@@ -177,7 +177,10 @@ def scan(
         fail(state, EXIT_ERROR, "output_error", f"cannot write the report to {target}: no such folder "
                                                 f"{target.parent}", path=str(target))
     cfg = load(state, SCAN_SECTIONS)
-    policy = _policy(state, cfg, ignorefile, vex)
+    # an inventory is not matched, so no rule applies to it: the policy is built (and its files
+    # checked) only when there are files to check
+    needs_policy = not sbom or ignorefile or vex or Path(".trivyignore").is_file()
+    policy = _policy(state, cfg, ignorefile, vex) if needs_policy else None
     show = state.interactive
     if show:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

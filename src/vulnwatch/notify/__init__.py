@@ -7,20 +7,17 @@ below, its section in :mod:`vulnwatch.config.notifications`.
 
 from __future__ import annotations
 
-from .console import ConsoleNotifier
-from .email import EmailNotifier
+from ..lazy import LazyMap
 from .interface import DeliveryError, Notifier
-from .slack import SlackNotifier
-from .teams import TeamsNotifier
-from .webhook import WebhookNotifier
 
-NOTIFIERS: dict[str, type[Notifier]] = {
-    "slack": SlackNotifier,
-    "teams": TeamsNotifier,
-    "webhook": WebhookNotifier,
-    "email": EmailNotifier,
-    "console": ConsoleNotifier,
-}
-"""Sink type name (``notifications[].type``) -> class."""
+NOTIFIERS: dict[str, type[Notifier]] = LazyMap(__name__, {
+    "slack": ".slack:SlackNotifier",
+    "teams": ".teams:TeamsNotifier",
+    "webhook": ".webhook:WebhookNotifier",
+    "email": ".email:EmailNotifier",
+    "console": ".console:ConsoleNotifier",
+})
+"""Sink type name (``notifications[].type``) -> class, each module imported when first looked up
+(a run without sinks loads no HTTP client: :mod:`vulnwatch.lazy`)."""
 
 __all__ = ["NOTIFIERS", "DeliveryError", "Notifier"]

@@ -9,20 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..lazy import LazyMap
 from ._match import Policy, matches, purl_matches
-from .cyclonedx_vex import CycloneDxVexLoader
 from .interface import IgnoreRule, Loader, PolicyError
-from .openvex import OpenVexLoader
-from .rules import RulesLoader, rules_from_mappings
-from .trivyignore import TrivyIgnoreLoader
+from .rules import rules_from_mappings
 
 __all__ = ["LOADERS", "IgnoreRule", "Loader", "Policy", "PolicyError", "detect", "load_file", "load_files",
            "load_text", "matches", "purl_matches", "rules_from_mappings"]
 
-LOADERS: dict[str, type[Loader]] = {
-    "rules": RulesLoader, "trivyignore": TrivyIgnoreLoader, "openvex": OpenVexLoader, "cyclonedx": CycloneDxVexLoader,
-}
-"""Input format name -> its reader."""
+LOADERS: dict[str, type[Loader]] = LazyMap(__name__, {
+    "rules": ".rules:RulesLoader", "trivyignore": ".trivyignore:TrivyIgnoreLoader",
+    "openvex": ".openvex:OpenVexLoader", "cyclonedx": ".cyclonedx_vex:CycloneDxVexLoader",
+})
+"""Input format name -> its reader, each module imported when first used (CycloneDX's library
+only for a CycloneDX document: :mod:`vulnwatch.lazy`)."""
 
 VEX_FORMATS = ("openvex", "cyclonedx")
 IGNORE_FORMATS = ("rules", "trivyignore")

@@ -11,23 +11,24 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..lazy import LazyMap
 from ..model import Image
-from .archive import ArchiveRegistry
-from .auth import credentials_for
-from .ecr import ECRRegistry
 from .interface import Registry, RegistryError, RequestLimits
-from .oci import OCIRegistry
-from .reference import api_host, parse_reference
 
-ECRRegistry.v2_registry = OCIRegistry
-"""ECR's Registry v2 API (the built-in scanner's pulls) is read by the OCI client."""
+REGISTRIES: dict[str, type[Registry]] = LazyMap(__name__, {
+    "ecr": ".ecr:ECRRegistry",
+    "oci": ".oci:OCIRegistry",
+    "archive": ".archive:ArchiveRegistry",
+})
+"""Registry type name (``registries[].type``) -> class, each module imported when its type is
+first looked up (an ECR-only run loads no HTTP client: :mod:`vulnwatch.lazy`)."""
 
-REGISTRIES: dict[str, type[Registry]] = {
-    "ecr": ECRRegistry,
-    "oci": OCIRegistry,
-    "archive": ArchiveRegistry,
-}
-"""Registry type name (``registries[].type``) -> class."""
+
+def registry_v2(*args, **kwargs) -> Registry:
+    """ECR's Registry v2 API (the built-in scanner's pulls) is read by the OCI client:
+    :attr:`ECRRegistry.v2_registry <vulnwatch.registries.ecr.ECRRegistry.v2_registry>`, loaded
+    when an ECR registry is first read through it."""
+    return REGISTRIES["oci"](*args, **kwargs)
 
 ARCHIVE_PREFIXES = ("docker-archive:", "oci-archive:", "oci:")
 """How ``vulnwatch scan`` names a local image: ``docker-archive:PATH``, ``oci:PATH[:TAG]``."""
@@ -38,10 +39,14 @@ def resolve_image(text: str, *, platform: str = "linux/amd64", insecure: bool = 
     """``docker-archive:PATH``, ``oci:PATH[:TAG]`` or a registry reference ``host/repo:tag[@digest]``
     -> (the registry to read it from, the image). Raises :class:`RegistryError` naming the input
     (a missing file, a tag the archive does not have, an archive with several images and none named)."""
+    from .auth import credentials_for
+    from .reference import api_host, parse_reference
+
     for prefix in ARCHIVE_PREFIXES:
         if text.startswith(prefix):
             return _archive_image(prefix, text[len(prefix):], platform)
     _refuse_local_path(text)
+    OCIRegistry = REGISTRIES["oci"]
     ref = parse_reference(text)
     host = api_host(ref.registry)
     scheme = "http" if insecure else "https"
@@ -97,7 +102,7 @@ def _archive_image(prefix: str, rest: str, platform: str) -> tuple[Registry, Ima
         path = Path(head)
     if not path.exists():
         raise RegistryError(f"no such file or folder: {path}")
-    registry = ArchiveRegistry(path.name, path, platform=platform)
+    registry = REGISTRIES["archive"](path.name, path, platform=platform)
     images = [img for repo in registry.repositories() for img in registry.images(repo)]
     if not images:
         raise RegistryError(f"{path}: the archive holds no image")

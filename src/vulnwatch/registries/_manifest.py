@@ -13,8 +13,6 @@ import json
 import re
 from collections.abc import Callable, Iterator
 
-import httpx
-
 from .interface import Descriptor, Manifest, RegistryError
 
 __all__ = ["ACCEPT_MANIFESTS", "DOCKER_MANIFEST", "DOCKER_MANIFEST_LIST", "DOCKER_SCHEMA1", "INDEX_TYPES",
@@ -195,17 +193,21 @@ class VerifyingReader(io.RawIOBase):
                 raise RegistryError(f"blob download timed out after {self._seen} bytes: {e or 'deadline'} reached; "
                                     "the registry is too slow or stopped sending", retryable=True,
                                     **self._where) from None
-            except httpx.TimeoutException as e:
-                if self._deadline is not None and self._deadline.expired:   # the deadline cut the read
-                    raise RegistryError(f"blob download timed out after {self._seen} bytes: {self._deadline.what} "
-                                        "reached; the registry is too slow or stopped sending", retryable=True,
+            except Exception as e:
+                import httpx    # an HTTP chunk source's errors (httpx is loaded by then; an archive's are not)
+
+                if isinstance(e, httpx.TimeoutException):
+                    if self._deadline is not None and self._deadline.expired:   # the deadline cut the read
+                        raise RegistryError(f"blob download timed out after {self._seen} bytes: "
+                                            f"{self._deadline.what} reached; the registry is too slow or stopped "
+                                            "sending", retryable=True, **self._where) from None
+                    raise RegistryError(f"blob download stalled after {self._seen} bytes: nothing arrived within "
+                                        f"limits.read_timeout ({type(e).__name__})", retryable=True,
                                         **self._where) from None
-                raise RegistryError(f"blob download stalled after {self._seen} bytes: nothing arrived within "
-                                    f"limits.read_timeout ({type(e).__name__})", retryable=True,
-                                    **self._where) from None
-            except httpx.HTTPError as e:
-                raise RegistryError(f"blob download broke off after {self._seen} bytes: {type(e).__name__}",
-                                    retryable=True, **self._where) from None
+                if isinstance(e, httpx.HTTPError):
+                    raise RegistryError(f"blob download broke off after {self._seen} bytes: {type(e).__name__}",
+                                        retryable=True, **self._where) from None
+                raise
             if self._deadline is not None and self._deadline.expired:
                 raise RegistryError(f"blob download timed out after {self._seen + len(chunk)} bytes: "
                                     f"{self._deadline.what} reached; the registry is too slow", retryable=True,

@@ -28,7 +28,6 @@ from .. import aws
 from ..logs import register_secret
 from ..model import Image
 from ._manifest import INDEX_TYPES, MANIFEST_TYPES, resolve_manifests
-from .auth import Credentials
 from .interface import Manifest, Registry, RegistryError, RepositoryNotFoundError, RequestLimits
 
 ACCEPTED_MEDIA_TYPES = [*MANIFEST_TYPES, *INDEX_TYPES]
@@ -108,9 +107,14 @@ class ECRRegistry(Registry):
     """
 
     default_scanner = "ecr"
-    v2_registry: Any = None
-    """The Registry v2 client class (:class:`~vulnwatch.registries.oci.OCIRegistry`, set by
-    :mod:`vulnwatch.registries`: implementations do not import each other)."""
+    @staticmethod
+    def v2_registry(*args: Any, **kwargs: Any) -> Any:
+        """The Registry v2 client (an :class:`~vulnwatch.registries.oci.OCIRegistry`, made by
+        :func:`vulnwatch.registries.registry_v2`: implementations do not import each other, and
+        the OCI client is imported only when the built-in scanner reads ECR)."""
+        from . import registry_v2
+
+        return registry_v2(*args, **kwargs)
 
     @classmethod
     def from_config(cls, registry: Any, limits: RequestLimits | None = None) -> "ECRRegistry":
@@ -129,6 +133,8 @@ class ECRRegistry(Registry):
         self.name = name
         self.registry_id = registry_id
         self.max_concurrency = max_concurrency
+        self.listing_concurrency = max(1, max_concurrency)
+        """Repositories a cycle lists at once (boto3 clients are thread-safe)."""
         self.platform = platform
         if scanner not in ("ecr", "builtin"):
             raise ValueError(f"ECR registry scanner must be ecr or builtin, not {scanner!r}")
@@ -227,8 +233,11 @@ class ECRRegistry(Registry):
         return img["imageId"]["imageDigest"], media_type, raw
 
     # -- Registry v2 (the built-in scanner) ---------------------------------------------------
-    def _authorization(self) -> tuple[Credentials, float | None, str | None]:
-        """``GetAuthorizationToken``: (credentials, expiry as a timestamp, the proxy endpoint)."""
+    def _authorization(self) -> tuple[Any, float | None, str | None]:
+        """``GetAuthorizationToken``: (:class:`~vulnwatch.registries.auth.Credentials`, expiry as a
+        timestamp, the proxy endpoint)."""
+        from .auth import Credentials    # the built-in scanner's; not loaded for ECR's own findings
+
         try:
             resp = self.client.get_authorization_token(
                 **({"registryIds": [self.registry_id]} if self.registry_id else {}))
@@ -262,9 +271,6 @@ class ECRRegistry(Registry):
                 url = self.registry_url or endpoint
                 if not url:
                     raise RegistryError("GetAuthorizationToken named no registry endpoint; set registry_url",
-                                        registry=self.name)
-                if self.v2_registry is None:
-                    raise RegistryError("no Registry v2 client is wired in (vulnwatch.registries sets it)",
                                         registry=self.name)
                 self._v2 = self.v2_registry(self.name, url, credentials=creds, insecure=self.insecure,
                                        platform=self.platform, limits=self.limits or RequestLimits(),

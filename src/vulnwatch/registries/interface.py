@@ -112,6 +112,10 @@ class Registry(abc.ABC):
     """The configured name (``registries[].name``); stored in every :class:`Image`."""
     default_scanner: str = "builtin"
     """The scanner (a name in :data:`vulnwatch.scanners.SCANNERS`) that scans this registry's images."""
+    listing_concurrency: int = 1
+    """How many repositories' :meth:`images` a cycle may list at once (from as many threads); 1
+    (the default) lists them one after the other. A registry whose listing is thread-safe and
+    I/O-bound says more."""
 
     @classmethod
     def from_config(cls, registry: Any, limits: RequestLimits | None = None) -> "Registry":

@@ -7,14 +7,14 @@
 
 from __future__ import annotations
 
-from .builtin import BuiltinScanner
-from .ecr import ECRScanner
+from ..lazy import LazyMap
 from .interface import ScanError, Scanner, ScanResources
 
-SCANNERS: dict[str, type[Scanner]] = {
-    "ecr": ECRScanner,
-    "builtin": BuiltinScanner,
-}
-"""Scanner name -> class."""
+SCANNERS: dict[str, type[Scanner]] = LazyMap(__name__, {
+    "ecr": ".ecr:ECRScanner",
+    "builtin": ".builtin:BuiltinScanner",
+})
+"""Scanner name -> class, each module imported when first looked up (ECR's findings load no
+walker or catalogers: :mod:`vulnwatch.lazy`)."""
 
 __all__ = ["SCANNERS", "ScanError", "ScanResources", "Scanner"]

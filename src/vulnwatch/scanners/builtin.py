@@ -11,13 +11,15 @@ their new result).
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
+import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalogers.interface import CatalogLimitError, CatalogLimits, Cataloger
 from ..catalogers.plan import Inventory, catalog_layers
@@ -25,10 +27,12 @@ from ..walker import LayerCache, LayerError, LayerLimits
 from ..model import (Coverage, DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash,
                      signature_of, utcnow)
 from ..registries.interface import Registry, RegistryError
-from ..vulndb.index import VulnIndex
 from ..vulndb.interface import VulnDBError, ecosystem_base
-from ..vulndb.match import Matcher
 from .interface import ScanError, ScanLimits, ScanResources, Scanner, deadline_error
+
+if TYPE_CHECKING:  # the index and the matcher load on first use: an inventory (scan --sbom) needs neither
+    from ..vulndb.index import VulnIndex
+    from ..vulndb.match import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +95,16 @@ class BuiltinScanner(Scanner):
         self.layer_cache = layer_cache
         self._fingerprints: dict[str | None, dict[tuple, tuple[int, int]]] = {}
         self._touched: dict[tuple, dict[tuple, bool]] = {}
+        self._package_findings: dict[tuple, tuple[tuple, str]] = {}
+        self._run_signatures: dict[int, tuple[tuple, str]] = {}
+        self._judgements: dict[tuple, tuple[tuple, tuple, bool]] = {}
 
     @property
     def matcher(self) -> Matcher:
         """The OSV matcher, made on first use (an inventory-only scan never needs one)."""
         if self._matcher is None:
+            from ..vulndb.match import Matcher
+
             self._matcher = Matcher(self.index)
         return self._matcher
 
@@ -267,6 +276,112 @@ class BuiltinScanner(Scanner):
                           findings=tuple(found), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
                           coverage=coverage)
 
+    def package_findings(self, row: Sequence, distro: str | None) -> tuple:
+        """The findings the current data gives one distinct package (a row in
+        :class:`~vulnwatch.model.PackageRow` field order) on an image of ``distro``, and their
+        findings signature: ``(findings, signature)``, matched once per scanner."""
+        k = (distro, row[0], row[1], row[2], row[3], row[4], row[5])
+        hit = self._package_findings.get(k)
+        if hit is None:
+            found = tuple(self.matcher.match([_package_row(row)], distro))
+            hit = self._package_findings[k] = (found, signature_of(len(found), sum(finding_hash(f) for f in found)))
+        return hit
+
+    def _signature_of_run(self, run: tuple) -> str:
+        """The findings signature of one package's stored findings (cached by their objects: a
+        fleet's snapshots share them, read once per finding set)."""
+        hit = self._run_signatures.get(id(run[0]))
+        if hit is None or hit[0] != run:
+            if len(self._run_signatures) >= 1 << 16:
+                self._run_signatures.clear()
+            hit = self._run_signatures[id(run[0])] = (run, signature_of(len(run), sum(finding_hash(f) for f in run)))
+        return hit[1]
+
+    def _judged(self, row: Sequence, distro: str | None) -> tuple[tuple, tuple, bool]:
+        """For one distinct package: what its findings are reported under (ecosystem, name,
+        version, purl), its entries among a coverage's packages not judged, and whether the data
+        has no advisories for its ecosystem; once per package (after matching it)."""
+        k = (distro, *row[:6])
+        hit = self._judgements.get(k)
+        if hit is None:
+            self.package_findings(row, distro)
+            part = self.matcher.coverage([_package_row(row)], distro)
+            hit = self._judgements[k] = ((row[2], row[0], row[1], row[3]), part.unjudged, bool(part.missing))
+        return hit
+
+    def rematch_held(self, snapshot: ScanResult, held: Sequence[tuple[Sequence, str | None]],
+                     distro: str | None, fresh: datetime | None) -> ScanResult | None:
+        """:meth:`rematch` without the inventory, for an update whose records name only some
+        packages: ``snapshot``'s findings with those of the packages it holds among them
+        (``held``: ``(row, the findings signature the package had when last re-matched)``) made
+        anew, every other package's kept; its coverage's data refreshed and the held packages
+        judged anew. ``fresh``: the oldest source import (the result's
+        ``vulnerability_source_updated_at``).
+
+        None when that cannot be told from the snapshot alone, and the whole inventory must be
+        matched (:meth:`rematch`): no coverage kept, or an ecosystem without data (data arriving
+        or leaving moves every package of it); a held package whose stored findings are not
+        exactly the ones its signature says (two packages reported under one name and version;
+        an image scanned against other data); a package reported in two places."""
+        old = snapshot.coverage
+        if old is None or old.missing:
+            return None
+        base = snapshot.unsuppressed().findings       # the policy stage decides suppression anew
+        wanted: dict[tuple, tuple[Sequence, str | None]] = {}
+        judged: list[tuple] = []
+        fresh_unjudged: list = []
+        try:
+            for row, sig in held:
+                sk, unjudged, missing = self._judged(row, distro)
+                if missing:
+                    return None
+                judged.append(sk)
+                fresh_unjudged += unjudged
+                if not row[2]:
+                    continue                          # no ecosystem: never matched
+                if sk in wanted:
+                    return None
+                wanted[sk] = (row, sig)
+            ecosystems = []
+            for e in old.ecosystems:
+                records, updated_at = self.matcher.ecosystem_data(e.ecosystem)
+                if not records:
+                    return None
+                ecosystems.append(e if (records, updated_at) == (e.records, e.updated_at)
+                                  else replace(e, records=records, updated_at=updated_at))
+        except VulnDBError as e:
+            raise ScanError(snapshot.image, str(e), code=e.code) from e
+        out: list = []
+        seen: set[tuple] = set()
+        for sk, group in itertools.groupby(base, _REPORTED_UNDER):     # the findings, a package at a time
+            run = tuple(group)
+            if sk in seen:
+                return None
+            seen.add(sk)
+            w = wanted.get(sk)
+            if w is None:
+                out.extend(run)
+            elif w[1] is None or self._signature_of_run(run) != w[1]:
+                return None
+            else:
+                out.extend(self.package_findings(w[0], distro)[0])
+        empty = signature_of(0, 0)
+        for sk, (row, sig) in wanted.items():
+            if sk not in seen:
+                if sig != empty:
+                    return None
+                out.extend(self.package_findings(row, distro)[0])
+        if old.unjudged or fresh_unjudged:            # the held packages judged anew
+            gone = {sk[:3] for sk in judged}
+            unjudged = {u for u in old.unjudged if (u.ecosystem, u.name, u.version) not in gone} | set(fresh_unjudged)
+            coverage = Coverage(tuple(ecosystems), tuple(sorted(unjudged, key=lambda u: (u.ecosystem, u.name,
+                                                                                         u.version))))
+        else:
+            coverage = Coverage(tuple(ecosystems), ())
+        return ScanResult(image=snapshot.image, scanner=snapshot.scanner, scanned_at=self.clock(),
+                          findings=tuple(out), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
+                          coverage=coverage)
+
     def scan_many(self, images, previous):
         images = list(images)
         if self.max_concurrency <= 1 or len(images) <= 1:
@@ -304,6 +419,18 @@ def _coverage_key(coverage: Coverage | None):
     """What a change of coverage is measured by (None: not known, e.g. stored before it was kept,
     which a re-match then records)."""
     return coverage.key if coverage is not None else None
+
+
+_PAD = len(PackageRow._fields)
+_REPORTED_UNDER = operator.attrgetter("ecosystem", "package_name", "package_version", "purl")
+"""What a package's findings are reported under (and stored as one set by)."""
+
+
+def _package_row(row: Sequence) -> PackageRow:
+    """A row of at least the fields matching depends on (the package index keeps those six) as a
+    :class:`~vulnwatch.model.PackageRow`."""
+    row = tuple(row)
+    return PackageRow._make(row + (None,) * (_PAD - len(row)) if len(row) < _PAD else row)
 
 
 def _unread(coverage: Coverage | None) -> list[tuple[str, str]]:

@@ -207,6 +207,8 @@ class _Job:
 
 
 _WAIT = object()  # a read found the scan unfinished
+_ASK = object()   # phase 1: ECR must be asked whether (and when) the image was scanned
+_START = object()  # phase 1: a scan is due; start it
 
 
 class ECRScanner(Scanner):
@@ -239,7 +241,8 @@ class ECRScanner(Scanner):
             raise ValueError(f"ECR scanner mode must be auto, basic or enhanced, not {mode!r}")
         self.client = client if client is not None else aws.client(
             "ecr", region=region, endpoint_url=endpoint_url, max_pool_connections=max(10, max_concurrency * 2))
-        self.start_client = start_client if start_client is not None else aws.without_retries(self.client)
+        self._start_client = start_client
+        self._start_lock = threading.Lock()
         self.registry_id = registry_id
         self.listing = listing
         """The registry that listed the images: what its ``DescribeImages`` pages said of each
@@ -253,10 +256,20 @@ class ECRScanner(Scanner):
         self.sleep = sleep
         self.calls = aws.CallCounter()
         self.calls.attach(self.client)
-        if self.start_client is not self.client:
-            self.calls.attach(self.start_client)
+        if start_client is not None and start_client is not self.client:
+            self.calls.attach(start_client)
         self._mode: str | None = None if mode == "auto" else mode
         self._mode_lock = threading.Lock()
+
+    @property
+    def start_client(self) -> Any:
+        """The client ``StartImageScan`` is called with: the one given, else a retry-less sibling
+        of :attr:`client` made on first use (a cycle that starts no scan makes none)."""
+        with self._start_lock:
+            if self._start_client is None:
+                self._start_client = aws.without_retries(self.client)
+                self.calls.attach(self._start_client)
+            return self._start_client
 
     def __repr__(self) -> str:
         return f"ECRScanner(mode={self._mode or 'auto'!r}, registry_id={self.registry_id!r})"
@@ -308,8 +321,8 @@ class ECRScanner(Scanner):
 
     def close(self) -> None:
         self.client.close()
-        if self.start_client is not self.client:
-            self.start_client.close()
+        if self._start_client is not None and self._start_client is not self.client:
+            self._start_client.close()
 
     # -- phases ----------------------------------------------------------------------------
     def _ids(self) -> dict[str, str]:
@@ -353,22 +366,61 @@ class ECRScanner(Scanner):
 
     def _run(self, pool: ThreadPoolExecutor, jobs: list[_Job]) -> Iterator[tuple[Image, ScanResult | ScanError]]:
         """Phases 1 and 2 on one schedule: prepare (and start) every job, then read findings,
-        re-polling unfinished scans at their due time. No worker ever sleeps."""
+        re-polling unfinished scans at their due time. No worker ever sleeps. What phase 1 can
+        decide without asking ECR (a snapshot still current, findings to read) is decided here,
+        in this thread: an unchanged image costs no worker and no call."""
         running: dict[Future, tuple[_Job, str]] = {}
         scheduled: list[tuple[datetime, int, _Job]] = []
         seq = itertools.count()
         finished: queue.SimpleQueue[Future] = queue.SimpleQueue()   # futures as they complete
 
-        def submit(fn: Callable[[_Job], Any], job: _Job, step: str) -> None:
-            fut = pool.submit(fn, job)
+        def submit(fn: Callable[..., Any], job: _Job, step: str, *args: Any) -> None:
+            fut = pool.submit(fn, job, *args)
             running[fut] = (job, step)
             fut.add_done_callback(finished.put)   # one wake-up per completion, not a wait() on all
 
-        for job in jobs:
-            submit(self._prepare, job, "prepare")
-
         def schedule(job: _Job, at: datetime) -> None:
             heapq.heappush(scheduled, (at, next(seq), job))
+
+        def settle(job: _Job, step: str, outcome: Any) -> tuple[Image, ScanResult | ScanError] | None:
+            """What a finished step means: the job's result (to yield), or its next step scheduled."""
+            now = self.clock()
+            if step == "prepare" and outcome is None:
+                job.deadline = now + self.wait_timeout
+                job.delay = self.poll_initial
+                # the first look at a scan just started: after poll_initial, but never past
+                # the deadline (a caller that waits less re-queues the image instead)
+                first = min(timedelta(seconds=self.poll_initial), self.wait_timeout)
+                schedule(job, now + first if job.started else now)
+                return None
+            if outcome is _WAIT:
+                if job.deadline is not None and now >= job.deadline:
+                    return job.image, ScanError(
+                        job.image, f"scan still unfinished after {self.wait_timeout}; it goes on in ECR, "
+                        f"the next cycle reads its findings", code="ScanTimeout", retryable=True)
+                at = now + timedelta(seconds=job.delay)
+                if job.deadline is not None:
+                    at = min(at, job.deadline)
+                job.delay = min(job.delay * 2, self.poll_max)
+                schedule(job, at)
+                return None
+            return job.image, outcome
+
+        ready: list[tuple[Image, ScanResult | ScanError]] = []   # decided here; yielded once the calls are queued
+        for job in jobs:
+            try:
+                decision = self._decide(job)
+            except Exception as e:  # noqa: BLE001 - one image's surprise must not stop the run
+                ready.append((job.image, self._error(job.image, e)))
+                continue
+            if decision is _ASK or decision is _START:
+                submit(self._prepare, job, "prepare", decision)
+                continue
+            result = settle(job, "prepare", decision)
+            if result is not None:
+                ready.append(result)
+        yield from ready
+        del ready
 
         cycle = current_deadline()          # the cycle's: waiting for findings stops at it
         while running or scheduled:
@@ -408,34 +460,18 @@ class ECRScanner(Scanner):
                 except Exception as e:  # noqa: BLE001 - one image's surprise must not stop the run
                     yield job.image, self._error(job.image, e)
                     continue
-                now = self.clock()
-                if step == "prepare" and outcome is None:
-                    job.deadline = now + self.wait_timeout
-                    job.delay = self.poll_initial
-                    # the first look at a scan just started: after poll_initial, but never past
-                    # the deadline (a caller that waits less re-queues the image instead)
-                    first = min(timedelta(seconds=self.poll_initial), self.wait_timeout)
-                    schedule(job, now + first if job.started else now)
-                elif outcome is _WAIT:
-                    if job.deadline is not None and now >= job.deadline:
-                        yield job.image, ScanError(
-                            job.image, f"scan still unfinished after {self.wait_timeout}; it goes on in ECR, "
-                            f"the next cycle reads its findings", code="ScanTimeout", retryable=True)
-                        continue
-                    at = now + timedelta(seconds=job.delay)
-                    if job.deadline is not None:
-                        at = min(at, job.deadline)
-                    job.delay = min(job.delay * 2, self.poll_max)
-                    schedule(job, at)
-                else:
-                    yield job.image, outcome
+                result = settle(job, step, outcome)
+                if result is not None:
+                    yield result
 
-    # -- per image steps (run in workers) -----------------------------------------------------
-    def _prepare(self, job: _Job) -> ScanResult | None:
-        """Phase 1: decide whether a scan is due and start it. ``None`` means "read findings"."""
+    # -- per image steps ------------------------------------------------------------------------
+    def _decide(self, job: _Job) -> Any:
+        """Phase 1 as far as it goes without an API call (run in the scheduling thread): the
+        current snapshot (nothing to ask ECR), ``None`` (read the findings), or :data:`_ASK` /
+        :data:`_START`, which :meth:`_prepare` completes in a worker."""
         if self.mode == "enhanced":
             return None
-        image, prev = job.image, job.previous
+        prev = job.previous
         last = prev.scanned_at if prev else None
         if job.summary_at and (last is None or job.summary_at > last):
             last = job.summary_at  # a newer scan happened (on push, or by someone else)
@@ -444,6 +480,29 @@ class ECRScanner(Scanner):
         if last is None and not (job.listed and job.scan_status is None):
             # ECR did not say whether the image was ever scanned: ask for its findings.
             # (Listed without a scan status means never scanned: start one without asking.)
+            return _ASK
+        return self._due(job, last)
+
+    def _due(self, job: _Job, last: datetime | None) -> Any:
+        """Whether a scan is due, given the last one known: the current snapshot, ``None`` (read
+        the findings) or :data:`_START`."""
+        job.last_scan = last
+        prev = job.previous
+        if last is not None and self.clock() - last < self.scan_interval:
+            if prev and (job.summary_at is None or job.summary_at == prev.scanned_at):
+                # Basic findings belong to one scan and do not change until the next one: with no
+                # newer scan reported (or no summary at all, as on moto), the snapshot is current.
+                return replace(prev, image=job.image)
+            return None
+        return _START
+
+    def _prepare(self, job: _Job, decision: Any = None) -> ScanResult | None:
+        """Phase 1 in a worker: what :meth:`_decide` left to ECR (``decision``: :data:`_ASK` or
+        :data:`_START`; omitted, decided here). ``None`` means "read findings"."""
+        if decision is None:
+            decision = self._decide(job)
+        image = job.image
+        if decision is _ASK:
             try:
                 page = self._findings_page(image)
             except ScanError as e:
@@ -453,16 +512,13 @@ class ECRScanner(Scanner):
             status = ((page or {}).get("imageScanStatus") or {}).get("status")
             if status in UNFINISHED:
                 return None  # someone else's scan is running: wait for it
+            last = None
             if status in FINISHED:
                 last = _utc((page.get("imageScanFindings") or {}).get("imageScanCompletedAt"))
                 job.first_page = page
-        job.last_scan = last
-        if last is not None and self.clock() - last < self.scan_interval:
-            if prev and (job.summary_at is None or job.summary_at == prev.scanned_at):
-                # Basic findings belong to one scan and do not change until the next one: with no
-                # newer scan reported (or no summary at all, as on moto), the snapshot is current.
-                return replace(prev, image=image)
-            return None
+            decision = self._due(job, last)
+        if decision is not _START:
+            return decision
         try:
             self.start_client.start_image_scan(repositoryName=image.repository,
                                                imageId={"imageDigest": image.digest}, **self._ids())

@@ -7,16 +7,16 @@
 
 from __future__ import annotations
 
-from .dynamodb import DynamoDBStore
+from ..lazy import LazyMap
 from .interface import Store, StoreError
-from .sql import SQLStore
 
-STORES: dict[str, type[Store]] = {
-    "sqlite": SQLStore,
-    "postgresql": SQLStore,
-    "dynamodb": DynamoDBStore,   # dynamodb://TABLE?region=...&bucket=... (see store/dynamodb.py)
-}
-"""URL scheme (the part before ``://``, without a ``+driver``) -> store class."""
+STORES: dict[str, type[Store]] = LazyMap(__name__, {
+    "sqlite": ".sql:SQLStore",
+    "postgresql": ".sql:SQLStore",
+    "dynamodb": ".dynamodb:DynamoDBStore",   # dynamodb://TABLE?region=...&bucket=... (see store/dynamodb.py)
+})
+"""URL scheme (the part before ``://``, without a ``+driver``) -> store class, each module
+imported when its scheme is first opened (SQLAlchemy only for an SQL store: :mod:`vulnwatch.lazy`)."""
 
 
 def scheme_of(url: str) -> str:

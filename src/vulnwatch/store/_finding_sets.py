@@ -16,12 +16,13 @@ import hashlib
 import json
 import operator
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import NamedTuple
 
-from ..model import Finding, Severity, finding_hash
+from ..model import Event, Finding, Severity, finding_hash
 
-__all__ = ["Summary", "finding_parts", "runs_of", "split", "split_dicts", "set_id", "signature_total", "summarise",
-           "summary"]
+__all__ = ["Summary", "event_text", "finding_parts", "runs_of", "severity_counts", "split", "split_dicts",
+           "set_id", "signature_total", "summarise", "summary"]
 
 
 def _dumps(value) -> str:
@@ -48,11 +49,13 @@ def finding_parts(f: Finding) -> tuple[Finding, str, int, str, tuple, str]:
 
 
 def signature_total(findings: Iterable[Finding]) -> tuple[int, int]:
-    """(count, sum of finding hashes) of ``findings`` (see :func:`~vulnwatch.model.signature_of`)."""
+    """(count, sum of finding hashes) of ``findings`` (see :func:`~vulnwatch.model.signature_of`),
+    a stored set at a time (each set's sum kept with it)."""
+    seq = findings if isinstance(findings, tuple) else tuple(findings)
     n = total = 0
-    for f in findings:
-        total += finding_parts(f)[2]
-        n += 1
+    for run in _runs(seq):
+        total += run.total
+        n += len(run.items)
     return n, total
 
 
@@ -93,8 +96,23 @@ def _make_run(items: tuple) -> _Run:
                 sum(1 for f in items if f.kev is not None))
 
 
+_WALKS: dict[int, tuple[tuple, list[_Run]]] = {}
+"""id of a findings tuple -> (the tuple, its runs): recording one result walks its findings for
+its diff, its counts, its sets and its signature; the entry keeps the tuple alive."""
+
+
 def _runs(seq: tuple) -> list[_Run]:
-    out: list[_Run] = []
+    hit = _WALKS.get(id(seq))
+    if hit is not None and hit[0] is seq:
+        return hit[1]
+    runs = list(_walk(seq))
+    if len(_WALKS) >= 1 << 11:
+        _WALKS.clear()
+    _WALKS[id(seq)] = (seq, runs)
+    return runs
+
+
+def _walk(seq: tuple) -> Iterable[_Run]:
     n = len(seq)
     i = 0
     get = _RUN_AT.get
@@ -110,9 +128,8 @@ def _runs(seq: tuple) -> list[_Run]:
             if len(_RUN_AT) >= 1 << 16:
                 _RUN_AT.clear()
             _RUN_AT[id(f)] = run
-        out.append(run)
+        yield run
         i += len(run.items)
-    return out
 
 
 def runs_of(findings: Sequence[Finding]) -> list[tuple[str, tuple[Finding, ...]]]:
@@ -146,11 +163,43 @@ def summary(findings: Sequence[Finding]) -> Summary:
                    sum(map(_KEV, runs)))
 
 
+def severity_counts(findings: Sequence[Finding]) -> dict[str, int]:
+    """:func:`~vulnwatch.model.severity_counts` of ``findings``, a stored set at a time (each
+    set's counts kept with it)."""
+    seq = findings if isinstance(findings, tuple) else tuple(findings)
+    counts = [0] * len(_SEVERITIES)
+    for run in _runs(seq):
+        for k, c in enumerate(run.counts):
+            if c:
+                counts[k] += c
+    return dict(zip(_SEVERITIES, counts))
+
+
 def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, dict[str, int]]:
     """(their sets as :func:`split` gives them, the sum of their finding hashes,
     :func:`~vulnwatch.model.severity_counts`): :func:`summary` without the KEV count."""
     s = summary(findings)
     return s.sets, s.total, s.counts
+
+
+def event_text(event: Event) -> str:
+    """``event.to_dict()`` as stored JSON, its findings' texts taken from :func:`finding_parts`
+    (cached by object: the events of a data update share the findings of each moved package,
+    so each is encoded once, not once per image). The same JSON value as encoding
+    ``to_dict()``; only the order of the keys differs."""
+    head = replace(event, added=(), fixed=(), changed=()).to_dict()
+    for k in ("added", "fixed", "changed"):
+        del head[k]
+    text = _dumps(head)
+
+    def listed(findings) -> str:
+        return "[" + ",".join([finding_parts(f)[1] for f in findings]) + "]"
+
+    changed = ",".join(['{"before":' + finding_parts(c.before)[1] + ',"after":' + finding_parts(c.after)[1]
+                        + ',"what":' + _dumps(list(c.what)) + ',"epss_threshold":' + _dumps(c.epss_threshold) + "}"
+                        for c in event.changed])
+    return (text[:-1] + (',' if head else '') + '"added":' + listed(event.added) + ',"fixed":' + listed(event.fixed)
+            + ',"changed":[' + changed + "]}")
 
 
 def split_dicts(findings: Sequence[dict]) -> list[tuple[str, str]]:

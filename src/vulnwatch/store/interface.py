@@ -373,6 +373,14 @@ class Store(abc.ABC):
         :meth:`package_index` is not None."""
         raise NotImplementedError
 
+    def holdings(self, package_ids: Iterable[str]) -> dict[tuple[str, str, str], frozenset[str]] | None:
+        """Which of the packages ``package_ids`` (from :meth:`package_index`) each indexed image
+        holds, exactly: ``{image key: the ids it holds}``, images holding none left out. An image
+        not indexed since it was last written, or holding one of them twice, is left out too
+        (its holdings are not known exactly: read its inventory). None (the default): this store
+        keeps no package index."""
+        return None
+
     def inventory_ecosystems(self) -> set[str]:
         """The ecosystems (as stored, with release: ``Debian:12``) of every stored inventory's
         packages: what advisory data the fleet needs."""

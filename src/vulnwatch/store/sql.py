@@ -33,8 +33,6 @@ from typing import Any
 from sqlalchemy import (BigInteger, bindparam, tuple_, Column, DateTime, Integer, MetaData, String, Table, Text,
                         and_, case, cast, create_engine, event, exists, func, literal, not_, or_, select, text,
                         update)
-from sqlalchemy.dialects.postgresql import JSON as PG_JSON
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -48,7 +46,7 @@ from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStat
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
                         TrendPoint, bucket_width, stored_error, sweep_fixes)
-from ._finding_sets import finding_parts, signature_total, summary
+from ._finding_sets import event_text, finding_parts, signature_total, summary
 from ._name_index import IndexedPackage, looked_up, matching_key, name_key, package_id
 from .migrations import LATEST_VERSION, MIGRATIONS
 
@@ -441,7 +439,12 @@ class SQLStore(FenceStack, Store):
         except (ArgumentError, NoSuchModuleError, ImportError) as e:
             raise StoreError(f"state store {self._display}: cannot load the database driver ({e}); "
                              "for PostgreSQL install vulnwatch[postgres]") from None
-        self._insert = sqlite_insert if self._sqlite else pg_insert
+        if self._sqlite:
+            self._insert = sqlite_insert
+        else:       # the PostgreSQL dialect (~35 ms to import) only for a PostgreSQL store
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            self._insert = pg_insert
         try:
             self._check_schema() if read_only else self._migrate()
         except BaseException:
@@ -766,6 +769,43 @@ class SQLStore(FenceStack, Store):
                 out[(r[0], r[1], r[2])] = None
         return list(out)
 
+    def holdings(self, package_ids) -> dict[tuple[str, str, str], frozenset[str]]:
+        ids = sorted(set(package_ids))
+        np, nc = name_postings_t, name_index_chunks_t
+        posted: dict[int, dict[int, set[str]]] = {}      # chunk -> position -> packages
+        out: dict[tuple[str, str, str], frozenset[str]] = {}
+        with self._tx("reading the package index") as conn:
+            for chunk in _chunks_of(ids):
+                for pid, c, m in conn.execute(select(np.c.package, np.c.chunk, np.c.members).where(
+                        np.c.package.in_(chunk))):
+                    at = posted.setdefault(c, {})
+                    seen: set[str] = set()
+                    for x in m.split(","):
+                        held_here = at.setdefault(int(x), set())
+                        held_here.add(pid)
+                        if x in seen:
+                            held_here.add(None)     # held twice: its findings repeat (migration 10)
+                        seen.add(x)
+
+            held: dict[tuple[str, str, str], tuple[int, set[str]]] = {}
+            for chunk in _chunks_of(sorted(posted)):
+                for c, keys in conn.execute(select(nc.c.id, nc.c["keys"]).where(nc.c.id.in_(chunk))):
+                    listed = json.loads(keys)
+                    for n, pids in posted[c].items():
+                        k = tuple(listed[n])
+                        if k not in held or held[k][0] < c:
+                            held[k] = (c, pids)
+            # only the postings of the chunk an image is indexed in now count (an image written
+            # again is indexed again, in a later chunk; its old postings may name what it no
+            # longer holds)
+            keys = sorted(held)
+            for r in self._select_keys(conn, "SELECT registry, repository, digest, names_chunk FROM snapshots "
+                                       "WHERE {keys}", keys, ("registry", "repository", "digest")):
+                k = (r[0], r[1], r[2])
+                if r[3] is not None and held[k][0] == r[3] and None not in held[k][1]:
+                    out[k] = frozenset(held[k][1])
+        return out
+
     def _index_packages(self) -> None:
         """Index the packages of every snapshot with an inventory not indexed yet, a chunk per
         transaction; a snapshot re-written meanwhile (``recorded_at`` moved) is left for next time."""
@@ -787,7 +827,7 @@ class SQLStore(FenceStack, Store):
                 ids: dict[tuple, str] = {}
                 fresh: dict[str, dict] = {}
                 for n, r in enumerate(rows):
-                    mine: set[str] = set()
+                    mine: dict[str, int] = {}       # package -> copies held (migration 10)
                     for row in _load_rows(r.packages):
                         key = (r.distro, *matching_key(row))
                         pid = ids.get(key)
@@ -796,9 +836,9 @@ class SQLStore(FenceStack, Store):
                             if pid not in known:
                                 fresh[pid] = dict(id=pid, name=looked_up(key[1:]), distro=r.distro,
                                                   row=_dumps(list(key[1:])), signature=None)
-                        mine.add(pid)
-                    for pid in mine:
-                        postings.setdefault(pid, []).append(str(n))
+                        mine[pid] = mine.get(pid, 0) + 1
+                    for pid, copies in mine.items():
+                        postings.setdefault(pid, []).extend([str(n)] * copies)
                 if fresh:
                     conn.execute(self._insert(fp).on_conflict_do_nothing(index_elements=[fp.c.id]), list(fresh.values()))
                 if postings:
@@ -925,7 +965,8 @@ class SQLStore(FenceStack, Store):
                      tags=history["tags"], pushed_at=img.pushed_at, media_type=img.media_type,
                      size_bytes=img.size_bytes, updated_at=now, last_error=None, last_error_at=None,
                      last_error_scanner=None)
-        return dict(key=img.key, image=image, snapshot=snapshot, history=history, sets=sets)
+        bodies = {ev.id: event_text(ev) for ev, _sinks in it.deliveries}
+        return dict(key=img.key, image=image, snapshot=snapshot, history=history, sets=sets, bodies=bodies)
 
     @staticmethod
     def _keys_sql(keys: Sequence[tuple], names: Sequence[str], prefix: str = "k") -> tuple[str, dict]:
@@ -1056,6 +1097,7 @@ class SQLStore(FenceStack, Store):
 
         # the outbox: an event already there (an idempotent re-run) gets no new deliveries
         events = [(ev, sinks) for it, _ in ok for ev, sinks in it.deliveries]
+        bodies = {k: v for _, r in ok for k, v in r["bodies"].items()}
         if events:
             ids = list(dict.fromkeys(ev.id for ev, _ in events))
             have = set()
@@ -1068,7 +1110,7 @@ class SQLStore(FenceStack, Store):
                 have.add(ev.id)
                 fresh.append(dict(id=ev.id, kind=ev.kind.value, registry=ev.image.registry,
                                   repository=ev.image.repository, digest=ev.image.digest,
-                                  body=_dumps(ev.to_dict()), created_at=now))
+                                  body=bodies[ev.id], created_at=now))
                 dels.extend(dict(event_id=ev.id, sink=sink, status=DeliveryStatus.PENDING.value, attempts=0,
                                  next_attempt_at=None, created_at=now) for sink in dict.fromkeys(sinks))
             if fresh:
@@ -1440,6 +1482,8 @@ class SQLStore(FenceStack, Store):
         """The integer ``severity`` of a JSON counts column (0 when absent)."""
         if self._sqlite:
             return func.coalesce(func.json_extract(column, f"$.{severity}"), 0)
+        from sqlalchemy.dialects.postgresql import JSON as PG_JSON
+
         return func.coalesce(cast(cast(column, PG_JSON)[severity].astext, Integer), 0)
 
     def _superseded(self):

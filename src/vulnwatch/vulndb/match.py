@@ -336,9 +336,7 @@ class Matcher:
             per[k[0]] = per.get(k[0], 0) + 1
         ecos = []
         for eco in sorted(per):
-            got = self._coverage.get(eco)
-            if got is None:
-                got = self._coverage[eco] = self.index.coverage_of(eco)
+            got = self.ecosystem_data(eco)
             ecos.append(EcosystemCoverage(eco, per[eco], bool(got[0]), got[0], got[1]))
         missing = {e.ecosystem for e in ecos if not e.present}
         for p, (eco, name, version) in keys:
@@ -351,6 +349,14 @@ class Matcher:
         for path, why in unread:
             unjudged.append(UnjudgedPackage(distro or "", path, "", why))
         return Coverage(tuple(ecos), tuple(sorted(set(unjudged), key=lambda u: (u.ecosystem, u.name, u.version))))
+
+    def ecosystem_data(self, eco: str) -> tuple[int, Any]:
+        """``(advisory records, when imported)`` the data holds for one ecosystem and release
+        (``Debian:12``), read once."""
+        got = self._coverage.get(eco)
+        if got is None:
+            got = self._coverage[eco] = self.index.coverage_of(eco)
+        return got
 
     # ------------------------------------------------------------------ internals
 

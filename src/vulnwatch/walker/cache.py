@@ -55,6 +55,7 @@ import zstandard
 from .contents import LayerContents, WalkedFile, WalkPlan, WalkResult
 from .limits import LayerLimits
 from .overlay import LayerStack
+from .forked import can_fork, walk_forked
 from .prefetch import LayerPrefetch
 
 log = logging.getLogger(__name__)
@@ -377,14 +378,16 @@ def _unlink(path: Path) -> bool:
 
 def walk_cached(layers: Sequence[str], open_blob: Callable[[str], BinaryIO], plan: WalkPlan, *, key: str = "",
                 limits: LayerLimits | None = None, cache: LayerCache | None = None,
-                progress: LayerProgress | None = None) -> WalkResult:
+                progress: LayerProgress | None = None, fork: bool | None = None) -> WalkResult:
     """Walk an image given its layer digests, bottom first, and ``open_blob(digest)`` (a stream,
     closed here after reading). With a ``cache``, layers found in it under ``key`` are not
     opened at all and layers read are stored (a layer another thread of this process is reading
     is waited for, then taken from the cache); without one every blob is opened once. Blobs are
     opened, fetched and inflated one after another in a thread (:mod:`.prefetch`), a bounded
-    number of chunks ahead of the tar reader; layers are still applied bottom first. Names that
-    are not digests are never cached. Raises
+    number of chunks ahead of the tar reader; layers are still applied bottom first. The tar
+    reader runs in a forked child process (:mod:`.forked`: a second core) when ``fork`` is True,
+    or when it is None and :func:`.forked.can_fork` (one thread in the process); the result is
+    the same either way. Names that are not digests are never cached. Raises
     :class:`~vulnwatch.walker.limits.LayerError` and whatever ``open_blob`` raises."""
     stack = LayerStack(plan, limits=limits)
     chains = chain_ids(layers)
@@ -394,7 +397,10 @@ def walk_cached(layers: Sequence[str], open_blob: Callable[[str], BinaryIO], pla
     for i, (digest, chain_id) in enumerate(zip(layers, chains)):
         cacheable = cacheable and is_digest(digest)  # a chain with a non-digest name below is not
         jobs.append((i, digest, chain_id if cacheable else None))
-    # blobs are opened and inflated in a thread, ahead of the tar reader here (two cores)
+    if fork or (fork is None and layers and can_fork()):
+        return walk_forked(layers, open_blob, plan, jobs, chains, key=key, limits=limits, cache=cache,
+                           progress=progress)
+    # blobs are opened and inflated in a thread, ahead of the tar reader here
     with LayerPrefetch(jobs, open_blob, cache=cache, key=key) as ahead:
         for i, (digest, chain_id) in enumerate(zip(layers, chains)):
             if progress:
@@ -407,6 +413,7 @@ def walk_cached(layers: Sequence[str], open_blob: Callable[[str], BinaryIO], pla
                     cache.put(contents, chain_id, key)
                     ahead.release(i)
             stack.apply(contents)
+        ahead.finish()
     if progress:
         progress(total, total)
     return stack.result()

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from .source import CHUNK_SIZE, Chunks, decoded_chunks, read_head
+from .source import CHUNK_SIZE, DECODE_ERRORS, Chunks, decoded_chunks, read_head
 
 if TYPE_CHECKING:  # pragma: no cover
     from .contents import LayerContents
@@ -46,7 +46,7 @@ __all__ = ["LayerPrefetch"]
 DEFAULT_DEPTH = 8
 """Decoded pieces held between the threads at most (each at most ``CHUNK_SIZE`` bytes)."""
 
-_CACHED, _EMPTY, _OPEN, _DATA, _END, _ERROR = range(6)
+_CACHED, _EMPTY, _OPEN, _DATA, _END, _ERROR, _FINISHED = range(7)
 
 
 class LayerPrefetch:
@@ -111,21 +111,34 @@ class LayerPrefetch:
                     chunks = decoded_chunks(digest, stream, head, self._size)
                     if not self._put((index, _OPEN, None)):
                         return
-                    for pair in chunks:
-                        if self._skip >= index:
-                            break
-                        if not self._put((index, _DATA, pair)):
+                    try:
+                        for pair in chunks:
+                            if self._skip >= index:
+                                break
+                            if not self._put((index, _DATA, pair)):
+                                return
+                        else:
+                            if not self._put((index, _END, None)):
+                                return
+                            continue
+                    except DECODE_ERRORS as e:
+                        # for the reader, if it still reads this layer (if it was done with it, what
+                        # follows its tar stream does not matter, as if it had closed the stream);
+                        # the blob is still read to its end and checked below
+                        if self._skip < index and not self._put((index, _ERROR, e)):
                             return
-                    else:
-                        if not self._put((index, _END, None)):
+                    # the tar stream ended before the blob did: read the rest without decoding it,
+                    # so that the blob's size and digest are checked (a stream that verifies,
+                    # like the registry's, raises at its end when they do not match)
+                    while stream.read(self._size):
+                        if self._stop.is_set():
                             return
                 finally:
                     stream.close()
-            except BaseException as e:  # raised again in the reader, at this layer
-                if self._skip >= index:
-                    continue           # the reader was done with it: as if it had closed the stream
+            except BaseException as e:  # raised again in the reader, at this layer (or the next)
                 self._put((index, _ERROR, e))
                 return
+        self._put((len(self._jobs), _FINISHED, None))
 
     # ------------------------------------------------------------------ the reader's side
     def _get(self) -> tuple:
@@ -144,7 +157,16 @@ class LayerPrefetch:
             item = self._get()
             if item[0] >= index:
                 return item
-            # leftovers of a layer the reader finished early
+            # leftovers of a layer the reader finished early: a failure reading the rest of its
+            # blob (its digest or size do not match) is that layer's failure; damage in what
+            # follows its tar stream is not (that part is not read)
+            if item[1] == _ERROR and not isinstance(item[2], DECODE_ERRORS):
+                raise item[2]
+
+    def finish(self) -> None:
+        """Wait until the thread has read every blob to its end (a layer whose tar stream ended
+        early is read on, undecoded, to check its blob) and raise what that found."""
+        self._next_of(len(self._jobs))
 
     def layer(self, index: int) -> "tuple[LayerContents | None, Chunks | None]":
         """``(contents, None)`` for a layer found in the cache, ``(None, chunks)`` for one read

@@ -18,7 +18,10 @@ _INFLATE_ERRORS = (zlib.error,) if _inflate is zlib else (zlib.error, _inflate.e
 
 from .limits import LayerError, LayerLimits
 
-__all__ = ["CHUNK_SIZE", "Chunks", "LayerSource", "decoded_chunks", "open_layer", "read_head"]
+DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zstandard.ZstdError, *_INFLATE_ERRORS)
+"""What decoding a damaged blob raises (:class:`LayerSource` turns these into a LayerError)."""
+
+__all__ = ["CHUNK_SIZE", "Chunks", "DECODE_ERRORS", "LayerSource", "decoded_chunks", "open_layer", "read_head"]
 
 
 class _CountingReader(io.RawIOBase):
@@ -155,7 +158,7 @@ class LayerSource:
         """The next piece of the uncompressed stream; b"" at its end. Raises LayerError."""
         try:
             chunk, compressed = next(self._chunks, (b"", None))
-        except (OSError, EOFError, zstandard.ZstdError, *_INFLATE_ERRORS) as e:
+        except DECODE_ERRORS as e:
             raise LayerError(self._layer, f"cannot decompress ({e}); the blob is damaged or not a layer",
                              path=self.current_path, code="LayerCorrupt") from e
         if not chunk:
