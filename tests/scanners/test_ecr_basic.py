@@ -307,7 +307,9 @@ def test_waiting_scan_does_not_block_others_even_with_one_worker(moto, pusher, p
     assert order[-1] == slow and set(order) == {slow, fast1, fast2}
 
 
-def test_scan_status_from_the_registry_listing_saves_the_describe_images_call(moto, pusher, proxy):
+def _scanned_three(pusher, proxy):
+    """Three pushed images whose listing says their scans completed three hours ago: (digests,
+    that time, the ECR registry, its listed images)."""
     from vulnwatch.registries.ecr import ECRRegistry
 
     digests = [pusher.push("app", f"v{i}") for i in range(3)]
@@ -316,7 +318,11 @@ def test_scan_status_from_the_registry_listing_saves_the_describe_images_call(mo
         proxy.summaries[d] = {"imageScanStatus": {"status": "COMPLETE"},
                               "imageScanFindingsSummary": {"imageScanCompletedAt": ts(when)}}
     registry = ECRRegistry("prod", region="us-east-1", endpoint_url=proxy.url)
-    images = list(registry.images("app"))
+    return digests, when, registry, list(registry.images("app"))
+
+
+def test_scan_status_from_the_registry_listing_saves_the_describe_images_call(moto, pusher, proxy):
+    digests, when, registry, images = _scanned_three(pusher, proxy)
     assert registry.scan_info("app", digests[0]).status == "COMPLETE"
     s = scanner(proxy.url, listing=registry)
     previous = {img.key: previous_of(img, when, OLD_FINDING) for img in images}
@@ -330,15 +336,7 @@ def test_an_unchanged_image_is_decided_without_a_worker_or_a_client(moto, pusher
     """A steady cycle: what the listing said and the stored snapshot decide every image in the
     scheduling thread; no worker runs (``_prepare`` is the workers' step) and the retry-less
     client for StartImageScan is never made."""
-    from vulnwatch.registries.ecr import ECRRegistry
-
-    digests = [pusher.push("app", f"v{i}") for i in range(3)]
-    when = NOW - timedelta(hours=3)
-    for d in digests:
-        proxy.summaries[d] = {"imageScanStatus": {"status": "COMPLETE"},
-                              "imageScanFindingsSummary": {"imageScanCompletedAt": ts(when)}}
-    registry = ECRRegistry("prod", region="us-east-1", endpoint_url=proxy.url)
-    images = list(registry.images("app"))
+    digests, when, registry, images = _scanned_three(pusher, proxy)
     s = scanner(proxy.url, listing=registry)
     monkeypatch.setattr(s, "_prepare", lambda *a: pytest.fail("an unchanged image was sent to a worker"))
     previous = {img.key: previous_of(img, when, OLD_FINDING) for img in images}
