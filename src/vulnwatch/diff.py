@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from .store._finding_sets import runs_of, severity_counts
+from .runs import runs_of, severity_counts
 from .model import (ChangeReason, Coverage, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
                     ScanState, Suppression, by_finding_key, priority_order, stable_id, utcnow)
 

@@ -11,9 +11,7 @@ their new result).
 from __future__ import annotations
 
 import contextvars
-import itertools
 import logging
-import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,6 +25,7 @@ from ..walker import LayerCache, LayerError, LayerLimits
 from ..model import (Coverage, DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash,
                      signature_of, utcnow)
 from ..registries.interface import Registry, RegistryError
+from ..runs import Run, joined, runs
 from ..vulndb.interface import VulnDBError, ecosystem_base
 from .interface import ScanError, ScanLimits, ScanResources, Scanner, deadline_error
 
@@ -96,7 +95,6 @@ class BuiltinScanner(Scanner):
         self._fingerprints: dict[str | None, dict[tuple, tuple[int, int]]] = {}
         self._touched: dict[tuple, dict[tuple, bool]] = {}
         self._package_findings: dict[tuple, tuple[tuple, str]] = {}
-        self._run_signatures: dict[int, tuple[tuple, str]] = {}
         self._judgements: dict[tuple, tuple[tuple, tuple, bool]] = {}
 
     @property
@@ -287,15 +285,9 @@ class BuiltinScanner(Scanner):
             hit = self._package_findings[k] = (found, signature_of(len(found), sum(finding_hash(f) for f in found)))
         return hit
 
-    def _signature_of_run(self, run: tuple) -> str:
-        """The findings signature of one package's stored findings (cached by their objects: a
-        fleet's snapshots share them, read once per finding set)."""
-        hit = self._run_signatures.get(id(run[0]))
-        if hit is None or hit[0] != run:
-            if len(self._run_signatures) >= 1 << 16:
-                self._run_signatures.clear()
-            hit = self._run_signatures[id(run[0])] = (run, signature_of(len(run), sum(finding_hash(f) for f in run)))
-        return hit[1]
+    def _runs_of_package(self, row: Sequence, distro: str | None) -> list[Run]:
+        """:meth:`package_findings` as runs (:mod:`vulnwatch.runs`: one, or none)."""
+        return runs(self.package_findings(row, distro)[0])
 
     def _judged(self, row: Sequence, distro: str | None) -> tuple[tuple, tuple, bool]:
         """For one distinct package: what its findings are reported under (ecosystem, name,
@@ -351,26 +343,26 @@ class BuiltinScanner(Scanner):
                                   else replace(e, records=records, updated_at=updated_at))
         except VulnDBError as e:
             raise ScanError(snapshot.image, str(e), code=e.code) from e
-        out: list = []
+        out: list[Run] = []
         seen: set[tuple] = set()
-        for sk, group in itertools.groupby(base, _REPORTED_UNDER):     # the findings, a package at a time
-            run = tuple(group)
+        for run in runs(base):          # the findings, a package at a time (a run each)
+            sk = run.key
             if sk in seen:
                 return None
             seen.add(sk)
             w = wanted.get(sk)
             if w is None:
-                out.extend(run)
-            elif w[1] is None or self._signature_of_run(run) != w[1]:
+                out.append(run)
+            elif w[1] is None or run.signature != w[1]:
                 return None
             else:
-                out.extend(self.package_findings(w[0], distro)[0])
+                out.extend(self._runs_of_package(w[0], distro))
         empty = signature_of(0, 0)
         for sk, (row, sig) in wanted.items():
             if sk not in seen:
                 if sig != empty:
                     return None
-                out.extend(self.package_findings(row, distro)[0])
+                out.extend(self._runs_of_package(row, distro))
         if old.unjudged or fresh_unjudged:            # the held packages judged anew
             gone = {sk[:3] for sk in judged}
             unjudged = {u for u in old.unjudged if (u.ecosystem, u.name, u.version) not in gone} | set(fresh_unjudged)
@@ -379,7 +371,7 @@ class BuiltinScanner(Scanner):
         else:
             coverage = Coverage(tuple(ecosystems), ())
         return ScanResult(image=snapshot.image, scanner=snapshot.scanner, scanned_at=self.clock(),
-                          findings=tuple(out), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
+                          findings=joined(out), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
                           coverage=coverage)
 
     def scan_many(self, images, previous):
@@ -422,8 +414,6 @@ def _coverage_key(coverage: Coverage | None):
 
 
 _PAD = len(PackageRow._fields)
-_REPORTED_UNDER = operator.attrgetter("ecosystem", "package_name", "package_version", "purl")
-"""What a package's findings are reported under (and stored as one set by)."""
 
 
 def _package_row(row: Sequence) -> PackageRow:

@@ -7,19 +7,22 @@ stored once in ``finding_sets`` under the hash of its JSON text and referred to 
 snapshot (and scan history entry) that holds it. A snapshot's findings are its sets' findings,
 in order: nothing about a result changes, only how often its bytes are written.
 
-Sets are immutable (the id is the hash of the text), so any process may cache them by id.
+Sets are immutable (the id is the hash of the text), so any process may cache them by id. The
+runs themselves (their walk, sums, counts and ids) are :mod:`vulnwatch.runs`, shared with the
+scanner and the diff; this module is what storing them adds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from ..model import Event, Finding, FindingChange, Severity, finding_hash
+from ..model import Event, Finding, FindingChange
+from ..runs import (SEVERITIES, Run, finding_parts, runs, runs_of, set_id, severity_counts, signature_total,
+                    walk)
 
 __all__ = ["Summary", "event_dict", "event_list_ids", "event_parts", "finding_parts", "runs_of", "severity_counts",
            "split", "split_dicts", "split_event_lists", "set_id", "signature_total", "summarise", "summary"]
@@ -29,117 +32,18 @@ def _dumps(value) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-_SEVERITIES = [s.name for s in sorted(Severity, reverse=True)]
-_PARTS: dict[int, tuple] = {}
-
-
-def finding_parts(f: Finding) -> tuple[Finding, str, int, str, tuple, str]:
-    """(the finding, its stored JSON, its :func:`~vulnwatch.model.finding_hash`, its key as
-    JSON, its set key, its severity name), cached by object (the entry keeps the object alive,
-    so its id is not reused while cached): a fleet's results share their Finding objects (the
-    matcher makes them once per distinct package), and hashing a frozen dataclass for an
-    ``lru_cache`` costs more than what it saves."""
-    hit = _PARTS.get(id(f))
-    if hit is None or hit[0] is not f:
-        if len(_PARTS) >= 1 << 17:
-            _PARTS.clear()
-        hit = _PARTS[id(f)] = (f, _dumps(f.to_dict()), finding_hash(f), _dumps(list(f.key)),
-                               (f.ecosystem, f.package_name, f.package_version, f.purl), f.severity.name)
-    return hit
-
-
-def signature_total(findings: Iterable[Finding]) -> tuple[int, int]:
-    """(count, sum of finding hashes) of ``findings`` (see :func:`~vulnwatch.model.signature_of`),
-    a stored set at a time (each set's sum kept with it)."""
-    seq = findings if isinstance(findings, tuple) else tuple(findings)
-    n = total = 0
-    for run in _runs(seq):
-        total += run.total
-        n += len(run.items)
-    return n, total
-
-
-def set_id(text: str) -> str:
-    """The id of a set: 128 bits of BLAKE2b of its JSON text, in hex."""
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def split(findings: Sequence[Finding]) -> list[tuple[str, str]]:
-    """``findings`` as consecutive sets: [(set id, JSON text of the set's findings), ...]."""
-    return summarise(findings)[0]
-
-
-class _Run:
-    __slots__ = ("items", "sid", "text", "pair", "total", "counts", "kev")
-
-    def __init__(self, items: tuple, sid: str, text: str, total: int, counts: tuple[int, ...], kev: int) -> None:
-        self.items, self.sid, self.text, self.total, self.counts, self.kev = items, sid, text, total, counts, kev
-        self.pair = (sid, text)
-
-
-_RUN_AT: dict[int, _Run] = {}
-"""id of a run's first finding -> the run (which keeps its findings alive, so ids stay unique)."""
-_SEV_INDEX = {name: n for n, name in enumerate(_SEVERITIES)}
+_SEVERITIES = SEVERITIES
+_walk = walk
+_runs = runs
 _PAIR = operator.attrgetter("pair")
 _TOTAL = operator.attrgetter("total")
 _COUNTS = operator.attrgetter("counts")
 _KEV = operator.attrgetter("kev")
 
 
-def _make_run(items: tuple) -> _Run:
-    parts = [finding_parts(f) for f in items]
-    text = "[" + ",".join([p[1] for p in parts]) + "]"
-    counts = [0] * len(_SEVERITIES)
-    for p in parts:
-        counts[_SEV_INDEX[p[5]]] += 1
-    return _Run(items, set_id(text), text, sum(p[2] for p in parts), tuple(counts),
-                sum(1 for f in items if f.kev is not None))
-
-
-_LIST_AT: dict[int, _Run] = {}
-""":data:`_RUN_AT` for the lists inside events: a package's delta starts with the same finding as
-its whole set more often than not, and one cache for both would evict each with the other."""
-_WALKS: dict[int, tuple[tuple, list[_Run]]] = {}
-"""id of a findings tuple -> (the tuple, its runs): recording one result walks its findings for
-its diff, its counts, its sets and its signature; the entry keeps the tuple alive."""
-
-
-def _runs(seq: tuple) -> list[_Run]:
-    hit = _WALKS.get(id(seq))
-    if hit is not None and hit[0] is seq:
-        return hit[1]
-    runs = list(_walk(seq))
-    if len(_WALKS) >= 1 << 11:
-        _WALKS.clear()
-    _WALKS[id(seq)] = (seq, runs)
-    return runs
-
-
-def _walk(seq: tuple, at: dict[int, _Run] = _RUN_AT) -> Iterable[_Run]:
-    n = len(seq)
-    i = 0
-    get = at.get
-    while i < n:
-        f = seq[i]
-        run = get(id(f))
-        if run is None or seq[i:i + len(run.items)] != run.items:
-            key = finding_parts(f)[4]
-            j = i + 1
-            while j < n and finding_parts(seq[j])[4] == key:
-                j += 1
-            run = _make_run(seq[i:j])
-            if len(at) >= 1 << 16:
-                at.clear()
-            at[id(f)] = run
-        yield run
-        i += len(run.items)
-
-
-def runs_of(findings: Sequence[Finding]) -> list[tuple[str, tuple[Finding, ...]]]:
-    """``findings`` as their consecutive sets: [(set id, the set's findings), ...] (see
-    :func:`summarise`; two sets with one id hold the same findings)."""
-    seq = findings if isinstance(findings, tuple) else tuple(findings)
-    return [(run.sid, run.items) for run in _runs(seq)]
+def split(findings: Sequence[Finding]) -> list[tuple[str, str]]:
+    """``findings`` as consecutive sets: [(set id, JSON text of the set's findings), ...]."""
+    return summarise(findings)[0]
 
 
 class Summary(NamedTuple):
@@ -166,18 +70,6 @@ def summary(findings: Sequence[Finding]) -> Summary:
                    sum(map(_KEV, runs)))
 
 
-def severity_counts(findings: Sequence[Finding]) -> dict[str, int]:
-    """:func:`~vulnwatch.model.severity_counts` of ``findings``, a stored set at a time (each
-    set's counts kept with it)."""
-    seq = findings if isinstance(findings, tuple) else tuple(findings)
-    counts = [0] * len(_SEVERITIES)
-    for run in _runs(seq):
-        for k, c in enumerate(run.counts):
-            if c:
-                counts[k] += c
-    return dict(zip(_SEVERITIES, counts))
-
-
 def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, dict[str, int]]:
     """(their sets as :func:`split` gives them, the sum of their finding hashes,
     :func:`~vulnwatch.model.severity_counts`): :func:`summary` without the KEV count."""
@@ -186,6 +78,10 @@ def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, 
 
 
 _EVENT_LISTS = ("added", "fixed", "changed")
+_LIST_AT: dict[int, Run] = {}
+"""The runs' cache by first finding (:func:`~vulnwatch.runs.walk`) for the lists inside events: a
+package's delta often starts with the same finding as its whole set, and one cache for both
+would evict each with the other."""
 
 
 def _change_text(c: FindingChange) -> str:
@@ -213,7 +109,7 @@ def event_parts(event: Event) -> tuple[str, list[tuple[str, str]]]:
     lists: list[tuple[str, str]] = []
     refs: dict[str, list[str]] = {}
     for k in ("added", "fixed"):
-        runs = list(_walk(getattr(event, k), _LIST_AT))
+        runs = list(walk(getattr(event, k), _LIST_AT))
         refs[k] = [r.sid for r in runs]
         lists.extend(r.pair for r in runs)
     changed: list[str] = []

@@ -46,7 +46,8 @@ from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStat
                         FixRecord, FleetImage, FleetPage, FleetQuery, HistoryEntry, ImageStatus, Lease, LeaseHeld,
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
                         TrendPoint, bucket_width, stored_error, sweep_fixes)
-from ._finding_sets import event_dict, event_list_ids, event_parts, finding_parts, signature_total, summary
+from ..runs import Run, finding_parts, joined, run_of, signature_total
+from ._finding_sets import event_dict, event_list_ids, event_parts, summary
 from ._name_index import IndexedPackage, looked_up, matching_key, name_key, package_id
 from .migrations import LATEST_VERSION, MIGRATIONS
 
@@ -432,6 +433,7 @@ class SQLStore(FenceStack, Store):
         self._known_lists: set[str] = set()       # event lists known to be stored (committed; never deleted)
         self._list_cache: dict[str, list] = {}    # event list id -> its items (parsed JSON)
         self._set_cache: dict[str, tuple[Finding, ...]] = {}   # finding set id -> its findings
+        self._set_runs: dict[str, Run | None] = {}   # finding set id -> its run (None: not one run)
         try:
             if self._sqlite:
                 self._engine = self._sqlite_engine(u)
@@ -624,6 +626,7 @@ class SQLStore(FenceStack, Store):
             return
         if len(cache) + len(missing) > 1 << 16:
             cache.clear()
+            self._set_runs.clear()
         fs = finding_sets_t
         with self._tx("reading finding sets") as conn:
             for chunk in _chunks_of(missing):
@@ -638,6 +641,7 @@ class SQLStore(FenceStack, Store):
             return inline
         cache = self._set_cache
         out = list(inline)
+        parts: list[Run] | None = [] if not inline else None
         for sid in json.loads(refs):
             found = cache.get(sid)
             if found is None:
@@ -646,7 +650,27 @@ class SQLStore(FenceStack, Store):
                 if found is None:
                     raise KeyError(f"finding set {sid} is missing")
             out.extend(found)
-        return tuple(out)
+            if parts is not None:
+                run = self._run_of_set(sid, found)
+                if run is None:
+                    parts = None
+                else:
+                    parts.append(run)
+        # made of its sets' runs: counting, signing and diffing it go a set at a time
+        return joined(parts) if parts else tuple(out)
+
+    def _run_of_set(self, sid: str, found: tuple[Finding, ...]) -> Run | None:
+        """The run of a stored set's findings (:mod:`vulnwatch.runs`), once per set; None when
+        they are not one run with this id (written by other code)."""
+        try:
+            return self._set_runs[sid]
+        except KeyError:
+            pass
+        run = run_of(found)
+        if run is None or run.sid != sid or run.items is not found and run.items != found:
+            run = None
+        self._set_runs[sid] = run
+        return run
 
     def _result(self, row, *, with_inventory: bool = True) -> ScanResult:
         where = f"snapshot of {row.registry}/{row.repository}@{row.digest}"
