@@ -110,6 +110,13 @@ def test_an_ecr_only_run_loads_no_http_client_and_no_other_kind(tmp_path, moto):
                                "vulnwatch.store.dynamodb", "vulnwatch.policy.cyclonedx_vex"))
               or (m.startswith("vulnwatch.notify.") and m != "vulnwatch.notify.interface")}
     assert loaded == set()
+    # nor what only the built-in scanner, the matcher or PostgreSQL need: the scanners' limits
+    # load the walker's and catalogers' limits alone, the store's package index a constant of
+    # the advisory data, a migration for PostgreSQL only its dialect when it runs there
+    assert {"vulnwatch.walker.limits", "vulnwatch.catalogers.interface"} <= modules
+    unneeded = {m for m in modules if m.startswith(("vulnwatch.walker.", "vulnwatch.catalogers.", "vulnwatch.vulndb.",
+                                                    "sqlalchemy.dialects.postgresql"))}
+    assert unneeded == {"vulnwatch.walker.limits", "vulnwatch.catalogers.interface", "vulnwatch.vulndb.interface"}
     import sqlite3
 
     with sqlite3.connect(tmp_path / "state.db") as db:      # and it did the cycle: both images recorded
