@@ -34,3 +34,28 @@ def test_a_bad_name_fails_on_its_lookup_not_before():
         m["absent"]
     with pytest.raises(ValueError):
         LazyMap("vulnwatch", {"x": "no-colon"})
+
+
+def test_a_package_gives_its_modules_names_on_first_access():
+    """``vulnwatch.walker`` and ``vulnwatch.catalogers`` through :func:`vulnwatch.lazy.exports`: one
+    name loads its own module, not the package's others; ``from ... import`` and unknown names
+    behave as with plain imports."""
+    code = ("import sys\n"
+            "from vulnwatch.walker import LayerLimits\n"
+            "from vulnwatch.catalogers import CatalogLimits, CATALOGERS\n"
+            "assert 'vulnwatch.walker.limits' in sys.modules and 'vulnwatch.walker.cache' not in sys.modules\n"
+            "assert not [m for m in sys.modules if m.startswith('vulnwatch.catalogers.') and\n"
+            "            m != 'vulnwatch.catalogers.interface']\n"
+            "assert list(CATALOGERS) == ['dpkg', 'apk', 'rpm', 'python', 'npm', 'go', 'java']\n"
+            "import vulnwatch.walker as w, vulnwatch.catalogers as c\n"
+            "from vulnwatch.walker.cache import walk_cached\n"
+            "assert w.walk_cached is walk_cached and c.DpkgCataloger is CATALOGERS['dpkg']\n"
+            "assert CATALOGERS['go'].name == 'go'\n"
+            "try:\n"
+            "    w.nothing\n"
+            "except AttributeError as e:\n"
+            "    assert 'vulnwatch.walker' in str(e)\n"
+            "else:\n"
+            "    raise AssertionError('no error')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

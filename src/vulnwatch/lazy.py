@@ -3,8 +3,13 @@
 A ``vulnwatch run`` of one ECR registry needs the ECR registry and scanner and nothing of the
 OCI client (httpx, httpcore), the notifiers, the built-in scanner (walker, catalogers) or the
 other stores; importing them all cost a short cycle as much as the cycle itself. Each package's
-map (``REGISTRIES``, ``SCANNERS``, ``NOTIFIERS``, ``STORES``, ``LOADERS``) is a :class:`LazyMap`:
-a plain ``dict`` to every reader, whose values are imported on first lookup.
+map (``REGISTRIES``, ``SCANNERS``, ``NOTIFIERS``, ``STORES``, ``LOADERS``, ``CATALOGERS``) is a
+:class:`LazyMap`: a plain ``dict`` to every reader, whose values are imported on first lookup.
+
+A package whose ``__init__`` gathers the names of its modules (``vulnwatch.walker``,
+``vulnwatch.catalogers``) gives them with :func:`exports`: ``from vulnwatch.walker import
+LayerLimits`` imports ``walker.limits`` alone, not the whole walker (an ECR run needs only the
+limits' defaults).
 
 Imports nothing of ours.
 """
@@ -13,10 +18,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["LazyMap"]
+__all__ = ["LazyMap", "exports"]
 
 
 class _Where:
@@ -77,3 +82,20 @@ class LazyMap(dict):
 
     def __repr__(self) -> str:
         return f"LazyMap({dict.__repr__(self)})"
+
+
+def exports(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) for ``package``: each name of ``where`` (``"LayerCache":
+    ".cache:LayerCache"``) is imported on first access, then kept in the package's namespace.
+    Assign it to ``__getattr__`` in the package's ``__init__``."""
+    spots = {name: _Where(package, spec) for name, spec in where.items()}
+
+    def __getattr__(name: str) -> Any:
+        spot = spots.get(name)
+        if spot is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = spot.load()
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__

@@ -110,11 +110,12 @@ def _remember(seq: tuple, found: list[Run]) -> None:
     _WALKS[id(seq)] = (seq, found)
 
 
-def walk(seq: tuple) -> Iterable[Run]:
-    """The runs of ``seq``, without caching the walk (each run is cached by its first finding)."""
+def walk(seq: tuple, at: dict[int, Run] = _RUN_AT) -> Iterable[Run]:
+    """The runs of ``seq``, without caching the walk (each run is cached by its first finding, in
+    ``at``)."""
     n = len(seq)
     i = 0
-    get = _RUN_AT.get
+    get = at.get
     while i < n:
         f = seq[i]
         run = get(id(f))
@@ -125,9 +126,9 @@ def walk(seq: tuple) -> Iterable[Run]:
             while j < n and finding_parts(seq[j])[4] == key:
                 j += 1
             run = _make_run(seq[i:j])
-            if len(_RUN_AT) >= 1 << 16:
-                _RUN_AT.clear()
-            _RUN_AT[id(f)] = run
+            if len(at) >= 1 << 16:
+                at.clear()
+            at[id(f)] = run
         yield run
         i += len(run.items)
 

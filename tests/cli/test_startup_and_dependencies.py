@@ -5,6 +5,7 @@ imports, and the scan path (`scan --help`, a scan of the bundled archive) loads 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -110,6 +111,13 @@ def test_an_ecr_only_run_loads_no_http_client_and_no_other_kind(tmp_path, moto):
                                "vulnwatch.store.dynamodb", "vulnwatch.policy.cyclonedx_vex"))
               or (m.startswith("vulnwatch.notify.") and m != "vulnwatch.notify.interface")}
     assert loaded == set()
+    # nor what only the built-in scanner, the matcher or PostgreSQL need: the scanners' limits
+    # load the walker's and catalogers' limits alone, the store's package index a constant of
+    # the advisory data, a migration for PostgreSQL only its dialect when it runs there
+    assert {"vulnwatch.walker.limits", "vulnwatch.catalogers.interface"} <= modules
+    unneeded = {m for m in modules if m.startswith(("vulnwatch.walker.", "vulnwatch.catalogers.", "vulnwatch.vulndb.",
+                                                    "sqlalchemy.dialects.postgresql"))}
+    assert unneeded == {"vulnwatch.walker.limits", "vulnwatch.catalogers.interface", "vulnwatch.vulndb.interface"}
     import sqlite3
 
     with sqlite3.connect(tmp_path / "state.db") as db:      # and it did the cycle: both images recorded
@@ -130,3 +138,27 @@ def test_an_inventory_loads_neither_advisory_data_nor_policy(tmp_path):
     (tmp_path / ".trivyignore").write_text("CVE-2023-0001\n")
     with_rules = _importtime("scan", f"docker-archive:{IMAGE_ARCHIVE}", "--sbom", "-f", "json", "-q", cwd=tmp_path)
     assert "vulnwatch.policy" in with_rules         # the file is still read (and refused when bad)
+
+
+def test_a_registry_scan_loads_no_optional_import_of_the_http_client(tmp_path, app_image):
+    """A ``scan`` of a registry image loads httpx and httpcore, not what they import only when it is
+    installed: httpcore's trio support (our clients are synchronous), httpx's command-line client
+    (click, pygments); ~40 ms of the scan's start. A program importing vulnwatch keeps them."""
+    from tests.support.registry import start_registry
+
+    registry = start_registry(tmp_path / "registry")
+    try:
+        registry.push(f"oci:{app_image.path}:{app_image.tag}", "app", "t")
+        (tmp_path / "vulnwatch.yaml").write_text(f"vulndb: {{path: {tmp_path / 'osv.db'}}}\n")
+        modules = _importtime("scan", f"{registry.host}/app:t", "--insecure", "--sbom", "--no-layer-cache",
+                              "-f", "json", "-q", cwd=tmp_path)
+    finally:
+        registry.stop()
+    assert {"httpx", "httpcore", "vulnwatch.registries.oci", "vulnwatch.walker.tarstream"} <= modules
+    # (a refused import is still listed, with a few microseconds: what it would load is not)
+    assert not {m for m in modules if m.startswith(("trio.", "httpx._main.")) or m.split(".")[0] in ("click", "pygments")}
+    if importlib.util.find_spec("trio") is not None:     # installed here, so it was left out on purpose
+        code = "import vulnwatch.cli.main, httpcore, trio, httpx._main"
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(SRC)})
+

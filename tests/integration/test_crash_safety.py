@@ -33,6 +33,7 @@ from pathlib import Path
 
 from vulnwatch.examples import IMAGE_ARCHIVE, OSV_DIR
 from vulnwatch.model import Event, Finding, findings_signature
+from vulnwatch.store._finding_sets import event_dict
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 KILLS = 40
@@ -223,7 +224,8 @@ service: {{lease_ttl: 5s}}
     # -- what was recorded: one chain of changes per image ---------------------------------------
     rows = db.execute("select e.body from deliveries d join events e on e.id = d.event_id "
                       "where d.sink = 'each' order by d.id").fetchall()
-    recorded = [Event.from_dict(json.loads(r["body"])) for r in rows]
+    lists = {r["id"]: json.loads(r["items"]) for r in db.execute("select id, items from event_lists")}
+    recorded = [Event.from_dict(event_dict(json.loads(r["body"]), lists)) for r in rows]
     assert len({e.id for e in recorded}) == len(recorded)
     assert db.execute("select count(*) from events").fetchone()[0] == len(recorded)
     assert db.execute("select count(*) from deliveries where sink = 'daily'").fetchone()[0] == len(recorded)

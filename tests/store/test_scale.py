@@ -453,13 +453,14 @@ def test_rematch_from_the_package_index_equals_matching_every_inventory(store, i
         whole.close()
 
 
-def test_stored_event_text_is_the_events_json():
-    """Events are stored with their findings' cached texts spliced in: the same JSON value as
-    encoding ``to_dict()``, for every part of an event."""
+def test_stored_event_is_the_events_json():
+    """Events are stored as a body and per-package lists of their findings' cached texts: put
+    back together, the same JSON value as encoding ``to_dict()``, for every part of an event;
+    the lists are cut per package."""
     from vulnwatch.diff import diff
     from vulnwatch.model import (ChangeReason, Coverage, DataSource, EcosystemCoverage, FindingChange,
                                  KevListing, ReasonKind, Severity, UnjudgedPackage)
-    from vulnwatch.store._finding_sets import event_text
+    from vulnwatch.store._finding_sets import event_dict, event_parts
 
     before = result(image(A), findings=(finding("CVE-1", Severity.LOW), finding("CVE-2"),
                                         finding("CVE-3", title='a "quoted" \u00e9 title')))
@@ -472,4 +473,12 @@ def test_stored_event_text_is_the_events_json():
     ev2 = replace(ev, coverage=cov, previous_coverage=None, changed=(FindingChange(now.findings[0], now.findings[0]),),
                   reasons=(ChangeReason(ReasonKind.ADVISORY_DATA_CHANGED, "data"),))
     for e in (ev, ev2, replace(ev, added=(), fixed=(), changed=())):
-        assert json.loads(event_text(e)) == json.loads(json.dumps(e.to_dict()))
+        body, lists = event_parts(e)
+        parsed = json.loads(body)
+        assert "added" not in parsed and set(parsed["lists"]) == {"added", "fixed", "changed"}
+        whole = event_dict(parsed, {lid: json.loads(t) for lid, t in lists})
+        assert whole == json.loads(json.dumps(e.to_dict()))
+        for lid, t in lists:       # one package a list
+            items = json.loads(t)
+            assert len({json.dumps([(i.get("after") or i)[k] for k in ("package_name", "package_version")])
+                        for i in items}) == 1

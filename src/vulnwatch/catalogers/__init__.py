@@ -6,20 +6,38 @@
 
 from __future__ import annotations
 
-from .apk import ApkCataloger
-from .dpkg import DpkgCataloger
-from .golang import GoBinaryCataloger
-from .interface import CatalogContext, Cataloger, CatalogError, CatalogLimitError, CatalogLimits, CatalogResult, Distro
-from .java import JavaArchiveCataloger
-from .npm import NpmCataloger
-from .python import PythonCataloger
-from .rpm import RpmCataloger
+from typing import TYPE_CHECKING
 
-CATALOGERS: dict[str, type[Cataloger]] = {
-    c.name: c for c in (DpkgCataloger, ApkCataloger, RpmCataloger, PythonCataloger, NpmCataloger,
-                        GoBinaryCataloger, JavaArchiveCataloger)
-}
-"""Every cataloger by name: ``dpkg``, ``apk``, ``rpm``, ``python``, ``npm``, ``go``, ``java``."""
+from ..lazy import LazyMap, exports
+
+if TYPE_CHECKING:
+    from .apk import ApkCataloger
+    from .dpkg import DpkgCataloger
+    from .golang import GoBinaryCataloger
+    from .interface import (CatalogContext, Cataloger, CatalogError, CatalogLimitError, CatalogLimits, CatalogResult,
+                            Distro)
+    from .java import JavaArchiveCataloger
+    from .npm import NpmCataloger
+    from .python import PythonCataloger
+    from .rpm import RpmCataloger
+
+CATALOGERS: dict[str, type[Cataloger]] = LazyMap(__name__, {
+    "dpkg": ".dpkg:DpkgCataloger", "apk": ".apk:ApkCataloger", "rpm": ".rpm:RpmCataloger",
+    "python": ".python:PythonCataloger", "npm": ".npm:NpmCataloger", "go": ".golang:GoBinaryCataloger",
+    "java": ".java:JavaArchiveCataloger",
+})
+"""Every cataloger by name: ``dpkg``, ``apk``, ``rpm``, ``python``, ``npm``, ``go``, ``java`` (each
+module imported when its class is first looked up: the limits or the interface alone load none)."""
+
+# each name imported with its module on first use
+__getattr__ = exports(__name__, {
+    "ApkCataloger": ".apk:ApkCataloger", "DpkgCataloger": ".dpkg:DpkgCataloger",
+    "GoBinaryCataloger": ".golang:GoBinaryCataloger", "JavaArchiveCataloger": ".java:JavaArchiveCataloger",
+    "NpmCataloger": ".npm:NpmCataloger", "PythonCataloger": ".python:PythonCataloger",
+    "RpmCataloger": ".rpm:RpmCataloger",
+    **{name: f".interface:{name}" for name in ("CatalogContext", "Cataloger", "CatalogError", "CatalogLimitError",
+                                                "CatalogLimits", "CatalogResult", "Distro")},
+})
 
 
 def all_catalogers(names: list[str] | tuple[str, ...] | None = None) -> list[Cataloger]:
@@ -30,6 +48,7 @@ def all_catalogers(names: list[str] | tuple[str, ...] | None = None) -> list[Cat
     out = []
     for n in names:
         if n not in CATALOGERS:
+            from .interface import CatalogError
             raise CatalogError("catalogers", n, f"unknown cataloger; choose from {', '.join(CATALOGERS)}")
         out.append(CATALOGERS[n]())
     return out

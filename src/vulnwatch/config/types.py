@@ -1,5 +1,6 @@
 """Field types of the configuration: durations, globs, names, URLs, paths, severities, and the
-base model every section derives from (unknown keys refused, frozen, docstrings as descriptions).
+base model every section derives from (unknown keys refused, frozen, validators built on first
+use; :func:`field_docs` gives the docstring of each field).
 """
 
 from __future__ import annotations
@@ -162,11 +163,20 @@ def resolve_path(value: Path | str, info: ValidationInfo) -> Path:
 
 
 class Model(BaseModel):
-    """Base of every section: unknown keys are errors, values are frozen, attribute docstrings
-    are the field descriptions."""
+    """Base of every section: unknown keys are errors, values are frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
-                              validate_default=True)
+    What a command's start costs matters (``vulnwatch run`` from cron, a cold ``scan``), so:
+
+    * validators are built on first use (``defer_build``): loading a file builds one, the
+      :class:`~.root.Config`'s, which holds every section's;
+    * a section (or nested model, such as ``scan``) that the file leaves out is validated as an
+      empty mapping by the enclosing model, not made by calling its class, which would build a
+      validator of its own for it;
+    * the attribute docstrings, which document each field, are not read at import (pydantic's
+      ``use_attribute_docstrings`` reads every class's source): :func:`field_docs` reads them
+      when asked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, validate_default=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -179,8 +189,48 @@ class Model(BaseModel):
                     and (fields[k].default is not None or fields[k].default_factory is not None)]
             if drop:
                 data = {k: v for k, v in data.items() if k not in drop}
+            missing = [k for k in _model_fields_made_by_class(cls) if k not in data]
+            if missing:
+                data = {**data, **dict.fromkeys(missing, {})}
         return data
 
+
+_MODEL_DEFAULTS: dict[type, tuple[str, ...]] = {}
+
+
+def _model_fields_made_by_class(cls: type[Model]) -> tuple[str, ...]:
+    """The fields of ``cls`` whose default is an instance of a model of ours made with no
+    arguments (``Field(default_factory=StateConfig)``): left out, each is validated as ``{}``."""
+    found = _MODEL_DEFAULTS.get(cls)
+    if found is None:
+        found = _MODEL_DEFAULTS[cls] = tuple(
+            k for k, f in cls.model_fields.items()
+            if isinstance(f.default_factory, type) and issubclass(f.default_factory, Model))
+    return found
+
+
+def field_docs(model: type[BaseModel]) -> dict[str, str]:
+    """Each field of ``model`` (its own and its bases') with the docstring written under it in
+    the class body, read from the source (what pydantic's ``use_attribute_docstrings`` would
+    have made the fields' descriptions)."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed([k for k in model.__mro__ if isinstance(k, type) and issubclass(k, BaseModel)
+                           and k is not BaseModel]):
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0].body      # type: ignore[attr-defined]
+        for node, after in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return {name: docs[name] for name in model.model_fields if name in docs}
 
 
 SeverityName = Annotated[Severity, BeforeValidator(Severity.from_name), PlainSerializer(lambda s: s.name, return_type=str)]

@@ -61,7 +61,7 @@ class VulnDBConfig(Model):
     EPSS, CVE JSON 5, NVD; recognised by their content) imported before a run when they changed
     since the last import: the air-gapped way to feed the data."""
     enrichment: list[EnrichmentSourceConfig] = Field(
-        default_factory=lambda: [EnrichmentSourceConfig(type="kev"), EnrichmentSourceConfig(type="epss")])
+        default_factory=lambda: [{"type": "kev"}, {"type": "epss"}])   # validated (validate_default) into models
     """Enrichment sources ``db update`` downloads besides the OSV exports (default: KEV and EPSS
     from their publishers); ``[]`` for none."""
     auto_update: bool = True

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from ..model import Event, Finding
-from ..runs import (SEVERITIES, finding_parts, runs, runs_of, set_id, severity_counts, signature_total,
+from ..model import Event, Finding, FindingChange
+from ..runs import (SEVERITIES, Run, finding_parts, runs, runs_of, set_id, severity_counts, signature_total,
                     walk)
 
-__all__ = ["Summary", "event_text", "finding_parts", "runs_of", "severity_counts", "split", "split_dicts",
-           "set_id", "signature_total", "summarise", "summary"]
+__all__ = ["Summary", "event_dict", "event_list_ids", "event_parts", "finding_parts", "runs_of", "severity_counts",
+           "split", "split_dicts", "split_event_lists", "set_id", "signature_total", "summarise", "summary"]
 
 
 def _dumps(value) -> str:
@@ -77,40 +77,112 @@ def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, 
     return s.sets, s.total, s.counts
 
 
-def event_text(event: Event) -> str:
-    """``event.to_dict()`` as stored JSON, its findings' texts taken from :func:`finding_parts`
-    (cached by object: the events of a data update share the findings of each moved package,
-    so each is encoded once, not once per image). The same JSON value as encoding
-    ``to_dict()``; only the order of the keys differs."""
+_EVENT_LISTS = ("added", "fixed", "changed")
+_LIST_AT: dict[int, Run] = {}
+"""The runs' cache by first finding (:func:`~vulnwatch.runs.walk`) for the lists inside events: a
+package's delta often starts with the same finding as its whole set, and one cache for both
+would evict each with the other."""
+
+
+def _change_text(c: FindingChange) -> str:
+    return ('{"before":' + finding_parts(c.before)[1] + ',"after":' + finding_parts(c.after)[1]
+            + ',"what":' + _dumps(list(c.what)) + ',"epss_threshold":' + _dumps(c.epss_threshold) + "}")
+
+
+def _list(texts: Sequence[str]) -> tuple[str, str]:
+    text = "[" + ",".join(texts) + "]"
+    return set_id(text), text
+
+
+def event_parts(event: Event) -> tuple[str, list[tuple[str, str]]]:
+    """(the stored body of ``event``, its finding lists as [(list id, JSON text), ...]).
+
+    The finding lists inside events are stored per distinct package, as snapshots' findings are:
+    an event's ``added``, ``fixed`` and ``changed`` are cut into consecutive runs of one package
+    (``changed`` by the package of its ``after``), each run's JSON array is stored once in
+    ``event_lists`` under the hash of its text, and the body holds ``"lists": {"added": [ids],
+    "fixed": [ids], "changed": [ids]}`` in their place. A data update that moves one package in
+    10,000 images writes that package's delta once, not 10,000 times; :func:`event_dict` puts an
+    event back together. The texts come from :func:`finding_parts` and the runs' cache, so a
+    run shared by many events is encoded once."""
     head = replace(event, added=(), fixed=(), changed=()).to_dict()
-    for k in ("added", "fixed", "changed"):
-        del head[k]
-    text = _dumps(head)
-
-    def listed(findings) -> str:
-        return "[" + ",".join([finding_parts(f)[1] for f in findings]) + "]"
-
-    changed = ",".join(['{"before":' + finding_parts(c.before)[1] + ',"after":' + finding_parts(c.after)[1]
-                        + ',"what":' + _dumps(list(c.what)) + ',"epss_threshold":' + _dumps(c.epss_threshold) + "}"
-                        for c in event.changed])
-    return (text[:-1] + (',' if head else '') + '"added":' + listed(event.added) + ',"fixed":' + listed(event.fixed)
-            + ',"changed":[' + changed + "]}")
-
-
-def split_dicts(findings: Sequence[dict]) -> list[tuple[str, str]]:
-    """:func:`split` for findings as stored (dicts), for the migration of inline findings."""
-    out: list[tuple[str, str]] = []
+    lists: list[tuple[str, str]] = []
+    refs: dict[str, list[str]] = {}
+    for k in ("added", "fixed"):
+        runs = list(walk(getattr(event, k), _LIST_AT))
+        refs[k] = [r.sid for r in runs]
+        lists.extend(r.pair for r in runs)
+    changed: list[str] = []
     run: list[str] = []
     key = None
-    for d in findings:
-        k = (d.get("ecosystem") or "", d.get("package_name"), d.get("package_version"), d.get("purl"))
+    for c in event.changed:
+        k = finding_parts(c.after)[4]
         if run and k != key:
-            text = "[" + ",".join(run) + "]"
-            out.append((set_id(text), text))
+            lists.append(_list(run))
+            changed.append(lists[-1][0])
             run = []
         key = k
+        run.append(_change_text(c))
+    if run:
+        lists.append(_list(run))
+        changed.append(lists[-1][0])
+    refs["changed"] = changed
+    for k in _EVENT_LISTS:
+        del head[k]
+    head["lists"] = refs
+    return _dumps(head), lists
+
+
+def event_list_ids(body: dict) -> list[str]:
+    """The ids of the finding lists a stored event body refers to (none for a body written
+    with its lists inline, before migration 13)."""
+    refs = body.get("lists")
+    return [lid for k in _EVENT_LISTS for lid in refs.get(k, ())] if refs is not None else []
+
+
+def event_dict(body: dict, lists: Mapping[str, list]) -> dict:
+    """A stored event body (:func:`event_parts`) as :meth:`~vulnwatch.model.Event.to_dict` gave
+    it, its lists' items taken from ``lists`` (list id -> the parsed JSON array); a body with its
+    lists inline is returned as it is. A list that is not in ``lists`` raises ``KeyError``."""
+    refs = body.pop("lists", None)
+    if refs is not None:
+        for k in _EVENT_LISTS:
+            body[k] = [item for lid in refs.get(k, ()) for item in lists[lid]]
+    return body
+
+
+def split_event_lists(body: dict) -> tuple[dict, list[tuple[str, str]]]:
+    """A body stored with its lists inline (``to_dict()``) as :func:`event_parts` stores it,
+    for the migration of existing events: (the new body, its lists)."""
+    lists: list[tuple[str, str]] = []
+    refs: dict[str, list[str]] = {}
+    for k in _EVENT_LISTS:
+        pick = (lambda d: d.get("after") or {}) if k == "changed" else (lambda d: d)
+        parts = split_dicts(body.pop(k, None) or [], lambda d: _dict_key(pick(d)))
+        refs[k] = [lid for lid, _ in parts]
+        lists.extend(parts)
+    body["lists"] = refs
+    return body, lists
+
+
+def _dict_key(d: dict) -> tuple:
+    return (d.get("ecosystem") or "", d.get("package_name"), d.get("package_version"), d.get("purl"))
+
+
+def split_dicts(findings: Sequence[dict], key=None) -> list[tuple[str, str]]:
+    """:func:`split` for findings as stored (dicts), for the migration of inline findings;
+    ``key`` gives an item's package key (default: the item is a finding)."""
+    key_of = key or _dict_key
+    out: list[tuple[str, str]] = []
+    run: list[str] = []
+    current = None
+    for d in findings:
+        k = key_of(d)
+        if run and k != current:
+            out.append(_list(run))
+            run = []
+        current = k
         run.append(_dumps(d))
     if run:
-        text = "[" + ",".join(run) + "]"
-        out.append((set_id(text), text))
+        out.append(_list(run))
     return out

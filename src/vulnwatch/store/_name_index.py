@@ -26,8 +26,7 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ..vulndb.interface import ecosystem_base
-from ..vulndb.match import DISTRO_ECOSYSTEMS
+from ..vulndb.interface import DISTRO_ECOSYSTEMS, ecosystem_base
 
 __all__ = ["IndexedPackage", "matching_key", "name_key", "package_id", "looked_up"]
 

@@ -48,7 +48,7 @@ from .interface import (FLEET_SORTS, UNCHECKED, Affected, Delivery, DeliveryStat
                         LeaseLost, PackageRow, ScanCommit, Store, StoreConflict, StoredInventory, StoreError, StoreStats,
                         TrendPoint, bucket_width, stored_error, sweep_fixes)
 from ..runs import Run, finding_parts, joined, run_of, signature_total
-from ._finding_sets import event_text, summary
+from ._finding_sets import event_dict, event_list_ids, event_parts, summary
 from ._name_index import IndexedPackage, looked_up, matching_key, name_key, package_id
 from .migrations import LATEST_VERSION, MIGRATIONS
 
@@ -160,6 +160,11 @@ finding_sets_t = Table(               # migration 7: one package's findings, sto
     "finding_sets", _md,
     Column("id", String, primary_key=True),
     Column("findings", Text),
+)
+event_lists_t = Table(                # migration 13: a list of findings (or changes) of one package
+    "event_lists", _md,                #   inside events, stored once (by hash; see _finding_sets.event_parts)
+    Column("id", String, primary_key=True),
+    Column("items", Text),
 )
 snapshot_summary_t = Table(   # a view (migration 4): the small columns of snapshots, cheap to scan
     "snapshot_summary", _md,
@@ -443,8 +448,10 @@ class SQLStore(FenceStack, Store):
         self._lock: Any = nullcontext()
         self._fences = threading.local()   # per thread: the leases its writes are fenced by
         self._known_sets: set[str] = set()        # finding sets known to be stored (committed)
-        self._known_packages: set[str] = set()
-        self._sets_generation: str | None = None  # store_meta generation of finding-set collection    # package index rows known to be stored (committed)
+        self._known_packages: set[str] = set()    # package index rows known to be stored (committed)
+        self._sets_generation: str | None = None  # store_meta generation of finding-set collection
+        self._known_lists: set[str] = set()       # event lists known to be stored (committed; never deleted)
+        self._list_cache: dict[str, list] = {}    # event list id -> its items (parsed JSON)
         self._set_cache: dict[str, tuple[Finding, ...]] = {}   # finding set id -> its findings
         self._set_runs: dict[str, Run | None] = {}   # finding set id -> its run (None: not one run)
         self._coverages: dict[str, Coverage | None] = {}   # stored coverage text -> its value
@@ -991,11 +998,13 @@ class SQLStore(FenceStack, Store):
         what = (f"recording the scan of {img.registry}/{img.repository}@{img.digest}" if len(items) == 1
                 else f"recording {len(items)} scans")
         pending: set[str] = set()
+        pending_lists: set[str] = set()
         with self._tx(what, write=True) as conn:
-            out = self._write_scans(conn, items, rows, now, pending)
-        if len(self._known_sets) > 1 << 18:
-            self._known_sets.clear()
-        self._known_sets.update(pending)      # committed: no need to write them again
+            out = self._write_scans(conn, items, rows, now, pending, pending_lists)
+        for known, new in ((self._known_sets, pending), (self._known_lists, pending_lists)):
+            if len(known) > 1 << 18:
+                known.clear()
+            known.update(new)      # committed: no need to write them again
         return out
 
     @staticmethod
@@ -1026,7 +1035,7 @@ class SQLStore(FenceStack, Store):
                      tags=history["tags"], pushed_at=img.pushed_at, media_type=img.media_type,
                      size_bytes=img.size_bytes, updated_at=now, last_error=None, last_error_at=None,
                      last_error_scanner=None)
-        bodies = {ev.id: event_text(ev) for ev, _sinks in it.deliveries}
+        bodies = {ev.id: event_parts(ev) for ev, _sinks in it.deliveries}
         return dict(key=img.key, image=image, snapshot=snapshot, history=history, sets=sets, bodies=bodies)
 
     @staticmethod
@@ -1066,7 +1075,7 @@ class SQLStore(FenceStack, Store):
         return out
 
     def _write_scans(self, conn: Connection, items: list[ScanCommit], rows: list[dict],
-                     now: datetime, pending: set[str]) -> list[StoreConflict | None]:
+                     now: datetime, pending: set[str], pending_lists: set[str]) -> list[StoreConflict | None]:
         keys = sorted(r["key"] for r in rows)
         key3 = ("registry", "repository", "digest")
         if not self._sqlite:
@@ -1164,16 +1173,23 @@ class SQLStore(FenceStack, Store):
             have = set()
             for chunk in _chunks_of(ids):
                 have.update(conn.scalars(select(events_t.c.id).where(events_t.c.id.in_(chunk))))
-            fresh, dels = [], []
+            fresh, dels, lists = [], [], {}
             for ev, sinks in events:
                 if ev.id in have:
                     continue
                 have.add(ev.id)
+                body, parts = bodies[ev.id]
+                lists.update(parts)
                 fresh.append(dict(id=ev.id, kind=ev.kind.value, registry=ev.image.registry,
                                   repository=ev.image.repository, digest=ev.image.digest,
-                                  body=bodies[ev.id], created_at=now))
+                                  body=body, created_at=now))
                 dels.extend(dict(event_id=ev.id, sink=sink, status=DeliveryStatus.PENDING.value, attempts=0,
                                  next_attempt_at=None, created_at=now) for sink in dict.fromkeys(sinks))
+            fresh_lists = [{"id": k, "items": v} for k, v in lists.items() if k not in self._known_lists]
+            if fresh_lists:
+                conn.execute(self._insert(event_lists_t).on_conflict_do_nothing(index_elements=[event_lists_t.c.id]),
+                             fresh_lists)
+                pending_lists.update(r["id"] for r in fresh_lists)
             if fresh:
                 conn.execute(self._insert(events_t).on_conflict_do_nothing(index_elements=[events_t.c.id]), fresh)
             if dels:
@@ -1350,9 +1366,44 @@ class SQLStore(FenceStack, Store):
         d, e = deliveries_t, events_t
         return select(d, e.c.body).select_from(d.join(e, e.c.id == d.c.event_id))
 
-    def _delivery(self, row) -> Delivery:
+    def _bodies(self, conn: Connection, rows) -> tuple[list, dict[str, list]]:
+        """Each row's event body parsed (or the error parsing it), and the event lists they
+        refer to (list id -> items): from this store's cache of lists (immutable, by id) or read
+        in this transaction."""
+        bodies: list = []
+        for r in rows:
+            try:
+                bodies.append(json.loads(r.body))
+            except (ValueError, TypeError) as e:
+                bodies.append(e)
+        cache = self._list_cache
+        wanted = dict.fromkeys(lid for b in bodies if isinstance(b, dict) for lid in event_list_ids(b))
+        lists = {lid: cache[lid] for lid in wanted if lid in cache}
+        missing = [lid for lid in wanted if lid not in lists]
+        if len(cache) + len(missing) > 1 << 14:
+            cache.clear()
+        el = event_lists_t
+        for chunk in _chunks_of(missing):
+            for lid, items in conn.execute(select(el.c.id, el.c["items"]).where(el.c.id.in_(chunk))):
+                lists[lid] = cache[lid] = json.loads(items)
+        return bodies, lists
+
+    def _event(self, body, lists: dict[str, list]) -> Event:
+        """The event of a stored body (:meth:`_bodies`); raises ValueError, KeyError or TypeError."""
+        if isinstance(body, Exception):
+            raise body
+        if not isinstance(body, dict):
+            raise TypeError(f"not a JSON object: {type(body).__name__}")
+        return Event.from_dict(event_dict(dict(body), lists))
+
+    def _deliveries_of(self, conn: Connection, rows) -> list:
+        bodies, lists = self._bodies(conn, rows)
+        return [(r, b, lists) for r, b in zip(rows, bodies)]
+
+    def _delivery(self, item) -> Delivery:
+        row, body, lists = item
         try:
-            ev = Event.from_dict(json.loads(row.body))
+            ev = self._event(body, lists)
         except (ValueError, KeyError, TypeError) as e:
             raise StoreError(f"state store {self._display}: cannot read event {row.event_id} of "
                              f"delivery {row.id} ({e}); dead-letter or delete it") from None
@@ -1377,8 +1428,8 @@ class SQLStore(FenceStack, Store):
         if limit is not None:
             q = q.limit(limit)
         with self._tx("reading due deliveries") as conn:
-            rows = conn.execute(q).all()
-        return [self._delivery(r) for r in rows]
+            items = self._deliveries_of(conn, conn.execute(q).all())
+        return [self._delivery(it) for it in items]
 
     def mark_delivered(self, delivery_ids: Sequence[int], at: datetime) -> None:
         d = deliveries_t
@@ -1406,8 +1457,8 @@ class SQLStore(FenceStack, Store):
         if status is not None:
             q = q.where(d.c.status == DeliveryStatus(status).value)
         with self._tx("listing deliveries") as conn:
-            rows = conn.execute(q).all()
-        return [self._delivery(r) for r in rows]
+            items = self._deliveries_of(conn, conn.execute(q).all())
+        return [self._delivery(it) for it in items]
 
     def retry_dead(self, delivery_ids: Sequence[int] | None = None, now: datetime | None = None) -> int:
         d = deliveries_t
@@ -1743,10 +1794,11 @@ SELECT {bucket} AS b, MAX(at) AS at, {sums} FROM d GROUP BY 1 ORDER BY 1"""
                 e.c.kind == "rebuild", e.c.body.contains(f'"previous_digest":{_dumps(digest)}', autoescape=True))))
         with self._tx("reading events") as conn:
             rows = conn.execute(q).all()
+            bodies, lists = self._bodies(conn, rows)
         out = []
-        for r in rows:
+        for r, body in zip(rows, bodies):
             try:
-                out.append(Event.from_dict(json.loads(r.body)))
+                out.append(self._event(body, lists))
             except (ValueError, KeyError, TypeError) as ex:
                 raise StoreError(f"state store {self._display}: cannot read event {r.id} ({ex})") from None
         return sorted(out, key=lambda ev: ev.occurred_at, reverse=True)
@@ -1842,9 +1894,12 @@ SELECT 'i', eco, pkg, NULL, NULL, NULL, NULL, COUNT(DISTINCT image) FROM f GROUP
 
     def fixes(self, since: datetime) -> list[FixRecord]:
         def part(path: str) -> tuple[str, str]:
+            # an event's list of ``path`` is its event lists' items, in order (migration 13)
             if self._sqlite:
-                return (f"json_each(e.body, '$.{path}') AS j", "json_extract(j.value, '$.%s')")
-            return (f"json_array_elements(CAST(e.body AS json) -> '{path}') AS j(value)", "(j.value ->> '%s')")
+                return (f"json_each(e.body, '$.lists.{path}') AS r, event_lists l, json_each(l.items) AS j",
+                        "json_extract(j.value, '$.%s')")
+            return (f"json_array_elements_text(CAST(e.body AS json) -> 'lists' -> '{path}') AS r(value), "
+                    "event_lists l, json_array_elements(CAST(l.items AS json)) AS j(value)", "(j.value ->> '%s')")
 
         def rows(path: str, what: int, where: str) -> str:
             each, field = part(path)
@@ -1852,7 +1907,7 @@ SELECT 'i', eco, pkg, NULL, NULL, NULL, NULL, COUNT(DISTINCT image) FROM f GROUP
                   else "(CAST(e.body AS json) ->> 'occurred_at')")
             return (f"SELECT {what} AS what, e.registry, e.repository, {at} AS at, "
                     f"{field % 'vulnerability_id'} AS vid, {field % 'ecosystem'} AS eco, "
-                    f"{field % 'package_name'} AS pkg FROM events e, {each} WHERE {where}")
+                    f"{field % 'package_name'} AS pkg FROM events e, {each} WHERE l.id = r.value AND {where}")
 
         changed = "e.kind IN ('findings_changed', 'rebuild')"
         sql = f"""
@@ -1909,7 +1964,8 @@ SELECT ad.* FROM ad JOIN keys k ON k.registry = ad.registry AND k.repository = a
     def delivery(self, delivery_id: int) -> Delivery | None:
         with self._tx(f"reading delivery {delivery_id}") as conn:
             row = conn.execute(self._delivery_query().where(deliveries_t.c.id == int(delivery_id))).first()
-        return self._delivery(row) if row is not None else None
+            items = self._deliveries_of(conn, [row]) if row is not None else []
+        return self._delivery(items[0]) if items else None
 
     def close(self) -> None:
         self._engine.dispose()

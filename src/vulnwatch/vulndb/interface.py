@@ -91,6 +91,14 @@ class VersionScheme(abc.ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
+DISTRO_ECOSYSTEMS = frozenset({
+    "Debian", "Ubuntu", "Alpine", "Red Hat", "AlmaLinux", "Rocky Linux", "openSUSE", "SUSE",
+    "Mageia", "openEuler", "Photon OS", "Azure Linux", "Chainguard", "Wolfi",
+})
+"""Ecosystems whose advisories name source/origin packages (here, not in ``match``, so the
+store's package index reads it without importing the matcher)."""
+
+
 def ecosystem_base(ecosystem: str) -> str:
     """``Debian:11`` -> ``Debian``; ``Ubuntu:22.04:LTS`` -> ``Ubuntu``; ``PyPI`` -> ``PyPI``."""
     return ecosystem.split(":", 1)[0].strip()

@@ -43,7 +43,7 @@ from typing import Any
 
 from ..model import Coverage, EcosystemCoverage, Finding, KevListing, Package, UnjudgedPackage
 from .index import VulnIndex, index_name
-from .interface import MatchStats, VersionError, VersionScheme, VulnDBError, ecosystem_base
+from .interface import DISTRO_ECOSYSTEMS, MatchStats, VersionError, VersionScheme, VulnDBError, ecosystem_base
 from .schema import MAX_VERSION_LENGTH, check_record
 from .severity import UNKNOWN, Rating, best_vector, kind_rank, rate_text, rate_vectors
 from .versions import comparator_for, semver_for
@@ -52,11 +52,6 @@ log = logging.getLogger(__name__)
 
 SCANNER = "builtin"
 
-DISTRO_ECOSYSTEMS = frozenset({
-    "Debian", "Ubuntu", "Alpine", "Red Hat", "AlmaLinux", "Rocky Linux", "openSUSE", "SUSE",
-    "Mageia", "openEuler", "Photon OS", "Azure Linux", "Chainguard", "Wolfi",
-})
-"""Ecosystems whose advisories name source/origin packages."""
 
 _INTRODUCED, _LAST_AFFECTED, _FIXED = 0, 1, 2
 _KIND = {"introduced": _INTRODUCED, "last_affected": _LAST_AFFECTED, "fixed": _FIXED}

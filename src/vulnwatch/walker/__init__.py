@@ -15,10 +15,24 @@ the per-layer cache, an opaque key.
 
 from __future__ import annotations
 
-from .cache import LayerCache, walk_cached
-from .contents import ExecutableReader, LayerContents, ReducerFor, WalkedFile, WalkPlan, WalkResult, Wants
-from .limits import LayerError, LayerLimits
-from .overlay import LayerStack, walk_layers
+from typing import TYPE_CHECKING
+
+from ..lazy import exports
+
+if TYPE_CHECKING:
+    from .cache import LayerCache, walk_cached
+    from .contents import ExecutableReader, LayerContents, ReducerFor, WalkedFile, WalkPlan, WalkResult, Wants
+    from .limits import LayerError, LayerLimits
+    from .overlay import LayerStack, walk_layers
+
+# each name imported with its module on first use: the limits alone do not load the walker
+__getattr__ = exports(__name__, {
+    "LayerCache": ".cache:LayerCache", "walk_cached": ".cache:walk_cached",
+    **{name: f".contents:{name}" for name in ("ExecutableReader", "LayerContents", "ReducerFor", "WalkedFile",
+                                               "WalkPlan", "WalkResult", "Wants")},
+    "LayerError": ".limits:LayerError", "LayerLimits": ".limits:LayerLimits",
+    "LayerStack": ".overlay:LayerStack", "walk_layers": ".overlay:walk_layers",
+})
 
 __all__ = ["ExecutableReader", "LayerCache", "LayerContents", "LayerError", "LayerLimits", "LayerStack",
            "ReducerFor", "WalkPlan", "WalkResult", "WalkedFile", "Wants", "walk_cached",

@@ -38,13 +38,14 @@ class Migration:
 
 from . import (m0001_initial, m0002_last_checked, m0003_inventory_rows,  # noqa: E402  (needs Migration above)
                m0004_dashboard_indexes, m0005_leases, m0006_coverage_kev, m0007_finding_sets,
-               m0008_suppressed, m0009_name_index, m0010_postings_repeat, m0011_packed_inventories)
+               m0008_suppressed, m0009_name_index, m0010_postings_repeat, m0011_packed_inventories, m0013_event_lists)
 
 MIGRATIONS: tuple[Migration, ...] = (m0001_initial.MIGRATION, m0002_last_checked.MIGRATION,
                                      m0003_inventory_rows.MIGRATION, m0004_dashboard_indexes.MIGRATION,
                                      m0005_leases.MIGRATION, m0006_coverage_kev.MIGRATION, m0007_finding_sets.MIGRATION,
                                      m0008_suppressed.MIGRATION, m0009_name_index.MIGRATION,
-                                     m0010_postings_repeat.MIGRATION, m0011_packed_inventories.MIGRATION)
+                                     m0010_postings_repeat.MIGRATION, m0011_packed_inventories.MIGRATION,
+                                     m0013_event_lists.MIGRATION)
 """Every migration, in order."""
 
 LATEST_VERSION: int = MIGRATIONS[-1].version

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, Text, bindparam, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
@@ -45,7 +44,11 @@ def _apply(conn: Connection) -> None:
     md.create_all(conn)
     conn.execute(text("ALTER TABLE snapshots ADD COLUMN finding_sets TEXT"))
     conn.execute(text("ALTER TABLE scan_history ADD COLUMN finding_sets TEXT"))
-    insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(sets)
+    if conn.dialect.name == "sqlite":
+        insert = sqlite_insert(sets)
+    else:       # imported here: the PostgreSQL dialect costs every SQLite process ~30 ms to import
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        insert = pg_insert(sets)
     insert = insert.on_conflict_do_nothing(index_elements=["id"])
     convert = text("UPDATE snapshots SET findings = '[]', finding_sets = :refs "
                    "WHERE registry = :r AND repository = :p AND digest = :d")
