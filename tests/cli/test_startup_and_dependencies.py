@@ -118,6 +118,7 @@ def test_an_ecr_only_run_loads_no_http_client_and_no_other_kind(tmp_path, moto):
     unneeded = {m for m in modules if m.startswith(("vulnwatch.walker.", "vulnwatch.catalogers.", "vulnwatch.vulndb.",
                                                     "sqlalchemy.dialects.postgresql"))}
     assert unneeded == {"vulnwatch.walker.limits", "vulnwatch.catalogers.interface", "vulnwatch.vulndb.interface"}
+    assert not {"vulnwatch.formats.table", "vulnwatch.formats.json", "vulnwatch.formats.sarif", "rich.table"} & modules
     import sqlite3
 
     with sqlite3.connect(tmp_path / "state.db") as db:      # and it did the cycle: both images recorded

@@ -9,11 +9,37 @@ builds one with options. Adding a format: a module here implementing
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
+from ..lazy import exports
 from .interface import FormatError, Formatter
-from .json import JsonFormatter
-from .sarif import SarifFormatter
-from .table import TableFormatter
+
+if TYPE_CHECKING:
+    from .json import JsonFormatter
+    from .sarif import SarifFormatter
+    from .table import TableFormatter
+
+# each formatter's module imported when it is chosen (a `run` imports the verbs' modules, not a format)
+__getattr__ = exports(__name__, {"JsonFormatter": ".json:JsonFormatter", "SarifFormatter": ".sarif:SarifFormatter",
+                                 "TableFormatter": ".table:TableFormatter"})
+
+
+def _table() -> type[Formatter]:
+    from .table import TableFormatter
+
+    return TableFormatter
+
+
+def _json() -> type[Formatter]:
+    from .json import JsonFormatter
+
+    return JsonFormatter
+
+
+def _sarif() -> type[Formatter]:
+    from .sarif import SarifFormatter
+
+    return SarifFormatter
 
 
 def _cyclonedx() -> type[Formatter]:
@@ -24,9 +50,9 @@ def _cyclonedx() -> type[Formatter]:
 
 
 FORMATTERS: dict[str, Callable[[], type[Formatter]]] = {
-    "table": lambda: TableFormatter,
-    "json": lambda: JsonFormatter,
-    "sarif": lambda: SarifFormatter,
+    "table": _table,
+    "json": _json,
+    "sarif": _sarif,
     "cyclonedx": _cyclonedx,
 }
 """Format name (as typed after ``--format``) -> its class (each entry returns the class, so a
@@ -65,7 +91,7 @@ def get_formatter(name: str, *, width: int = 120, color: bool = False) -> Format
     if name not in FORMATTERS:
         raise FormatError(name, f"unknown output format; use one of: {', '.join(FORMATTERS)}")
     if name == "table":
-        return TableFormatter(width=width, color=color)
+        return _table()(width=width, color=color)  # type: ignore[call-arg]
     return FORMATS[name]
 
 

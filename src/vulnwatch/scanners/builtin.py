@@ -11,6 +11,7 @@ their new result).
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..catalogers.interface import CatalogLimitError, CatalogLimits, Cataloger
 from ..catalogers.plan import Inventory, catalog_layers
 from ..walker import LayerCache, LayerError, LayerLimits
-from ..model import (Coverage, DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash,
+from ..model import (Coverage, CoverageSummary, DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash,
                      signature_of, utcnow)
 from ..registries.interface import Registry, RegistryError
 from ..runs import Run, joined, runs, walk
@@ -78,6 +79,8 @@ class BuiltinScanner(Scanner):
         self.image_timeout = image_timeout
         """Seconds one image may take (``limits.image_timeout``); None: no bound of its own."""
         self.fetch_missing = fetch_missing
+        self._bases_with_data: dict[str, bool] = {}
+        self._data_version: str | None = None
         """Called with the base ecosystems (``Debian``) an image needs that the data has no
         record of at all, before matching (``db update`` from the configured source); raises
         :class:`VulnDBError` when it cannot get them. None: nothing is fetched."""
@@ -216,6 +219,40 @@ class BuiltinScanner(Scanner):
                                 updated_at=s.imported_at, location=s.location) for s in self.index.sources()) + tuple(
             DataSource(kind="enrichment", name=s.ecosystem, version=s.version or s.last_modified or s.etag,
                        updated_at=s.imported_at, location=s.location) for s in self.index.enrichment_sources())
+
+    def result_key(self) -> str | None:
+        """The advisory data's version (:meth:`VulnIndex.data_version`: every import that changes
+        a record moves it) with the notes and freshness a match would give now (stale data is a
+        note of the result): a stored inventory matched again under the same key gives the same
+        findings. When the version moved since the last call (data imported by another process
+        under a long-lived scanner, the daemon's), the matcher's cached results are dropped."""
+        if self.index is None:
+            return None
+        notes, fresh = self.data_notes()
+        self._bases_with_data = {}
+        version = self.index.data_version()
+        if version != self._data_version and self._matcher is not None:
+            self._matcher.clear_cache()        # the data moved under a long-lived scanner (the daemon's)
+        self._data_version = version
+        return json.dumps([self.name, version, list(notes),
+                           fresh.isoformat() if fresh else None])
+
+    def rescan_needed(self, coverage: CoverageSummary | None) -> bool:
+        """A snapshot kept without its coverage (recorded before it was kept) is matched again to
+        record it; one that lacks data for an ecosystem of which nothing is imported is, when this
+        scanner fetches missing data (:meth:`ensure_data`)."""
+        if coverage is None:
+            return True
+        if self.fetch_missing is None or not coverage.missing:
+            return False
+        known = self._bases_with_data
+        for eco in coverage.missing:
+            base = ecosystem_base(eco)
+            if base not in known:
+                known[base] = self.index.has_base(base)
+            if not known[base]:
+                return True
+        return False
 
     # -- re-matching stored inventories ---------------------------------------------------
     def fingerprint(self, rows: Iterable[Sequence], distro: str | None) -> str:
