@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .diff import coverage_event, diff
 from .logs import redact
 from .model import DataSource, Deadline, Event, Image, PackageRow, ScanResult, deadline_scope, utcnow
@@ -48,6 +50,9 @@ log = logging.getLogger(__name__)
 _REMATCHED = "rematched_advisory_version"
 """Store marker: the advisory data version (``VulnIndex.data_version``) stored findings were last
 re-matched against; a re-match looks only at inventories holding packages changed since."""
+_CONFIRMED = "cycle_confirmed:"
+"""Marker (+ registry name) of the last whole cycle of a watch: the key its stamps were made
+under and the stamp (:meth:`Pipeline._still_current`)."""
 
 _CONFLICT_RETRIES = 3
 """Times one image's record is diffed again after another writer got there first."""
@@ -806,17 +811,22 @@ class Pipeline:
             images = listing.result()
         t.selected += len(images)
         failing = {st.image.key for st in statuses if st.last_error}
+        key = self._confirm_key(watch) if claims is None else None
+        at = utcnow()                              # one stamp for every image this cycle confirms
+        images, confirmed = self._still_current(watch, images, statuses, key)
         if stored is None:                         # large snapshots: one at a time
             previous: Mapping = StoredSnapshots(self.store, {st.image.key for st in statuses
                                                              if st.last_scanned_at})
         else:                                      # small ones: all in one query
             wanted = {img.key for img in images}
             previous = {s.image.key: s for s in stored if s.image.key in wanted}
-        self.progress("scan", 0, len(images))
-        t.done, t.total = 0, len(images)
+        t.done, t.total = len(confirmed), len(images) + len(confirmed)
+        t.scanned += len(confirmed)
+        self.progress("scan", t.done, t.total)
         t.data = watch.scanner.data_sources() if images else ()
         for batch, claimed in self._batches(watch, images, stop, claims):
-            checked: list[tuple[str, str, str]] = []
+            checked: list[tuple[str, str, str]] = confirmed    # stamped with the first batch's
+            confirmed = []
             finished: set[tuple[str, str, str]] = set()     # recorded, or its failure was
             try:
                 self._scan_batch(watch, batch, previous, failing, claimed, stop, checked, finished, t)
@@ -828,13 +838,70 @@ class Pipeline:
                             self.store.release_lease(c, done=key in finished)
             try:
                 with self._fence(*(claimed[k] for k in checked if k in claimed)):
-                    self.store.mark_checked(checked, utcnow())
+                    self.store.mark_checked(checked, at)
             except LeaseLost:
                 if not claimed:
                     raise
             if stop is not None and stop.is_set():
                 break
+        if confirmed:                               # no batch to scan: every image was current
+            self.store.mark_checked(confirmed, at)
+        if key is not None and not (stop is not None and stop.is_set()) and self._confirm_key(watch) == key:
+            # the data and the policy held still through the cycle: what it stamped is current under key
+            try:
+                self.store.set_marker(_CONFIRMED + watch.registry.name,
+                                      json.dumps({"key": key, "at": at.isoformat()}))
+            except LeaseLost:
+                raise
+            except Exception as e:   # the next cycle then scans every image, as without it
+                log.warning("%s: keeping what this cycle confirmed failed: %s", watch.registry.name, e)
         return t
+
+    def _confirm_key(self, watch: Watch) -> str | None:
+        """What the result of every stored digest of ``watch`` depends on now besides the image
+        (the scanner's :meth:`~vulnwatch.scanners.interface.Scanner.result_key`: for the
+        built-in scanner, the advisory data's version and notes), with the code's version and
+        the policy (its rules and which of them are in force now); None when the scanner's
+        results can move by themselves."""
+        scanner_key = watch.scanner.result_key()
+        if scanner_key is None:
+            return None
+        return hashlib.sha256(json.dumps([__version__, watch.scanner.name, scanner_key,
+                                          self.policy.state()]).encode()).hexdigest()
+
+    def _still_current(self, watch: Watch, images: list[Image], statuses: Sequence, key: str | None
+                       ) -> tuple[list[Image], list[tuple[str, str, str]]]:
+        """(the images to scan, the keys of those that need no scan). An image needs none when the
+        previous cycle of this watch confirmed its snapshot (stamped it checked, under the same
+        key, :meth:`_confirm_key`, with the data and policy unchanged to the end of that cycle)
+        and nothing about it moved since: same digest and tags, made by this scanner, no error
+        since, and the scanner does not want it again for its coverage
+        (:meth:`~vulnwatch.scanners.interface.Scanner.rescan_needed`: the built-in scanner may
+        fetch data an ecosystem lacks). Scanning it again would give the stored snapshot back and
+        write nothing; only its ``last_checked_at`` is stamped."""
+        if key is None or not images:
+            return images, []
+        try:
+            raw = self.store.marker(_CONFIRMED + watch.registry.name)
+            mark = json.loads(raw) if raw else None
+            last = datetime.fromisoformat(mark["at"]) if mark and mark.get("key") == key else None
+        except (ValueError, TypeError, KeyError) as e:
+            log.debug("%s: no usable mark of the last cycle (%s)", watch.registry.name, e)
+            last = None
+        if last is None:
+            return images, []
+        by_key = {st.image.key: st for st in statuses}
+        scan, confirmed = [], []
+        for img in images:
+            st = by_key.get(img.key)
+            if (st is not None and st.last_scanned_at is not None and not st.last_error
+                    and st.scanner == watch.scanner.name and st.image.tags == img.tags
+                    and not watch.scanner.rescan_needed(st.coverage)
+                    and st.last_checked_at is not None and _same_instant(st.last_checked_at, last)):
+                confirmed.append(img.key)
+            else:
+                scan.append(img)
+        return scan, confirmed
 
     def _fence(self, *leases: Lease):
         return self.store.fenced(*leases) if leases else contextlib.nullcontext()
@@ -1303,6 +1370,14 @@ def _list_repositories(reg: Registry, chosen: Sequence[tuple[str, Any]]) -> list
     with ThreadPoolExecutor(workers, thread_name_prefix="vulnwatch-list") as pool:
         futures = [pool.submit(contextvars.copy_context().run, one, item) for item in chosen]
         return [f.result() for f in futures]
+
+
+def _same_instant(a: datetime, b: datetime) -> bool:
+    """Whether two stored times are one (a store may drop the zone: naive is UTC; and may keep
+    only milliseconds)."""
+    a = a if a.tzinfo is not None else a.replace(tzinfo=timezone.utc)
+    b = b if b.tzinfo is not None else b.replace(tzinfo=timezone.utc)
+    return abs((a - b).total_seconds()) < 0.001
 
 
 def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Failure:

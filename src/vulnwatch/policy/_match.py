@@ -100,6 +100,12 @@ class Policy:
                 return rule
         return None
 
+    def state(self, now: datetime | None = None) -> str:
+        """What applying the policy at ``now`` depends on, as text: its rules and which of them
+        are in force. The same state suppresses the same findings of any result alike."""
+        now = now or utcnow()
+        return repr(tuple((rule, rule.active(now)) for rule in self.rules))
+
     def apply(self, result: ScanResult, now: datetime | None = None) -> ScanResult:
         """``result`` with the findings a rule in force suppresses moved to
         :attr:`~vulnwatch.model.ScanResult.suppressed` (each with its suppression); the rules are

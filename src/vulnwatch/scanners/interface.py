@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..catalogers.interface import CatalogLimits
-from ..model import DataSource, Image, ScanResult, current_deadline
+from ..model import CoverageSummary, DataSource, Image, ScanResult, current_deadline
 from ..walker.limits import LayerLimits
 
 
@@ -135,6 +135,20 @@ class Scanner(abc.ABC):
         """The data this scanner judges images by, with versions and dates (advisory sources,
         enrichment sources), for the reasons of change events; () when it cannot say."""
         return ()
+
+    def result_key(self) -> str | None:
+        """What this scanner's result for a digest depends on besides the image's own content,
+        as a key: while it stays the same, scanning a digest whose stored snapshot this scanner
+        made (and a cycle confirmed under the same key) gives that snapshot again, so a cycle
+        need not scan it. None (the default): results can move by themselves (ECR's findings
+        change on AWS's side), so every image is scanned every cycle."""
+        return None
+
+    def rescan_needed(self, coverage: CoverageSummary | None) -> bool:
+        """Whether a stored snapshot with this coverage is to be scanned again even under an
+        unchanged :meth:`result_key` (the scan itself may change what it is judged by, such as
+        fetching data it lacks). Asked only of scanners with a result key."""
+        return False
 
     def close(self) -> None:
         """Release resources."""
