@@ -167,6 +167,24 @@ def test_event_id_is_stable_and_content_dependent():
     assert diff(after, None).id != a.id  # NEW_IMAGE differs from FINDINGS_CHANGED
 
 
+def test_event_id_is_event_id_of_its_change_keys():
+    # the id is encoded from cached pieces; it is the id of the change keys encoded whole
+    from vulnwatch.diff import event_id_of
+    before = scan([f("CVE-2024-0001", Severity.LOW, cvss_score=3.1), f("CVE-2024-0002", pkg="zlib"),
+                   f("CVE-2024-0005", pkg="libé", ver="1:2.0")])
+    after = scan([f("CVE-2024-0001", Severity.CRITICAL, cvss_score=9.8, fixed_versions=("3.0.12",)),
+                  f("CVE-2024-0003", pkg="zlib"), f("CVE-2024-0004", pkg="curl", ver="8.0\"1")],
+                 at=T0 + timedelta(hours=1))
+    for current, previous, base, kind in ((after, before, None, EventKind.FINDINGS_CHANGED),
+                                          (replace(after, image=IMG2), None, before, EventKind.REBUILD),
+                                          (after, None, None, EventKind.NEW_IMAGE)):
+        ev = diff(current, previous, base, ("latest",))
+        keys = sorted([["+", *x.key] for x in ev.added] + [["-", *x.key] for x in ev.fixed]
+                      + [["~", *c.after.key, *c.what] for c in ev.changed])
+        assert ev.kind is kind and ev.id == event_id_of(current, previous, base, kind, keys)
+    assert len(keys) == 3 and ev.added
+
+
 def test_event_round_trips_through_dict():
     before = scan([f("CVE-2024-0001", Severity.MEDIUM, cvss_score=5.0)])
     after = scan([f("CVE-2024-0001", Severity.HIGH, cvss_score=7.5), f("CVE-2024-0004")])

@@ -23,13 +23,14 @@ removed, a re-score, or changed advisory data (with the data's version and date,
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from .runs import runs_of, severity_counts
+from .runs import Run, runs, severity_counts
 from .model import (ChangeReason, Coverage, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
-                    ScanState, Suppression, by_finding_key, priority_order, stable_id, utcnow)
+                    ScanState, Suppression, by_finding_key, priority_order, stable_id, stable_id_of_text, utcnow)
 
 __all__ = ["KIND_LABELS", "REASON_LABELS", "RESCORE_FIELDS", "change_parts", "coverage_change", "coverage_event",
            "diff", "event_id_of", "explain", "summarize", "finding_order", "why"]
@@ -60,8 +61,18 @@ def _epss(v: float | None) -> str:
 
 def finding_order(finding: Finding) -> tuple:
     """Sort key: by priority (:func:`vulnwatch.model.priority_order`: in KEV, severity, EPSS),
-    then by vulnerability id, package and version."""
-    return priority_order(finding)
+    then by vulnerability id, package and version (cached by object: the events of a data update
+    share the findings of each moved package)."""
+    hit = _ORDERS.get(id(finding))
+    if hit is None or hit[0] is not finding:
+        if len(_ORDERS) >= 1 << 16:
+            _ORDERS.clear()
+        hit = _ORDERS[id(finding)] = (finding, priority_order(finding))
+    return hit[1]
+
+
+_ORDERS: dict[int, tuple[Finding, tuple]] = {}
+"""id of a finding -> (the finding, its :func:`finding_order`); the entry keeps it alive."""
 
 
 def _meaningful(result: ScanResult | None) -> ScanResult | None:
@@ -117,10 +128,10 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
     if not (added or fixed or changed):
         return None
 
-    change_keys = sorted([["+", *f.key] for f in added] + [["-", *f.key] for f in fixed]
-                         + [["~", *c.after.key, *c.what] for c in changed])
+    entries = sorted([_entry("+", f) for f in added] + [_entry("-", f) for f in fixed]
+                     + [_change_entry(c) for c in changed])
     img = current.image
-    event_id = event_id_of(current, previous, base, kind, change_keys)
+    event_id = _event_id(current, previous, base, kind, [text for _key, text in entries])
     at = now if now is not None else utcnow()
     reasons = explain(kind, current, base, added, fixed, changed, now=at, data=data)
     return Event(
@@ -155,18 +166,12 @@ _PAIRS: dict[tuple, tuple[tuple, tuple, tuple]] = {}
 """(set id before, set id now, EPSS threshold) -> what moved between the two sets of one package."""
 
 
-def _package_runs(findings: Sequence[Finding]) -> dict[tuple, tuple[str, tuple]] | None:
-    """``{(ecosystem, package, version): (set id, findings)}``: the findings a package at a time
-    (the sets they are stored in); None when one package's findings are not in one run, or two
-    runs differ only by purl (then their finding keys could meet across runs)."""
-    out: dict[tuple, tuple[str, tuple]] = {}
-    for sid, items in runs_of(findings):
-        f = items[0]
-        k = (f.ecosystem, f.package_name, f.package_version)
-        if k in out:
-            return None
-        out[k] = (sid, items)
-    return out
+def _package_runs(found: Sequence[Run]) -> dict[tuple, Run] | None:
+    """``{(ecosystem, package, version): run}`` of a result's runs (the sets they are stored in);
+    None when one package's findings are not in one run, or two runs differ only by purl (then
+    their finding keys could meet across runs)."""
+    out = {r.key[:3]: r for r in found}
+    return out if len(out) == len(found) else None
 
 
 def _changes(now: Sequence[Finding], before: Sequence[Finding], epss_threshold: float
@@ -174,27 +179,33 @@ def _changes(now: Sequence[Finding], before: Sequence[Finding], epss_threshold: 
     """:func:`_compare`, a package at a time: what moved is computed once per pair of a
     package's finding sets (findings are stored per distinct package, and a data update moves the
     same packages in every image holding them), and a package whose set is the same on both
-    sides costs a look-up. Finding keys name their package, so comparing package by package
-    is comparing the whole; when packages cannot be told apart by their runs the whole is
+    sides costs a set look-up (a set id names its package, so a set on both sides is a package
+    that did not move). Finding keys name their package, so comparing package by package is
+    comparing the whole; when packages cannot be told apart by their runs the whole is
     compared."""
     if not now or not before:
         return _compare(now, before, epss_threshold)
-    runs_now, runs_before = _package_runs(now), _package_runs(before)
-    if runs_now is None or runs_before is None:
+    runs_now, runs_before = runs(now), runs(before)
+    sids_now, sids_before = {r.sid for r in runs_now}, {r.sid for r in runs_before}
+    moved_now = [r for r in runs_now if r.sid not in sids_before]
+    moved_before = [r for r in runs_before if r.sid not in sids_now]
+    if not moved_now and not moved_before:
+        return [], [], []
+    by_now, by_before = _package_runs(runs_now), _package_runs(runs_before)
+    if by_now is None or by_before is None:
         return _compare(now, before, epss_threshold)
     added: list[Finding] = []
     fixed: list[Finding] = []
     changed: list[FindingChange] = []
-    empty = ("", ())
-    for k in runs_now.keys() | runs_before.keys():
-        sid_now, items_now = runs_now.get(k, empty)
-        sid_before, items_before = runs_before.get(k, empty)
-        if sid_now == sid_before:
-            continue
-        pair = (sid_before, sid_now, epss_threshold)
+    keys = dict.fromkeys([r.key[:3] for r in moved_now] + [r.key[:3] for r in moved_before])
+    for k in keys:
+        run_now, run_before = by_now.get(k), by_before.get(k)
+        pair = (run_before.sid if run_before is not None else "", run_now.sid if run_now is not None else "",
+                epss_threshold)
         moved = _PAIRS.get(pair)
         if moved is None:
-            a, f, c = _compare(items_now, items_before, epss_threshold)
+            a, f, c = _compare(run_now.items if run_now is not None else (),
+                               run_before.items if run_before is not None else (), epss_threshold)
             if len(_PAIRS) >= 1 << 16:
                 _PAIRS.clear()
             moved = _PAIRS[pair] = (tuple(a), tuple(f), tuple(c))
@@ -285,7 +296,7 @@ def _short(digest: str | None) -> str:
 def _data_for(data: Sequence[DataSource], findings: Iterable[Finding], kinds: tuple[str, ...]) -> tuple[DataSource, ...]:
     """The sources of ``kinds`` that judge ``findings`` (an advisory source by the findings'
     ecosystems, ``Debian`` for ``Debian:12``); every one of those kinds when none is named."""
-    wanted = {f.ecosystem.split(":", 1)[0] for f in findings if f.ecosystem}
+    wanted = {e.split(":", 1)[0] for e in {f.ecosystem for f in findings} if e}
     pool = [d for d in data if d.kind in kinds]
     advisory = [d for d in pool if d.kind == "advisory" and d.name in wanted]
     return tuple(advisory + [d for d in pool if d.kind != "advisory"]) if advisory else tuple(pool)
@@ -318,8 +329,8 @@ def explain(kind: EventKind, current: ScanResult, base: ScanResult | None, added
     was_suppressed = {f.key: f.suppression for f in (base.suppressed if base is not None else ())
                       if f.suppression is not None}
     back: dict[tuple[bool, Suppression], list[Finding]] = {}
-    rest_added = []
-    for f in added:
+    rest_added = [] if was_suppressed else list(added)
+    for f in added if was_suppressed else ():
         s = was_suppressed.get(f.key)
         if s is None:
             rest_added.append(f)
@@ -354,9 +365,11 @@ def explain(kind: EventKind, current: ScanResult, base: ScanResult | None, added
                     f"{current.vulnerability_source_updated_at.isoformat(timespec='minutes')}")
         else:
             text = f"advisory data changed: {current.scanner} reported different findings for the same image"
-        reasons.append(ChangeReason(ReasonKind.ADVISORY_DATA_CHANGED, text, tuple(f.key for f in moved), ds))
-    if len(reasons) == 1:      # one reason explains everything: no need to list the findings again
-        reasons[0] = replace(reasons[0], findings=())
+        # the findings it explains, unless it is the only reason (below)
+        reasons.append(ChangeReason(ReasonKind.ADVISORY_DATA_CHANGED, text,
+                                    tuple(f.key for f in moved) if reasons else (), ds))
+    if len(reasons) == 1 and reasons[0].findings:   # one reason explains everything: no need to list
+        reasons[0] = replace(reasons[0], findings=())  # the findings again
     return tuple(reasons)
 
 
@@ -377,6 +390,38 @@ def event_id_of(current: ScanResult, previous: ScanResult | None, base: ScanResu
                      origin.image.digest if origin is not None else None,
                      origin.scanned_at.isoformat() if origin is not None else None,
                      change_keys)
+
+
+def _event_id(current: ScanResult, previous: ScanResult | None, base: ScanResult | None, kind: EventKind,
+              entries: list[str]) -> str:
+    """:func:`event_id_of` with the change keys given as their JSON texts, in order (each
+    encoded once per finding, :func:`_entry`): the same text ``json.dumps`` makes of the parts."""
+    img = current.image
+    origin = base if base is not None else previous
+    head = json.dumps([img.registry, img.repository, img.digest, kind.value,
+                       origin.image.digest if origin is not None else None,
+                       origin.scanned_at.isoformat() if origin is not None else None])
+    return stable_id_of_text(head[:-1] + ", [" + ", ".join(entries) + "]]")
+
+
+_ENTRIES: dict[tuple[str, int], tuple[Finding, tuple[list, str]]] = {}
+
+
+def _entry(sign: str, f: Finding) -> tuple[list, str]:
+    """A change key of an added (``+``) or fixed (``-``) finding, and its JSON text (cached by
+    object: the events of a data update share the findings of each moved package)."""
+    hit = _ENTRIES.get((sign, id(f)))
+    if hit is None or hit[0] is not f:
+        if len(_ENTRIES) >= 1 << 16:
+            _ENTRIES.clear()
+        key = [sign, *f.key]
+        hit = _ENTRIES[(sign, id(f))] = (f, (key, json.dumps(key)))
+    return hit[1]
+
+
+def _change_entry(c: FindingChange) -> tuple[list, str]:
+    key = ["~", *c.after.key, *c.what]
+    return key, json.dumps(key)
 
 
 KIND_LABELS = {

@@ -540,7 +540,7 @@ class Coverage:
         return cls(ecosystems=tuple(EcosystemCoverage.from_dict(e) for e in d.get("ecosystems") or ()),
                    unjudged=tuple(UnjudgedPackage.from_dict(u) for u in d.get("unjudged") or ()))
 
-    @property
+    @functools.cached_property
     def key(self) -> tuple:
         """What a change of coverage is measured by: which ecosystems are covered and which
         packages were not judged (and why); not record counts or import dates, which move with
@@ -652,7 +652,7 @@ class FindingChange:
     epss_threshold: float = 0.1
     """An EPSS move at least this large is a change (``vulndb.epss_threshold``)."""
 
-    @property
+    @functools.cached_property
     def what(self) -> tuple[str, ...]:
         """Names of the fields that changed: ``severity``, ``cvss_score``, ``fix_available``,
         ``kev`` (listed in or removed from KEV), ``epss`` (moved by at least ``epss_threshold``)."""
@@ -868,7 +868,13 @@ class Event:
 
 def stable_id(*parts: Any) -> str:
     """A UUID-shaped id derived from ``parts`` (same input, same id)."""
-    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return stable_id_of_text(json.dumps(parts, sort_keys=True, default=str))
+
+
+def stable_id_of_text(text: str) -> str:
+    """:func:`stable_id` of the parts whose ``json.dumps(parts, sort_keys=True, default=str)`` is
+    ``text`` (for a caller that encodes its parts from cached pieces)."""
+    h = hashlib.sha256(text.encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:32]}"
 
 

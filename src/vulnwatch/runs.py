@@ -104,8 +104,9 @@ def runs(findings: Sequence[Finding]) -> list[Run]:
 
 
 def _remember(seq: tuple, found: list[Run]) -> None:
-    if len(_WALKS) >= 1 << 11:
-        _WALKS.clear()
+    if len(_WALKS) >= 1 << 11:        # the older half goes (a batch being recorded is the newer)
+        for k in list(itertools.islice(_WALKS, 1 << 10)):
+            del _WALKS[k]
     _WALKS[id(seq)] = (seq, found)
 
 
@@ -147,7 +148,7 @@ def run_of(items: tuple) -> Run | None:
     """The run of one package's findings (None for none; a tuple of several packages: its first)."""
     if not items:
         return None
-    return runs(items)[0]
+    return next(iter(walk(items)))
 
 
 def runs_of(findings: Sequence[Finding]) -> list[tuple[str, tuple[Finding, ...]]]:

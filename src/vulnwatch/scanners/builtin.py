@@ -26,7 +26,7 @@ from ..walker import LayerCache, LayerError, LayerLimits
 from ..model import (Coverage, CoverageSummary, DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash,
                      signature_of, utcnow)
 from ..registries.interface import Registry, RegistryError
-from ..runs import Run, joined, runs
+from ..runs import Run, joined, runs, walk
 from ..vulndb.interface import VulnDBError, ecosystem_base
 from .interface import ScanError, ScanLimits, ScanResources, Scanner, deadline_error
 
@@ -99,6 +99,7 @@ class BuiltinScanner(Scanner):
         self._touched: dict[tuple, dict[tuple, bool]] = {}
         self._package_findings: dict[tuple, tuple[tuple, str]] = {}
         self._judgements: dict[tuple, tuple[tuple, tuple, bool]] = {}
+        self._coverages: dict[int, tuple[Coverage, Coverage]] = {}    # id of a stored one -> refreshed
 
     @property
     def matcher(self) -> Matcher:
@@ -313,18 +314,20 @@ class BuiltinScanner(Scanner):
 
     def package_findings(self, row: Sequence, distro: str | None) -> tuple:
         """The findings the current data gives one distinct package (a row in
-        :class:`~vulnwatch.model.PackageRow` field order) on an image of ``distro``, and their
-        findings signature: ``(findings, signature)``, matched once per scanner."""
+        :class:`~vulnwatch.model.PackageRow` field order) on an image of ``distro``, their
+        findings signature and their runs: ``(findings, signature, runs)``, matched once per
+        scanner."""
         k = (distro, row[0], row[1], row[2], row[3], row[4], row[5])
         hit = self._package_findings.get(k)
         if hit is None:
             found = tuple(self.matcher.match([_package_row(row)], distro))
-            hit = self._package_findings[k] = (found, signature_of(len(found), sum(finding_hash(f) for f in found)))
+            hit = self._package_findings[k] = (found, signature_of(len(found), sum(finding_hash(f) for f in found)),
+                                               list(walk(found)))
         return hit
 
     def _runs_of_package(self, row: Sequence, distro: str | None) -> list[Run]:
         """:meth:`package_findings` as runs (:mod:`vulnwatch.runs`: one, or none)."""
-        return runs(self.package_findings(row, distro)[0])
+        return self.package_findings(row, distro)[2]
 
     def _judged(self, row: Sequence, distro: str | None) -> tuple[tuple, tuple, bool]:
         """For one distinct package: what its findings are reported under (ecosystem, name,
@@ -371,13 +374,9 @@ class BuiltinScanner(Scanner):
                 if sk in wanted:
                     return None
                 wanted[sk] = (row, sig)
-            ecosystems = []
-            for e in old.ecosystems:
-                records, updated_at = self.matcher.ecosystem_data(e.ecosystem)
-                if not records:
-                    return None
-                ecosystems.append(e if (records, updated_at) == (e.records, e.updated_at)
-                                  else replace(e, records=records, updated_at=updated_at))
+            ecosystems = self._refreshed(old)
+            if ecosystems is None:
+                return None
         except VulnDBError as e:
             raise ScanError(snapshot.image, str(e), code=e.code) from e
         out: list[Run] = []
@@ -403,13 +402,27 @@ class BuiltinScanner(Scanner):
         if old.unjudged or fresh_unjudged:            # the held packages judged anew
             gone = {sk[:3] for sk in judged}
             unjudged = {u for u in old.unjudged if (u.ecosystem, u.name, u.version) not in gone} | set(fresh_unjudged)
-            coverage = Coverage(tuple(ecosystems), tuple(sorted(unjudged, key=lambda u: (u.ecosystem, u.name,
-                                                                                         u.version))))
-        else:
-            coverage = Coverage(tuple(ecosystems), ())
+            coverage = Coverage(ecosystems, tuple(sorted(unjudged, key=lambda u: (u.ecosystem, u.name, u.version))))
+        else:            # one object per coverage read (a store shares those of equal text)
+            hit = self._coverages.get(id(old))
+            if hit is None or hit[0] is not old:
+                hit = self._coverages[id(old)] = (old, Coverage(ecosystems, ()))
+            coverage = hit[1]
         return ScanResult(image=snapshot.image, scanner=snapshot.scanner, scanned_at=self.clock(),
                           findings=joined(out), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
                           coverage=coverage)
+
+    def _refreshed(self, old: Coverage) -> tuple | None:
+        """``old``'s ecosystems with the data's record counts and import dates now; None when the
+        data has no records for one of them."""
+        ecosystems = []
+        for e in old.ecosystems:
+            records, updated_at = self.matcher.ecosystem_data(e.ecosystem)
+            if not records:
+                return None
+            ecosystems.append(e if (records, updated_at) == (e.records, e.updated_at)
+                              else replace(e, records=records, updated_at=updated_at))
+        return tuple(ecosystems)
 
     def scan_many(self, images, previous):
         images = list(images)

@@ -22,6 +22,7 @@ import functools
 import json
 import operator
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -384,6 +385,25 @@ def _coverage_summary(text: str | None) -> CoverageSummary | None:
         return None
 
 
+_COVERAGE_TEXTS: dict[int, tuple[Coverage | None, dict, float]] = {}
+
+
+def _coverage_columns(coverage: Coverage | None) -> dict:
+    """The ``coverage`` and ``coverage_summary`` columns of a snapshot, cached by object for a
+    minute (the results of a re-match share the coverage objects of the snapshots they come
+    from; its ``age_days``, in tenths of a day, is as of when it was written)."""
+    if coverage is None:
+        return dict(coverage=None, coverage_summary=None)
+    now = time.monotonic()
+    hit = _COVERAGE_TEXTS.get(id(coverage))
+    if hit is None or hit[0] is not coverage or now - hit[2] > 60:
+        if len(_COVERAGE_TEXTS) >= 1 << 12:
+            _COVERAGE_TEXTS.clear()
+        cols = dict(coverage=_dumps(coverage.to_dict()), coverage_summary=_dumps(coverage.brief().to_dict()))
+        hit = _COVERAGE_TEXTS[id(coverage)] = (coverage, cols, now)
+    return hit[1]
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))  # key order kept: counts go most severe first
 
@@ -434,6 +454,7 @@ class SQLStore(FenceStack, Store):
         self._list_cache: dict[str, list] = {}    # event list id -> its items (parsed JSON)
         self._set_cache: dict[str, tuple[Finding, ...]] = {}   # finding set id -> its findings
         self._set_runs: dict[str, Run | None] = {}   # finding set id -> its run (None: not one run)
+        self._coverages: dict[str, Coverage | None] = {}   # stored coverage text -> its value
         try:
             if self._sqlite:
                 self._engine = self._sqlite_engine(u)
@@ -687,11 +708,20 @@ class SQLStore(FenceStack, Store):
                 distro=row.distro,
                 notes=tuple(json.loads(row.notes)),
                 suppressed=tuple(_finding_from_dict(d) for d in json.loads(row.suppressed or "[]")),
-                coverage=Coverage.from_dict(json.loads(row.coverage)) if row.coverage else None,
+                coverage=self._coverage_of(row.coverage) if row.coverage else None,
             )
         except (ValueError, KeyError, TypeError) as e:
             raise StoreError(f"state store {self._display}: cannot read the {where} ({e}); "
                              "rescan the image to replace it") from None
+
+    def _coverage_of(self, text: str) -> Coverage | None:
+        """A stored coverage, one object per distinct text (a fleet has few; they are immutable)."""
+        hit = self._coverages.get(text)
+        if hit is None:
+            if len(self._coverages) >= 1 << 12:
+                self._coverages.clear()
+            hit = self._coverages[text] = Coverage.from_dict(json.loads(text))
+        return hit
 
     def snapshot(self, registry: str, repository: str, digest: str, *,
                  with_inventory: bool = True) -> ScanResult | None:
@@ -717,16 +747,24 @@ class SQLStore(FenceStack, Store):
     def snapshots_of(self, keys: Sequence[tuple[str, str, str]], *,
                      with_inventory: bool = True) -> Iterator[ScanResult]:
         keys = list(dict.fromkeys(tuple(k) for k in keys))
-        s = snapshots_t
         for i in range(0, len(keys), 100):
             chunk = keys[i:i + 100]
-            q = self._snapshot_query(with_inventory=with_inventory).where(or_(*[
-                and_(s.c.registry == r, s.c.repository == p, s.c.digest == d) for r, p, d in chunk]))
+            q = self._snapshots_of_query(len(chunk), with_inventory)
             with self._tx("reading snapshots") as conn:
-                rows = conn.execute(q).all()
+                rows = conn.execute(q, {f"k{n}_{j}": v for n, key in enumerate(chunk)
+                                        for j, v in enumerate(key)}).all()
             self._load_sets(rows)
             for r in rows:
                 yield self._result(r, with_inventory=with_inventory)
+
+    @functools.lru_cache(maxsize=16)
+    def _snapshots_of_query(self, n: int, with_inventory: bool):
+        """The query of :meth:`snapshots_of` for ``n`` keys (``k{i}_0`` .. ``k{i}_2``), made once
+        per shape: building an OR of 100 key equalities was a tenth of a re-match's reading."""
+        s = snapshots_t
+        return self._snapshot_query(with_inventory=with_inventory).where(or_(*[
+            and_(s.c.registry == bindparam(f"k{i}_0"), s.c.repository == bindparam(f"k{i}_1"),
+                 s.c.digest == bindparam(f"k{i}_2")) for i in range(n)]))
 
     def inventories(self, registry: str | None = None,
                     keys: Sequence[tuple[str, str, str]] | None = None) -> Iterator[StoredInventory]:
@@ -987,8 +1025,7 @@ class SQLStore(FenceStack, Store):
                                             total + sum(finding_hash(f) for f in result.suppressed)),
             suppressed="[" + ",".join(_finding_json(f) for f in result.suppressed) + "]",
             notes=_dumps(list(result.notes)), counts=counts, kev=kev,
-            coverage=_dumps(result.coverage.to_dict()) if result.coverage is not None else None,
-            coverage_summary=_dumps(result.coverage.brief().to_dict()) if result.coverage is not None else None)
+            **_coverage_columns(result.coverage))
         if not it.keep_inventory:
             snapshot.update(packages=_pack(_dump_packages(result.packages)), distro=result.distro, names_chunk=None)
         history = dict(registry=img.registry, repository=img.repository, digest=img.digest,
