@@ -638,13 +638,14 @@ class SQLStore(FenceStack, Store):
                      tags=tuple(json.loads(row.tags or "[]")), pushed_at=row.pushed_at,
                      media_type=row.media_type, size_bytes=row.size_bytes)
 
-    def _load_sets(self, rows) -> None:
-        """Read into the cache the finding sets ``rows`` (snapshot rows) refer to and it lacks."""
+    def _load_sets(self, rows) -> list[list[str] | None]:
+        """Read into the cache the finding sets ``rows`` (snapshot rows) refer to and it lacks;
+        returns each row's set ids (None: none)."""
         cache = self._set_cache
-        missing = list(dict.fromkeys(sid for r in rows if getattr(r, "finding_sets", None)
-                                     for sid in json.loads(r.finding_sets) if sid not in cache))
+        refs = [json.loads(r.finding_sets) if getattr(r, "finding_sets", None) else None for r in rows]
+        missing = list(dict.fromkeys(sid for ids in refs if ids for sid in ids if sid not in cache))
         if not missing:
-            return
+            return refs
         if len(cache) + len(missing) > 1 << 16:
             cache.clear()
             self._set_runs.clear()
@@ -653,11 +654,17 @@ class SQLStore(FenceStack, Store):
             for chunk in _chunks_of(missing):
                 for sid, body in conn.execute(select(fs.c.id, fs.c.findings).where(fs.c.id.in_(chunk))):
                     cache[sid] = tuple(_finding_from_dict(d) for d in json.loads(body))
+        return refs
 
-    def _findings_of(self, row) -> tuple[Finding, ...]:
-        """A snapshot row's findings: inline, then those of its sets (loaded by :meth:`_load_sets`)."""
-        inline = tuple(_finding_from_dict(d) for d in json.loads(row.findings or "[]"))
+    def _findings_of(self, row, ids: list[str] | None = None) -> tuple[Finding, ...]:
+        """A snapshot row's findings: inline, then those of its sets (loaded by :meth:`_load_sets`,
+        which gives their ``ids``)."""
         refs = getattr(row, "finding_sets", None)
+        if refs and row.findings in (None, "[]"):    # the sets' runs known: a look-up per set
+            parts = list(map(self._set_runs.get, ids if ids is not None else json.loads(refs)))
+            if None not in parts:
+                return joined(parts)
+        inline = tuple(_finding_from_dict(d) for d in json.loads(row.findings or "[]"))
         if not refs:
             return inline
         cache = self._set_cache
@@ -693,14 +700,14 @@ class SQLStore(FenceStack, Store):
         self._set_runs[sid] = run
         return run
 
-    def _result(self, row, *, with_inventory: bool = True) -> ScanResult:
+    def _result(self, row, *, with_inventory: bool = True, ids: list[str] | None = None) -> ScanResult:
         where = f"snapshot of {row.registry}/{row.repository}@{row.digest}"
         try:
             return ScanResult(
                 image=self._image(row),
                 scanner=row.scanner,
                 scanned_at=row.scanned_at,
-                findings=self._findings_of(row),
+                findings=self._findings_of(row, ids),
                 vulnerability_source_updated_at=row.vulnerability_source_updated_at,
                 state=ScanState(row.state),
                 packages=tuple(Package(*r) if isinstance(r, PackageRow) else r
@@ -753,9 +760,8 @@ class SQLStore(FenceStack, Store):
             with self._tx("reading snapshots") as conn:
                 rows = conn.execute(q, {f"k{n}_{j}": v for n, key in enumerate(chunk)
                                         for j, v in enumerate(key)}).all()
-            self._load_sets(rows)
-            for r in rows:
-                yield self._result(r, with_inventory=with_inventory)
+            for r, ids in zip(rows, self._load_sets(rows)):
+                yield self._result(r, with_inventory=with_inventory, ids=ids)
 
     @functools.lru_cache(maxsize=16)
     def _snapshots_of_query(self, n: int, with_inventory: bool):
