@@ -20,7 +20,8 @@ the in-process gunzip, no interpreter start-up) are printed for reference, not j
 process line also gives its CPU time (user + system, children included, from ``os.wait4``):
 more CPU than wall time means a second core was used. The CLI is also run with the walk in one
 process (``VULNWATCH_WALK_PROCESS=0``: no forked parser), and the start-up alone of each Python
-process (its imports, no work) is measured, to show where the time goes.
+process (its imports, no work) is measured, to show where the time goes. vulnwatch's bytecode
+is compiled first (as an installed package has it), whatever ``PYTHONDONTWRITEBYTECODE`` says.
 
     python bench/scan_image.py [--repeat 3] [--cache DIR]
 
@@ -149,6 +150,13 @@ def measure(registry, repeat: int, work: Path) -> None:
     config = work / "vulnwatch.yaml"
     config.write_text(f"vulndb:\n  path: {work / 'osv.db'}\n")
     env = {**os.environ, "VULNWATCH_CONFIG": str(config), "HOME": str(work)}
+    # bytecode compiled, as an installed package has it (pip compiles on install); without this
+    # a PYTHONDONTWRITEBYTECODE environment makes every start compile vulnwatch from source
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    import vulnwatch
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(vulnwatch.__file__).parent)],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
     results: dict[str, float] = {}
     spreads: dict[str, list[float]] = {}
 

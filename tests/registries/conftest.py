@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -134,7 +135,14 @@ class Proxy:
     refuse_catalog: int | None = None
     """Answer ``/v2/_catalog`` with this status (404 as GHCR and GitLab, 401 with a bearer
     challenge as Docker Hub), as registries that do not list their repositories do."""
+    hold_heads: float = 0.0
+    """Seconds to hold each ``HEAD`` of a manifest before forwarding it (a slow registry)."""
+    hold_tags: float = 0.0
+    """Seconds to hold each ``tags/list`` request before forwarding it."""
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    """The most held requests (``hold_*``) it was holding at once."""
     httpd: ThreadingHTTPServer | None = None
 
     @property
@@ -188,6 +196,20 @@ def start_proxy(upstream: str, **options) -> Proxy:
                 self.wfile.write(body)
 
         def _forward(self):
+            hold = (proxy.hold_heads if self.command == "HEAD" and "/manifests/" in self.path else
+                    proxy.hold_tags if "/tags/list" in self.path else 0)
+            if hold:       # counted while held: not answered yet, so surely in flight for the client
+                with lock:
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                try:
+                    time.sleep(hold)
+                finally:
+                    with lock:
+                        proxy.in_flight -= 1
+            self._forward_now()
+
+        def _forward_now(self):
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
             with lock:
                 proxy.requests.append((self.command, self.path, {k.lower(): v for k, v in headers.items()}))

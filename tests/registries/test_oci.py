@@ -176,3 +176,66 @@ def test_credentials_in_url_rejected_without_echoing_them():
     with pytest.raises(RegistryError) as e:
         OCIRegistry("local", "https://bob:pw-in-url@registry.example", insecure=True)
     assert "pw-in-url" not in str(e.value) and "credentials" in str(e.value)
+
+
+def test_requests_in_flight_stay_within_max_concurrency_across_repositories(plain_registry, make_proxy):
+    # a cycle lists `listing_concurrency` repositories at once; their tags are resolved by one pool
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vulnwatch.config.registries import OciRegistryConfig as OciConfig
+
+    proxy = make_proxy(plain_registry.url, hold_heads=0.05)
+    reg = OCIRegistry.from_config(OciConfig(name="local", type="oci", url=proxy.url, insecure=True,
+                                            max_concurrency=3))
+    try:
+        assert (reg.concurrency, reg.listing_concurrency) == (3, 3)
+        repos = ["app", *MANY_REPOS]
+        with ThreadPoolExecutor(reg.listing_concurrency) as pool:
+            found = dict(zip(repos, pool.map(lambda r: list(reg.images(r)), repos)))
+    finally:
+        reg.close()
+    assert sorted(t for img in found["app"] for t in img.tags) == sorted(["v1", "v2", *EXTRA_TAGS])
+    assert all(len(found[r]) == 1 for r in MANY_REPOS)
+    heads = [p for m, p, _ in proxy.requests if m == "HEAD"]
+    assert len(heads) == 8 + len(MANY_REPOS)            # one per tag, nothing else
+    assert proxy.max_in_flight == 3                      # used, and never more
+
+
+def test_tags_are_resolved_under_the_deadline_of_the_thread_that_lists(plain_registry, make_proxy):
+    import time
+
+    from vulnwatch.model import Deadline, deadline_scope
+
+    proxy = make_proxy(plain_registry.url, hold_heads=1.5)
+    reg = OCIRegistry("local", proxy.url, insecure=True, concurrency=4, retries=0)
+    try:
+        started = time.monotonic()
+        with deadline_scope(Deadline.after(0.3, "limits.cycle_timeout")), pytest.raises(RegistryError) as e:
+            list(reg.images("app"))
+        assert time.monotonic() - started < 1.2
+        assert "timed out" in str(e.value) and "limits.cycle_timeout" in str(e.value)
+    finally:
+        reg.close()
+        while proxy.in_flight:           # the held requests end before the registry may go
+            time.sleep(0.05)
+
+
+def test_requests_sent_before_another_learnt_the_challenge_are_answered_with_credentials(basic_registry,
+                                                                                        make_proxy):
+    # repositories listed at once: every first request goes out before any 401 came back
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.registries.conftest import BASIC_PASSWORD
+    from vulnwatch.registries.auth import Credentials
+
+    proxy = make_proxy(basic_registry.url, hold_tags=0.2)
+    reg = OCIRegistry("local", proxy.url, insecure=True, concurrency=4,
+                      credentials=Credentials(username="alice", password=BASIC_PASSWORD))
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            found = list(pool.map(lambda _: [i.tags for i in reg.images("app")], range(4)))
+    finally:
+        reg.close()
+    assert found == [[("v1",)]] * 4
+    first = [h for m, p, h in proxy.requests if "/tags/list" in p][:4]
+    assert not any("authorization" in h for h in first)          # all four went out unauthenticated

@@ -198,8 +198,11 @@ class OCIRegistry(Registry):
     of an index is returned by :meth:`platform_manifests`. ``max_blob_size`` bounds a blob
     stream. ``client`` is an httpx.Client to reuse (its TLS settings then apply).
     ``page_size`` is the ``n`` for catalog/tag pages; ``retries`` and ``backoff`` bound the
-    retries on 429/5xx/connection errors; ``concurrency`` is how many tags :meth:`images`
-    resolves at once. ``docker_hub`` applies Docker Hub's convention that a one-component
+    retries on 429/5xx/connection errors; ``concurrency`` (``max_concurrency`` in the
+    configuration) bounds the requests in flight at once, whichever thread sends them: a cycle
+    lists that many repositories at once (:attr:`listing_concurrency`), and the tags of all of
+    them are resolved by one pool of that many threads, each request on a keep-alive connection
+    of one client, under the deadline of the thread that asked. ``docker_hub`` applies Docker Hub's convention that a one-component
     repository name is an official image under ``library/`` (default: when the host is Docker
     Hub's).
     """
@@ -215,7 +218,7 @@ class OCIRegistry(Registry):
         every = registry.platform == "all"
         return cls(registry.name, url, credentials=creds, insecure=registry.insecure,
                    platform="linux/amd64" if every else registry.platform, all_platforms=every,
-                   limits=limits or RequestLimits())
+                   concurrency=getattr(registry, "max_concurrency", 4), limits=limits or RequestLimits())
 
     def __init__(self, name: str, url: str, *, credentials: Credentials | None = None, insecure: bool = False,
                  platform: str = "linux/amd64", all_platforms: bool = False, timeout: float = 30.0,
@@ -253,7 +256,11 @@ class OCIRegistry(Registry):
         self.page_size = page_size
         self.retries = retries
         self.backoff = backoff
-        self.concurrency = concurrency
+        self.concurrency = max(1, concurrency)
+        self.listing_concurrency = self.concurrency
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._resolver: ThreadPoolExecutor | None = None
+        self._resolver_lock = threading.Lock()
         self._own_client = client is None
         http_timeout = httpx.Timeout(connect=limits.connect_timeout, read=limits.read_timeout,
                                      write=limits.read_timeout, pool=limits.connect_timeout)
@@ -293,7 +300,7 @@ class OCIRegistry(Registry):
                         connect=min(self.limits.connect_timeout, left), read=min(self.limits.read_timeout, left),
                         write=min(self.limits.read_timeout, left), pool=min(self.limits.connect_timeout, left)
                     ).as_dict()
-                with deadline_scope(deadline):
+                with deadline_scope(deadline), self._slots:
                     resp = self._client.send(request, stream=stream, follow_redirects=False)
             except httpx.TransportError as e:
                 tls = tls_verify_error(e)
@@ -328,7 +335,10 @@ class OCIRegistry(Registry):
                 retried_auth = True
                 if stream:
                     resp.read()
-                if self.auth.answer_challenge(resp, scope):
+                # a request sent at once with another may have gone out before that one learnt the
+                # challenge (its answer then says "tried"): it is retried with what is known now
+                if self.auth.answer_challenge(resp, scope) or (
+                        self.auth.headers_for(url, scope).get("Authorization") != req_headers.get("Authorization")):
                     resp.close()
                     continue
             if resp.status_code in _RETRY_STATUS and attempt < self.retries:
@@ -531,15 +541,30 @@ class OCIRegistry(Registry):
         raw, mt, digest = self._fetch_manifest(repository, reference)
         return digest, mt, len(raw)
 
+    def _resolve_all(self, repository: str, tags: list[str]) -> list[tuple[str, str | None, int | None]]:
+        """:meth:`resolve` of every tag, in order, by the registry's one pool of resolving threads
+        (shared by the repositories listed at once), each in a copy of the caller's context (its
+        deadline holds there). The first error is raised once all have ended."""
+        if len(tags) <= 1 or self.concurrency <= 1:
+            return [self.resolve(repository, t) for t in tags]
+        with self._resolver_lock:
+            if self._resolver is None:
+                self._resolver = ThreadPoolExecutor(self.concurrency, thread_name_prefix="vulnwatch-resolve")
+            pool = self._resolver
+        futures = [pool.submit(contextvars.copy_context().run, self.resolve, repository, t) for t in tags]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
+
     def images(self, repository: str) -> Iterator[Image]:
         repository = self.canonical_repository(repository)
         by_digest: dict[str, dict] = {}
         tags = list(self.tags(repository))
-        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(tags) or 1))) as pool:
-            resolved = pool.map(lambda t: (t, self.resolve(repository, t)), tags)
-            for tag, (digest, media_type, _size) in resolved:
-                entry = by_digest.setdefault(digest, {"tags": [], "media_type": media_type})
-                entry["tags"].append(tag)
+        for tag, (digest, media_type, _size) in zip(tags, self._resolve_all(repository, tags)):
+            entry = by_digest.setdefault(digest, {"tags": [], "media_type": media_type})
+            entry["tags"].append(tag)
         for digest, entry in by_digest.items():
             tags = tuple(sorted(entry["tags"]))
             if self.all_platforms and entry["media_type"] in INDEX_TYPES:
@@ -628,5 +653,8 @@ class OCIRegistry(Registry):
         return io.BufferedReader(raw, buffer_size=1 << 16)
 
     def close(self) -> None:
+        if self._resolver is not None:
+            self._resolver.shutdown(wait=True, cancel_futures=True)
+            self._resolver = None
         if self._own_client:
             self._client.close()
