@@ -756,10 +756,15 @@ class SQLStore(FenceStack, Store):
         keys = list(dict.fromkeys(tuple(k) for k in keys))
         for i in range(0, len(keys), 100):
             chunk = keys[i:i + 100]
-            q = self._snapshots_of_query(len(chunk), with_inventory)
+            if self._sqlite:
+                q = self._snapshots_of_query(len(chunk), with_inventory)
+                params = {f"k{n}_{j}": v for n, key in enumerate(chunk) for j, v in enumerate(key)}
+            else:    # by key arrays (see _select_keys)
+                where, params = self._key_arrays(chunk, ("snapshots.registry", "snapshots.repository",
+                                                         "snapshots.digest"), {})
+                q = self._snapshot_query(with_inventory=with_inventory).where(text(where))
             with self._tx("reading snapshots") as conn:
-                rows = conn.execute(q, {f"k{n}_{j}": v for n, key in enumerate(chunk)
-                                        for j, v in enumerate(key)}).all()
+                rows = conn.execute(q, params).all()
             for r, ids in zip(rows, self._load_sets(rows)):
                 yield self._result(r, with_inventory=with_inventory, ids=ids)
 
@@ -1071,7 +1076,16 @@ class SQLStore(FenceStack, Store):
 
     def _select_keys(self, conn: Connection, sql: str, keys: Sequence[tuple], names: Sequence[str],
                      typed: dict[str, Any] | None = None, per: int = 100) -> list:
-        """Rows of ``sql`` (``... WHERE {keys}``) for ``keys``, ``per`` keys a query."""
+        """Rows of ``sql`` (``... WHERE {keys}``) for ``keys``, ``per`` keys a query.
+
+        On PostgreSQL the keys go as one array per column (``(a, b) IN (SELECT * FROM
+        unnest(...))``): its planner answers an OR of many key equalities by scanning every row
+        of the first column's value (every image of the registry), which made a batch's reads
+        grow with the fleet."""
+        if not keys:
+            return []
+        if not self._sqlite:
+            return self._select_key_arrays(conn, sql, keys, names, typed or {})
         out: list = []
         typed_items = tuple(sorted((typed or {}).items()))
         for i in range(0, len(keys), per):
@@ -1079,6 +1093,24 @@ class SQLStore(FenceStack, Store):
             q, params = self._keys_query(sql, len(chunk), tuple(names), typed_items)
             out.extend(conn.execute(q, dict(zip(params, [v for key in chunk for v in key]))).all())
         return out
+
+    def _key_arrays(self, keys: Sequence[tuple], names: Sequence[str], typed: dict[str, Any]) -> tuple[str, dict]:
+        """``(a, b) IN (SELECT * FROM unnest(CAST(:ka0 AS varchar[]), ...))`` for ``keys`` over the
+        columns ``names`` (PostgreSQL), and its parameters: one array per column (timestamps for
+        those in ``typed``)."""
+        casts, params = [], {}
+        for j, c in enumerate(names):
+            values = [key[j] for key in keys]
+            if c in typed:
+                values = [typed[c].process_bind_param(v, self._engine.dialect) for v in values]
+            casts.append(f"CAST(:ka{j} AS {'timestamptz' if c in typed else 'varchar'}[])")
+            params[f"ka{j}"] = values
+        return f"({', '.join(names)}) IN (SELECT * FROM unnest({', '.join(casts)}))", params
+
+    def _select_key_arrays(self, conn: Connection, sql: str, keys: Sequence[tuple], names: Sequence[str],
+                           typed: dict[str, Any]) -> list:
+        where, params = self._key_arrays(keys, names, typed)
+        return conn.execute(text(sql.format(keys=where)), params).all()
 
     def _write_scans(self, conn: Connection, items: list[ScanCommit], rows: list[dict],
                      now: datetime, pending: set[str], pending_lists: set[str]) -> list[StoreConflict | None]:
