@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from .runs import Run, runs, severity_counts
+from .runs import PACKAGE, SID, Run, runs, severity_counts
 from .model import (ChangeReason, Coverage, DataSource, Event, EventKind, Finding, FindingChange, ReasonKind, ScanResult,
                     ScanState, Suppression, by_finding_key, priority_order, stable_id, stable_id_of_text, utcnow)
 
@@ -69,6 +69,10 @@ def finding_order(finding: Finding) -> tuple:
             _ORDERS.clear()
         hit = _ORDERS[id(finding)] = (finding, priority_order(finding))
     return hit[1]
+
+
+def _change_order(c: FindingChange) -> tuple:
+    return finding_order(c.after)
 
 
 _ORDERS: dict[int, tuple[Finding, tuple]] = {}
@@ -124,7 +128,7 @@ def diff(current: ScanResult, previous: ScanResult | None, tag_base: ScanResult 
     added, fixed, changed = _changes(current.findings, base.findings if base is not None else (), epss_threshold)
     added.sort(key=finding_order)
     fixed = sorted((f for f in fixed if f.key not in suppressed_now), key=finding_order)
-    changed.sort(key=lambda c: finding_order(c.after))
+    changed.sort(key=_change_order)
     if not (added or fixed or changed):
         return None
 
@@ -170,7 +174,7 @@ def _package_runs(found: Sequence[Run]) -> dict[tuple, Run] | None:
     """``{(ecosystem, package, version): run}`` of a result's runs (the sets they are stored in);
     None when one package's findings are not in one run, or two runs differ only by purl (then
     their finding keys could meet across runs)."""
-    out = {r.key[:3]: r for r in found}
+    out = dict(zip(map(PACKAGE, found), found))
     return out if len(out) == len(found) else None
 
 
@@ -186,7 +190,7 @@ def _changes(now: Sequence[Finding], before: Sequence[Finding], epss_threshold: 
     if not now or not before:
         return _compare(now, before, epss_threshold)
     runs_now, runs_before = runs(now), runs(before)
-    sids_now, sids_before = {r.sid for r in runs_now}, {r.sid for r in runs_before}
+    sids_now, sids_before = set(map(SID, runs_now)), set(map(SID, runs_before))
     moved_now = [r for r in runs_now if r.sid not in sids_before]
     moved_before = [r for r in runs_before if r.sid not in sids_now]
     if not moved_now and not moved_before:
@@ -197,7 +201,7 @@ def _changes(now: Sequence[Finding], before: Sequence[Finding], epss_threshold: 
     added: list[Finding] = []
     fixed: list[Finding] = []
     changed: list[FindingChange] = []
-    keys = dict.fromkeys([r.key[:3] for r in moved_now] + [r.key[:3] for r in moved_before])
+    keys = dict.fromkeys([r.package for r in moved_now] + [r.package for r in moved_before])
     for k in keys:
         run_now, run_before = by_now.get(k), by_before.get(k)
         pair = (run_before.sid if run_before is not None else "", run_now.sid if run_now is not None else "",
@@ -208,7 +212,9 @@ def _changes(now: Sequence[Finding], before: Sequence[Finding], epss_threshold: 
                                run_before.items if run_before is not None else (), epss_threshold)
             if len(_PAIRS) >= 1 << 16:
                 _PAIRS.clear()
-            moved = _PAIRS[pair] = (tuple(a), tuple(f), tuple(c))
+            # each in the event's order: an event's lists are these merged (a sort of sorted runs)
+            moved = _PAIRS[pair] = (tuple(sorted(a, key=finding_order)), tuple(sorted(f, key=finding_order)),
+                                    tuple(sorted(c, key=_change_order)))
         added += moved[0]
         fixed += moved[1]
         changed += moved[2]

@@ -23,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import operator
 from collections.abc import Iterable, Sequence
 
 from .model import Finding, Severity, finding_hash, signature_of
 
 __all__ = ["Run", "finding_parts", "joined", "runs", "runs_of", "set_id", "severity_counts", "signature_total",
-           "walk"]
+           "totals", "walk"]
 
 
 def _dumps(value) -> str:
@@ -62,16 +63,26 @@ def set_id(text: str) -> str:
 class Run:
     """One package's consecutive findings, with what storing, signing and counting need."""
 
-    __slots__ = ("items", "key", "sid", "text", "pair", "total", "counts", "kev", "signature")
+    __slots__ = ("items", "key", "package", "sid", "text", "pair", "total", "counts", "kev", "signature")
 
     def __init__(self, items: tuple, key: tuple, sid: str, text: str, total: int, counts: tuple[int, ...],
                  kev: int) -> None:
         self.items, self.key, self.sid, self.text = items, key, sid, text
+        self.package = key[:3]
+        """(ecosystem, package, version): what its findings' keys name (the key without the purl)."""
         self.total, self.counts, self.kev = total, counts, kev
         self.pair = (sid, text)
         self.signature = signature_of(len(items), total)
         """:func:`~vulnwatch.model.signature_of` the run's findings."""
 
+
+ITEMS = operator.attrgetter("items")
+KEY = operator.attrgetter("key")
+PACKAGE = operator.attrgetter("package")
+SID = operator.attrgetter("sid")
+_TOTAL = operator.attrgetter("total")
+_COUNTS = operator.attrgetter("counts")
+_KEV = operator.attrgetter("kev")
 
 _RUN_AT: dict[int, Run] = {}
 """id of a run's first finding -> the run (which keeps its findings alive, so ids stay unique)."""
@@ -94,20 +105,35 @@ its diff, its counts, its sets and its signature; the entry keeps the tuple aliv
 
 def runs(findings: Sequence[Finding]) -> list[Run]:
     """``findings`` as their runs, in order (cached by the tuple)."""
+    return _walked(findings)[1]
+
+
+def _walked(findings: Sequence[Finding]) -> list:
     seq = findings if isinstance(findings, tuple) else tuple(findings)
     hit = _WALKS.get(id(seq))
     if hit is not None and hit[0] is seq:
-        return hit[1]
-    found = list(walk(seq))
-    _remember(seq, found)
-    return found
+        return hit
+    return _remember(seq, list(walk(seq)))
 
 
-def _remember(seq: tuple, found: list[Run]) -> None:
+def _remember(seq: tuple, found: list[Run]) -> list:
     if len(_WALKS) >= 1 << 11:        # the older half goes (a batch being recorded is the newer)
         for k in list(itertools.islice(_WALKS, 1 << 10)):
             del _WALKS[k]
-    _WALKS[id(seq)] = (seq, found)
+    hit = _WALKS[id(seq)] = [seq, found, None]
+    return hit
+
+
+def totals(findings: Sequence[Finding]) -> tuple[int, int, tuple[int, ...], int]:
+    """(how many, the sum of their finding hashes, their counts per severity in
+    :data:`SEVERITIES` order, how many are listed in KEV) of ``findings``, summed a run at a
+    time, once per tuple (a result is counted for its diff, its event and its write)."""
+    hit = _walked(findings)
+    if hit[2] is None:
+        found = hit[1]
+        counts = tuple(map(sum, zip(*map(_COUNTS, found)))) if found else (0,) * len(SEVERITIES)
+        hit[2] = (len(hit[0]), sum(map(_TOTAL, found)), counts, sum(map(_KEV, found)))
+    return hit[2]
 
 
 def walk(seq: tuple, at: dict[int, Run] = _RUN_AT) -> Iterable[Run]:
@@ -116,30 +142,55 @@ def walk(seq: tuple, at: dict[int, Run] = _RUN_AT) -> Iterable[Run]:
     n = len(seq)
     i = 0
     get = at.get
+    parts_of = _PARTS.get
     while i < n:
         f = seq[i]
         run = get(id(f))
-        if run is None or seq[i:i + len(run.items)] != run.items or (
-                i + len(run.items) < n and finding_parts(seq[i + len(run.items)])[4] == run.key):
-            key = finding_parts(f)[4]
-            j = i + 1
-            while j < n and finding_parts(seq[j])[4] == key:
-                j += 1
-            run = _make_run(seq[i:j])
-            if len(at) >= 1 << 16:
-                at.clear()
-            at[id(f)] = run
+        if run is not None:               # a run seen before starts here: is it all of this one?
+            end = i + len(run.items)
+            if run.items[0] is f and end == i + 1 or seq[i:end] == run.items:
+                if end >= n:
+                    yield run
+                    return
+                nxt = seq[end]
+                p = parts_of(id(nxt))
+                if p is None or p[0] is not nxt:
+                    p = finding_parts(nxt)
+                if p[4] != run.key:
+                    yield run
+                    i = end
+                    continue
+        key = finding_parts(f)[4]
+        j = i + 1
+        while j < n and finding_parts(seq[j])[4] == key:
+            j += 1
+        items = seq[i:j]
+        run = _SPANS.get((id(f), j - i))       # the same findings in a row seen before
+        if run is None or run.items != items:
+            run = _make_run(items)
+            if len(_SPANS) >= 1 << 16:
+                _SPANS.clear()
+            _SPANS[(id(f), j - i)] = run
+        if len(at) >= 1 << 16:
+            at.clear()
+        at[id(f)] = run
         yield run
-        i += len(run.items)
+        i = j
+
+
+_SPANS: dict[tuple[int, int], Run] = {}
+"""(id of a run's first finding, its length) -> the run: a run found again after another one
+starting at the same finding took its place in a walk's cache (the sorted lists of events cut
+one package's findings into runs of different lengths) is not made again."""
 
 
 def joined(parts: Sequence[Run]) -> tuple[Finding, ...]:
     """The findings of ``parts`` (runs of distinct packages), in order, as one tuple whose runs
     are known to be ``parts``: what :func:`runs` would find (two neighbours of one key would be
     one run; then the tuple is walked as any other)."""
-    seq = tuple(itertools.chain.from_iterable([r.items for r in parts]))
-    keys = [r.key for r in parts]
-    if all(a != b for a, b in zip(keys, keys[1:])):
+    seq = tuple(itertools.chain.from_iterable(map(ITEMS, parts)))
+    keys = list(map(KEY, parts))
+    if not any(map(operator.eq, keys, keys[1:])):
         _remember(seq, list(parts))
     return seq
 
@@ -160,13 +211,11 @@ def runs_of(findings: Sequence[Finding]) -> list[tuple[str, tuple[Finding, ...]]
 def signature_total(findings: Iterable[Finding]) -> tuple[int, int]:
     """(count, sum of finding hashes) of ``findings`` (see :func:`~vulnwatch.model.signature_of`),
     a run at a time (each run's sum kept with it)."""
-    found = runs(findings if isinstance(findings, tuple) else tuple(findings))
-    return sum(len(r.items) for r in found), sum(r.total for r in found)
+    t = totals(findings if isinstance(findings, tuple) else tuple(findings))
+    return t[0], t[1]
 
 
 def severity_counts(findings: Sequence[Finding]) -> dict[str, int]:
     """:func:`~vulnwatch.model.severity_counts` of ``findings``, a run at a time (each run's
     counts kept with it)."""
-    found = runs(findings)
-    counts = [sum(c) for c in zip(*[r.counts for r in found])] if found else [0] * len(SEVERITIES)
-    return dict(zip(SEVERITIES, counts))
+    return dict(zip(SEVERITIES, totals(findings)[2]))

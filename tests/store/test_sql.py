@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 
 from vulnwatch.model import Package
 from vulnwatch.store import sql as sqlmod
-from vulnwatch.store.interface import StoreError
+from vulnwatch.store.interface import ScanCommit, StoreError
 from vulnwatch.store.migrations import Migration
 from vulnwatch.store.sql import SQLStore
 
@@ -227,3 +227,20 @@ def test_postgresql_does_not_compress_inventories_again(store):
         storage = conn.execute(text("SELECT attstorage FROM pg_attribute WHERE attrelid = 'snapshots'::regclass "
                                     "AND attname = 'packages'")).scalar()
     assert storage == "e"     # EXTERNAL: out of line, not compressed
+
+
+def test_batches_read_by_many_keys_find_exactly_theirs(store):
+    # more than one chunk of keys (PostgreSQL reads them as one array per column, SQLite as ORs),
+    # with a timestamp among the keys (the history entry of a scan seen again is not repeated)
+    n = 230
+    firsts = [result(image(f"sha256:{i:064x}", tags=(f"v{i}",)), findings=(finding(f"CVE-2024-{i:04d}"),))
+              for i in range(n)]
+    assert store.commit_scans([ScanCommit(r) for r in firsts]) == [None] * n
+    again = [ScanCommit(r, expected=r) for r in firsts[::2]]     # the same scans, seen again
+    assert store.commit_scans(again) == [None] * len(again)
+    wanted = [r.image.key for r in firsts[1::3]] + [("prod", "team/app", "sha256:" + "f" * 64)]
+    got = {s.image.key: s for s in store.snapshots_of(wanted, with_inventory=False)}
+    assert set(got) == set(wanted[:-1])
+    assert all(got[r.image.key].findings == r.findings for r in firsts[1::3])
+    with store._engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM scan_history")).scalar() == n

@@ -11,6 +11,7 @@ their new result).
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import threading
@@ -26,7 +27,7 @@ from ..walker import LayerCache, LayerError, LayerLimits
 from ..model import (Coverage, CoverageSummary, DataSource, Deadline, Image, PackageRow, ScanResult, deadline_scope, finding_hash,
                      signature_of, utcnow)
 from ..registries.interface import Registry, RegistryError
-from ..runs import Run, joined, runs, walk
+from ..runs import KEY, Run, joined, runs, walk
 from ..vulndb.interface import VulnDBError, ecosystem_base
 from .interface import ScanError, ScanLimits, ScanResources, Scanner, deadline_error
 
@@ -99,7 +100,8 @@ class BuiltinScanner(Scanner):
         self._touched: dict[tuple, dict[tuple, bool]] = {}
         self._package_findings: dict[tuple, tuple[tuple, str]] = {}
         self._judgements: dict[tuple, tuple[tuple, tuple, bool]] = {}
-        self._coverages: dict[int, tuple[Coverage, Coverage]] = {}    # id of a stored one -> refreshed
+        self._held: dict[str | None, dict[int, tuple]] = {}   # distro -> id of a held row -> what rematch_held needs
+        self._coverages: dict[int, tuple] = {}    # id of a stored coverage -> (it, its ecosystems now, refreshed)
 
     @property
     def matcher(self) -> Matcher:
@@ -359,55 +361,65 @@ class BuiltinScanner(Scanner):
         if old is None or old.missing:
             return None
         base = snapshot.unsuppressed().findings       # the policy stage decides suppression anew
-        wanted: dict[tuple, tuple[Sequence, str | None]] = {}
+        wanted: dict[tuple, tuple[tuple, str | None]] = {}
         judged: list[tuple] = []
         fresh_unjudged: list = []
+        known = self._held.get(distro)
+        if known is None:
+            known = self._held[distro] = {}
         try:
             for row, sig in held:
-                sk, unjudged, missing = self._judged(row, distro)
+                hit = known.get(id(row))              # the same row objects for every image
+                if hit is None or hit[0] is not row:
+                    hit = known[id(row)] = (row, *self._judged(row, distro), self._runs_of_package(row, distro))
+                _row, sk, unjudged, missing, _runs = hit
                 if missing:
                     return None
                 judged.append(sk)
-                fresh_unjudged += unjudged
+                if unjudged:
+                    fresh_unjudged += unjudged
                 if not row[2]:
                     continue                          # no ecosystem: never matched
                 if sk in wanted:
                     return None
-                wanted[sk] = (row, sig)
-            ecosystems = self._refreshed(old)
+                wanted[sk] = (hit, sig)
+            refreshed = self._coverages.get(id(old))     # once per coverage read (a store shares equal ones)
+            if refreshed is None or refreshed[0] is not old:
+                ecosystems = self._refreshed(old)
+                refreshed = self._coverages[id(old)] = (old, ecosystems,
+                                                        None if ecosystems is None else Coverage(ecosystems, ()))
+            ecosystems = refreshed[1]
             if ecosystems is None:
                 return None
         except VulnDBError as e:
             raise ScanError(snapshot.image, str(e), code=e.code) from e
-        out: list[Run] = []
-        seen: set[tuple] = set()
-        for run in runs(base):          # the findings, a package at a time (a run each)
-            sk = run.key
-            if sk in seen:
-                return None
-            seen.add(sk)
-            w = wanted.get(sk)
-            if w is None:
-                out.append(run)
-            elif w[1] is None or run.signature != w[1]:
-                return None
-            else:
-                out.extend(self._runs_of_package(w[0], distro))
+        stored = runs(base)          # the findings, a package at a time (a run each)
+        at = dict(zip(map(KEY, stored), itertools.count()))
+        if len(at) != len(stored):
+            return None              # a package reported in two places
+        out: list[Run | None] = list(stored)
+        extra: list[Run] = []
         empty = signature_of(0, 0)
-        for sk, (row, sig) in wanted.items():
-            if sk not in seen:
+        for sk, (hit, sig) in wanted.items():
+            n = at.get(sk)
+            if n is None:            # it had no findings
                 if sig != empty:
                     return None
-                out.extend(self._runs_of_package(row, distro))
+                extra += hit[4]
+            elif sig is None or stored[n].signature != sig:
+                return None
+            else:
+                new = hit[4]
+                if len(new) > 1:
+                    return None      # findings reported under two names (never seen; matched whole)
+                out[n] = new[0] if new else None
+        out = [r for r in out if r is not None] + extra
         if old.unjudged or fresh_unjudged:            # the held packages judged anew
             gone = {sk[:3] for sk in judged}
             unjudged = {u for u in old.unjudged if (u.ecosystem, u.name, u.version) not in gone} | set(fresh_unjudged)
             coverage = Coverage(ecosystems, tuple(sorted(unjudged, key=lambda u: (u.ecosystem, u.name, u.version))))
-        else:            # one object per coverage read (a store shares those of equal text)
-            hit = self._coverages.get(id(old))
-            if hit is None or hit[0] is not old:
-                hit = self._coverages[id(old)] = (old, Coverage(ecosystems, ()))
-            coverage = hit[1]
+        else:
+            coverage = refreshed[2]
         return ScanResult(image=snapshot.image, scanner=snapshot.scanner, scanned_at=self.clock(),
                           findings=joined(out), vulnerability_source_updated_at=fresh, distro=snapshot.distro,
                           coverage=coverage)

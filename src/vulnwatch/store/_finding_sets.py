@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from ..model import Event, Finding, FindingChange
 from ..runs import (SEVERITIES, Run, finding_parts, runs, runs_of, set_id, severity_counts, signature_total,
-                    walk)
+                    totals, walk)
 
 __all__ = ["Summary", "event_dict", "event_list_ids", "event_parts", "finding_parts", "runs_of", "severity_counts",
            "split", "split_dicts", "split_event_lists", "set_id", "signature_total", "summarise", "summary"]
@@ -33,12 +33,8 @@ def _dumps(value) -> str:
 
 
 _SEVERITIES = SEVERITIES
-_walk = walk
 _runs = runs
 _PAIR = operator.attrgetter("pair")
-_TOTAL = operator.attrgetter("total")
-_COUNTS = operator.attrgetter("counts")
-_KEV = operator.attrgetter("kev")
 
 
 def split(findings: Sequence[Finding]) -> list[tuple[str, str]]:
@@ -64,10 +60,9 @@ def summary(findings: Sequence[Finding]) -> Summary:
     matcher hands out one tuple per distinct package) costs one slice comparison, not a step per
     finding; the sums over runs are C-level (``map``/``zip``): an image has ~70 runs, and a
     Python loop over each run's severity counts was a third of the time."""
-    runs = _runs(findings if isinstance(findings, tuple) else tuple(findings))
-    counts = [sum(c) for c in zip(*map(_COUNTS, runs))] if runs else [0] * len(_SEVERITIES)
-    return Summary(list(map(_PAIR, runs)), sum(map(_TOTAL, runs)), dict(zip(_SEVERITIES, counts)),
-                   sum(map(_KEV, runs)))
+    seq = findings if isinstance(findings, tuple) else tuple(findings)
+    _n, total, counts, kev = totals(seq)
+    return Summary(list(map(_PAIR, _runs(seq))), total, dict(zip(_SEVERITIES, counts)), kev)
 
 
 def summarise(findings: Sequence[Finding]) -> tuple[list[tuple[str, str]], int, dict[str, int]]:

@@ -638,13 +638,14 @@ class SQLStore(FenceStack, Store):
                      tags=tuple(json.loads(row.tags or "[]")), pushed_at=row.pushed_at,
                      media_type=row.media_type, size_bytes=row.size_bytes)
 
-    def _load_sets(self, rows) -> None:
-        """Read into the cache the finding sets ``rows`` (snapshot rows) refer to and it lacks."""
+    def _load_sets(self, rows) -> list[list[str] | None]:
+        """Read into the cache the finding sets ``rows`` (snapshot rows) refer to and it lacks;
+        returns each row's set ids (None: none)."""
         cache = self._set_cache
-        missing = list(dict.fromkeys(sid for r in rows if getattr(r, "finding_sets", None)
-                                     for sid in json.loads(r.finding_sets) if sid not in cache))
+        refs = [json.loads(r.finding_sets) if getattr(r, "finding_sets", None) else None for r in rows]
+        missing = list(dict.fromkeys(sid for ids in refs if ids for sid in ids if sid not in cache))
         if not missing:
-            return
+            return refs
         if len(cache) + len(missing) > 1 << 16:
             cache.clear()
             self._set_runs.clear()
@@ -653,11 +654,17 @@ class SQLStore(FenceStack, Store):
             for chunk in _chunks_of(missing):
                 for sid, body in conn.execute(select(fs.c.id, fs.c.findings).where(fs.c.id.in_(chunk))):
                     cache[sid] = tuple(_finding_from_dict(d) for d in json.loads(body))
+        return refs
 
-    def _findings_of(self, row) -> tuple[Finding, ...]:
-        """A snapshot row's findings: inline, then those of its sets (loaded by :meth:`_load_sets`)."""
-        inline = tuple(_finding_from_dict(d) for d in json.loads(row.findings or "[]"))
+    def _findings_of(self, row, ids: list[str] | None = None) -> tuple[Finding, ...]:
+        """A snapshot row's findings: inline, then those of its sets (loaded by :meth:`_load_sets`,
+        which gives their ``ids``)."""
         refs = getattr(row, "finding_sets", None)
+        if refs and row.findings in (None, "[]"):    # the sets' runs known: a look-up per set
+            parts = list(map(self._set_runs.get, ids if ids is not None else json.loads(refs)))
+            if None not in parts:
+                return joined(parts)
+        inline = tuple(_finding_from_dict(d) for d in json.loads(row.findings or "[]"))
         if not refs:
             return inline
         cache = self._set_cache
@@ -693,14 +700,14 @@ class SQLStore(FenceStack, Store):
         self._set_runs[sid] = run
         return run
 
-    def _result(self, row, *, with_inventory: bool = True) -> ScanResult:
+    def _result(self, row, *, with_inventory: bool = True, ids: list[str] | None = None) -> ScanResult:
         where = f"snapshot of {row.registry}/{row.repository}@{row.digest}"
         try:
             return ScanResult(
                 image=self._image(row),
                 scanner=row.scanner,
                 scanned_at=row.scanned_at,
-                findings=self._findings_of(row),
+                findings=self._findings_of(row, ids),
                 vulnerability_source_updated_at=row.vulnerability_source_updated_at,
                 state=ScanState(row.state),
                 packages=tuple(Package(*r) if isinstance(r, PackageRow) else r
@@ -749,13 +756,17 @@ class SQLStore(FenceStack, Store):
         keys = list(dict.fromkeys(tuple(k) for k in keys))
         for i in range(0, len(keys), 100):
             chunk = keys[i:i + 100]
-            q = self._snapshots_of_query(len(chunk), with_inventory)
+            if self._sqlite:
+                q = self._snapshots_of_query(len(chunk), with_inventory)
+                params = {f"k{n}_{j}": v for n, key in enumerate(chunk) for j, v in enumerate(key)}
+            else:    # by key arrays (see _select_keys)
+                where, params = self._key_arrays(chunk, ("snapshots.registry", "snapshots.repository",
+                                                         "snapshots.digest"), {})
+                q = self._snapshot_query(with_inventory=with_inventory).where(text(where))
             with self._tx("reading snapshots") as conn:
-                rows = conn.execute(q, {f"k{n}_{j}": v for n, key in enumerate(chunk)
-                                        for j, v in enumerate(key)}).all()
-            self._load_sets(rows)
-            for r in rows:
-                yield self._result(r, with_inventory=with_inventory)
+                rows = conn.execute(q, params).all()
+            for r, ids in zip(rows, self._load_sets(rows)):
+                yield self._result(r, with_inventory=with_inventory, ids=ids)
 
     @functools.lru_cache(maxsize=16)
     def _snapshots_of_query(self, n: int, with_inventory: bool):
@@ -1065,7 +1076,16 @@ class SQLStore(FenceStack, Store):
 
     def _select_keys(self, conn: Connection, sql: str, keys: Sequence[tuple], names: Sequence[str],
                      typed: dict[str, Any] | None = None, per: int = 100) -> list:
-        """Rows of ``sql`` (``... WHERE {keys}``) for ``keys``, ``per`` keys a query."""
+        """Rows of ``sql`` (``... WHERE {keys}``) for ``keys``, ``per`` keys a query.
+
+        On PostgreSQL the keys go as one array per column (``(a, b) IN (SELECT * FROM
+        unnest(...))``): its planner answers an OR of many key equalities by scanning every row
+        of the first column's value (every image of the registry), which made a batch's reads
+        grow with the fleet."""
+        if not keys:
+            return []
+        if not self._sqlite:
+            return self._select_key_arrays(conn, sql, keys, names, typed or {})
         out: list = []
         typed_items = tuple(sorted((typed or {}).items()))
         for i in range(0, len(keys), per):
@@ -1073,6 +1093,24 @@ class SQLStore(FenceStack, Store):
             q, params = self._keys_query(sql, len(chunk), tuple(names), typed_items)
             out.extend(conn.execute(q, dict(zip(params, [v for key in chunk for v in key]))).all())
         return out
+
+    def _key_arrays(self, keys: Sequence[tuple], names: Sequence[str], typed: dict[str, Any]) -> tuple[str, dict]:
+        """``(a, b) IN (SELECT * FROM unnest(CAST(:ka0 AS varchar[]), ...))`` for ``keys`` over the
+        columns ``names`` (PostgreSQL), and its parameters: one array per column (timestamps for
+        those in ``typed``)."""
+        casts, params = [], {}
+        for j, c in enumerate(names):
+            values = [key[j] for key in keys]
+            if c in typed:
+                values = [typed[c].process_bind_param(v, self._engine.dialect) for v in values]
+            casts.append(f"CAST(:ka{j} AS {'timestamptz' if c in typed else 'varchar'}[])")
+            params[f"ka{j}"] = values
+        return f"({', '.join(names)}) IN (SELECT * FROM unnest({', '.join(casts)}))", params
+
+    def _select_key_arrays(self, conn: Connection, sql: str, keys: Sequence[tuple], names: Sequence[str],
+                           typed: dict[str, Any]) -> list:
+        where, params = self._key_arrays(keys, names, typed)
+        return conn.execute(text(sql.format(keys=where)), params).all()
 
     def _write_scans(self, conn: Connection, items: list[ScanCommit], rows: list[dict],
                      now: datetime, pending: set[str], pending_lists: set[str]) -> list[StoreConflict | None]:
