@@ -35,7 +35,7 @@ from typing import Any
 from . import __version__
 from .diff import coverage_event, diff
 from .logs import redact
-from .model import DataSource, Deadline, Event, Image, PackageRow, ScanResult, deadline_scope, utcnow
+from .model import DataSource, Deadline, Event, Image, ScanResult, deadline_scope, utcnow
 from .policy import Policy
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
@@ -1146,7 +1146,7 @@ class Pipeline:
                 touched = {}                    # package id -> IndexedPackage
                 moved_packages: set[str] = set()
                 for p in packages:
-                    if not scanner.touches([p.row + _PAD], p.distro, changed):
+                    if not scanner.touches([p.row], p.distro, changed):
                         continue        # its folded name collides with a changed one, that's all
                     touched[p.id] = p
                     sig = scanner.package_findings(p.row, p.distro)[1]
@@ -1310,9 +1310,6 @@ class _CycleTally:
         for note, images in other.notes.items():
             self.notes.setdefault(note, []).extend(images)
 
-
-_PAD = (None,) * (len(PackageRow._fields) - 6)
-"""What a package index row (the six fields matching depends on) lacks of a PackageRow."""
 
 
 def _spell(seconds: float) -> str:

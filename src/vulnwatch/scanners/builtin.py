@@ -284,9 +284,9 @@ class BuiltinScanner(Scanner):
 
     def touches(self, rows: Iterable[Sequence], distro: str | None, changed: set[tuple[str, str]]) -> bool:
         """Whether a change of the advisory data naming ``changed`` (ecosystem, normalised name)
-        pairs (``VulnIndex.changes_since``) can move the findings of an inventory of ``rows``: one
-        of its packages is matched against records of those names. Answered per distinct
-        package once."""
+        pairs (``VulnIndex.changes_since``) can move the findings of an inventory of ``rows``
+        (whole rows, or the six fields the package index keeps): one of its packages is matched
+        against records of those names. Answered per distinct package once."""
         if not changed:
             return False
         cache = self._touched.setdefault((distro, id(changed)), {})
@@ -296,7 +296,7 @@ class BuiltinScanner(Scanner):
             k = (r[0], r[2], r[4])            # name, ecosystem, source name: what the lookup uses
             hit = get(k)
             if hit is None:
-                hit = cache[k] = any(key in changed for key in keys_of(PackageRow._make(r), distro))
+                hit = cache[k] = any(key in changed for key in keys_of(_package_row(r), distro))
             if hit:
                 return True
         return False
