@@ -34,14 +34,14 @@ def registry(tmp_path):
     reg.stop()
 
 
-def make_pipeline(tmp_path, registry, repositories: str = "", rules: str = ""):
+def make_pipeline(tmp_path, registry, repositories: str = "", rules: str = "", state: str | None = None):
     index = VulnIndex(tmp_path / "osv.db")
     for eco in ("Debian", "PyPI"):
         import_path(index, OSV_OLDER_DIR / eco)
     index.close()
     cfg = tmp_path / "vulnwatch.yaml"
     cfg.write_text(f"""
-state: {{path: {tmp_path / 'state.db'}}}
+state: {state or f"{{path: {tmp_path / 'state.db'}}}"}
 vulndb: {{path: {tmp_path / 'osv.db'}, auto_update: false}}
 layer_cache: {{path: {tmp_path / 'layers'}}}
 registries:
@@ -215,3 +215,17 @@ def test_an_ignore_rule_expiring_makes_the_cycle_apply_the_rules_again(tmp_path,
         pipeline.close()
     assert len(report.events) == 2
     assert all(any(r.kind == "ignore_rule_expired" for r in ev.reasons) for ev in report.events)
+
+
+def test_on_postgresql_too_a_steady_cycle_reads_no_snapshot(tmp_path, registry, monkeypatch, pg_cluster):
+    # the stamp kept in the marker and the one read back from the image rows must be one instant
+    pipeline = make_pipeline(tmp_path, registry, state=f"{{url: '{pg_cluster.create_schema()}'}}")
+    try:
+        assert pipeline.run_cycle(deliver=False).scanned == 2
+        reads = Reads(monkeypatch, pipeline.store)
+        steady = pipeline.run_cycle(deliver=False)
+        stamped = {st.last_checked_at for st in pipeline.store.images()}
+    finally:
+        pipeline.close()
+    assert (steady.scanned, steady.events, reads.n) == (2, (), 0)
+    assert len(stamped) == 1
