@@ -1093,9 +1093,17 @@ class Pipeline:
         return self.resources
 
     def rematch(self) -> list[Event]:
+        """:meth:`rematch_events`, all of them in a list."""
+        return list(self.rematch_events())
+
+    def rematch_events(self) -> Iterator[Event]:
         """Continuous re-matching: every stored inventory matched again against the current OSV
         data, without touching any registry; what moved is diffed and written to the outbox like
-        any scan. Returns the events.
+        any scan. Yields the events a batch at a time, as each batch is written (a mass move of
+        a large fleet is never held in memory whole: consume it as it comes); the store's
+        marker of what was re-matched moves when the last batch is done, so a re-match stopped
+        part way is done again next time (its events are not written twice: their ids are
+        stable).
 
         Proportional to the change: the advisory index logs the package names of every record
         added, changed, withdrawn or removed (``VulnIndex.changes_since``), and the store keeps the
@@ -1122,7 +1130,7 @@ class Pipeline:
         previous = self.store.marker(_REMATCHED)
         changed = index.changes_since(previous)
         if changed is not None and not changed:
-            return []                          # the data did not change since the last re-match
+            return                             # the data did not change since the last re-match
         moved: list[tuple[str, str, str]] = []
         unchanged: list[tuple[str, str, str]] = []
         covered: dict[str, bool] = {}
@@ -1156,15 +1164,20 @@ class Pipeline:
                 candidates = self.store.inventories_holding(moved_packages) if moved_packages else []
                 holdings = (self.store.holdings(touched) if candidates else None) or {}
                 rest = []
+                rows_of: dict[frozenset, list] = {}     # images of one base hold the same packages
                 for key in candidates:      # known holdings: moved or not without reading the inventory
                     held = holdings.get(key)
                     if held is None:
                         rest.append(key)
                     elif held & moved_packages:
-                        held_by[key] = [(touched[pid].row, touched[pid].signature) for pid in sorted(held)]
+                        rows = rows_of.get(held)
+                        if rows is None:
+                            rows = rows_of[held] = [(touched[pid].row, touched[pid].signature) for pid in sorted(held)]
+                        held_by[key] = rows
                     else:
                         unchanged.append(key)
                 candidates = rest
+                del holdings, rows_of
         else:
             self.store.package_index(())           # bring the index up to date (its signatures below)
         stream = (self.store.inventories() if candidates is None else
@@ -1178,7 +1191,7 @@ class Pipeline:
                     and scanner.fingerprint(inv.rows, inv.distro) == inv.findings_signature)
             (unchanged if same and not gained(inv) else moved).append(inv.key)
         self.store.mark_checked(unchanged, utcnow())
-        events: list[Event] = []
+        del unchanged
         step = self.record_batch
         fresh = scanner.data_notes()[1]
         held_keys = list(held_by)
@@ -1191,7 +1204,8 @@ class Pipeline:
                     moved.append(old.image.key)     # the whole inventory is needed
                 else:
                     items.append((new, old, True, True))
-            self._record_rematched(items, data, events)
+                del held_by[old.image.key]
+            yield from self._record_rematched(items, data)
         for i in range(0, len(moved), step):      # read, re-match and write a batch at a time
             chunk = moved[i:i + step]
             invs = {inv.key: inv for inv in self.store.inventories(keys=chunk)}
@@ -1200,7 +1214,7 @@ class Pipeline:
                 inv = invs.get(old.image.key)
                 if inv is not None:
                     items.append((scanner.rematch(old, inv.packages, inv.distro), old, True, True))
-            self._record_rematched(items, data, events)
+            yield from self._record_rematched(items, data)
         if changed is None:
             signatures = scanner.package_signatures()
         self.store.set_package_signatures(signatures)     # after the images they moved are written
@@ -1211,16 +1225,17 @@ class Pipeline:
                 prune(previous)
             except Exception as e:        # a read-only index: the log just stays
                 log.debug("change log of the advisory index not pruned: %s", e)
-        return events
 
-    def _record_rematched(self, items: list, data: Sequence[DataSource], events: list[Event]) -> None:
-        """Record a batch of re-matched results (:meth:`record_many`), their events appended to
-        ``events``; the first failure is raised."""
+    def _record_rematched(self, items: list, data: Sequence[DataSource]) -> list[Event]:
+        """Record a batch of re-matched results (:meth:`record_many`); their events (coverage
+        events too). The first failure is raised."""
+        events: list[Event] = []
         for got in self.record_many(items, data=data, also=events):
             if isinstance(got, Exception):
                 raise got
             if got is not None:
                 events.append(got)
+        return events
 
     def needed_ecosystems(self) -> list[str]:
         """OSV export names the stored inventories need (``Debian`` for ``Debian:12``, ``PyPI``)."""

@@ -453,6 +453,31 @@ def test_rematch_from_the_package_index_equals_matching_every_inventory(store, i
         whole.close()
 
 
+def test_rematch_events_come_a_batch_at_a_time_and_a_stopped_rematch_is_finished_next_time(store, index, tmp_path):
+    """A mass move is yielded as it is written (a large fleet's events are not held): with one
+    image a batch, the first event comes when one image is written and the others are not yet;
+    the marker moves only at the end, so a re-match stopped part way does the rest next time,
+    writing no event twice."""
+    store.commit_scans([ScanCommit(r) for r in _fleet(index)])
+    pipeline = Pipeline(store, [], resources=ScanResources(lambda: index), record_batch=1)
+    assert pipeline.rematch() == []
+    _publish(index, tmp_path / "update", _record("DSA-0002-1", "curl", "7.88.1-11"))
+
+    def outbox() -> list:
+        with store._engine.connect() as conn:
+            return conn.execute(text("SELECT id, digest FROM events")).all()
+
+    stream = pipeline.rematch_events()
+    first = next(stream)
+    assert {d for _i, d in outbox()} == {first.image.digest}      # one image written, the others not yet
+    written = len(outbox())
+    stream.close()                                   # stopped after the first batch
+    rest = pipeline.rematch()
+    assert rest and first.image.digest not in {e.image.digest for e in rest}
+    assert len(outbox()) == written + len(rest) == len({i for i, _d in outbox()})
+    assert pipeline.rematch() == []
+
+
 def test_stored_event_is_the_events_json():
     """Events are stored as a body and per-package lists of their findings' cached texts: put
     back together, the same JSON value as encoding ``to_dict()``, for every part of an event;

@@ -44,7 +44,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     _runtime.start()
     fetched = fetch_index()
     pipeline = _runtime.pipeline(with_watches=False)
-    events = pipeline.rematch()
-    out = {"fetched": fetched, "events": len(events)}
-    log.info("re-matched stored inventories: %d moved", len(events), extra={"event": "rematch", **out})
+    moved = sum(1 for _ in pipeline.rematch_events())     # counted as written, not held
+    out = {"fetched": fetched, "events": moved}
+    log.info("re-matched stored inventories: %d moved", moved, extra={"event": "rematch", **out})
     return out

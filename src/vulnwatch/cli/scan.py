@@ -306,19 +306,21 @@ def _rematch_and_report(state, pipeline, deliver: bool, output: str, results: li
     """Re-match every stored inventory against the new data; record and deliver what moved."""
     from ..diff import summarize
 
-    events = pipeline.rematch()
-    d = pipeline.deliver() if deliver else None
     if output == "json":
-        consoles.out.print_json(json.dumps({
-            "results": results, "events": [{"summary": summarize(e), "event": e.to_dict()} for e in events],
-            "delivery": _delivery_dict(d)}, default=str))
+        events = [{"summary": summarize(e), "event": e.to_dict()} for e in pipeline.rematch_events()]
+        d = pipeline.deliver() if deliver else None
+        consoles.out.print_json(json.dumps({"results": results, "events": events, "delivery": _delivery_dict(d)},
+                                           default=str))
     else:
         out = consoles.out
         for r in results:
             out.print(r["text"], highlight=False, markup=False)
-        for e in events:
+        n = 0
+        for e in pipeline.rematch_events():      # printed as each batch is written, not held
+            n += 1
             out.print(f"  {e.subject} ({e.image.registry}) {summarize(e)}", highlight=False, markup=False)
-        out.print(f"re-matched stored inventories: {len(events)} change events")
+        out.print(f"re-matched stored inventories: {n} change events")
+        d = pipeline.deliver() if deliver else None
         if d is not None:
             out.print(f"delivery: {d.delivered} delivered, {d.failed} to retry, {d.dead} dead-lettered")
     return EXIT_FAILURES if d is not None and (d.failed or d.dead) else EXIT_OK

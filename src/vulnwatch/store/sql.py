@@ -852,8 +852,10 @@ class SQLStore(FenceStack, Store):
     def holdings(self, package_ids) -> dict[tuple[str, str, str], frozenset[str]]:
         ids = sorted(set(package_ids))
         np, nc = name_postings_t, name_index_chunks_t
-        posted: dict[int, dict[int, set[str]]] = {}      # chunk -> position -> packages
+        # chunk -> position -> packages (lists, not sets: a fleet's worth of them is held at once)
+        posted: dict[int, dict[int, list[str | None]]] = {}
         out: dict[tuple[str, str, str], frozenset[str]] = {}
+        same: dict[frozenset, frozenset] = {}      # images of one base hold the same packages: one set
         with self._tx("reading the package index") as conn:
             for chunk in _chunks_of(ids):
                 for pid, c, m in conn.execute(select(np.c.package, np.c.chunk, np.c.members).where(
@@ -861,13 +863,13 @@ class SQLStore(FenceStack, Store):
                     at = posted.setdefault(c, {})
                     seen: set[str] = set()
                     for x in m.split(","):
-                        held_here = at.setdefault(int(x), set())
-                        held_here.add(pid)
+                        held_here = at.setdefault(int(x), [])
+                        held_here.append(pid)
                         if x in seen:
-                            held_here.add(None)     # held twice: its findings repeat (migration 10)
+                            held_here.append(None)  # held twice: its findings repeat (migration 10)
                         seen.add(x)
 
-            held: dict[tuple[str, str, str], tuple[int, set[str]]] = {}
+            held: dict[tuple[str, str, str], tuple[int, list[str | None]]] = {}
             for chunk in _chunks_of(sorted(posted)):
                 for c, keys in conn.execute(select(nc.c.id, nc.c["keys"]).where(nc.c.id.in_(chunk))):
                     listed = json.loads(keys)
@@ -883,7 +885,8 @@ class SQLStore(FenceStack, Store):
                                        "WHERE {keys}", keys, ("registry", "repository", "digest")):
                 k = (r[0], r[1], r[2])
                 if r[3] is not None and held[k][0] == r[3] and None not in held[k][1]:
-                    out[k] = frozenset(held[k][1])
+                    ids_held = frozenset(held[k][1])
+                    out[k] = same.setdefault(ids_held, ids_held)
         return out
 
     def _index_packages(self) -> None:
