@@ -281,3 +281,53 @@ def test_walk_chooses_the_fork_by_itself_when_it_can(monkeypatch):
     monkeypatch.setattr("vulnwatch.walker.cache.can_fork", lambda: False)
     walk_cached(blobs.names, blobs.open, plan())
     assert calls == [1]
+
+
+# ------------------------------------------------------------------ the child inflates
+
+def test_this_process_hands_the_child_the_blobs_bytes_undecoded(monkeypatch):
+    """This process only fetches (and verifies) the blobs; the child inflates them: decoding
+    here is refused, and the forked walk still equals the walk in one process (gzip, zstd and
+    plain layers, multi-member gzip)."""
+    import zstandard
+
+    from vulnwatch.walker import prefetch
+    raw = [BASE, SCENARIOS["whiteouts"][1], layer_bytes(lambda w: (w.file(f"{SITE}/z-1.0.dist-info/METADATA",
+                                                                            meta("z", "1.0")),))]
+    blobs = Blobs(*raw)
+    zst = zstandard.ZstdCompressor().compress(raw[2])
+    two_members = gzip.compress(raw[1][:3000], mtime=0) + gzip.compress(raw[1][3000:], mtime=0)
+    blobs.names = [blobs.names[0], digest(two_members), digest(zst)]
+    blobs.by_digest.update({digest(zst): zst, digest(two_members): two_members})
+    serial = walk(blobs.names, blobs.open, fork=False)
+
+    def refused(*a, **kw):
+        raise AssertionError("this process decoded a blob")
+    monkeypatch.setattr(prefetch, "decoded_chunks", refused)
+    assert walk(blobs.names, blobs.open, fork=True) == serial
+
+
+def test_unsupported_compression_same_error():
+    import bz2
+    blobs = Blobs(BASE)
+    bad = bz2.compress(text_layer(3))
+    blobs.by_digest[digest(bad)] = bad
+    blobs.names.append(digest(bad))
+    one, two = failure(blobs.names, blobs.open, fork=False), failure(blobs.names, blobs.open, fork=True)
+    assert type(two) is type(one) is LayerError and str(two) == str(one)
+    assert two.code == one.code == "LayerUnsupported" and two.layer == digest(bad)
+
+
+def test_chunk_stream_reads_pieces_as_a_stream():
+    from vulnwatch.walker.source import ChunkStream
+    s = ChunkStream(iter([b"abcdef", b"g", b"hij"]))
+    assert [s.read(4), s.read(4), s.read(4), s.read(10), s.read(3), s.read(3)] == \
+        [b"abcd", b"ef", b"g", b"hij", b"", b""]
+
+    def failing():
+        yield b"xy"
+        raise OSError("connection reset")
+    s = ChunkStream(failing())
+    assert s.read(-1) == b"xy"
+    with pytest.raises(OSError, match="connection reset"):
+        s.read(5)

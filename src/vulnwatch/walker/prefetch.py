@@ -3,7 +3,8 @@
 :class:`LayerPrefetch` walks the layers to read bottom first in one thread: for each it asks
 the layer cache (waiting while another thread of this process reads the same layer, so a
 layer shared by images scanned at once is read once), else opens the blob and decodes it
-(:func:`~.source.decoded_chunks`: gzip, zstd or plain). The pieces go through one bounded
+(:func:`~.source.decoded_chunks`: gzip, zstd or plain; with ``decode=False`` it hands out the
+blob's bytes as read, for a reader that decodes them itself: :mod:`.forked`). The pieces go through one bounded
 queue (``depth`` pieces of at most :data:`~.source.CHUNK_SIZE`), so memory stays bounded and
 the layers reach the reader in order: the reader parses layer *i* while this thread inflates
 the rest of it and opens and fetches the next blob, so the next blob's request and transfer
@@ -25,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from .source import CHUNK_SIZE, DECODE_ERRORS, Chunks, decoded_chunks, read_head
+from .source import CHUNK_SIZE, DECODE_ERRORS, Chunks, decoded_chunks, raw_chunks, read_head
 
 if TYPE_CHECKING:  # pragma: no cover
     from .contents import LayerContents
@@ -57,8 +58,10 @@ class LayerPrefetch:
     the reader has stored. Use as a context manager (``close`` stops the thread)."""
 
     def __init__(self, jobs: Sequence[tuple[int, str, str | None]], open_blob: Callable[[str], BinaryIO], *,
-                 cache: ClaimingCache | None = None, key: str = "", depth: int = DEFAULT_DEPTH) -> None:
+                 cache: ClaimingCache | None = None, key: str = "", depth: int = DEFAULT_DEPTH,
+                 decode: bool = True) -> None:
         self._jobs = list(jobs)
+        self._decode = decode   # False: hand out the blob's bytes as read (the forked child inflates)
         self._size = CHUNK_SIZE
         self._open_blob = open_blob
         self._cache = cache
@@ -108,7 +111,8 @@ class LayerPrefetch:
                         if not self._put((index, _EMPTY, None)):
                             return
                         continue
-                    chunks = decoded_chunks(digest, stream, head, self._size)
+                    chunks = (decoded_chunks(digest, stream, head, self._size) if self._decode
+                              else raw_chunks(stream, head, self._size))
                     if not self._put((index, _OPEN, None)):
                         return
                     try:

@@ -21,7 +21,8 @@ from .limits import LayerError, LayerLimits
 DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zstandard.ZstdError, *_INFLATE_ERRORS)
 """What decoding a damaged blob raises (:class:`LayerSource` turns these into a LayerError)."""
 
-__all__ = ["CHUNK_SIZE", "Chunks", "DECODE_ERRORS", "LayerSource", "decoded_chunks", "open_layer", "read_head"]
+__all__ = ["CHUNK_SIZE", "ChunkStream", "Chunks", "DECODE_ERRORS", "LayerSource", "decoded_chunks", "open_layer",
+           "raw_chunks", "read_head"]
 
 
 class _CountingReader(io.RawIOBase):
@@ -73,6 +74,37 @@ def decoded_chunks(layer: str, stream: IO[bytes], head: bytes, size: int = CHUNK
         raise LayerError(layer, "bzip2/xz compressed layers are not supported (OCI layers are tar, gzip or zstd)",
                          code="LayerUnsupported")
     return _raw(stream, head, size)  # uncompressed tar (the tar reader checks)
+
+
+def raw_chunks(stream: IO[bytes], head: bytes, size: int = CHUNK_SIZE) -> Chunks:
+    """A blob's bytes as read, undecoded (``head`` first), each with None: for a reader that
+    decodes them itself (:func:`decoded_chunks` over :class:`ChunkStream`)."""
+    return _raw(stream, head, size)
+
+
+class ChunkStream:
+    """A binary stream (``read``) over an iterator of byte pieces: a blob handed over in pieces,
+    read back as a stream by :func:`decoded_chunks`. What the iterator raises, ``read`` raises."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._rest = b""
+        self._view = memoryview(b"")
+
+    def read(self, n: int = -1) -> bytes:
+        if not self._view:
+            self._rest = next(self._pieces, b"")
+            self._view = memoryview(self._rest)
+            if not self._rest:
+                return b""
+        if n < 0 or n >= len(self._view):
+            out = self._rest if len(self._view) == len(self._rest) else bytes(self._view)
+            self._view = memoryview(b"")
+            self._rest = b""
+            return out
+        out = bytes(self._view[:n])
+        self._view = self._view[n:]
+        return out
 
 
 def _gunzip(stream: IO[bytes], data: bytes, size: int) -> Chunks:
