@@ -385,7 +385,8 @@ def walk_cached(layers: Sequence[str], open_blob: Callable[[str], BinaryIO], pla
     is waited for, then taken from the cache); without one every blob is opened once. Blobs are
     opened, fetched and inflated one after another in a thread (:mod:`.prefetch`), a bounded
     number of chunks ahead of the tar reader; layers are still applied bottom first. The tar
-    reader runs in a forked child process (:mod:`.forked`: a second core) when ``fork`` is True,
+    reader (with the inflate: this process then only fetches and hashes) runs in a forked child
+    process (:mod:`.forked`: a second core) when ``fork`` is True,
     or when it is None and :func:`.forked.can_fork` (one thread in the process); the result is
     the same either way. Names that are not digests are never cached. Raises
     :class:`~vulnwatch.walker.limits.LayerError` and whatever ``open_blob`` raises."""
