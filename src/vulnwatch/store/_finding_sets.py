@@ -107,21 +107,9 @@ def event_parts(event: Event) -> tuple[str, list[tuple[str, str]]]:
         runs = list(walk(getattr(event, k), _LIST_AT))
         refs[k] = [r.sid for r in runs]
         lists.extend(r.pair for r in runs)
-    changed: list[str] = []
-    run: list[str] = []
-    key = None
-    for c in event.changed:
-        k = finding_parts(c.after)[4]
-        if run and k != key:
-            lists.append(_list(run))
-            changed.append(lists[-1][0])
-            run = []
-        key = k
-        run.append(_change_text(c))
-    if run:
-        lists.append(_list(run))
-        changed.append(lists[-1][0])
-    refs["changed"] = changed
+    parts = _cut(event.changed, lambda c: finding_parts(c.after)[4], _change_text)
+    refs["changed"] = [lid for lid, _ in parts]
+    lists.extend(parts)
     for k in _EVENT_LISTS:
         del head[k]
     head["lists"] = refs
@@ -167,17 +155,22 @@ def _dict_key(d: dict) -> tuple:
 def split_dicts(findings: Sequence[dict], key=None) -> list[tuple[str, str]]:
     """:func:`split` for findings as stored (dicts), for the migration of inline findings;
     ``key`` gives an item's package key (default: the item is a finding)."""
-    key_of = key or _dict_key
+    return _cut(findings, key or _dict_key, _dumps)
+
+
+def _cut(items: Sequence, key_of, text_of) -> list[tuple[str, str]]:
+    """``items`` cut into consecutive runs of one package key (``key_of``), each as (its id, its
+    JSON array of ``text_of`` each item)."""
     out: list[tuple[str, str]] = []
     run: list[str] = []
     current = None
-    for d in findings:
-        k = key_of(d)
+    for item in items:
+        k = key_of(item)
         if run and k != current:
             out.append(_list(run))
             run = []
         current = k
-        run.append(_dumps(d))
+        run.append(text_of(item))
     if run:
         out.append(_list(run))
     return out
