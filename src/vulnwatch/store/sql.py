@@ -1437,12 +1437,12 @@ class SQLStore(FenceStack, Store):
             raise TypeError(f"not a JSON object: {type(body).__name__}")
         return Event.from_dict(event_dict(dict(body), lists))
 
-    def _deliveries_of(self, conn: Connection, rows) -> list:
+    def _deliveries(self, conn: Connection, rows) -> list[Delivery]:
+        """The deliveries of ``rows`` (:meth:`_delivery_query`), their events' lists read in ``conn``."""
         bodies, lists = self._bodies(conn, rows)
-        return [(r, b, lists) for r, b in zip(rows, bodies)]
+        return [self._delivery(r, b, lists) for r, b in zip(rows, bodies)]
 
-    def _delivery(self, item) -> Delivery:
-        row, body, lists = item
+    def _delivery(self, row, body, lists: dict[str, list]) -> Delivery:
         try:
             ev = self._event(body, lists)
         except (ValueError, KeyError, TypeError) as e:
@@ -1469,8 +1469,7 @@ class SQLStore(FenceStack, Store):
         if limit is not None:
             q = q.limit(limit)
         with self._tx("reading due deliveries") as conn:
-            items = self._deliveries_of(conn, conn.execute(q).all())
-        return [self._delivery(it) for it in items]
+            return self._deliveries(conn, conn.execute(q).all())
 
     def mark_delivered(self, delivery_ids: Sequence[int], at: datetime) -> None:
         d = deliveries_t
@@ -1498,8 +1497,7 @@ class SQLStore(FenceStack, Store):
         if status is not None:
             q = q.where(d.c.status == DeliveryStatus(status).value)
         with self._tx("listing deliveries") as conn:
-            items = self._deliveries_of(conn, conn.execute(q).all())
-        return [self._delivery(it) for it in items]
+            return self._deliveries(conn, conn.execute(q).all())
 
     def retry_dead(self, delivery_ids: Sequence[int] | None = None, now: datetime | None = None) -> int:
         d = deliveries_t
@@ -2005,8 +2003,7 @@ SELECT ad.* FROM ad JOIN keys k ON k.registry = ad.registry AND k.repository = a
     def delivery(self, delivery_id: int) -> Delivery | None:
         with self._tx(f"reading delivery {delivery_id}") as conn:
             row = conn.execute(self._delivery_query().where(deliveries_t.c.id == int(delivery_id))).first()
-            items = self._deliveries_of(conn, [row]) if row is not None else []
-        return self._delivery(items[0]) if items else None
+            return self._deliveries(conn, [row])[0] if row is not None else None
 
     def close(self) -> None:
         self._engine.dispose()
