@@ -26,6 +26,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(t: datetime) -> datetime:
+    """``t`` in UTC; a naive time (as some stores give them back) is taken to be UTC."""
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
 class Severity(enum.IntEnum):
     """Severity rating, ordered so that ``max()`` and ``>=`` do the right thing."""
 

@@ -35,7 +35,7 @@ from typing import Any
 from . import __version__
 from .diff import coverage_event, diff
 from .logs import redact
-from .model import DataSource, Deadline, Event, Image, ScanResult, deadline_scope, utcnow
+from .model import DataSource, Deadline, Event, Image, ScanResult, as_utc, deadline_scope, utcnow
 from .policy import Policy
 from .notify.interface import Notifier
 from .delivery.outbox import DispatchReport, Dispatcher
@@ -174,29 +174,25 @@ class Schedule:
     def __repr__(self) -> str:
         return f"Schedule(cron={self.cron!r})" if self.cron else f"Schedule(interval={self.interval})"
 
-    @staticmethod
-    def _utc(t: datetime) -> datetime:
-        return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-
     def next_after(self, t: datetime) -> datetime:
         """The first start strictly after ``t``."""
-        t = self._utc(t)
+        t = as_utc(t)
         if self.cron:
             from croniter import croniter
 
-            return self._utc(croniter(self.cron, t).get_next(datetime))
+            return as_utc(croniter(self.cron, t).get_next(datetime))
         return self.start_of(t) + self.interval
 
     def start_of(self, t: datetime) -> datetime:
         """The start at or before ``t``: the round ``t`` belongs to (workers agree on it)."""
-        t = self._utc(t)
+        t = as_utc(t)
         if self.cron:
             from croniter import croniter
 
             if croniter.match(self.cron, t.replace(second=0, microsecond=0)) and t.second == 0 \
                     and t.microsecond == 0:
                 return t
-            return self._utc(croniter(self.cron, t).get_prev(datetime))
+            return as_utc(croniter(self.cron, t).get_prev(datetime))
         n = (t - _EPOCH) // self.interval
         return _EPOCH + n * self.interval
 
@@ -1387,9 +1383,7 @@ def _list_repositories(reg: Registry, chosen: Sequence[tuple[str, Any]]) -> list
 def _same_instant(a: datetime, b: datetime) -> bool:
     """Whether two stored times are one (a store may drop the zone: naive is UTC; and may keep
     only milliseconds)."""
-    a = a if a.tzinfo is not None else a.replace(tzinfo=timezone.utc)
-    b = b if b.tzinfo is not None else b.replace(tzinfo=timezone.utc)
-    return abs((a - b).total_seconds()) < 0.001
+    return abs((as_utc(a) - as_utc(b)).total_seconds()) < 0.001
 
 
 def _failure(target: str, error: str, code: str, *, kind: str = "failure") -> Failure:

@@ -41,7 +41,7 @@ from typing import Any
 
 from fnmatch import fnmatchcase
 
-from .model import Image
+from .model import Image, as_utc
 
 __all__ = ["RepositoryPlan", "Selector", "TargetError", "is_glob", "load_watch_list", "plan_repositories",
            "select_images"]
@@ -265,22 +265,19 @@ def _merge(images: Iterable[Image]) -> list[Image]:
             continue
         tags = tuple(sorted(set(old.tags) | set(img.tags)))
         pushed = max((t for t in (old.pushed_at, img.pushed_at) if t is not None), default=None,
-                     key=_aware)
+                     key=as_utc)
         by_key[img.key] = Image(registry=old.registry, repository=old.repository, digest=old.digest,
                                 tags=tags, pushed_at=pushed, media_type=old.media_type or img.media_type,
                                 size_bytes=old.size_bytes if old.size_bytes is not None else img.size_bytes)
     return list(by_key.values())
 
 
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
-
 
 def _order(img: Image) -> tuple[int, float, str, str, str]:
     # newest first; unknown push time last; then a stable tie-break
     if img.pushed_at is None:
         return (1, 0.0, img.digest, img.repository, img.registry)
-    return (0, -_aware(img.pushed_at).timestamp(), img.digest, img.repository, img.registry)
+    return (0, -as_utc(img.pushed_at).timestamp(), img.digest, img.repository, img.registry)
 
 
 def select_images(images: Iterable[Image], selector: Selector) -> list[Image]:
